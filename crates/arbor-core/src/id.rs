@@ -1,0 +1,33 @@
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Serializes `value` as JSON with object keys sorted, so that equal values give equal bytes.
+///
+/// serde_json's `Value` keeps objects in a `BTreeMap` (the `preserve_order` feature is off), so a
+/// round trip through `Value` sorts every nested object.
+pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> String {
+    let v = serde_json::to_value(value).expect("arbor types always serialize to JSON");
+    v.to_string()
+}
+
+/// Hex sha256 of the canonical JSON of `value`: the id of anything addressed by content
+/// (cache keys, pair ids, resume keys).
+pub fn content_hash<T: Serialize + ?Sized>(value: &T) -> String {
+    hex::encode(Sha256::digest(canonical_json(value).as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_order_does_not_change_the_hash() {
+        let a = json!({"b": 1, "a": {"y": [1, 2], "x": "s"}});
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a": {"x": "s", "y": [1, 2]}, "b": 1}"#).unwrap();
+        assert_eq!(canonical_json(&a), r#"{"a":{"x":"s","y":[1,2]},"b":1}"#);
+        assert_eq!(content_hash(&a), content_hash(&b));
+        assert_ne!(content_hash(&a), content_hash(&json!({"b": 2})));
+    }
+}

@@ -1,0 +1,129 @@
+//! Per-endpoint limits: requests in flight, requests/minute, tokens/minute.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::LimitsConfig;
+
+/// A token bucket refilled continuously; `take` waits until enough is in it.
+#[derive(Debug)]
+struct Bucket {
+    capacity: f64,
+    per_sec: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    fn per_minute(per_minute: u64) -> Option<Self> {
+        (per_minute > 0).then(|| Self {
+            capacity: per_minute as f64,
+            per_sec: per_minute as f64 / 60.0,
+            state: Mutex::new((per_minute as f64, Instant::now())),
+        })
+    }
+
+    /// Reserves `amount` (capped at capacity) and returns how long to wait before using it.
+    /// Reserving up front, even into debt, keeps waiters in arrival order without a queue.
+    fn reserve(&self, amount: f64) -> Duration {
+        let amount = amount.min(self.capacity);
+        let mut s = self.state.lock();
+        let now = Instant::now();
+        let level = (s.0 + now.duration_since(s.1).as_secs_f64() * self.per_sec).min(self.capacity);
+        let after = level - amount;
+        *s = (after, now);
+        if after >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-after / self.per_sec)
+        }
+    }
+
+    /// Returns an over-estimate once the real amount is known.
+    fn refund(&self, amount: f64) {
+        let mut s = self.state.lock();
+        s.0 = (s.0 + amount).min(self.capacity);
+    }
+}
+
+/// The limits of one endpoint, shared by every caller of it.
+#[derive(Debug)]
+pub struct Limiter {
+    in_flight: Option<Arc<Semaphore>>,
+    requests: Option<Bucket>,
+    tokens: Option<Bucket>,
+}
+
+/// Held while a request is in flight.
+pub struct Permit {
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Limiter {
+    pub fn new(cfg: &LimitsConfig) -> Self {
+        Self {
+            in_flight: (cfg.max_in_flight > 0).then(|| Arc::new(Semaphore::new(cfg.max_in_flight))),
+            requests: Bucket::per_minute(cfg.requests_per_minute),
+            tokens: Bucket::per_minute(cfg.tokens_per_minute),
+        }
+    }
+
+    /// Waits for the rate budgets and a free slot. `est_tokens` is the request's token estimate.
+    pub async fn acquire(&self, est_tokens: u64) -> Permit {
+        let mut wait = Duration::ZERO;
+        if let Some(b) = &self.requests {
+            wait = wait.max(b.reserve(1.0));
+        }
+        if let Some(b) = &self.tokens {
+            wait = wait.max(b.reserve(est_tokens as f64));
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let slot = match &self.in_flight {
+            Some(s) => Some(s.clone().acquire_owned().await.expect("limiter semaphore is never closed")),
+            None => None,
+        };
+        Permit { _slot: slot }
+    }
+
+    /// Corrects the token budget once the server has reported real usage.
+    pub fn settle_tokens(&self, estimated: u64, actual: u64) {
+        if let Some(b) = &self.tokens {
+            if actual < estimated {
+                b.refund((estimated - actual) as f64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_waits_in_proportion_to_debt() {
+        let b = Bucket::per_minute(60).unwrap(); // one a second
+        for _ in 0..60 {
+            assert_eq!(b.reserve(1.0), Duration::ZERO);
+        }
+        let w = b.reserve(1.0);
+        assert!(w > Duration::from_millis(900) && w <= Duration::from_millis(1000), "{w:?}");
+        let w2 = b.reserve(1.0);
+        assert!(w2 > Duration::from_millis(1900), "{w2:?}");
+    }
+
+    #[tokio::test]
+    async fn in_flight_is_bounded() {
+        let l = Arc::new(Limiter::new(&LimitsConfig { max_in_flight: 2, ..Default::default() }));
+        let a = l.acquire(1).await;
+        let _b = l.acquire(1).await;
+        let l2 = l.clone();
+        let third = tokio::spawn(async move { l2.acquire(1).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!third.is_finished());
+        drop(a);
+        tokio::time::timeout(Duration::from_secs(5), third).await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,109 @@
+use arbor_core::{content_hash, Message};
+use serde::{Deserialize, Serialize};
+
+/// What the model continues: a chat conversation or raw text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prompt {
+    Chat(Vec<Message>),
+    Text(String),
+}
+
+/// Sampling settings shared by every backend. `None` leaves the backend's default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingParams {
+    /// Number of choices to return.
+    pub n: u32,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<u32>,
+    pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
+    pub seed: Option<u64>,
+    /// Return the log-probability of each generated token.
+    pub logprobs: bool,
+    /// With `logprobs`, also the k most likely alternatives at each position.
+    pub top_logprobs: u32,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            n: 1,
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            max_tokens: None,
+            stop: Vec::new(),
+            seed: None,
+            logprobs: false,
+            top_logprobs: 0,
+        }
+    }
+}
+
+/// One request to a language model. `model` names the model on the endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmRequest {
+    pub model: String,
+    pub prompt: Prompt,
+    pub params: SamplingParams,
+}
+
+impl LlmRequest {
+    pub fn chat(model: impl Into<String>, messages: Vec<Message>) -> Self {
+        Self { model: model.into(), prompt: Prompt::Chat(messages), params: SamplingParams::default() }
+    }
+
+    pub fn text(model: impl Into<String>, prompt: impl Into<String>) -> Self {
+        Self {
+            model: model.into(),
+            prompt: Prompt::Text(prompt.into()),
+            params: SamplingParams::default(),
+        }
+    }
+
+    pub fn with_params(mut self, params: SamplingParams) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// The content address of this request (model, prompt, every parameter, seed): the cache key.
+    pub fn key(&self) -> String {
+        content_hash(&("arbor.llm-request/1", self))
+    }
+
+    /// A rough token count for rate limiting before the server reports real usage:
+    /// ~4 bytes a token for the prompt, plus the most the reply may spend.
+    pub fn estimated_tokens(&self) -> u64 {
+        let prompt_bytes = match &self.prompt {
+            Prompt::Chat(m) => m.iter().map(|m| m.content.len() + 4).sum::<usize>(),
+            Prompt::Text(t) => t.len(),
+        };
+        let completion = u64::from(self.params.max_tokens.unwrap_or(256)) * u64::from(self.params.n.max(1));
+        (prompt_bytes as u64).div_ceil(4) + completion
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_depends_on_every_part() {
+        let base = LlmRequest::chat("m", vec![Message::user("hi")]);
+        let mut seeded = base.clone();
+        seeded.params.seed = Some(1);
+        let mut other_model = base.clone();
+        other_model.model = "m2".into();
+        let text = LlmRequest::text("m", "hi");
+        let keys = [base.key(), seeded.key(), other_model.key(), text.key()];
+        for i in 0..keys.len() {
+            for j in i + 1..keys.len() {
+                assert_ne!(keys[i], keys[j]);
+            }
+        }
+        assert_eq!(base.key(), base.clone().key());
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per subcommand: argument parsing and output; the work lives in the crates.
+pub mod bench;
+pub mod chat;
+pub mod mock;

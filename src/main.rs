@@ -1,0 +1,68 @@
+//! `arbor`: the command-line front of the arbor engine.
+mod cmd;
+mod resources;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "arbor", version, about = "Agentic RL and preference-data synthesis engine")]
+struct Cli {
+    /// Log line format on stderr; the level comes from RUST_LOG (default: warn).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ask an OpenAI-compatible endpoint one question (a quick check of a server).
+    Chat(cmd::chat::ChatArgs),
+    /// Serve a deterministic OpenAI-compatible mock with fault injection on 127.0.0.1.
+    MockServer(cmd::mock::MockArgs),
+    /// Measure arbor's own speed; figures go to docs/benchmarks.md.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Chat(a) => cmd::chat::run(a).await,
+            Command::MockServer(a) => cmd::mock::run(a).await,
+            Command::Bench(b) => cmd::bench::run(b).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
