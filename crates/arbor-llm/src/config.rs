@@ -202,13 +202,25 @@ impl EndpointConfig {
     }
 }
 
-/// toml's messages carry a snippet; keep its first line and the line number.
+/// toml's messages carry a snippet; say instead: line, field (table-qualified), message.
 fn toml_error(e: &toml::de::Error, text: &str) -> String {
-    let line = e.span().and_then(|s| text.get(..s.start)).map(|before| before.matches('\n').count() + 1);
-    let msg = e.message().trim().to_string();
-    match line {
-        Some(l) => format!("line {l}: {msg}"),
-        None => msg,
+    let msg = e.message().trim();
+    let Some(before) = e.span().and_then(|s| text.get(..s.start)) else {
+        return msg.to_string();
+    };
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"')).filter(|k| !k.is_empty());
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    match (key, table) {
+        (Some(k), Some(t)) => format!("line {line_no}, field `{t}.{k}`: {msg}"),
+        (Some(k), None) => format!("line {line_no}, field `{k}`: {msg}"),
+        _ => format!("line {line_no}: {msg}"),
     }
 }
 
@@ -224,7 +236,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("a.toml: line 4:"), "{e}");
+        assert!(e.starts_with("a.toml: line 4, field `limits.max_inflight`:"), "{e}");
         assert!(e.contains("unknown field `max_inflight`"), "{e}");
     }
 
@@ -233,12 +245,21 @@ mod tests {
         let e = EndpointConfig::from_toml("base_url = \"http//nope\"\nmodel = \"m\"\n", "b.toml")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("b.toml: line 1"), "{e}");
-        assert!(e.to_lowercase().contains("url"), "{e}");
+        assert!(e.starts_with("b.toml: line 1, field `base_url`:"), "{e}");
         let e = EndpointConfig::from_toml("base_url = \"ftp://x/v1\"\nmodel = \"m\"\n", "c.toml")
             .unwrap_err()
             .to_string();
         assert!(e.contains("field `base_url`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_and_missing_fields_are_named() {
+        let e = EndpointConfig::from_toml("base_url = \"http://x/v1\"\n[limits]\nmax_in_flight = \"a\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("field `limits.max_in_flight`"), "{e}");
+        let e = EndpointConfig::from_toml("base_url = \"http://x/v1\"\n", "t.toml").unwrap_err().to_string();
+        assert!(e.contains("missing field `model`"), "{e}");
     }
 
     #[test]

@@ -10,4 +10,4 @@ mod server;
 
 pub use faults::{Fault, FaultRates};
 pub use reply::reply;
-pub use server::{fetch_stats, MockConfig, MockServer, MockStats};
+pub use server::{fetch_health, fetch_stats, MockConfig, MockServer, MockStats};

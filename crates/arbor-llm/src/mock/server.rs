@@ -235,3 +235,10 @@ pub async fn fetch_stats(base_url: &str) -> Result<MockStats, String> {
     let resp = reqwest::get(u.clone()).await.map_err(|e| format!("GET {u}: {e}"))?;
     resp.json().await.map_err(|e| format!("GET {u}: {e}"))
 }
+
+/// `GET /health` of any server given a URL on it: true once it answers `{"status": "ok"}`.
+pub async fn fetch_health(url: &str) -> Result<bool, String> {
+    let resp = reqwest::get(url).await.map_err(|e| format!("GET {url}: {e}"))?;
+    let v: Value = resp.json().await.map_err(|e| format!("GET {url}: {e}"))?;
+    Ok(v.get("status").and_then(Value::as_str) == Some("ok"))
+}
