@@ -107,10 +107,18 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         None => client,
     };
     let result = model.generate(&req).await;
-    if let Some(s) = model.stats() {
-        eprintln!("{s}");
-    }
-    let c = result?;
+    let report = || {
+        if let Some(s) = model.stats() {
+            eprintln!("{s}");
+        }
+    };
+    let c = match result {
+        Ok(c) => c,
+        Err(e) => {
+            report();
+            return Err(e.into());
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else if c.choices.len() == 1 {
@@ -120,5 +128,6 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             println!("--- choice {} ({:?})\n{}", ch.index, ch.finish_reason, ch.text);
         }
     }
+    report();
     Ok(())
 }
