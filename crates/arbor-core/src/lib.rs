@@ -6,4 +6,4 @@ mod id;
 mod message;
 
 pub use id::{canonical_json, content_hash};
-pub use message::{Message, Role};
+pub use message::{Message, Role, ToolCall, ToolSpec};

@@ -158,7 +158,7 @@ mod tests {
     fn sample() -> Completion {
         Completion {
             model: "m".into(),
-            choices: vec![Choice { index: 0, text: "hello".into(), finish_reason: FinishReason::Stop, logprobs: None }],
+            choices: vec![Choice { index: 0, text: "hello".into(), finish_reason: FinishReason::Stop, logprobs: None, tool_calls: vec![] }],
             usage: Usage { prompt_tokens: 1, completion_tokens: 2 },
             meta: CallMeta { attempts: 3, ..Default::default() },
         }

@@ -134,7 +134,7 @@ impl OpenAiClient {
             out.model = c.model;
             out.usage += c.usage;
             out.meta.attempts += c.meta.attempts;
-            for mut ch in c.choices.into_iter().take(1) {
+            if let Some(mut ch) = c.choices.into_iter().next() {
                 ch.index = first + i as u32;
                 out.choices.push(ch);
             }
@@ -219,7 +219,15 @@ fn request_body(req: &LlmRequest) -> (&'static str, Value) {
     b.insert("model".into(), json!(req.model));
     let path = match &req.prompt {
         Prompt::Chat(messages) => {
-            b.insert("messages".into(), json!(messages));
+            b.insert("messages".into(), Value::Array(messages.iter().map(wire_message).collect()));
+            if !req.tools.is_empty() {
+                let tools: Vec<Value> = req
+                    .tools
+                    .iter()
+                    .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+                    .collect();
+                b.insert("tools".into(), Value::Array(tools));
+            }
             if p.logprobs {
                 b.insert("logprobs".into(), json!(true));
                 if p.top_logprobs > 0 {
@@ -257,6 +265,22 @@ fn request_body(req: &LlmRequest) -> (&'static str, Value) {
     (path, Value::Object(b))
 }
 
+/// A message in OpenAI's shape: tool calls nest under `function`.
+fn wire_message(m: &arbor_core::Message) -> Value {
+    let mut v = json!({"role": m.role, "content": m.content});
+    if !m.tool_calls.is_empty() {
+        v["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .collect();
+    }
+    if let Some(id) = &m.tool_call_id {
+        v["tool_call_id"] = json!(id);
+    }
+    v
+}
+
 #[derive(Deserialize)]
 struct WireResponse {
     #[serde(default)]
@@ -284,6 +308,23 @@ struct WireChoice {
 struct WireMessage {
     #[serde(default)]
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    id: Option<String>,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    /// A JSON string per the spec; some servers send an object.
+    #[serde(default)]
+    arguments: Value,
 }
 
 #[derive(Deserialize)]
@@ -309,10 +350,26 @@ fn parse_response(bytes: &[u8], req: &LlmRequest) -> Result<Completion, String> 
     let chat = matches!(req.prompt, Prompt::Chat(_));
     let mut choices = Vec::with_capacity(wire.choices.len());
     for (i, c) in wire.choices.into_iter().enumerate() {
-        let text = if chat {
-            c.message.ok_or_else(|| format!("choice {i} has no `message`"))?.content.unwrap_or_default()
+        let (text, tool_calls) = if chat {
+            let m = c.message.ok_or_else(|| format!("choice {i} has no `message`"))?;
+            let calls = m
+                .tool_calls
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(j, t)| arbor_core::ToolCall {
+                    id: t.id.unwrap_or_else(|| format!("call_{i}_{j}")),
+                    name: t.function.name,
+                    arguments: match t.function.arguments {
+                        Value::String(s) => s,
+                        Value::Null => "{}".to_string(),
+                        other => other.to_string(),
+                    },
+                })
+                .collect();
+            (m.content.unwrap_or_default(), calls)
         } else {
-            c.text.ok_or_else(|| format!("choice {i} has no `text`"))?
+            (c.text.ok_or_else(|| format!("choice {i} has no `text`"))?, Vec::new())
         };
         let logprobs = if req.params.logprobs {
             c.logprobs.as_ref().and_then(|v| parse_logprobs(v, req.params.top_logprobs as usize))
@@ -324,6 +381,7 @@ fn parse_response(bytes: &[u8], req: &LlmRequest) -> Result<Completion, String> 
             text,
             finish_reason: FinishReason::parse(c.finish_reason.as_deref()),
             logprobs,
+            tool_calls,
         });
     }
     choices.sort_by_key(|c| c.index);
@@ -431,5 +489,21 @@ mod tests {
         assert_eq!(b["n"], 3);
         assert_eq!(b["top_k"], 5);
         assert_eq!(b["stop"], json!(["\n"]));
+    }
+
+    #[test]
+    fn tool_calls_round_trip_the_wire_shape() {
+        let tool = arbor_core::ToolSpec { name: "calculator".into(), description: "math".into(), parameters: json!({"type": "object"}) };
+        let mut asked = Message::assistant("");
+        asked.tool_calls = vec![arbor_core::ToolCall { id: "c1".into(), name: "calculator".into(), arguments: "{\"expression\":\"1+1\"}".into() }];
+        let req = LlmRequest::chat("m", vec![Message::user("x"), asked, Message::tool("c1", "2")]).with_tools(vec![tool]);
+        let (_, b) = request_body(&req);
+        assert_eq!(b["tools"][0]["function"]["name"], "calculator");
+        assert_eq!(b["messages"][1]["tool_calls"][0]["function"]["arguments"], "{\"expression\":\"1+1\"}");
+        assert_eq!(b["messages"][2]["tool_call_id"], "c1");
+        let body = br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"k","type":"function","function":{"name":"calculator","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#;
+        let c = parse_response(body, &req).unwrap();
+        assert_eq!(c.choices[0].tool_calls[0].name, "calculator");
+        assert_eq!(c.choices[0].finish_reason, FinishReason::ToolCalls);
     }
 }

@@ -1,4 +1,4 @@
-use arbor_core::{content_hash, Message};
+use arbor_core::{content_hash, Message, ToolSpec};
 use serde::{Deserialize, Serialize};
 
 /// What the model continues: a chat conversation or raw text.
@@ -49,11 +49,15 @@ pub struct LlmRequest {
     pub model: String,
     pub prompt: Prompt,
     pub params: SamplingParams,
+    /// Tools offered to the model (chat only). Omitted from the key when empty, so tool-less
+    /// requests keep their cache keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
 }
 
 impl LlmRequest {
     pub fn chat(model: impl Into<String>, messages: Vec<Message>) -> Self {
-        Self { model: model.into(), prompt: Prompt::Chat(messages), params: SamplingParams::default() }
+        Self { model: model.into(), prompt: Prompt::Chat(messages), params: SamplingParams::default(), tools: Vec::new() }
     }
 
     pub fn text(model: impl Into<String>, prompt: impl Into<String>) -> Self {
@@ -61,7 +65,13 @@ impl LlmRequest {
             model: model.into(),
             prompt: Prompt::Text(prompt.into()),
             params: SamplingParams::default(),
+            tools: Vec::new(),
         }
+    }
+
+    pub fn with_tools(mut self, tools: Vec<ToolSpec>) -> Self {
+        self.tools = tools;
+        self
     }
 
     pub fn with_params(mut self, params: SamplingParams) -> Self {

@@ -1,3 +1,4 @@
+use arbor_core::ToolCall;
 use serde::{Deserialize, Serialize};
 
 /// Why generation stopped.
@@ -53,6 +54,9 @@ pub struct Choice {
     /// Per-token log-probabilities, where requested and the backend gives them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<Vec<TokenLogprob>>,
+    /// Tools the model asked to run (OpenAI tool calls).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Token usage as the backend reports it.

@@ -22,6 +22,14 @@ fn hash64(parts: &[&[u8]]) -> u64 {
 /// depend on `n`, `max_tokens`, `stop` or logprob settings: those only cut or annotate it. With `ignore_n` it returns one choice whatever `n` says, like servers that drop it.
 pub fn reply(path: &str, body: &Value, seed: u64, ignore_n: bool) -> Value {
     let chat = path.ends_with("chat/completions");
+    if let Some(calls) = scripted_tool_calls(body) {
+        return json!({
+            "id": "mock-tool", "object": "chat.completion", "created": 0,
+            "model": body.get("model").and_then(Value::as_str).unwrap_or("mock"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        });
+    }
     let mut key = body.clone();
     if let Some(o) = key.as_object_mut() {
         for k in ["n", "max_tokens", "stop", "logprobs", "top_logprobs"] {
@@ -122,6 +130,28 @@ pub fn reply(path: &str, body: &Value, seed: u64, ignore_n: bool) -> Value {
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     })
+}
+
+/// Tests drive tool use through the mock: when tools are offered and the last message is the
+/// user's, each line `CALL <tool> <json arguments>` in it becomes a tool call.
+fn scripted_tool_calls(body: &Value) -> Option<Vec<Value>> {
+    body.get("tools")?.as_array().filter(|t| !t.is_empty())?;
+    let last = body.get("messages")?.as_array()?.last()?;
+    if last.get("role")?.as_str()? != "user" {
+        return None;
+    }
+    let calls: Vec<Value> = last
+        .get("content")?
+        .as_str()?
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("CALL "))
+        .enumerate()
+        .map(|(i, rest)| {
+            let (name, args) = rest.split_once(' ').unwrap_or((rest, "{}"));
+            json!({"id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": args.trim()}})
+        })
+        .collect();
+    (!calls.is_empty()).then_some(calls)
 }
 
 #[cfg(test)]
