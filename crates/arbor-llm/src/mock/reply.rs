@@ -22,6 +22,14 @@ fn hash64(parts: &[&[u8]]) -> u64 {
 /// depend on `n`, `max_tokens`, `stop` or logprob settings: those only cut or annotate it. With `ignore_n` it returns one choice whatever `n` says, like servers that drop it.
 pub fn reply(path: &str, body: &Value, seed: u64, ignore_n: bool) -> Value {
     let chat = path.ends_with("chat/completions");
+    if let Some(text) = scripted_text(body) {
+        return json!({
+            "id": "mock-say", "object": "chat.completion", "created": 0,
+            "model": body.get("model").and_then(Value::as_str).unwrap_or("mock"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        });
+    }
     if let Some(calls) = scripted_tool_calls(body) {
         return json!({
             "id": "mock-tool", "object": "chat.completion", "created": 0,
@@ -130,6 +138,16 @@ pub fn reply(path: &str, body: &Value, seed: u64, ignore_n: bool) -> Value {
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     })
+}
+
+/// Tests script the mock's answer: when the last message is the user's and starts with
+/// `SAY `, the reply is the rest of that message, verbatim.
+fn scripted_text(body: &Value) -> Option<String> {
+    let last = body.get("messages")?.as_array()?.last()?;
+    if last.get("role")?.as_str()? != "user" {
+        return None;
+    }
+    last.get("content")?.as_str()?.strip_prefix("SAY ").map(str::to_string)
 }
 
 /// Tests drive tool use through the mock: when tools are offered and the last message is the
