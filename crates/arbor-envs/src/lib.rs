@@ -1,0 +1,16 @@
+//! Environments for search and training.
+//!
+//! An [`Environment`] is a task set plus the rules of an episode: the initial observation,
+//! `step(action)` → observation, reward, done, the final verification, and the judge tools that
+//! suit it. Tasks print as JSONL that `arbor synth` reads as input.
+
+mod env;
+pub mod code;
+pub mod household;
+pub mod math;
+mod registry;
+mod task;
+
+pub use env::{EnvError, Environment, Episode, Step, Verification};
+pub use registry::{by_name, names};
+pub use task::Task;

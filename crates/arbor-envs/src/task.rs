@@ -1,0 +1,23 @@
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One task: the prompt a policy sees, the reference answer when there is one, and whatever
+/// else the environment needs to replay it, flattened into the same JSON object. This is also
+/// `arbor synth`'s input row: `{"id", "prompt", "reference"?, …metadata}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    /// The environment that made it (`math`, `household`, `code`).
+    pub env: String,
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(flatten)]
+    pub metadata: Map<String, Value>,
+}
+
+impl Task {
+    pub fn meta(&self, key: &str) -> Option<&Value> {
+        self.metadata.get(key)
+    }
+}
