@@ -26,6 +26,9 @@ enum Command {
     Chat(cmd::chat::ChatArgs),
     /// Serve a deterministic OpenAI-compatible mock with fault injection on 127.0.0.1.
     MockServer(cmd::mock::MockArgs),
+    /// Environments: list them, sample tasks as JSONL, play one in the terminal.
+    #[command(subcommand)]
+    Env(cmd::env::EnvCommand),
     /// Measure arbor's own speed; figures go to docs/benchmarks.md.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -55,6 +58,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Chat(a) => cmd::chat::run(a).await,
             Command::MockServer(a) => cmd::mock::run(a).await,
+            Command::Env(e) => cmd::env::run(e).await,
             Command::Bench(b) => cmd::bench::run(b).await,
         }
     });

@@ -15,6 +15,26 @@ pub enum BenchCommand {
     /// Client throughput against an OpenAI-compatible server (by default a fresh
     /// `arbor mock-server` child process, so its CPU is not counted as the client's).
     Llm(LlmBenchArgs),
+    /// Household environment steps per second (solution replays and random commands).
+    Household(HouseholdBenchArgs),
+    /// Python sandbox start-up latency, against bare `python3 -c pass`.
+    Sandbox(SandboxBenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct HouseholdBenchArgs {
+    /// Games to generate and play.
+    #[arg(long, default_value_t = 2000)]
+    games: u64,
+    /// Random commands played in each game after its solution.
+    #[arg(long, default_value_t = 200)]
+    random_steps: usize,
+}
+
+#[derive(clap::Args)]
+pub struct SandboxBenchArgs {
+    #[arg(long, default_value_t = 50)]
+    runs: usize,
 }
 
 #[derive(clap::Args)]
@@ -83,6 +103,8 @@ fn spawn_mock(latency_ms: u64) -> anyhow::Result<(MockChild, url::Url)> {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Llm(a) => llm(a).await,
+        BenchCommand::Household(a) => household(a),
+        BenchCommand::Sandbox(a) => sandbox(a).await,
     }
 }
 
@@ -156,5 +178,82 @@ async fn llm(a: LlmBenchArgs) -> anyhow::Result<()> {
             println!("server peak     {p} in flight");
         }
     }
+    Ok(())
+}
+
+fn household(a: HouseholdBenchArgs) -> anyhow::Result<()> {
+    use arbor_envs::household::{generate, solve, HouseholdConfig};
+    use rand::{Rng, SeedableRng};
+    let cfg = HouseholdConfig::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    // Generation and solving are set up outside the timed loop; the loop times `apply` alone.
+    let games: Vec<_> = (0..a.games)
+        .map(|s| {
+            let w = generate(&cfg, s);
+            let plan = solve(&w).expect("generated games are solvable");
+            let names: Vec<String> = w.receptacles.iter().map(|r| r.name.clone()).chain(w.objects.iter().map(|o| o.name.clone())).collect();
+            let random: Vec<String> = (0..a.random_steps)
+                .map(|_| {
+                    let n = &names[rng.gen_range(0..names.len())];
+                    match rng.gen_range(0..6) {
+                        0 => format!("go to {n}"),
+                        1 => format!("open {n}"),
+                        2 => format!("take {n}"),
+                        3 => "look".to_string(),
+                        4 => "inventory".to_string(),
+                        _ => format!("put {n} in/on {}", names[rng.gen_range(0..names.len())]),
+                    }
+                })
+                .collect();
+            (w, plan, random)
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut steps = 0u64;
+    let mut solved = 0u64;
+    for (w, plan, random) in &games {
+        let mut g = w.clone();
+        for cmd in plan {
+            std::hint::black_box(g.apply(cmd));
+        }
+        solved += u64::from(g.goal_met());
+        for cmd in random {
+            std::hint::black_box(g.apply(cmd));
+        }
+        steps += (plan.len() + random.len()) as u64;
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    println!("games           {} ({} solved by their plans)", games.len(), solved);
+    println!("steps           {steps} in {wall:.3} s");
+    println!("throughput      {:.0} steps/s (one thread)", steps as f64 / wall);
+    Ok(())
+}
+
+async fn sandbox(a: SandboxBenchArgs) -> anyhow::Result<()> {
+    use arbor_tools::sandbox::{Limits, PythonRunner};
+    let runner = PythonRunner::new(Limits::default())?;
+    let mut sandboxed = Vec::with_capacity(a.runs);
+    let mut bare = Vec::with_capacity(a.runs);
+    for _ in 0..a.runs {
+        let t = Instant::now();
+        let out = runner.run("pass", &[], "").await?;
+        anyhow::ensure!(out.success(), "sandboxed `pass` failed: {}", out.stderr);
+        sandboxed.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let s = tokio::process::Command::new("/usr/bin/python3").args(["-I", "-B", "-c", "pass"]).status().await?;
+        anyhow::ensure!(s.success(), "bare python3 failed");
+        bare.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        (pick(0.5), pick(0.9), v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let (s50, s90, smean) = stats(&mut sandboxed);
+    let (b50, b90, bmean) = stats(&mut bare);
+    println!("runs                      {}", a.runs);
+    println!("sandboxed python  (ms)    p50 {s50:.1}  p90 {s90:.1}  mean {smean:.1}");
+    println!("bare python3 -c pass (ms) p50 {b50:.1}  p90 {b90:.1}  mean {bmean:.1}");
+    println!("sandbox overhead (p50)    {:.1} ms", s50 - b50);
     Ok(())
 }

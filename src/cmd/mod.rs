@@ -1,4 +1,5 @@
 //! One module per subcommand: argument parsing and output; the work lives in the crates.
 pub mod bench;
 pub mod chat;
+pub mod env;
 pub mod mock;
