@@ -159,6 +159,28 @@ impl Bm25Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn hits_are_bounded_sorted_and_contain_a_query_term(
+            docs in proptest::collection::vec("[a-e ]{0,30}", 0..20),
+            query in "[a-f ]{0,12}",
+            k in 0usize..8,
+        ) {
+            let idx = Bm25Index::new(docs.iter().enumerate().map(|(i, d)| p(&i.to_string(), d)).collect());
+            let hits = idx.search(&query, k);
+            prop_assert!(hits.len() <= k);
+            for w in hits.windows(2) {
+                prop_assert!(w[0].score >= w[1].score);
+            }
+            let q: Vec<String> = tokenize(&query).collect();
+            for h in &hits {
+                prop_assert!(h.score > 0.0);
+                prop_assert!(tokenize(&h.text).any(|t| q.contains(&t)));
+            }
+        }
+    }
 
     fn p(id: &str, text: &str) -> Passage {
         Passage { id: id.into(), text: text.into() }

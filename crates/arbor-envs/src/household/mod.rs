@@ -118,6 +118,31 @@ impl Episode for HouseholdEpisode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_seed_and_size_gives_a_solvable_game(seed: u64, rooms in 2usize..=4, objects in 4usize..=30) {
+            let cfg = HouseholdConfig { min_rooms: rooms, max_rooms: rooms, min_objects: objects, max_objects: objects, max_episode_steps: 50 };
+            let w = generate(&cfg, seed);
+            prop_assert_eq!(w.rooms.len(), rooms);
+            prop_assert!(!w.goal_met());
+            let plan = solve(&w);
+            prop_assert!(plan.is_some());
+            let mut g = w.clone();
+            for cmd in plan.unwrap() {
+                g.apply(&cmd);
+            }
+            prop_assert!(g.goal_met());
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics(seed in 0u64..50, input in "\\PC{0,40}") {
+            let mut w = generate(&HouseholdConfig::default(), seed);
+            let _ = w.apply(&input);
+        }
+    }
 
     #[test]
     fn every_generated_game_is_solvable_and_its_plan_replays() {
