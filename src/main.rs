@@ -26,6 +26,15 @@ enum Command {
     Chat(cmd::chat::ChatArgs),
     /// Serve a deterministic OpenAI-compatible mock with fault injection on 127.0.0.1.
     MockServer(cmd::mock::MockArgs),
+    /// The embedded model: `arbor model fetch` downloads and verifies it.
+    #[command(subcommand)]
+    Model(cmd::model::ModelCommand),
+    /// Print the token ids of TEXT as a JSON array.
+    Tokenize(cmd::model::TokenizeArgs),
+    /// Generate with the embedded model (or another GGUF).
+    Generate(cmd::model::GenerateArgs),
+    /// Serve the embedded model over an OpenAI-compatible HTTP API on 127.0.0.1.
+    Serve(cmd::model::ServeArgs),
     /// Environments: list them, sample tasks as JSONL, play one in the terminal.
     #[command(subcommand)]
     Env(cmd::env::EnvCommand),
@@ -59,6 +68,10 @@ fn main() -> std::process::ExitCode {
             Command::Chat(a) => cmd::chat::run(a).await,
             Command::MockServer(a) => cmd::mock::run(a).await,
             Command::Env(e) => cmd::env::run(e).await,
+            Command::Model(m) => cmd::model::run(m).await,
+            Command::Tokenize(a) => cmd::model::tokenize(a),
+            Command::Generate(a) => cmd::model::generate(a).await,
+            Command::Serve(a) => cmd::model::serve(a).await,
             Command::Bench(b) => cmd::bench::run(b).await,
         }
     });

@@ -3,3 +3,4 @@ pub mod bench;
 pub mod chat;
 pub mod env;
 pub mod mock;
+pub mod model;

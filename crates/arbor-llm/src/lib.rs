@@ -18,6 +18,7 @@ mod openai;
 mod request;
 mod response;
 mod retry;
+pub mod serve;
 mod stats;
 
 pub use cache::{CachedModel, ResponseCache};

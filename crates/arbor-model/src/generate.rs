@@ -1,0 +1,313 @@
+//! Generation with the embedded model: batched, left-padded prefill; n samples per prompt
+//! sharing the prompt's KV cache; temperature / top-k / top-p sampling with a seed; stop strings
+//! and ids; per-token log-probs with top-k alternatives; teacher-forced scoring.
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::gguf::{Gguf, GgufError};
+use crate::llama::{KvCache, Llama, LlamaConfig, Step};
+use crate::tokenizer::{TextTokenizer, TokenizerError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Sampling settings for one prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    /// 0 is greedy.
+    pub temperature: f32,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub seed: u64,
+    pub stop: Vec<String>,
+    pub stop_ids: Vec<u32>,
+    /// Samples for this prompt; sample i uses seed + i.
+    pub n: usize,
+    /// Alternatives reported per position.
+    pub top_logprobs: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_tokens: 128, temperature: 0.0, top_k: None, top_p: None, seed: 0, stop: Vec::new(), stop_ids: Vec::new(), n: 1, top_logprobs: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    Stop,
+    Length,
+}
+
+/// One sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generated {
+    /// Generated ids, the stop token excluded.
+    pub ids: Vec<u32>,
+    pub text: String,
+    /// Natural-log probability of each generated id under the model (temperature 1).
+    pub logprobs: Vec<f32>,
+    /// Per position, the most likely ids and their log-probs.
+    pub top: Vec<Vec<(u32, f32)>>,
+    pub finish: Finish,
+}
+
+/// Teacher-forced log-probs of a continuation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    pub logprobs: Vec<f32>,
+    pub top: Vec<Vec<(u32, f32)>>,
+}
+
+/// The model, its tokenizer and the device it runs on.
+pub struct EmbeddedModel {
+    pub cfg: LlamaConfig,
+    pub tokenizer: TextTokenizer,
+    model: Llama,
+    device: Device,
+    pub name: String,
+}
+
+/// log-softmax of one row of logits.
+fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max + logits.iter().map(|&x| ((x - max) as f64).exp()).sum::<f64>().ln() as f32;
+    logits.iter().map(|&x| x - lse).collect()
+}
+
+fn top_k(lp: &[f32], k: usize) -> Vec<(u32, f32)> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<u32> = (0..lp.len() as u32).collect();
+    let k = k.min(idx.len());
+    idx.select_nth_unstable_by(k - 1, |&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
+    let mut top: Vec<(u32, f32)> = idx[..k].iter().map(|&i| (i, lp[i as usize])).collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    top
+}
+
+/// Draws the next id from `lp` (log-probs at temperature 1) under the options.
+fn sample(lp: &[f32], o: &GenerateOptions, rng: &mut StdRng) -> u32 {
+    if o.temperature <= 0.0 {
+        return lp.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best }).0 as u32;
+    }
+    let mut cand: Vec<(u32, f32)> = lp.iter().enumerate().map(|(i, &x)| (i as u32, x / o.temperature)).collect();
+    cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if let Some(k) = o.top_k.filter(|&k| k > 0) {
+        cand.truncate(k);
+    }
+    let max = cand[0].1;
+    let mut probs: Vec<f64> = cand.iter().map(|c| ((c.1 - max) as f64).exp()).collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if let Some(p) = o.top_p.filter(|&p| p > 0.0 && p < 1.0) {
+        let mut acc = 0.0;
+        let keep = probs.iter().position(|&q| {
+            acc += q;
+            acc >= p as f64
+        });
+        let keep = keep.map(|i| i + 1).unwrap_or(probs.len());
+        probs.truncate(keep);
+        let t: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|q| *q /= t);
+    }
+    let u: f64 = rng.gen();
+    let mut acc = 0.0;
+    for (i, q) in probs.iter().enumerate() {
+        acc += q;
+        if u < acc {
+            return cand[i].0;
+        }
+    }
+    cand[probs.len() - 1].0
+}
+
+impl EmbeddedModel {
+    pub fn load(path: &Path, device: Device) -> Result<Self, ModelError> {
+        let g = Gguf::open(path)?;
+        let cfg = LlamaConfig::from_gguf(&g)?;
+        let tokenizer = TextTokenizer::from_gguf(&g)?;
+        let model = Llama::from_gguf(&g, &cfg, &device)?;
+        let name = g.metadata.get("general.name").and_then(|v| v.as_str()).unwrap_or("embedded").to_string();
+        Ok(Self { cfg, tokenizer, model, device, name })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn rows_to_vec(&self, logits: Tensor<3>) -> Vec<Vec<f32>> {
+        let [b, t, v] = logits.dims();
+        let flat: Vec<f32> = logits.into_data().try_into_vec().expect("logits are f32");
+        (0..b * t).map(|i| flat[i * v..(i + 1) * v].to_vec()).collect()
+    }
+
+    /// Log-softmax over the vocabulary at every position of `ids` (position i predicts i+1).
+    pub fn position_logprobs(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if ids.is_empty() {
+            return Err(ModelError::Invalid("no tokens".into()));
+        }
+        let mut cache = KvCache::new(&self.cfg, 1, ids.len(), &self.device);
+        let logits = self.model.forward(&self.cfg, Step { tokens: &[ids.to_vec()], pads: &[0], all_logits: true }, &mut cache, &self.device);
+        Ok(self.rows_to_vec(logits).iter().map(|r| log_softmax(r)).collect())
+    }
+
+    /// Teacher-forced log-probs of `continuation` after `prompt`.
+    pub fn score(&self, prompt: &[u32], continuation: &[u32], top_logprobs: usize) -> Result<Scored, ModelError> {
+        if prompt.is_empty() {
+            return Err(ModelError::Invalid("scoring needs a non-empty prompt".into()));
+        }
+        let all: Vec<u32> = prompt.iter().chain(continuation).copied().collect();
+        let lps = self.position_logprobs(&all)?;
+        let mut out = Scored { logprobs: Vec::new(), top: Vec::new() };
+        for (i, &tok) in continuation.iter().enumerate() {
+            let row = &lps[prompt.len() - 1 + i];
+            out.logprobs.push(row[tok as usize]);
+            out.top.push(top_k(row, top_logprobs));
+        }
+        Ok(out)
+    }
+
+    /// Generates for several prompts at once; returns, per prompt, its `n` samples.
+    pub fn generate_batch(&self, prompts: &[Vec<u32>], opts: &[GenerateOptions]) -> Result<Vec<Vec<Generated>>, ModelError> {
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if prompts.len() != opts.len() || prompts.iter().any(|p| p.is_empty()) {
+            return Err(ModelError::Invalid("each prompt needs options and at least one token".into()));
+        }
+        let longest = prompts.iter().map(Vec::len).max().expect("non-empty");
+        let most_new = opts.iter().map(|o| o.max_tokens).max().unwrap_or(0);
+        let capacity = longest + most_new;
+        if capacity > self.cfg.context {
+            return Err(ModelError::Invalid(format!("prompt ({longest}) + max_tokens ({most_new}) exceeds the context ({})", self.cfg.context)));
+        }
+        // Prefill every prompt once, left-padded to the longest.
+        let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+        let padded: Vec<Vec<u32>> = prompts.iter().map(|p| std::iter::repeat_n(0u32, longest - p.len()).chain(p.iter().copied()).collect()).collect();
+        let mut prefill = KvCache::new(&self.cfg, prompts.len(), capacity, &self.device);
+        let first = self.rows_to_vec(self.model.forward(&self.cfg, Step { tokens: &padded, pads: &pads, all_logits: false }, &mut prefill, &self.device));
+
+        // One row per sample; samples of a prompt share its prefill.
+        struct Row {
+            prompt: usize,
+            rng: StdRng,
+            out: Generated,
+            text_ids_done: bool,
+        }
+        let mut row_prompt = Vec::new();
+        let mut rows = Vec::new();
+        for (p, o) in opts.iter().enumerate() {
+            for s in 0..o.n.max(1) {
+                row_prompt.push(p);
+                rows.push(Row {
+                    prompt: p,
+                    rng: StdRng::seed_from_u64(o.seed.wrapping_add(s as u64)),
+                    out: Generated { ids: Vec::new(), text: String::new(), logprobs: Vec::new(), top: Vec::new(), finish: Finish::Length },
+                    text_ids_done: false,
+                });
+            }
+        }
+        let mut cache = if row_prompt.iter().enumerate().all(|(i, &p)| i == p) { prefill } else { prefill.select_rows(&row_prompt, &self.device) };
+        let row_pads: Vec<usize> = row_prompt.iter().map(|&p| pads[p]).collect();
+        let mut logits: Vec<Vec<f32>> = row_prompt.iter().map(|&p| first[p].clone()).collect();
+
+        for _step in 0..most_new {
+            let mut next = Vec::with_capacity(rows.len());
+            for (r, row) in rows.iter_mut().enumerate() {
+                let o = &opts[row.prompt];
+                if row.text_ids_done || row.out.ids.len() >= o.max_tokens {
+                    row.text_ids_done = true;
+                    next.push(vec![0]);
+                    continue;
+                }
+                let lp = log_softmax(&logits[r]);
+                let tok = sample(&lp, o, &mut row.rng);
+                if tok == self.tokenizer.eos || o.stop_ids.contains(&tok) {
+                    row.out.finish = Finish::Stop;
+                    row.text_ids_done = true;
+                    next.push(vec![0]);
+                    continue;
+                }
+                row.out.ids.push(tok);
+                row.out.logprobs.push(lp[tok as usize]);
+                row.out.top.push(top_k(&lp, o.top_logprobs));
+                if !o.stop.is_empty() {
+                    let text = self.tokenizer.decode(&row.out.ids)?;
+                    if o.stop.iter().any(|s| text.contains(s.as_str())) {
+                        row.out.finish = Finish::Stop;
+                        row.text_ids_done = true;
+                    }
+                }
+                if row.out.ids.len() >= o.max_tokens {
+                    row.text_ids_done = true;
+                }
+                next.push(vec![tok]);
+            }
+            if rows.iter().all(|r| r.text_ids_done) {
+                break;
+            }
+            let out = self.model.forward(&self.cfg, Step { tokens: &next, pads: &row_pads, all_logits: false }, &mut cache, &self.device);
+            logits = self.rows_to_vec(out);
+        }
+
+        let mut result: Vec<Vec<Generated>> = vec![Vec::new(); prompts.len()];
+        for mut row in rows {
+            let o = &opts[row.prompt];
+            let mut text = self.tokenizer.decode(&row.out.ids)?;
+            if let Some(cut) = o.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                text.truncate(cut);
+                row.out.finish = Finish::Stop;
+            }
+            row.out.text = text;
+            result[row.prompt].push(row.out);
+        }
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_respects_greedy_top_k_and_seed() {
+        let lp = log_softmax(&[0.0, 3.0, 1.0, 2.5]);
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(sample(&lp, &GenerateOptions::default(), &mut rng), 1);
+        let k1 = GenerateOptions { temperature: 1.0, top_k: Some(1), ..Default::default() };
+        for _ in 0..20 {
+            assert_eq!(sample(&lp, &k1, &mut rng), 1);
+        }
+        let k2 = GenerateOptions { temperature: 1.0, top_k: Some(2), ..Default::default() };
+        let draws: Vec<u32> = (0..200).map(|_| sample(&lp, &k2, &mut rng)).collect();
+        assert!(draws.iter().all(|&d| d == 1 || d == 3) && draws.contains(&3));
+        let tiny_p = GenerateOptions { temperature: 1.0, top_p: Some(0.01), ..Default::default() };
+        assert_eq!(sample(&lp, &tiny_p, &mut rng), 1);
+        let a: Vec<u32> = { let mut r = StdRng::seed_from_u64(9); (0..50).map(|_| sample(&lp, &k2, &mut r)).collect() };
+        let b: Vec<u32> = { let mut r = StdRng::seed_from_u64(9); (0..50).map(|_| sample(&lp, &k2, &mut r)).collect() };
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn log_softmax_and_top_k() {
+        let lp = log_softmax(&[1.0, 2.0, 3.0]);
+        let total: f64 = lp.iter().map(|&x| (x as f64).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+        assert_eq!(top_k(&lp, 2).iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 1]);
+    }
+}

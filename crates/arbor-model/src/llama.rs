@@ -1,0 +1,254 @@
+//! A Llama-architecture decoder in burn: RMSNorm, RoPE (adjacent-pair order, as GGUF stores
+//! Q/K), grouped-query attention, SwiGLU, tied or separate output embeddings.
+//!
+//! Batches are left-padded: every row writes its new keys and values at the same cache index,
+//! pads are masked out, and each row's RoPE positions count from its own first real token.
+use burn::module::{Module, Param};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::gguf::{Gguf, GgufError};
+
+/// Hyper-parameters read from GGUF metadata (`llama.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub d_ff: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub vocab: usize,
+    pub rope_base: f64,
+    pub rms_eps: f64,
+    pub context: usize,
+}
+
+impl LlamaConfig {
+    pub fn from_gguf(g: &Gguf) -> Result<Self, GgufError> {
+        let arch = g.meta_str("general.architecture")?;
+        if arch != "llama" {
+            return Err(GgufError::Metadata { key: "general.architecture".into(), msg: format!("`{arch}` is not supported (llama is)") });
+        }
+        let u = |k: &str| g.meta_u64(&format!("llama.{k}")).map(|v| v as usize);
+        let vocab = g.meta("tokenizer.ggml.tokens")?.as_array().map(|a| a.len()).unwrap_or(0);
+        let cfg = Self {
+            n_layers: u("block_count")?,
+            d_model: u("embedding_length")?,
+            d_ff: u("feed_forward_length")?,
+            n_heads: u("attention.head_count")?,
+            n_kv_heads: u("attention.head_count_kv").or_else(|_| u("attention.head_count"))?,
+            vocab,
+            rope_base: g.meta_f64("llama.rope.freq_base").unwrap_or(10_000.0),
+            rms_eps: g.meta_f64("llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            context: u("context_length").unwrap_or(2048),
+        };
+        let bad = |msg: &str| GgufError::Metadata { key: "llama.*".into(), msg: msg.into() };
+        if cfg.n_heads == 0 || cfg.n_kv_heads == 0 || cfg.d_model % cfg.n_heads != 0 || cfg.n_heads % cfg.n_kv_heads != 0 {
+            return Err(bad("head counts do not divide the model width"));
+        }
+        if (cfg.d_model / cfg.n_heads) % 2 != 0 || cfg.vocab == 0 || cfg.n_layers == 0 {
+            return Err(bad("odd head dimension, empty vocabulary or no layers"));
+        }
+        Ok(cfg)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    attn_norm: Param<Tensor<1>>,
+    /// Projections stored [in, out].
+    wq: Param<Tensor<2>>,
+    wk: Param<Tensor<2>>,
+    wv: Param<Tensor<2>>,
+    wo: Param<Tensor<2>>,
+    ffn_norm: Param<Tensor<1>>,
+    w_gate: Param<Tensor<2>>,
+    w_up: Param<Tensor<2>>,
+    w_down: Param<Tensor<2>>,
+}
+
+#[derive(Module, Debug)]
+pub struct Llama {
+    /// [vocab, d_model]
+    embed: Param<Tensor<2>>,
+    blocks: Vec<Block>,
+    norm: Param<Tensor<1>>,
+    /// [d_model, vocab]: the transposed embedding when tied.
+    lm_head: Param<Tensor<2>>,
+}
+
+/// Keys and values of every layer for a batch, `[batch, kv_heads, capacity, head_dim]`.
+pub struct KvCache {
+    pub layers: Vec<(Tensor<4>, Tensor<4>)>,
+    /// Positions filled so far (the same for every row: batches are left-padded).
+    pub len: usize,
+    pub capacity: usize,
+}
+
+impl KvCache {
+    pub fn new(cfg: &LlamaConfig, batch: usize, capacity: usize, device: &Device) -> Self {
+        let shape = [batch, cfg.n_kv_heads, capacity, cfg.head_dim()];
+        let layers = (0..cfg.n_layers).map(|_| (Tensor::zeros(shape, device), Tensor::zeros(shape, device))).collect();
+        Self { layers, len: 0, capacity }
+    }
+
+    /// Rows `rows` (with repeats) of this cache: n samples share a prompt's prefill this way.
+    pub fn select_rows(&self, rows: &[usize], device: &Device) -> Self {
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]), device);
+        let layers = self.layers.iter().map(|(k, v)| (k.clone().select(0, idx.clone()), v.clone().select(0, idx.clone()))).collect();
+        Self { layers, len: self.len, capacity: self.capacity }
+    }
+}
+
+fn load2(g: &Gguf, name: &str, out: usize, inp: usize, device: &Device) -> Result<Param<Tensor<2>>, GgufError> {
+    // GGUF stores [out, in] row-major (dims fastest-first: [in, out]); keep [in, out] for x·W.
+    let w = g.dequantize(name, Some(&[out, inp]))?;
+    let t = Tensor::<2>::from_data(TensorData::new(w, [out, inp]), device).transpose();
+    Ok(Param::from_tensor(t))
+}
+
+fn load1(g: &Gguf, name: &str, n: usize, device: &Device) -> Result<Param<Tensor<1>>, GgufError> {
+    let w = g.dequantize(name, Some(&[n]))?;
+    Ok(Param::from_tensor(Tensor::from_data(TensorData::new(w, [n]), device)))
+}
+
+impl Llama {
+    pub fn from_gguf(g: &Gguf, cfg: &LlamaConfig, device: &Device) -> Result<Self, GgufError> {
+        let (d, kv) = (cfg.d_model, cfg.n_kv_heads * cfg.head_dim());
+        let embed_data = g.dequantize("token_embd.weight", Some(&[cfg.vocab, d]))?;
+        let embed = Tensor::<2>::from_data(TensorData::new(embed_data, [cfg.vocab, d]), device);
+        let lm_head = match g.tensor("output.weight") {
+            Ok(_) => load2(g, "output.weight", cfg.vocab, d, device)?,
+            Err(_) => Param::from_tensor(embed.clone().transpose()),
+        };
+        let blocks = (0..cfg.n_layers)
+            .map(|i| {
+                let n = |s: &str| format!("blk.{i}.{s}.weight");
+                Ok(Block {
+                    attn_norm: load1(g, &n("attn_norm"), d, device)?,
+                    wq: load2(g, &n("attn_q"), d, d, device)?,
+                    wk: load2(g, &n("attn_k"), kv, d, device)?,
+                    wv: load2(g, &n("attn_v"), kv, d, device)?,
+                    wo: load2(g, &n("attn_output"), d, d, device)?,
+                    ffn_norm: load1(g, &n("ffn_norm"), d, device)?,
+                    w_gate: load2(g, &n("ffn_gate"), cfg.d_ff, d, device)?,
+                    w_up: load2(g, &n("ffn_up"), cfg.d_ff, d, device)?,
+                    w_down: load2(g, &n("ffn_down"), d, cfg.d_ff, device)?,
+                })
+            })
+            .collect::<Result<Vec<_>, GgufError>>()?;
+        Ok(Self { embed: Param::from_tensor(embed), blocks, norm: load1(g, "output_norm.weight", d, device)?, lm_head })
+    }
+}
+
+fn rms_norm<const D: usize>(x: Tensor<D>, w: &Param<Tensor<1>>, eps: f64) -> Tensor<D> {
+    let ms = x.clone().powi_scalar(2).mean_dim(D - 1);
+    let scale = ms.add_scalar(eps).sqrt().recip();
+    (x * scale) * w.val().unsqueeze::<D>()
+}
+
+/// Rotates adjacent pairs (2i, 2i+1) of the last dimension by angle pos·base^(−2i/dim).
+/// `cos`/`sin` are `[batch, 1, seq, dim/2]`.
+fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let [b, h, t, hd] = x.dims();
+    let pairs = x.reshape([b, h, t, hd / 2, 2]);
+    let x0 = pairs.clone().narrow(4, 0, 1).reshape([b, h, t, hd / 2]);
+    let x1 = pairs.narrow(4, 1, 1).reshape([b, h, t, hd / 2]);
+    let r0 = x0.clone() * cos.clone() - x1.clone() * sin.clone();
+    let r1 = x0 * sin.clone() + x1 * cos.clone();
+    Tensor::stack::<5>(vec![r0, r1], 4).reshape([b, h, t, hd])
+}
+
+/// What a forward pass needs besides the tokens.
+pub struct Step<'a> {
+    /// `[batch, seq]` token ids (pads may be any id).
+    pub tokens: &'a [Vec<u32>],
+    /// Per row, how many leading positions of the whole sequence (cache included) are pads.
+    pub pads: &'a [usize],
+    /// Return logits for every new position, not just the last.
+    pub all_logits: bool,
+}
+
+impl Llama {
+    /// Runs `step` on top of `cache` (extending it) and returns logits `[batch, seq or 1, vocab]`.
+    pub fn forward(&self, cfg: &LlamaConfig, step: Step<'_>, cache: &mut KvCache, device: &Device) -> Tensor<3> {
+        let b = step.tokens.len();
+        let t = step.tokens[0].len();
+        let start = cache.len;
+        let total = start + t;
+        assert!(total <= cache.capacity, "KV cache too small: {total} > {}", cache.capacity);
+        let (h, kvh, hd) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim());
+
+        let ids: Vec<i64> = step.tokens.iter().flat_map(|r| r.iter().map(|&x| x as i64)).collect();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [b * t]), device);
+        let mut x = self.embed.val().select(0, ids).reshape([b, t, cfg.d_model]);
+
+        // RoPE angles per row and position: a row's position counts from its first real token.
+        let half = hd / 2;
+        let mut cos = Vec::with_capacity(b * t * half);
+        let mut sin = Vec::with_capacity(b * t * half);
+        for &pad in step.pads {
+            for i in 0..t {
+                let pos = (start + i).saturating_sub(pad) as f64;
+                for k in 0..half {
+                    let theta = pos * cfg.rope_base.powf(-2.0 * k as f64 / hd as f64);
+                    cos.push(theta.cos() as f32);
+                    sin.push(theta.sin() as f32);
+                }
+            }
+        }
+        let cos = Tensor::<4>::from_data(TensorData::new(cos, [b, 1, t, half]), device);
+        let sin = Tensor::<4>::from_data(TensorData::new(sin, [b, 1, t, half]), device);
+
+        // Mask: query i (absolute start+i) may see key j when pad <= j <= start+i. A pad query
+        // sees itself, so no row of scores is all −inf (which would put NaN into the cache).
+        let mut mask = Vec::with_capacity(b * t * total);
+        for &pad in step.pads {
+            for i in 0..t {
+                let q = start + i;
+                for j in 0..total {
+                    let visible = (j >= pad && j <= q) || (q < pad && j == q);
+                    mask.push(!visible);
+                }
+            }
+        }
+        let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, total]), device);
+        let scale = 1.0 / (hd as f64).sqrt();
+
+        for (layer, blk) in self.blocks.iter().enumerate() {
+            let xn = rms_norm(x.clone(), &blk.attn_norm, cfg.rms_eps);
+            let q = xn.clone().matmul(blk.wq.val().unsqueeze::<3>()).reshape([b, t, h, hd]).swap_dims(1, 2);
+            let k = xn.clone().matmul(blk.wk.val().unsqueeze::<3>()).reshape([b, t, kvh, hd]).swap_dims(1, 2);
+            let v = xn.matmul(blk.wv.val().unsqueeze::<3>()).reshape([b, t, kvh, hd]).swap_dims(1, 2);
+            let q = rope(q, &cos, &sin);
+            let k = rope(k, &cos, &sin);
+            let (ck, cv) = &mut cache.layers[layer];
+            *ck = ck.clone().slice_assign([0..b, 0..kvh, start..total, 0..hd], k);
+            *cv = cv.clone().slice_assign([0..b, 0..kvh, start..total, 0..hd], v);
+            let keys = ck.clone().narrow(2, 0, total);
+            let vals = cv.clone().narrow(2, 0, total);
+            // Grouped-query attention: query head j reads KV head j / (h / kvh).
+            let group = h / kvh;
+            let keys = keys.unsqueeze_dim::<5>(2).expand([b, kvh, group, total, hd]).reshape([b, h, total, hd]);
+            let vals = vals.unsqueeze_dim::<5>(2).expand([b, kvh, group, total, hd]).reshape([b, h, total, hd]);
+            let scores = q.matmul(keys.swap_dims(2, 3)).mul_scalar(scale);
+            let scores = scores.mask_fill(mask.clone().expand([b, h, t, total]), f32::NEG_INFINITY);
+            let attn = softmax(scores, 3).matmul(vals); // [b, h, t, hd]
+            let attn = attn.swap_dims(1, 2).reshape([b, t, cfg.d_model]);
+            x = x + attn.matmul(blk.wo.val().unsqueeze::<3>());
+
+            let xn = rms_norm(x.clone(), &blk.ffn_norm, cfg.rms_eps);
+            let gate = silu(xn.clone().matmul(blk.w_gate.val().unsqueeze::<3>()));
+            let up = xn.matmul(blk.w_up.val().unsqueeze::<3>());
+            x = x + (gate * up).matmul(blk.w_down.val().unsqueeze::<3>());
+        }
+        cache.len = total;
+        let x = if step.all_logits { x } else { x.narrow(1, t - 1, 1) };
+        let x = rms_norm(x, &self.norm, cfg.rms_eps);
+        x.matmul(self.lm_head.val().unsqueeze::<3>())
+    }
+}

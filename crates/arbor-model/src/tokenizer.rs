@@ -1,0 +1,143 @@
+//! The tokenizer and chat template, both built from GGUF metadata.
+use minijinja::Environment;
+use serde::Serialize;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
+
+use crate::gguf::{Gguf, GgufError, Value};
+
+/// llama.cpp's token type for control tokens (`<|im_start|>` and friends).
+const CONTROL: u64 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("tokenizer: {0}")]
+    Build(String),
+    #[error("chat template: {0}")]
+    Template(String),
+}
+
+/// Text ↔ token ids, exactly as llama.cpp tokenizes for this model.
+pub struct TextTokenizer {
+    /// Control tokens are recognised in the text.
+    special: Tokenizer,
+    /// Control-token markers are plain text.
+    plain: Tokenizer,
+    pub bos: u32,
+    pub eos: u32,
+    pub vocab_size: usize,
+    chat_template: Option<String>,
+    tokens: Vec<String>,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer").field("vocab_size", &self.vocab_size).field("bos", &self.bos).field("eos", &self.eos).finish()
+    }
+}
+
+fn strings(v: &Value, key: &str) -> Result<Vec<String>, GgufError> {
+    v.as_array()
+        .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+        .ok_or_else(|| GgufError::Metadata { key: key.into(), msg: "not an array of strings".into() })
+}
+
+impl TextTokenizer {
+    pub fn from_gguf(g: &Gguf) -> Result<Self, TokenizerError> {
+        let model = g.meta_str("tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(TokenizerError::Build(format!("tokenizer.ggml.model `{model}` is not supported (gpt2 BPE is)")));
+        }
+        let pre = g.meta_str("tokenizer.ggml.pre").unwrap_or("default");
+        let tokens = strings(g.meta("tokenizer.ggml.tokens")?, "tokenizer.ggml.tokens")?;
+        let merges: Vec<(String, String)> = strings(g.meta("tokenizer.ggml.merges")?, "tokenizer.ggml.merges")?
+            .into_iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| TokenizerError::Build(format!("merge `{m}` has no space")))
+            })
+            .collect::<Result<_, _>>()?;
+        let types: Vec<u64> = match g.metadata.get("tokenizer.ggml.token_type") {
+            Some(v) => v.as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(1)).collect()).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let build = |with_special: bool| -> Result<Tokenizer, TokenizerError> {
+            let bpe = BPE::builder()
+                .vocab_and_merges(vocab.clone(), merges.clone())
+                .build()
+                .map_err(|e| TokenizerError::Build(e.to_string()))?;
+            let mut t = Tokenizer::new(bpe);
+            let byte_level = ByteLevel::new(false, true, true);
+            let pre_tok: PreTokenizerWrapper = match pre {
+                // SmolLM: digits one by one, then GPT-2 byte-level without a prefix space.
+                "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
+                "gpt2" | "default" => byte_level.into(),
+                other => return Err(TokenizerError::Build(format!("pre-tokenizer `{other}` is not supported (smollm, gpt2 are)"))),
+            };
+            t.with_pre_tokenizer(Some(pre_tok));
+            t.with_decoder(Some(ByteLevelDecoder::default()));
+            if with_special {
+                let specials: Vec<AddedToken> = types
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &ty)| ty == CONTROL)
+                    .map(|(i, _)| AddedToken::from(tokens[i].clone(), true))
+                    .collect();
+                t.add_special_tokens(&specials);
+            }
+            Ok(t)
+        };
+        Ok(Self {
+            special: build(true)?,
+            plain: build(false)?,
+            bos: g.meta_u64("tokenizer.ggml.bos_token_id")? as u32,
+            eos: g.meta_u64("tokenizer.ggml.eos_token_id")? as u32,
+            vocab_size: tokens.len(),
+            chat_template: g.metadata.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string),
+            tokens,
+        })
+    }
+
+    /// Token ids of `text`; with `parse_special`, `<|…|>` control markers become their tokens.
+    pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, TokenizerError> {
+        let t = if parse_special { &self.special } else { &self.plain };
+        let enc = t.encode(text, false).map_err(|e| TokenizerError::Build(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, control tokens included as written.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
+        self.special.decode(ids, false).map_err(|e| TokenizerError::Build(e.to_string()))
+    }
+
+    /// The raw vocabulary entry of one id (byte-level form), for logprob reports.
+    pub fn token_text(&self, id: u32) -> String {
+        self.decode(&[id]).unwrap_or_else(|_| self.tokens.get(id as usize).cloned().unwrap_or_default())
+    }
+
+    /// Renders `messages` with the model's own chat template (`tokenizer.chat_template`).
+    pub fn render_chat<M: Serialize>(&self, messages: &[M], add_generation_prompt: bool) -> Result<String, TokenizerError> {
+        let src = self.chat_template.as_deref().ok_or_else(|| TokenizerError::Template("the model has no tokenizer.chat_template".into()))?;
+        let mut env = Environment::new();
+        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template("chat", src).map_err(|e| TokenizerError::Template(e.to_string()))?;
+        let tpl = env.get_template("chat").map_err(|e| TokenizerError::Template(e.to_string()))?;
+        tpl.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.tokens.get(self.bos as usize).cloned().unwrap_or_default(),
+            eos_token => self.tokens.get(self.eos as usize).cloned().unwrap_or_default(),
+        })
+        .map_err(|e| TokenizerError::Template(e.to_string()))
+    }
+}

