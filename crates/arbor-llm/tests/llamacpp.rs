@@ -37,7 +37,7 @@ async fn start_llamacpp() -> (Server, String) {
         "xllamacpp is missing: run `python3 -m venv {0} && {0}/bin/pip install xllamacpp` (or `bash .ci/run`)",
         home.join("venv").display()
     );
-    assert!(gguf.exists(), "{} is missing: run `bash scripts/fetch-model.sh` (or `bash .ci/run`)", gguf.display());
+    assert!(gguf.exists(), "{} is missing: run `arbor model fetch` (or `bash .ci/run`)", gguf.display());
     assert!(script.exists(), "{} is missing: ../shared must sit beside the repository", script.display());
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(&python)

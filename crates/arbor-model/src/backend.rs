@@ -153,6 +153,13 @@ fn prepare(model: &EmbeddedModel, req: &LlmRequest) -> Result<(Vec<u32>, Generat
     Ok((ids, opts))
 }
 
+impl EmbeddedBackend {
+    /// Batches run so far (a batch serves every request waiting when it started).
+    pub fn batches(&self) -> u64 {
+        self.counters.batches.load(Relaxed)
+    }
+}
+
 #[async_trait]
 impl LanguageModel for EmbeddedBackend {
     async fn generate(&self, req: &LlmRequest) -> Result<Completion, LlmError> {
