@@ -19,6 +19,33 @@ pub enum BenchCommand {
     Household(HouseholdBenchArgs),
     /// Python sandbox start-up latency, against bare `python3 -c pass`.
     Sandbox(SandboxBenchArgs),
+    /// The embedded model (`arbor serve`) against llama.cpp's server (xllamacpp) on the same
+    /// GGUF, one after the other, with the same client and requests: prompt tokens/s, decode
+    /// tokens/s for one stream and for N concurrent streams, server peak RSS.
+    Model(ModelBenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ModelBenchArgs {
+    /// Python with xllamacpp (default: $ARBOR_HOME/venv/bin/python).
+    #[arg(long)]
+    python: Option<std::path::PathBuf>,
+    /// The launcher from ../shared/tools.
+    #[arg(long, default_value = "../shared/tools/serve_xllamacpp.py")]
+    llamacpp_script: std::path::PathBuf,
+    #[arg(long, default_value_t = 8)]
+    streams: usize,
+    #[arg(long, default_value_t = 128)]
+    max_tokens: u32,
+    /// Approximate prompt length for the prompt-processing figure.
+    #[arg(long, default_value_t = 256)]
+    prompt_words: usize,
+    /// Threads for llama.cpp (the machine's cores by default).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Skip llama.cpp (measure arbor alone).
+    #[arg(long)]
+    no_llamacpp: bool,
 }
 
 #[derive(clap::Args)]
@@ -105,6 +132,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Llm(a) => llm(a).await,
         BenchCommand::Household(a) => household(a),
         BenchCommand::Sandbox(a) => sandbox(a).await,
+        BenchCommand::Model(a) => model(a).await,
     }
 }
 
@@ -255,5 +283,161 @@ async fn sandbox(a: SandboxBenchArgs) -> anyhow::Result<()> {
     println!("sandboxed python  (ms)    p50 {s50:.1}  p90 {s90:.1}  mean {smean:.1}");
     println!("bare python3 -c pass (ms) p50 {b50:.1}  p90 {b90:.1}  mean {bmean:.1}");
     println!("sandbox overhead (p50)    {:.1} ms", s50 - b50);
+    Ok(())
+}
+
+/// A server child process, killed when dropped.
+struct ServerChild(Child);
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl ServerChild {
+    /// Peak resident set of the process so far (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).ok()?;
+        let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    }
+}
+
+#[derive(Serialize)]
+struct ModelFigures {
+    server: String,
+    prompt_tokens_per_s: f64,
+    decode_tokens_per_s_1: f64,
+    decode_tokens_per_s_n: f64,
+    streams: usize,
+    completion_tokens_1: u64,
+    completion_tokens_n: u64,
+    peak_rss_mib: Option<f64>,
+}
+
+async fn wait_healthy(base: &str, secs: u64) -> anyhow::Result<()> {
+    let health = base.trim_end_matches("/v1").to_string() + "/health";
+    let t = Instant::now();
+    while t.elapsed().as_secs() < secs {
+        if arbor_llm::mock::fetch_health(&health).await.unwrap_or(false) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("{health} did not answer within {secs} s")
+}
+
+/// The same three workloads against any OpenAI-compatible server.
+async fn measure(name: &str, base: &str, model_name: &str, a: &ModelBenchArgs) -> anyhow::Result<ModelFigures> {
+    let mut cfg = EndpointConfig::new(base.parse()?, model_name);
+    cfg.timeout_secs = 600.0;
+    cfg.limits.max_in_flight = a.streams.max(1);
+    let client = Arc::new(OpenAiClient::with_endpoint(cfg.clone(), Arc::new(arbor_llm::Endpoint::new(&cfg)))?);
+    let greedy = |max: u32| SamplingParams { temperature: Some(0.0), max_tokens: Some(max), ..Default::default() };
+    // Warm-up (first-request allocations, page faults on the weights).
+    client.generate(&LlmRequest::text(model_name, "Hello").with_params(greedy(4))).await?;
+
+    // Prompt processing: a long prompt, one token out; each run's prompt differs at its start so
+    // no server can reuse a cached prefix.
+    let body: String = (0..a.prompt_words).map(|i| ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"][i % 9]).collect::<Vec<_>>().join(" ");
+    let mut rates = Vec::new();
+    for run in 0..3 {
+        let t = Instant::now();
+        let c = client.generate(&LlmRequest::text(model_name, format!("Run {run}. {body}")).with_params(greedy(1))).await?;
+        rates.push(c.usage.prompt_tokens as f64 / t.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    let prompt_rate = rates[1];
+
+    let story = |i: usize| format!("Story {i}: Once upon a time, in a small village by the sea, there lived");
+    let t = Instant::now();
+    let c = client.generate(&LlmRequest::text(model_name, story(0)).with_params(greedy(a.max_tokens))).await?;
+    let one = c.usage.completion_tokens;
+    let decode_1 = one as f64 / t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..a.streams {
+        let client = client.clone();
+        let req = LlmRequest::text(model_name, story(i + 1)).with_params(greedy(a.max_tokens));
+        tasks.spawn(async move { client.generate(&req).await });
+    }
+    let mut many = 0;
+    while let Some(r) = tasks.join_next().await {
+        many += r??.usage.completion_tokens;
+    }
+    let decode_n = many as f64 / t.elapsed().as_secs_f64();
+    Ok(ModelFigures {
+        server: name.to_string(),
+        prompt_tokens_per_s: prompt_rate,
+        decode_tokens_per_s_1: decode_1,
+        decode_tokens_per_s_n: decode_n,
+        streams: a.streams,
+        completion_tokens_1: one,
+        completion_tokens_n: many,
+        peak_rss_mib: None,
+    })
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn model(a: ModelBenchArgs) -> anyhow::Result<()> {
+    let gguf = arbor_model::fetch::resolve_model(None)?;
+    let mut all = Vec::new();
+    if !a.no_llamacpp {
+        let python = a.python.clone().unwrap_or_else(|| arbor_model::fetch::arbor_home().join("venv/bin/python"));
+        anyhow::ensure!(a.llamacpp_script.exists(), "{} not found (run from the repository root, ../shared beside it)", a.llamacpp_script.display());
+        let port = free_port()?;
+        let child = Command::new(&python)
+            .arg(&a.llamacpp_script)
+            .arg("--model")
+            .arg(&gguf)
+            .args(["--port", &port.to_string(), "--parallel", &a.streams.to_string(), "--threads", &a.threads.to_string(), "--ctx-per-slot", "1024"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {} (install xllamacpp in that venv)", python.display()))?;
+        let server = ServerChild(child);
+        let base = format!("http://127.0.0.1:{port}/v1");
+        wait_healthy(&base, 120).await?;
+        let mut f = measure("llama.cpp (xllamacpp)", &base, "smollm2-135m", &a).await?;
+        f.peak_rss_mib = server.peak_rss_mib();
+        all.push(f);
+    }
+    {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--port", "0", "--max-batch", &a.streams.max(1).to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let server = ServerChild(child);
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let base = line.trim().to_string();
+        wait_healthy(&base, 120).await?;
+        let mut f = measure("arbor embedded (burn flex)", &base, "embedded", &a).await?;
+        f.peak_rss_mib = server.peak_rss_mib();
+        all.push(f);
+    }
+    println!("| server | prompt tok/s | decode tok/s, 1 stream | decode tok/s, {} streams | peak RSS MiB |", a.streams);
+    println!("| --- | --- | --- | --- | --- |");
+    for f in &all {
+        println!(
+            "| {} | {:.1} | {:.1} ({} tokens) | {:.1} ({} tokens) | {} |",
+            f.server,
+            f.prompt_tokens_per_s,
+            f.decode_tokens_per_s_1,
+            f.completion_tokens_1,
+            f.decode_tokens_per_s_n,
+            f.completion_tokens_n,
+            f.peak_rss_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "?".into())
+        );
+    }
+    eprintln!("{}", serde_json::to_string(&all)?);
     Ok(())
 }

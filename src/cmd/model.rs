@@ -100,18 +100,17 @@ pub fn tokenize(a: TokenizeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(model: Option<&std::path::Path>, d: DeviceArg) -> anyhow::Result<EmbeddedModel> {
-    let path = resolve_model(model)?;
-    EmbeddedModel::load(&path, device(d)).with_context(|| format!("loading {}", path.display()))
+/// Loads the model off the async runtime (dequantizing takes a few seconds).
+async fn load(model: Option<PathBuf>, d: DeviceArg) -> anyhow::Result<EmbeddedModel> {
+    tokio::task::spawn_blocking(move || {
+        let path = resolve_model(model.as_deref())?;
+        EmbeddedModel::load(&path, device(d)).with_context(|| format!("loading {}", path.display()))
+    })
+    .await?
 }
 
 pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
-    let m = tokio::task::spawn_blocking({
-        let model = a.model.clone();
-        let d = a.device;
-        move || load(model.as_deref(), d)
-    })
-    .await??;
+    let m = load(a.model.clone(), a.device).await?;
     let text = if a.chat { m.tokenizer.render_chat(&[arbor_core::Message::user(&a.prompt)], true)? } else { a.prompt.clone() };
     let ids = m.tokenizer.encode(&text, true)?;
     let opts = GenerateOptions { max_tokens: a.max_tokens, temperature: a.temperature, seed: a.seed, top_logprobs: 5, ..Default::default() };
@@ -133,12 +132,7 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
 }
 
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let m = tokio::task::spawn_blocking({
-        let model = a.model.clone();
-        let d = a.device;
-        move || load(model.as_deref(), d)
-    })
-    .await??;
+    let m = load(a.model.clone(), a.device).await?;
     let backend: Arc<dyn arbor_llm::LanguageModel> = Arc::new(EmbeddedBackend::start(m, a.max_batch));
     let (addr, task) = arbor_llm::serve::serve(backend, a.port).await.with_context(|| format!("cannot listen on 127.0.0.1:{}", a.port))?;
     println!("http://{addr}/v1");

@@ -62,14 +62,21 @@ pub fn request_from_openai(body: &Value, chat: bool) -> Result<LlmRequest, Strin
     })
 }
 
-/// An OpenAI response body for `c`.
-pub fn completion_to_openai(c: &Completion, chat: bool) -> Value {
+/// An OpenAI response body for `c`, with the given `id` and `created` time.
+pub fn completion_to_openai(c: &Completion, chat: bool, id: &str, created: u64) -> Value {
     let choices: Vec<Value> = c
         .choices
         .iter()
         .map(|ch| {
             let finish = serde_json::to_value(ch.finish_reason).unwrap_or(json!("stop"));
-            let mut v = if chat {
+            let mut v = if chat && !ch.tool_calls.is_empty() {
+                let calls: Vec<Value> = ch
+                    .tool_calls
+                    .iter()
+                    .map(|t| json!({"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}))
+                    .collect();
+                json!({"index": ch.index, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": finish})
+            } else if chat {
                 json!({"index": ch.index, "message": {"role": "assistant", "content": ch.text}, "finish_reason": finish})
             } else {
                 json!({"index": ch.index, "text": ch.text, "finish_reason": finish})
@@ -88,9 +95,9 @@ pub fn completion_to_openai(c: &Completion, chat: bool) -> Value {
         })
         .collect();
     json!({
-        "id": format!("arbor-{}", c.choices.first().map(|x| x.text.len()).unwrap_or(0)),
+        "id": id,
         "object": if chat { "chat.completion" } else { "text_completion" },
-        "created": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "created": created,
         "model": c.model,
         "choices": choices,
         "usage": {"prompt_tokens": c.usage.prompt_tokens, "completion_tokens": c.usage.completion_tokens, "total_tokens": c.usage.total()},
@@ -108,7 +115,12 @@ async fn handle(model: Arc<dyn LanguageModel>, body: Bytes, chat: bool) -> Respo
         Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };
     match model.generate(&req).await {
-        Ok(c) => Json(completion_to_openai(&c, chat)).into_response(),
+        Ok(c) => {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let id = format!("arbor-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            Json(completion_to_openai(&c, chat, &id, now)).into_response()
+        }
         Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

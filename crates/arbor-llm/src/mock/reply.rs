@@ -1,5 +1,9 @@
-use serde_json::{json, Value};
+use arbor_core::ToolCall;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use crate::serve::completion_to_openai;
+use crate::{CallMeta, Choice, Completion, FinishReason, TokenLogprob, TopLogprob, Usage};
 
 const WORDS: [&str; 32] = [
     "the", "answer", "is", "seven", "because", "each", "step", "adds", "two", "apples", "and",
@@ -19,25 +23,11 @@ fn hash64(parts: &[&[u8]]) -> u64 {
 /// The mock's successful reply to `body` on `path` ("chat/completions" or "completions").
 ///
 /// A pure function of the request and `seed`. Like a seeded sampler, the text of choice i does not
-/// depend on `n`, `max_tokens`, `stop` or logprob settings: those only cut or annotate it. With `ignore_n` it returns one choice whatever `n` says, like servers that drop it.
+/// depend on `n`, `max_tokens`, `stop` or logprob settings: those only cut or annotate it. With
+/// `ignore_n` it returns one choice whatever `n` says, like servers that drop it.
 pub fn reply(path: &str, body: &Value, seed: u64, ignore_n: bool) -> Value {
     let chat = path.ends_with("chat/completions");
-    if let Some(text) = scripted_text(body) {
-        return json!({
-            "id": "mock-say", "object": "chat.completion", "created": 0,
-            "model": body.get("model").and_then(Value::as_str).unwrap_or("mock"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        });
-    }
-    if let Some(calls) = scripted_tool_calls(body) {
-        return json!({
-            "id": "mock-tool", "object": "chat.completion", "created": 0,
-            "model": body.get("model").and_then(Value::as_str).unwrap_or("mock"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        });
-    }
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
     let mut key = body.clone();
     if let Some(o) = key.as_object_mut() {
         for k in ["n", "max_tokens", "stop", "logprobs", "top_logprobs"] {
@@ -45,6 +35,18 @@ pub fn reply(path: &str, body: &Value, seed: u64, ignore_n: bool) -> Value {
         }
     }
     let key = arbor_core::canonical_json(&key);
+    let id = format!("mock-{:016x}", hash64(&[key.as_bytes(), &seed.to_le_bytes()]));
+    let scripted = |choice: Choice| {
+        let c = Completion { model: model.clone(), choices: vec![choice], usage: Usage { prompt_tokens: 1, completion_tokens: 1 }, meta: CallMeta::default() };
+        completion_to_openai(&c, chat, &id, 0)
+    };
+    if let Some(text) = scripted_text(body) {
+        return scripted(Choice { index: 0, text, finish_reason: FinishReason::Stop, logprobs: None, tool_calls: Vec::new() });
+    }
+    if let Some(tool_calls) = scripted_tool_calls(body) {
+        return scripted(Choice { index: 0, text: String::new(), finish_reason: FinishReason::ToolCalls, logprobs: None, tool_calls });
+    }
+
     let n = if ignore_n { 1 } else { body.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 128) };
     let max_tokens = body.get("max_tokens").and_then(Value::as_u64).unwrap_or(64);
     let stops: Vec<&str> = match body.get("stop") {
@@ -64,8 +66,7 @@ pub fn reply(path: &str, body: &Value, seed: u64, ignore_n: bool) -> Value {
         None => body.get("prompt").and_then(Value::as_str).map(|p| p.split_whitespace().count()).unwrap_or(0),
     } as u64;
 
-    let mut completion_tokens = 0;
-    let choices: Vec<Value> = (0..n)
+    let choices: Vec<Choice> = (0..n)
         .map(|i| {
             let h = hash64(&[key.as_bytes(), &seed.to_le_bytes(), &i.to_le_bytes()]);
             let want = 4 + h % 13;
@@ -76,7 +77,7 @@ pub fn reply(path: &str, body: &Value, seed: u64, ignore_n: bool) -> Value {
                     format!(" {}", WORDS[(w % WORDS.len() as u64) as usize])
                 })
                 .collect();
-            let mut finish = if (want as usize) > len { "length" } else { "stop" };
+            let mut finish = if (want as usize) > len { FinishReason::Length } else { FinishReason::Stop };
             // Cut at the first stop sequence, as servers do (the stop text is not returned).
             let full: String = tokens.concat();
             if let Some(cut) = stops.iter().filter_map(|s| full.find(s)).min() {
@@ -86,58 +87,31 @@ pub fn reply(path: &str, body: &Value, seed: u64, ignore_n: bool) -> Value {
                     kept += t.len();
                     keep
                 });
-                finish = "stop";
+                finish = FinishReason::Stop;
             }
-            completion_tokens += tokens.len() as u64;
-            let lps: Vec<(String, f64, Vec<(String, f64)>)> = tokens
-                .iter()
-                .enumerate()
-                .map(|(t, tok)| {
-                    let w = hash64(&[&h.to_le_bytes(), b"lp", &(t as u64).to_le_bytes()]);
-                    let lp = -((w % 1000) as f64) / 400.0 - 0.01;
-                    let mut top = vec![(tok.clone(), lp)];
-                    let at = WORDS.iter().position(|x| tok[1..] == **x).unwrap_or(0);
-                    for k in 1..top_k {
-                        top.push((format!(" {}", WORDS[(at + k) % WORDS.len()]), lp - k as f64));
-                    }
-                    (tok.clone(), lp, top)
-                })
-                .collect();
-            let text = tokens.concat();
             let logprobs = want_lp.then(|| {
-                if chat {
-                    json!({"content": lps.iter().map(|(t, lp, top)| json!({
-                        "token": t, "logprob": lp,
-                        "top_logprobs": top.iter().map(|(tt, tl)| json!({"token": tt, "logprob": tl})).collect::<Vec<_>>()
-                    })).collect::<Vec<_>>()})
-                } else {
-                    json!({
-                        "tokens": lps.iter().map(|x| &x.0).collect::<Vec<_>>(),
-                        "token_logprobs": lps.iter().map(|x| x.1).collect::<Vec<_>>(),
-                        "top_logprobs": lps.iter().map(|x| x.2.iter().map(|(t, l)| (t.clone(), json!(l))).collect::<serde_json::Map<_, _>>()).collect::<Vec<_>>(),
+                tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(t, tok)| {
+                        let w = hash64(&[&h.to_le_bytes(), b"lp", &(t as u64).to_le_bytes()]);
+                        let lp = -((w % 1000) as f32) / 400.0 - 0.01;
+                        let at = WORDS.iter().position(|x| tok[1..] == **x).unwrap_or(0);
+                        let mut top = vec![TopLogprob { token: tok.clone(), logprob: lp }];
+                        for k in 1..top_k {
+                            top.push(TopLogprob { token: format!(" {}", WORDS[(at + k) % WORDS.len()]), logprob: lp - k as f32 });
+                        }
+                        top.truncate(top_k);
+                        TokenLogprob { token: tok.clone(), logprob: lp, top }
                     })
-                }
+                    .collect()
             });
-            let mut c = if chat {
-                json!({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish})
-            } else {
-                json!({"index": i, "text": text, "finish_reason": finish})
-            };
-            if let Some(lp) = logprobs {
-                c["logprobs"] = lp;
-            }
-            c
+            Choice { index: i as u32, text: tokens.concat(), finish_reason: finish, logprobs, tool_calls: Vec::new() }
         })
         .collect();
-    json!({
-        "id": format!("mock-{:016x}", hash64(&[key.as_bytes(), &seed.to_le_bytes()])),
-        "object": if chat { "chat.completion" } else { "text_completion" },
-        "created": 0,
-        "model": body.get("model").and_then(Value::as_str).unwrap_or("mock"),
-        "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
-    })
+    let completion_tokens = choices.iter().map(|c| c.text.split_whitespace().count() as u64).sum();
+    let c = Completion { model, choices, usage: Usage { prompt_tokens, completion_tokens }, meta: CallMeta::default() };
+    completion_to_openai(&c, chat, &id, 0)
 }
 
 /// Tests script the mock's answer: when the last message is the user's and starts with
@@ -152,13 +126,13 @@ fn scripted_text(body: &Value) -> Option<String> {
 
 /// Tests drive tool use through the mock: when tools are offered and the last message is the
 /// user's, each line `CALL <tool> <json arguments>` in it becomes a tool call.
-fn scripted_tool_calls(body: &Value) -> Option<Vec<Value>> {
+fn scripted_tool_calls(body: &Value) -> Option<Vec<ToolCall>> {
     body.get("tools")?.as_array().filter(|t| !t.is_empty())?;
     let last = body.get("messages")?.as_array()?.last()?;
     if last.get("role")?.as_str()? != "user" {
         return None;
     }
-    let calls: Vec<Value> = last
+    let calls: Vec<ToolCall> = last
         .get("content")?
         .as_str()?
         .lines()
@@ -166,7 +140,7 @@ fn scripted_tool_calls(body: &Value) -> Option<Vec<Value>> {
         .enumerate()
         .map(|(i, rest)| {
             let (name, args) = rest.split_once(' ').unwrap_or((rest, "{}"));
-            json!({"id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": args.trim()}})
+            ToolCall { id: format!("call_{i}"), name: name.to_string(), arguments: args.trim().to_string() }
         })
         .collect();
     (!calls.is_empty()).then_some(calls)
@@ -175,6 +149,7 @@ fn scripted_tool_calls(body: &Value) -> Option<Vec<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn deterministic_and_n_independent() {
