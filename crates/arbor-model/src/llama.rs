@@ -104,11 +104,27 @@ impl KvCache {
     }
 }
 
+/// `[rows, cols]` row-major data transposed into a contiguous `[cols, rows]` tensor. Done once at
+/// load: a transposed *view* would make every matmul gather strided memory (or copy it).
+fn transposed(data: &[f32], rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+    let mut t = vec![0f32; data.len()];
+    const B: usize = 64;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    t[c * rows + r] = data[r * cols + c];
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(t, [cols, rows]), device)
+}
+
 fn load2(g: &Gguf, name: &str, out: usize, inp: usize, device: &Device) -> Result<Param<Tensor<2>>, GgufError> {
     // GGUF stores [out, in] row-major (dims fastest-first: [in, out]); keep [in, out] for x·W.
     let w = g.dequantize(name, Some(&[out, inp]))?;
-    let t = Tensor::<2>::from_data(TensorData::new(w, [out, inp]), device).transpose();
-    Ok(Param::from_tensor(t))
+    Ok(Param::from_tensor(transposed(&w, out, inp, device)))
 }
 
 fn load1(g: &Gguf, name: &str, n: usize, device: &Device) -> Result<Param<Tensor<1>>, GgufError> {
@@ -120,11 +136,11 @@ impl Llama {
     pub fn from_gguf(g: &Gguf, cfg: &LlamaConfig, device: &Device) -> Result<Self, GgufError> {
         let (d, kv) = (cfg.d_model, cfg.n_kv_heads * cfg.head_dim());
         let embed_data = g.dequantize("token_embd.weight", Some(&[cfg.vocab, d]))?;
-        let embed = Tensor::<2>::from_data(TensorData::new(embed_data, [cfg.vocab, d]), device);
         let lm_head = match g.tensor("output.weight") {
             Ok(_) => load2(g, "output.weight", cfg.vocab, d, device)?,
-            Err(_) => Param::from_tensor(embed.clone().transpose()),
+            Err(_) => Param::from_tensor(transposed(&embed_data, cfg.vocab, d, device)),
         };
+        let embed = Tensor::<2>::from_data(TensorData::new(embed_data, [cfg.vocab, d]), device);
         let blocks = (0..cfg.n_layers)
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
