@@ -31,6 +31,9 @@ pub struct EmbeddedBackend {
     counters: Arc<Counters>,
 }
 
+/// How long the worker waits for more requests before starting a batch.
+const ADMISSION_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Default `max_tokens` when a request leaves it unset.
 const DEFAULT_MAX_TOKENS: usize = 256;
 
@@ -52,9 +55,16 @@ impl EmbeddedBackend {
 fn worker(model: EmbeddedModel, mut rx: mpsc::Receiver<Job>, max_batch: usize, counters: Arc<Counters>) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
+        // A short admission window: callers that start together (a job's actors, a benchmark's
+        // streams) land in one batch instead of the first running alone. The batch then runs to
+        // completion; rows are not added mid-flight.
+        let deadline = std::time::Instant::now() + ADMISSION_WINDOW;
         while jobs.len() < max_batch {
             match rx.try_recv() {
                 Ok(j) => jobs.push(j),
+                Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
                 Err(_) => break,
             }
         }

@@ -201,7 +201,7 @@ impl Llama {
 
         let ids: Vec<i64> = step.tokens.iter().flat_map(|r| r.iter().map(|&x| x as i64)).collect();
         let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [b * t]), device);
-        let mut x = self.embed.val().select(0, ids).reshape([b, t, cfg.d_model]);
+        let x = self.embed.val().select(0, ids);
 
         // RoPE angles per row and position: a row's position counts from its first real token.
         let half = hd / 2;
@@ -234,37 +234,49 @@ impl Llama {
         }
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, total]), device);
         let scale = 1.0 / (hd as f64).sqrt();
+        let group = h / kvh;
+        // The mask per row of the grouped score matrix: rows are (group member, position).
+        let group_mask = mask.reshape([b, 1, 1, t, total]).expand([b, kvh, group, t, total]).reshape([b, kvh, group * t, total]);
+        let placeholder = Tensor::<4>::zeros([1, 1, 1, 1], device);
 
+        // Hidden states stay 2-D, [batch·seq, d]: one GEMM per projection reads each weight once
+        // for the whole batch (a 3-D matmul against an unsqueezed weight runs one product per
+        // row and rereads the weight each time).
+        let mut x = x.reshape([b * t, cfg.d_model]);
         for (layer, blk) in self.blocks.iter().enumerate() {
             let xn = rms_norm(x.clone(), &blk.attn_norm, cfg.rms_eps);
-            let q = xn.clone().matmul(blk.wq.val().unsqueeze::<3>()).reshape([b, t, h, hd]).swap_dims(1, 2);
-            let k = xn.clone().matmul(blk.wk.val().unsqueeze::<3>()).reshape([b, t, kvh, hd]).swap_dims(1, 2);
-            let v = xn.matmul(blk.wv.val().unsqueeze::<3>()).reshape([b, t, kvh, hd]).swap_dims(1, 2);
+            let q = xn.clone().matmul(blk.wq.val()).reshape([b, t, h, hd]).swap_dims(1, 2);
+            let k = xn.clone().matmul(blk.wk.val()).reshape([b, t, kvh, hd]).swap_dims(1, 2);
+            let v = xn.matmul(blk.wv.val()).reshape([b, t, kvh, hd]).swap_dims(1, 2);
             let q = rope(q, &cos, &sin);
             let k = rope(k, &cos, &sin);
+            // Take the cache tensors out so each is uniquely owned: slice_assign can then write in
+            // place instead of copying the whole cache every layer and step.
             let (ck, cv) = &mut cache.layers[layer];
-            *ck = ck.clone().slice_assign([0..b, 0..kvh, start..total, 0..hd], k);
-            *cv = cv.clone().slice_assign([0..b, 0..kvh, start..total, 0..hd], v);
-            let keys = ck.clone().narrow(2, 0, total);
-            let vals = cv.clone().narrow(2, 0, total);
-            // Grouped-query attention: query head j reads KV head j / (h / kvh).
-            let group = h / kvh;
-            let keys = keys.unsqueeze_dim::<5>(2).expand([b, kvh, group, total, hd]).reshape([b, h, total, hd]);
-            let vals = vals.unsqueeze_dim::<5>(2).expand([b, kvh, group, total, hd]).reshape([b, h, total, hd]);
-            let scores = q.matmul(keys.swap_dims(2, 3)).mul_scalar(scale);
-            let scores = scores.mask_fill(mask.clone().expand([b, h, t, total]), f32::NEG_INFINITY);
-            let attn = softmax(scores, 3).matmul(vals); // [b, h, t, hd]
-            let attn = attn.swap_dims(1, 2).reshape([b, t, cfg.d_model]);
-            x = x + attn.matmul(blk.wo.val().unsqueeze::<3>());
+            let k_all = std::mem::replace(ck, placeholder.clone()).slice_assign([0..b, 0..kvh, start..total, 0..hd], k);
+            let v_all = std::mem::replace(cv, placeholder.clone()).slice_assign([0..b, 0..kvh, start..total, 0..hd], v);
+            let keys = k_all.clone().narrow(2, 0, total);
+            let vals = v_all.clone().narrow(2, 0, total);
+            *ck = k_all;
+            *cv = v_all;
+            // Grouped-query attention without copying keys per query head: query head j reads KV
+            // head j / group, so the group's queries stack along the row axis.
+            let q = q.reshape([b, kvh, group * t, hd]);
+            let scores = q.matmul(keys.swap_dims(2, 3)).mul_scalar(scale); // [b, kvh, group·t, total]
+            let scores = scores.mask_fill(group_mask.clone(), f32::NEG_INFINITY);
+            let attn = softmax(scores, 3).matmul(vals); // [b, kvh, group·t, hd]
+            let attn = attn.reshape([b, h, t, hd]).swap_dims(1, 2).reshape([b * t, cfg.d_model]);
+            x = x + attn.matmul(blk.wo.val());
 
             let xn = rms_norm(x.clone(), &blk.ffn_norm, cfg.rms_eps);
-            let gate = silu(xn.clone().matmul(blk.w_gate.val().unsqueeze::<3>()));
-            let up = xn.matmul(blk.w_up.val().unsqueeze::<3>());
-            x = x + (gate * up).matmul(blk.w_down.val().unsqueeze::<3>());
+            let gate = silu(xn.clone().matmul(blk.w_gate.val()));
+            let up = xn.matmul(blk.w_up.val());
+            x = x + (gate * up).matmul(blk.w_down.val());
         }
+        let x = x.reshape([b, t, cfg.d_model]);
         cache.len = total;
-        let x = if step.all_logits { x } else { x.narrow(1, t - 1, 1) };
-        let x = rms_norm(x, &self.norm, cfg.rms_eps);
-        x.matmul(self.lm_head.val().unsqueeze::<3>())
+        let (x, rows) = if step.all_logits { (x, t) } else { (x.narrow(1, t - 1, 1), 1) };
+        let x = rms_norm(x.reshape([b * rows, cfg.d_model]), &self.norm, cfg.rms_eps);
+        x.matmul(self.lm_head.val()).reshape([b, rows, cfg.vocab])
     }
 }
