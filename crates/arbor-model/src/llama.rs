@@ -60,7 +60,9 @@ impl LlamaConfig {
 #[derive(Module, Debug)]
 pub struct Block {
     attn_norm: Param<Tensor<1>>,
-    /// Projections stored [in, out].
+    /// Projections stored as GGUF has them, [out, in]: activations are feature-major
+    /// ([features, tokens]) and every projection is W·x, which burn's flex GEMM runs faster
+    /// with the large weight on the left.
     wq: Param<Tensor<2>>,
     wk: Param<Tensor<2>>,
     wv: Param<Tensor<2>>,
@@ -77,8 +79,8 @@ pub struct Llama {
     embed: Param<Tensor<2>>,
     blocks: Vec<Block>,
     norm: Param<Tensor<1>>,
-    /// [d_model, vocab]: the transposed embedding when tied.
-    lm_head: Param<Tensor<2>>,
+    /// [vocab, d_model]; None when tied to the embedding.
+    lm_head: Option<Param<Tensor<2>>>,
 }
 
 /// Keys and values of every layer for a batch, `[batch, kv_heads, capacity, head_dim]`.
@@ -104,27 +106,10 @@ impl KvCache {
     }
 }
 
-/// `[rows, cols]` row-major data transposed into a contiguous `[cols, rows]` tensor. Done once at
-/// load: a transposed *view* would make every matmul gather strided memory (or copy it).
-fn transposed(data: &[f32], rows: usize, cols: usize, device: &Device) -> Tensor<2> {
-    let mut t = vec![0f32; data.len()];
-    const B: usize = 64;
-    for r0 in (0..rows).step_by(B) {
-        for c0 in (0..cols).step_by(B) {
-            for r in r0..(r0 + B).min(rows) {
-                for c in c0..(c0 + B).min(cols) {
-                    t[c * rows + r] = data[r * cols + c];
-                }
-            }
-        }
-    }
-    Tensor::from_data(TensorData::new(t, [cols, rows]), device)
-}
-
 fn load2(g: &Gguf, name: &str, out: usize, inp: usize, device: &Device) -> Result<Param<Tensor<2>>, GgufError> {
-    // GGUF stores [out, in] row-major (dims fastest-first: [in, out]); keep [in, out] for x·W.
+    // GGUF's dims are fastest-first, so row-major this is [out, in], the orientation W·x uses.
     let w = g.dequantize(name, Some(&[out, inp]))?;
-    Ok(Param::from_tensor(transposed(&w, out, inp, device)))
+    Ok(Param::from_tensor(Tensor::from_data(TensorData::new(w, [out, inp]), device)))
 }
 
 fn load1(g: &Gguf, name: &str, n: usize, device: &Device) -> Result<Param<Tensor<1>>, GgufError> {
@@ -135,12 +120,11 @@ fn load1(g: &Gguf, name: &str, n: usize, device: &Device) -> Result<Param<Tensor
 impl Llama {
     pub fn from_gguf(g: &Gguf, cfg: &LlamaConfig, device: &Device) -> Result<Self, GgufError> {
         let (d, kv) = (cfg.d_model, cfg.n_kv_heads * cfg.head_dim());
-        let embed_data = g.dequantize("token_embd.weight", Some(&[cfg.vocab, d]))?;
+        let embed = load2(g, "token_embd.weight", cfg.vocab, d, device)?;
         let lm_head = match g.tensor("output.weight") {
-            Ok(_) => load2(g, "output.weight", cfg.vocab, d, device)?,
-            Err(_) => Param::from_tensor(transposed(&embed_data, cfg.vocab, d, device)),
+            Ok(_) => Some(load2(g, "output.weight", cfg.vocab, d, device)?),
+            Err(_) => None,
         };
-        let embed = Tensor::<2>::from_data(TensorData::new(embed_data, [cfg.vocab, d]), device);
         let blocks = (0..cfg.n_layers)
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
@@ -157,14 +141,16 @@ impl Llama {
                 })
             })
             .collect::<Result<Vec<_>, GgufError>>()?;
-        Ok(Self { embed: Param::from_tensor(embed), blocks, norm: load1(g, "output_norm.weight", d, device)?, lm_head })
+        Ok(Self { embed, blocks, norm: load1(g, "output_norm.weight", d, device)?, lm_head })
     }
 }
 
-fn rms_norm<const D: usize>(x: Tensor<D>, w: &Param<Tensor<1>>, eps: f64) -> Tensor<D> {
-    let ms = x.clone().powi_scalar(2).mean_dim(D - 1);
+/// RMSNorm of feature-major activations `[features, tokens]`.
+fn rms_norm(x: Tensor<2>, w: &Param<Tensor<1>>, eps: f64) -> Tensor<2> {
+    let n = w.val().dims()[0];
+    let ms = x.clone().powi_scalar(2).mean_dim(0);
     let scale = ms.add_scalar(eps).sqrt().recip();
-    (x * scale) * w.val().unsqueeze::<D>()
+    (x * scale) * w.val().reshape([n, 1])
 }
 
 /// Rotates adjacent pairs (2i, 2i+1) of the last dimension by angle pos·base^(−2i/dim).
@@ -177,6 +163,11 @@ fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
     let r0 = x0.clone() * cos.clone() - x1.clone() * sin.clone();
     let r1 = x0 * sin.clone() + x1 * cos.clone();
     Tensor::stack::<5>(vec![r0, r1], 4).reshape([b, h, t, hd])
+}
+
+/// W·x for a weight `[out, in]` and feature-major activations `[in, tokens]`.
+fn blk_proj(w: &Param<Tensor<2>>, x: Tensor<2>) -> Tensor<2> {
+    w.val().matmul(x)
 }
 
 /// What a forward pass needs besides the tokens.
@@ -239,17 +230,17 @@ impl Llama {
         let group_mask = mask.reshape([b, 1, 1, t, total]).expand([b, kvh, group, t, total]).reshape([b, kvh, group * t, total]);
         let placeholder = Tensor::<4>::zeros([1, 1, 1, 1], device);
 
-        // Hidden states stay 2-D, [batch·seq, d]: one GEMM per projection reads each weight once
-        // for the whole batch (a 3-D matmul against an unsqueezed weight runs one product per
-        // row and rereads the weight each time).
-        let mut x = x.reshape([b * t, cfg.d_model]);
+        // Hidden states are feature-major, [d, batch·seq]: each projection is one W·x GEMM that
+        // reads the weight once for the whole batch.
+        let n = b * t;
+        let mut x = x.transpose(); // [d, n]
         for (layer, blk) in self.blocks.iter().enumerate() {
             let xn = rms_norm(x.clone(), &blk.attn_norm, cfg.rms_eps);
-            let q = xn.clone().matmul(blk.wq.val()).reshape([b, t, h, hd]).swap_dims(1, 2);
-            let k = xn.clone().matmul(blk.wk.val()).reshape([b, t, kvh, hd]).swap_dims(1, 2);
-            let v = xn.matmul(blk.wv.val()).reshape([b, t, kvh, hd]).swap_dims(1, 2);
-            let q = rope(q, &cos, &sin);
-            let k = rope(k, &cos, &sin);
+            // Token-major for attention: [n, features] → [b, heads, t, hd].
+            let heads = |w: &Param<Tensor<2>>, nh: usize| blk_proj(w, xn.clone()).transpose().reshape([b, t, nh, hd]).swap_dims(1, 2);
+            let q = rope(heads(&blk.wq, h), &cos, &sin);
+            let k = rope(heads(&blk.wk, kvh), &cos, &sin);
+            let v = heads(&blk.wv, kvh);
             // Take the cache tensors out so each is uniquely owned: slice_assign can then write in
             // place instead of copying the whole cache every layer and step.
             let (ck, cv) = &mut cache.layers[layer];
@@ -265,18 +256,25 @@ impl Llama {
             let scores = q.matmul(keys.swap_dims(2, 3)).mul_scalar(scale); // [b, kvh, group·t, total]
             let scores = scores.mask_fill(group_mask.clone(), f32::NEG_INFINITY);
             let attn = softmax(scores, 3).matmul(vals); // [b, kvh, group·t, hd]
-            let attn = attn.reshape([b, h, t, hd]).swap_dims(1, 2).reshape([b * t, cfg.d_model]);
-            x = x + attn.matmul(blk.wo.val());
+            let attn = attn.reshape([b, h, t, hd]).swap_dims(1, 2).reshape([n, cfg.d_model]).transpose();
+            x = x + blk_proj(&blk.wo, attn);
 
             let xn = rms_norm(x.clone(), &blk.ffn_norm, cfg.rms_eps);
-            let gate = silu(xn.clone().matmul(blk.w_gate.val()));
-            let up = xn.matmul(blk.w_up.val());
-            x = x + (gate * up).matmul(blk.w_down.val());
+            let gate = silu(blk_proj(&blk.w_gate, xn.clone()));
+            let up = blk_proj(&blk.w_up, xn);
+            x = x + blk_proj(&blk.w_down, gate * up);
         }
-        let x = x.reshape([b, t, cfg.d_model]);
         cache.len = total;
-        let (x, rows) = if step.all_logits { (x, t) } else { (x.narrow(1, t - 1, 1), 1) };
-        let x = rms_norm(x.reshape([b * rows, cfg.d_model]), &self.norm, cfg.rms_eps);
-        x.matmul(self.lm_head.val()).reshape([b, rows, cfg.vocab])
+        // Logits for the last position of each row, or all positions.
+        let x = if step.all_logits {
+            x
+        } else {
+            let last: Vec<i64> = (0..b).map(|r| (r * t + t - 1) as i64).collect();
+            x.select(1, Tensor::<1, Int>::from_data(TensorData::new(last, [b]), device))
+        };
+        let rows = if step.all_logits { t } else { 1 };
+        let x = rms_norm(x, &self.norm, cfg.rms_eps);
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        blk_proj(head, x).transpose().reshape([b, rows, cfg.vocab])
     }
 }
