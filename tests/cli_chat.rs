@@ -114,3 +114,13 @@ fn a_dead_server_is_reported_with_its_cause() {
     assert!(!ok);
     assert!(err.contains("gave up after 2 attempts") && err.contains(&format!("cannot connect to http://127.0.0.1:{port}")), "{err}");
 }
+
+#[test]
+fn chat_without_a_server_uses_the_embedded_model() {
+    let (ok, out, err) = arbor(&["chat", "--temperature", "0", "--max-tokens", "6", "--json", "What is 12*7?"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The golden greedy answer to this prompt starts "12*7 = ".
+    assert!(v["choices"][0]["text"].as_str().unwrap().starts_with("12*7 ="), "{v}");
+    assert!(err.contains("embedded"), "{err}");
+}

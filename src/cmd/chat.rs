@@ -12,7 +12,8 @@ pub struct ChatArgs {
     /// Endpoint config (TOML); the flags below override its keys.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.
+    /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1. Without it (and
+    /// without --config) the embedded model answers.
     #[arg(long)]
     base_url: Option<url::Url>,
     /// Model name on that server.
@@ -53,6 +54,10 @@ pub struct ChatArgs {
 }
 
 impl ChatArgs {
+    fn uses_server(&self) -> bool {
+        self.config.is_some() || self.base_url.is_some()
+    }
+
     fn endpoint(&self) -> anyhow::Result<EndpointConfig> {
         let mut cfg = match &self.config {
             Some(path) => EndpointConfig::from_file(path)?,
@@ -99,9 +104,13 @@ impl ChatArgs {
 }
 
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
-    let cfg = args.endpoint()?;
-    let req = args.request(&cfg.model);
-    let client: Arc<dyn LanguageModel> = Arc::new(OpenAiClient::new(cfg)?);
+    let (req, client): (LlmRequest, Arc<dyn LanguageModel>) = if args.uses_server() {
+        let cfg = args.endpoint()?;
+        (args.request(&cfg.model), Arc::new(OpenAiClient::new(cfg)?))
+    } else {
+        let backend = tokio::task::spawn_blocking(|| arbor_model::EmbeddedBackend::load_default(None)).await??;
+        (args.request("embedded"), Arc::new(backend))
+    };
     let model: Arc<dyn LanguageModel> = match &args.cache {
         Some(dir) => Arc::new(CachedModel::new(client, Arc::new(ResponseCache::open(dir)?))),
         None => client,

@@ -164,6 +164,15 @@ fn prepare(model: &EmbeddedModel, req: &LlmRequest) -> Result<(Vec<u32>, Generat
 }
 
 impl EmbeddedBackend {
+    /// The default model of every arbor command that has no server configured: the fetched
+    /// SmolLM2 GGUF (or `model`) on the CPU, batching up to 16 requests.
+    pub fn load_default(model: Option<&std::path::Path>) -> Result<Self, LlmError> {
+        let path = crate::fetch::resolve_model(model).map_err(|e| LlmError::Invalid(e.to_string()))?;
+        let m = EmbeddedModel::load(&path, burn::tensor::Device::flex())
+            .map_err(|e| LlmError::Invalid(format!("loading {}: {e}", path.display())))?;
+        Ok(Self::start(m, 16))
+    }
+
     /// Batches run so far (a batch serves every request waiting when it started).
     pub fn batches(&self) -> u64 {
         self.counters.batches.load(Relaxed)
