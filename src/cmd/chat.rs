@@ -19,6 +19,9 @@ pub struct ChatArgs {
     /// Model name on that server.
     #[arg(long)]
     model: Option<String>,
+    /// Without a server: another GGUF instead of the embedded default.
+    #[arg(long)]
+    gguf: Option<PathBuf>,
     /// Number of choices.
     #[arg(long, default_value_t = 1)]
     n: u32,
@@ -108,7 +111,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         let cfg = args.endpoint()?;
         (args.request(&cfg.model), Arc::new(OpenAiClient::new(cfg)?))
     } else {
-        let backend = tokio::task::spawn_blocking(|| arbor_model::EmbeddedBackend::load_default(None)).await??;
+        let gguf = args.gguf.clone();
+        let backend = tokio::task::spawn_blocking(move || arbor_model::EmbeddedBackend::load_default(gguf.as_deref())).await??;
         (args.request("embedded"), Arc::new(backend))
     };
     let model: Arc<dyn LanguageModel> = match &args.cache {

@@ -207,7 +207,7 @@ impl EmbeddedModel {
             prompt: usize,
             rng: StdRng,
             out: Generated,
-            text_ids_done: bool,
+            done: bool,
         }
         let mut row_prompt = Vec::new();
         let mut rows = Vec::new();
@@ -218,7 +218,7 @@ impl EmbeddedModel {
                     prompt: p,
                     rng: StdRng::seed_from_u64(o.seed.wrapping_add(s as u64)),
                     out: Generated { ids: Vec::new(), text: String::new(), logprobs: Vec::new(), top: Vec::new(), finish: Finish::Length },
-                    text_ids_done: false,
+                    done: false,
                 });
             }
         }
@@ -230,8 +230,8 @@ impl EmbeddedModel {
             let mut next = Vec::with_capacity(rows.len());
             for (r, row) in rows.iter_mut().enumerate() {
                 let o = &opts[row.prompt];
-                if row.text_ids_done || row.out.ids.len() >= o.max_tokens {
-                    row.text_ids_done = true;
+                if row.done || row.out.ids.len() >= o.max_tokens {
+                    row.done = true;
                     next.push(vec![0]);
                     continue;
                 }
@@ -239,7 +239,7 @@ impl EmbeddedModel {
                 let tok = sample(&lp, o, &mut row.rng);
                 if tok == self.tokenizer.eos || o.stop_ids.contains(&tok) {
                     row.out.finish = Finish::Stop;
-                    row.text_ids_done = true;
+                    row.done = true;
                     next.push(vec![0]);
                     continue;
                 }
@@ -250,15 +250,15 @@ impl EmbeddedModel {
                     let text = self.tokenizer.decode(&row.out.ids)?;
                     if o.stop.iter().any(|s| text.contains(s.as_str())) {
                         row.out.finish = Finish::Stop;
-                        row.text_ids_done = true;
+                        row.done = true;
                     }
                 }
                 if row.out.ids.len() >= o.max_tokens {
-                    row.text_ids_done = true;
+                    row.done = true;
                 }
                 next.push(vec![tok]);
             }
-            if rows.iter().all(|r| r.text_ids_done) {
+            if rows.iter().all(|r| r.done) {
                 break;
             }
             let out = self.model.forward(&self.cfg, Step { tokens: &next, pads: &row_pads, all_logits: false }, &mut cache, &self.device);
