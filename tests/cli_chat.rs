@@ -2,7 +2,9 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-const ARBOR: &str = env!("CARGO_BIN_EXE_arbor");
+mod common;
+
+use common::{arbor, ARBOR};
 
 struct Mock(Child, String);
 
@@ -25,10 +27,6 @@ fn mock(extra: &[&str]) -> Mock {
     Mock(child, line.trim().to_string())
 }
 
-fn arbor(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(ARBOR).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
 
 #[test]
 fn chat_prints_text_and_json_and_accounting() {

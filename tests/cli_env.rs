@@ -2,16 +2,14 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-const ARBOR: &str = env!("CARGO_BIN_EXE_arbor");
+mod common;
 
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(ARBOR).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
+use common::{arbor, ARBOR};
+
 
 #[test]
 fn list_names_every_environment() {
-    let (ok, out, _) = run(&["env", "list"]);
+    let (ok, out, _) = arbor(&["env", "list"]);
     assert!(ok);
     for name in ["math", "household", "code"] {
         assert!(out.lines().any(|l| l.starts_with(name)), "{out}");
@@ -21,22 +19,22 @@ fn list_names_every_environment() {
 #[test]
 fn sample_prints_synth_input_jsonl() {
     for env in ["math", "household", "code"] {
-        let (ok, out, err) = run(&["env", "sample", "--env", env, "--n", "3", "--seed", "4"]);
+        let (ok, out, err) = arbor(&["env", "sample", "--env", env, "--n", "3", "--seed", "4"]);
         assert!(ok, "{err}");
         let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(rows.len(), 3);
         for r in &rows {
             assert!(r["id"].is_string() && r["prompt"].is_string() && r["env"] == env, "{r}");
         }
-        assert_eq!(out, run(&["env", "sample", "--env", env, "--n", "3", "--seed", "4"]).1, "not deterministic");
+        assert_eq!(out, arbor(&["env", "sample", "--env", env, "--n", "3", "--seed", "4"]).1, "not deterministic");
     }
-    let (ok, _, err) = run(&["env", "sample", "--env", "chess"]);
+    let (ok, _, err) = arbor(&["env", "sample", "--env", "chess"]);
     assert!(!ok && err.contains("unknown environment `chess`"), "{err}");
 }
 
 #[test]
 fn play_household_from_stdin() {
-    let (_, out, _) = run(&["env", "sample", "--env", "household", "--n", "1", "--seed", "5"]);
+    let (_, out, _) = arbor(&["env", "sample", "--env", "household", "--n", "1", "--seed", "5"]);
     let task: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     let plan: Vec<String> = serde_json::from_value(task["solution"].clone()).unwrap();
     let mut child = Command::new(ARBOR)

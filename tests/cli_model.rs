@@ -6,32 +6,30 @@ use std::process::{Child, Command, Stdio};
 use arbor_core::Message;
 use arbor_llm::{EndpointConfig, LanguageModel, LlmRequest, OpenAiClient, SamplingParams};
 
-const ARBOR: &str = env!("CARGO_BIN_EXE_arbor");
+mod common;
+
+use common::{arbor, ARBOR};
 
 fn arbor_home() -> PathBuf {
     std::env::var_os("ARBOR_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/arbor"))
 }
 
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(ARBOR).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
 
 #[test]
 fn tokenize_prints_json_ids() {
-    let (ok, out, err) = run(&["tokenize", "<|im_start|>user\nhi<|im_end|>\n"]);
+    let (ok, out, err) = arbor(&["tokenize", "<|im_start|>user\nhi<|im_end|>\n"]);
     assert!(ok, "{err}");
     let ids: Vec<u32> = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(ids.len(), 6);
-    let (_, out, _) = run(&["tokenize", "--no-special", "<|endoftext|>"]);
+    let (_, out, _) = arbor(&["tokenize", "--no-special", "<|endoftext|>"]);
     assert_eq!(serde_json::from_str::<Vec<u32>>(out.trim()).unwrap().len(), 7);
-    let (ok, _, err) = run(&["tokenize", "--model", "/nonexistent.gguf", "x"]);
+    let (ok, _, err) = arbor(&["tokenize", "--model", "/nonexistent.gguf", "x"]);
     assert!(!ok && err.contains("/nonexistent.gguf"), "{err}");
 }
 
 #[test]
 fn generate_prints_text_and_json() {
-    let (ok, out, err) = run(&["generate", "--chat", "--max-tokens", "6", "--json", "What is 12*7?"]);
+    let (ok, out, err) = arbor(&["generate", "--chat", "--max-tokens", "6", "--json", "What is 12*7?"]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     // The golden reference's greedy answer begins "12*7 = ".
