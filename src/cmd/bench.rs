@@ -102,28 +102,20 @@ struct LlmBenchReport {
     server_peak_in_flight: Option<u64>,
 }
 
-/// A mock server child that is killed when dropped.
-struct MockChild(Child);
-
-impl Drop for MockChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_mock(latency_ms: u64) -> anyhow::Result<(MockChild, url::Url)> {
+/// Starts `arbor ARGS` (a server subcommand given `--port 0`) as a child process and reads the
+/// base URL it prints on its first line.
+fn spawn_arbor_server(args: &[&str]) -> anyhow::Result<(ServerChild, url::Url)> {
     let exe = std::env::current_exe().context("cannot find the arbor executable")?;
     let mut child = Command::new(exe)
-        .args(["mock-server", "--port", "0", "--latency-ms", &latency_ms.to_string()])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
-        .context("cannot start the mock server")?;
-    let stdout = child.stdout.take().context("mock server has no stdout")?;
-    let child = MockChild(child);
+        .with_context(|| format!("cannot start `arbor {}`", args.join(" ")))?;
+    let stdout = child.stdout.take().context("the server has no stdout")?;
+    let child = ServerChild(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    let url = line.trim().parse().with_context(|| format!("mock server printed {line:?}, not a URL"))?;
+    let url = line.trim().parse().with_context(|| format!("`arbor {}` printed {line:?}, not a URL", args.join(" ")))?;
     Ok((child, url))
 }
 
@@ -140,7 +132,7 @@ async fn llm(a: LlmBenchArgs) -> anyhow::Result<()> {
     let (_child, url, latency) = match &a.base_url {
         Some(u) => (None, u.clone(), None),
         None => {
-            let (c, u) = spawn_mock(a.latency_ms)?;
+            let (c, u) = spawn_arbor_server(&["mock-server", "--port", "0", "--latency-ms", &a.latency_ms.to_string()])?;
             (Some(c), u, Some(a.latency_ms))
         }
     };
@@ -286,7 +278,7 @@ async fn sandbox(a: SandboxBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A server child process, killed when dropped.
+/// A server child process (the mock, `arbor serve`, llama.cpp), killed when dropped.
 struct ServerChild(Child);
 
 impl Drop for ServerChild {
@@ -409,16 +401,8 @@ async fn model(a: ModelBenchArgs) -> anyhow::Result<()> {
         all.push(f);
     }
     {
-        let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
-            .args(["serve", "--port", "0", "--max-batch", &a.streams.max(1).to_string()])
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let server = ServerChild(child);
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let base = line.trim().to_string();
+        let (server, base) = spawn_arbor_server(&["serve", "--port", "0", "--max-batch", &a.streams.max(1).to_string()])?;
+        let base = base.to_string();
         wait_healthy(&base, 120).await?;
         let mut f = measure("arbor embedded (burn flex)", &base, "embedded", &a).await?;
         f.peak_rss_mib = server.peak_rss_mib();
