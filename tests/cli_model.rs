@@ -1,18 +1,15 @@
 //! End-to-end: `arbor model fetch`, `tokenize`, `generate`, `serve` with the embedded model.
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use arbor_core::Message;
 use arbor_llm::{EndpointConfig, LanguageModel, LlmRequest, OpenAiClient, SamplingParams};
+use arbor_model::fetch::arbor_home;
 
 mod common;
 
 use common::{arbor, ARBOR};
 
-fn arbor_home() -> PathBuf {
-    std::env::var_os("ARBOR_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/arbor"))
-}
 
 
 #[test]

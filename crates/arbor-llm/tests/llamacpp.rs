@@ -53,10 +53,8 @@ async fn start_llamacpp() -> (Server, String) {
     let health = format!("http://127.0.0.1:{port}/health");
     let t = Instant::now();
     loop {
-        if let Ok(r) = reqwest_health(&health).await {
-            if r {
-                break;
-            }
+        if arbor_llm::mock::fetch_health(&health).await.unwrap_or(false) {
+            break;
         }
         assert!(t.elapsed() < Duration::from_secs(120), "llama.cpp server did not become healthy");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -64,10 +62,6 @@ async fn start_llamacpp() -> (Server, String) {
     (server, format!("http://127.0.0.1:{port}/v1"))
 }
 
-async fn reqwest_health(url: &str) -> Result<bool, ()> {
-    let m = arbor_llm::mock::fetch_health(url).await.map_err(|_| ())?;
-    Ok(m)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_completions_n_and_logprobs_against_llamacpp() {
