@@ -94,6 +94,8 @@ pub struct Tree {
     pub id: String,
     pub prompt: String,
     pub reference: Option<String>,
+    /// The environment the task came from, when known.
+    pub env: Option<String>,
     pub graph: StableDiGraph<Node, (), u32>,
     pub root: NodeId,
 }
@@ -107,6 +109,8 @@ struct SavedTree {
     prompt: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    env: Option<String>,
     nodes: Vec<SavedNode>,
 }
 
@@ -123,7 +127,7 @@ impl Tree {
     pub fn new(id: impl Into<String>, prompt: impl Into<String>, reference: Option<String>) -> Self {
         let mut graph = StableDiGraph::default();
         let root = graph.add_node(Node::new("", 0, 1.0));
-        Self { id: id.into(), prompt: prompt.into(), reference, graph, root }
+        Self { id: id.into(), prompt: prompt.into(), reference, env: None, graph, root }
     }
 
     pub fn node(&self, id: NodeId) -> Result<&Node, TreeError> {
@@ -197,6 +201,7 @@ impl Tree {
             id: self.id.clone(),
             prompt: self.prompt.clone(),
             reference: self.reference.clone(),
+            env: self.env.clone(),
             nodes: ids
                 .into_iter()
                 .map(|n| SavedNode { id: n.index() as u32, parent: self.parent(n).map(|p| p.index() as u32), node: self.graph[n].clone() })
@@ -241,7 +246,7 @@ impl Tree {
             }
         }
         let root = root.ok_or("no root (a node without parent)")?;
-        let tree = Self { id: s.id, prompt: s.prompt, reference: s.reference, graph, root };
+        let tree = Self { id: s.id, prompt: s.prompt, reference: s.reference, env: s.env, graph, root };
         // Every node must hang below the root (no cycles, no detached parts).
         let mut dfs = petgraph::visit::Dfs::new(&tree.graph, root);
         let mut reachable = 0;
@@ -274,6 +279,27 @@ pub fn save_jsonl(path: &Path, trees: &[Tree]) -> Result<(), TreeError> {
         writeln!(f, "{}", t.to_json_line()).map_err(io)?;
     }
     f.flush().map_err(io)
+}
+
+/// Loads trees from a JSONL file, or from every `*.jsonl` file of a directory (in name order).
+pub fn load_path(path: &Path) -> Result<LoadReport, TreeError> {
+    if !path.is_dir() {
+        return load_jsonl(path);
+    }
+    let io = |e| TreeError::Io { path: path.display().to_string(), source: e };
+    let mut files: Vec<_> = std::fs::read_dir(path)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    let mut report = LoadReport::default();
+    for f in files {
+        let r = load_jsonl(&f)?;
+        report.trees.extend(r.trees);
+        report.errors.extend(r.errors);
+    }
+    Ok(report)
 }
 
 /// Loads every tree it can; a corrupt or truncated line becomes an error naming the file, line
