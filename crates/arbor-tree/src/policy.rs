@@ -129,3 +129,56 @@ mod tests {
         assert_eq!(priors(&[none.clone(), none]), vec![0.5, 0.5]);
     }
 }
+
+/// A policy that answers at once without a model, for bookkeeping benchmarks and tests of the
+/// search algorithms: at each state it proposes `k` numbered steps; from depth `answer_depth`
+/// on, the steps give a final answer, correct for the first proposal and wrong for the others.
+pub struct SyntheticPolicy {
+    pub answer_depth: usize,
+    /// Reference answer by question.
+    answers: std::collections::HashMap<String, String>,
+}
+
+impl SyntheticPolicy {
+    pub fn for_tasks(tasks: &[arbor_envs::Task], answer_depth: usize) -> Self {
+        let answers = tasks.iter().map(|t| (t.prompt.clone(), t.reference.clone().unwrap_or_default())).collect();
+        Self { answer_depth, answers }
+    }
+}
+
+#[async_trait]
+impl StepPolicy for SyntheticPolicy {
+    async fn propose(&self, question: &str, steps: &[String], k: usize) -> Result<Vec<Proposal>, SearchError> {
+        let reference = self.answers.get(question).map(String::as_str).unwrap_or("0");
+        Ok((0..k)
+            .map(|i| {
+                let text = if steps.len() + 1 >= self.answer_depth {
+                    if i == 0 {
+                        format!("The answer is {reference}")
+                    } else {
+                        format!("The answer is {reference}{i}")
+                    }
+                } else {
+                    format!("Step {} option {i}", steps.len() + 1)
+                };
+                Proposal { text, logprob: Some(-(i as f64) - 1.0), tokens: 4 }
+            })
+            .collect())
+    }
+
+    fn provenance(&self) -> crate::Provenance {
+        crate::Provenance { model: "synthetic".into(), temperature: None, seed: None }
+    }
+
+    async fn complete(&self, question: &str, steps: &[String], n: usize) -> Result<Vec<String>, SearchError> {
+        // The first proposal at each state, down to the answer.
+        let mut path = steps.to_vec();
+        let mut added = Vec::new();
+        while path.len() < self.answer_depth {
+            let next = self.propose(question, &path, 1).await?.remove(0).text;
+            path.push(next.clone());
+            added.push(next);
+        }
+        Ok(vec![added.join("\n"); n])
+    }
+}
