@@ -1,5 +1,7 @@
 //! `arbor`: the command-line front of the arbor engine.
 mod cmd;
+mod models;
+mod progress;
 mod resources;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -38,6 +40,12 @@ enum Command {
     /// Environments: list them, sample tasks as JSONL, play one in the terminal.
     #[command(subcommand)]
     Env(cmd::env::EnvCommand),
+    /// Build reasoning trees by search (MCTS, Tree-of-Thought, beam) on an environment.
+    Search(cmd::tree::SearchArgs),
+    /// Turn trees into training data (JSONL or Parquet).
+    Export(cmd::tree::ExportArgs),
+    /// Write trees as one self-contained HTML page (or Graphviz DOT).
+    View(cmd::tree::ViewArgs),
     /// Measure arbor's own speed; figures go to docs/benchmarks.md.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -46,7 +54,7 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| progress::LogWriter);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -73,6 +81,9 @@ fn main() -> std::process::ExitCode {
             Command::Generate(a) => cmd::model::generate(a).await,
             Command::Serve(a) => cmd::model::serve(a).await,
             Command::Bench(b) => cmd::bench::run(b).await,
+            Command::Search(a) => cmd::tree::search(a).await,
+            Command::Export(a) => cmd::tree::export(a),
+            Command::View(a) => cmd::tree::view(a),
         }
     });
     match result {

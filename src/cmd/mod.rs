@@ -4,3 +4,4 @@ pub mod chat;
 pub mod env;
 pub mod mock;
 pub mod model;
+pub mod tree;

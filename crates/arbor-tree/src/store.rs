@@ -281,7 +281,15 @@ pub fn save_jsonl(path: &Path, trees: &[Tree]) -> Result<(), TreeError> {
     f.flush().map_err(io)
 }
 
-/// Loads trees from a JSONL file, or from every `*.jsonl` file of a directory (in name order).
+/// Whether a file's first non-empty line is an `arbor.tree/1` record.
+fn is_tree_file(path: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(path) else { return false };
+    let first = std::io::BufReader::new(f).lines().map_while(Result::ok).find(|l| !l.trim().is_empty());
+    first.is_some_and(|l| l.starts_with(&format!("{{\"format\":\"{FORMAT}\"")))
+}
+
+/// Loads trees from a JSONL file, or from every tree file (`*.jsonl` starting with an
+/// `arbor.tree/1` record) of a directory, in name order; exports beside them are passed over.
 pub fn load_path(path: &Path) -> Result<LoadReport, TreeError> {
     if !path.is_dir() {
         return load_jsonl(path);
@@ -290,7 +298,7 @@ pub fn load_path(path: &Path) -> Result<LoadReport, TreeError> {
     let mut files: Vec<_> = std::fs::read_dir(path)
         .map_err(io)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && is_tree_file(p))
         .collect();
     files.sort();
     let mut report = LoadReport::default();

@@ -69,7 +69,7 @@ pub async fn run(s: &Searcher, task: &Task) -> Result<Tree, SearchError> {
             }
         }))
         .await?;
-        for (leaf, exp) in leaves.into_iter().zip(expansions) {
+        for (&leaf, exp) in leaves.iter().zip(expansions) {
             match exp {
                 // Reaching a terminal again backs its reward up once more.
                 None => tree.backup(leaf, node_value(&tree, leaf))?,
@@ -85,7 +85,9 @@ pub async fn run(s: &Searcher, task: &Task) -> Result<Tree, SearchError> {
                 }
             }
         }
-        done += wave;
+        // A simulation is one distinct leaf expanded or revisited; a wave that collapsed onto
+        // fewer leaves (as the first always does) leaves its budget to the next waves.
+        done += leaves.len();
     }
     Ok(tree)
 }

@@ -1,0 +1,46 @@
+//! Opening the model behind a role: an OpenAI-compatible server when a URL is given, otherwise
+//! the embedded model (loaded once and shared by every role that uses it).
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arbor_llm::{EndpointConfig, LanguageModel, OpenAiClient};
+use tokio::sync::OnceCell;
+
+/// The model name used for the embedded model in requests and provenance.
+pub const EMBEDDED: &str = "embedded";
+
+#[derive(Default)]
+pub struct Models {
+    embedded: OnceCell<Arc<arbor_model::EmbeddedBackend>>,
+    gguf: Option<PathBuf>,
+}
+
+impl Models {
+    pub fn new(gguf: Option<PathBuf>) -> Self {
+        Self { embedded: OnceCell::new(), gguf }
+    }
+
+    /// The model at `url` named `model`, or the embedded model when `url` is unset. Returns the
+    /// model and the name to put in requests.
+    pub async fn open(&self, url: Option<&url::Url>, model: Option<&str>) -> anyhow::Result<(Arc<dyn LanguageModel>, String)> {
+        match url {
+            Some(u) => {
+                let name = model.ok_or_else(|| anyhow::anyhow!("a model name is required with the URL {u}"))?;
+                let cfg = EndpointConfig::new(u.clone(), name);
+                cfg.validate("command line")?;
+                Ok((Arc::new(OpenAiClient::new(cfg)?), name.to_string()))
+            }
+            None => {
+                let gguf = self.gguf.clone();
+                let backend = self
+                    .embedded
+                    .get_or_try_init(|| async move {
+                        let b = tokio::task::spawn_blocking(move || arbor_model::EmbeddedBackend::load_default(gguf.as_deref())).await??;
+                        Ok::<_, anyhow::Error>(Arc::new(b))
+                    })
+                    .await?;
+                Ok((backend.clone() as Arc<dyn LanguageModel>, EMBEDDED.to_string()))
+            }
+        }
+    }
+}
