@@ -78,6 +78,7 @@ pub async fn run(s: &Searcher, task: &Task) -> Result<Tree, SearchError> {
                     let n = tree.node_mut(leaf)?;
                     n.terminal = true;
                     n.reward = Some(0.0);
+                    n.eval.verified = Some(false);
                     tree.backup(leaf, 0.0)?;
                 }
                 Some(children) => {
