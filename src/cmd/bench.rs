@@ -23,6 +23,8 @@ pub enum BenchCommand {
     /// GGUF, one after the other, with the same client and requests: prompt tokens/s, decode
     /// tokens/s for one stream and for N concurrent streams, server peak RSS.
     Model(ModelBenchArgs),
+    /// Tree search bookkeeping with an instant policy, export throughput, memory per node.
+    Tree(super::bench_tree::TreeBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -125,6 +127,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Household(a) => household(a),
         BenchCommand::Sandbox(a) => sandbox(a).await,
         BenchCommand::Model(a) => model(a).await,
+        BenchCommand::Tree(a) => super::bench_tree::run(a).await,
     }
 }
 
