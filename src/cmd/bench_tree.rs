@@ -20,6 +20,9 @@ pub struct TreeBenchArgs {
     nodes: usize,
     #[arg(long, default_value_t = 4)]
     width: usize,
+    /// Depth at which the instant policy answers (terminal leaves).
+    #[arg(long, default_value_t = 5)]
+    answer_depth: usize,
     /// Trees searched at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -31,14 +34,16 @@ pub struct TreeBenchArgs {
 pub async fn run(a: TreeBenchArgs) -> anyhow::Result<()> {
     let env = Arc::new(arbor_envs::math::MathEnv::new(Default::default())?);
     let tasks = env.sample(a.trees, 1)?;
-    // Answers (terminal leaves, one right and width-1 wrong per state) at depth 6: deep enough
-    // that MCTS keeps expanding to `nodes` nodes, shallow enough that trees have leaves to export.
-    let policy = Arc::new(SyntheticPolicy::for_tasks(&tasks, 6));
+    // Answers (terminal leaves, one right and width-1 wrong per state) at `answer_depth`, so
+    // trees have leaves to export; MCTS runs until its node budget is reached (revisits of
+    // terminals add no nodes).
+    let policy = Arc::new(SyntheticPolicy::for_tasks(&tasks, a.answer_depth));
     let config = SearchConfig {
         algo: Algo::Mcts,
         width: a.width,
-        iterations: (a.nodes - 1).div_ceil(a.width),
-        max_depth: 6,
+        iterations: a.nodes * 4,
+        max_nodes: a.nodes,
+        max_depth: a.answer_depth as u32,
         ..Default::default()
     };
     let searcher = Searcher::new(env, policy, Arc::new(TerminalOnly), config);

@@ -55,7 +55,7 @@ pub async fn run(s: &Searcher, task: &Task) -> Result<Tree, SearchError> {
     let mut tree = s.new_tree(task);
     let rule = s.config.rule();
     let mut done = 0;
-    while done < s.config.iterations {
+    while done < s.config.iterations && tree.len() < s.config.max_nodes {
         let wave = s.config.parallel.min(s.config.iterations - done);
         let leaves = select_wave(&mut tree, rule, wave);
         let expansions = futures::future::try_join_all(leaves.iter().map(|&leaf| {

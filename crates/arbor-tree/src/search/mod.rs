@@ -57,8 +57,9 @@ pub struct SearchConfig {
     pub parallel: usize,
     /// ToT-BFS: states kept per depth (b).
     pub breadth: usize,
-    /// ToT-DFS: children below this value are pruned; `max_nodes` bounds the walk.
+    /// ToT-DFS: children below this value are pruned.
     pub threshold: f64,
+    /// Node budget: MCTS and ToT-DFS stop once the tree has this many nodes.
     pub max_nodes: usize,
     /// Beam search: beam width B.
     pub beam: usize,
@@ -76,7 +77,7 @@ impl Default for SearchConfig {
             parallel: 4,
             breadth: 2,
             threshold: 0.5,
-            max_nodes: 64,
+            max_nodes: 256,
             beam: 3,
         }
     }
