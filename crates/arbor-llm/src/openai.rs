@@ -246,6 +246,9 @@ fn request_body(req: &LlmRequest) -> (&'static str, Value) {
             "completions"
         }
     };
+    if let Some(schema) = &p.json_schema {
+        b.insert("response_format".into(), json!({"type": "json_schema", "json_schema": {"name": "reply", "strict": true, "schema": schema}}));
+    }
     if p.n > 1 {
         b.insert("n".into(), json!(p.n));
     }

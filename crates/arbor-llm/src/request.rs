@@ -25,6 +25,11 @@ pub struct SamplingParams {
     pub logprobs: bool,
     /// With `logprobs`, also the k most likely alternatives at each position.
     pub top_logprobs: u32,
+    /// Structured output: a JSON Schema the reply must follow (OpenAI `response_format` of type
+    /// `json_schema`; vLLM and llama.cpp's server honour it too). Left out of the cache key when
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<serde_json::Value>,
 }
 
 impl Default for SamplingParams {
@@ -39,6 +44,7 @@ impl Default for SamplingParams {
             seed: None,
             logprobs: false,
             top_logprobs: 0,
+            json_schema: None,
         }
     }
 }

@@ -57,6 +57,7 @@ pub fn request_from_openai(body: &Value, chat: bool) -> Result<LlmRequest, Strin
             seed: int("seed"),
             logprobs,
             top_logprobs: top.min(20) as u32,
+            json_schema: body.get("response_format").and_then(|f| f.get("json_schema")).and_then(|j| j.get("schema")).cloned(),
         },
         tools: Vec::new(),
     })

@@ -46,6 +46,20 @@ pub fn reply(path: &str, body: &Value, seed: u64, ignore_n: bool) -> Value {
     if let Some(tool_calls) = scripted_tool_calls(body) {
         return scripted(Choice { index: 0, text: String::new(), finish_reason: FinishReason::ToolCalls, logprobs: None, tool_calls });
     }
+    if let Some(schema) = body.get("response_format").and_then(|f| f.get("json_schema")).and_then(|j| j.get("schema")) {
+        // Structured output: a deterministic instance of the schema, as a constrained sampler
+        // would give.
+        let n = if ignore_n { 1 } else { body.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 128) };
+        let choices = (0..n)
+            .map(|i| {
+                let h = hash64(&[key.as_bytes(), &seed.to_le_bytes(), &i.to_le_bytes()]);
+                let text = instance(schema, h, 0).to_string();
+                Choice { index: i as u32, text, finish_reason: FinishReason::Stop, logprobs: None, tool_calls: Vec::new() }
+            })
+            .collect();
+        let c = Completion { model: model.clone(), choices, usage: Usage { prompt_tokens: 1, completion_tokens: 1 }, meta: CallMeta::default() };
+        return completion_to_openai(&c, chat, &id, 0);
+    }
 
     let n = if ignore_n { 1 } else { body.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 128) };
     let max_tokens = body.get("max_tokens").and_then(Value::as_u64).unwrap_or(64);
@@ -114,6 +128,48 @@ pub fn reply(path: &str, body: &Value, seed: u64, ignore_n: bool) -> Value {
     completion_to_openai(&c, chat, &id, 0)
 }
 
+/// A value following the JSON Schema subset structured-output servers accept (object with
+/// properties, array with item bounds, number/integer with bounds, string, boolean, enum), drawn
+/// from `h`.
+fn instance(schema: &Value, h: u64, depth: u32) -> Value {
+    let pick = |salt: &[u8]| hash64(&[&h.to_le_bytes(), salt]);
+    if let Some(Value::Array(options)) = schema.get("enum") {
+        return options.get((pick(b"enum") % options.len().max(1) as u64) as usize).cloned().unwrap_or(Value::Null);
+    }
+    let bound = |k: &str, d: f64| schema.get(k).and_then(Value::as_f64).unwrap_or(d);
+    match schema.get("type").and_then(Value::as_str).unwrap_or("string") {
+        "object" if depth < 6 => {
+            let mut o = serde_json::Map::new();
+            if let Some(Value::Object(props)) = schema.get("properties") {
+                for (k, sub) in props {
+                    o.insert(k.clone(), instance(sub, pick(k.as_bytes()), depth + 1));
+                }
+            }
+            Value::Object(o)
+        }
+        "array" if depth < 6 => {
+            let (lo, hi) = (bound("minItems", 0.0) as u64, bound("maxItems", 4.0) as u64);
+            let len = lo + pick(b"len") % (hi.saturating_sub(lo) + 1);
+            let item = schema.get("items").cloned().unwrap_or(Value::Null);
+            Value::Array((0..len).map(|i| instance(&item, pick(&i.to_le_bytes()), depth + 1)).collect())
+        }
+        "integer" => {
+            let (lo, hi) = (bound("minimum", 1.0) as i64, bound("maximum", 10.0) as i64);
+            Value::from(lo + (pick(b"int") % (hi - lo + 1).max(1) as u64) as i64)
+        }
+        "number" => {
+            let (lo, hi) = (bound("minimum", 0.0), bound("maximum", 10.0));
+            let x = lo + (pick(b"num") % 1001) as f64 / 1000.0 * (hi - lo);
+            Value::from((x * 100.0).round() / 100.0)
+        }
+        "boolean" => Value::Bool(pick(b"bool") % 2 == 0),
+        _ => {
+            let n = 3 + pick(b"slen") % 8;
+            Value::String((0..n).map(|i| WORDS[(pick(&i.to_le_bytes()) % WORDS.len() as u64) as usize]).collect::<Vec<_>>().join(" "))
+        }
+    }
+}
+
 /// Tests script the mock's answer: when the last message is the user's and starts with
 /// `SAY `, the reply is the rest of that message, verbatim.
 fn scripted_text(body: &Value) -> Option<String> {
@@ -150,6 +206,20 @@ fn scripted_tool_calls(body: &Value) -> Option<Vec<ToolCall>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn structured_output_follows_the_schema() {
+        let schema = json!({"type": "object", "properties": {"scores": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 10}, "minItems": 3, "maxItems": 3}, "why": {"type": "string"}}});
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "judge"}], "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}});
+        let r = reply("chat/completions", &body, 1, false);
+        let text = r["choices"][0]["message"]["content"].as_str().unwrap();
+        let v: Value = serde_json::from_str(text).unwrap();
+        let scores = v["scores"].as_array().unwrap();
+        assert_eq!(scores.len(), 3);
+        assert!(scores.iter().all(|s| (1..=10).contains(&s.as_i64().unwrap())));
+        assert!(v["why"].is_string());
+        assert_eq!(reply("chat/completions", &body, 1, false), r);
+    }
 
     #[test]
     fn deterministic_and_n_independent() {
