@@ -91,6 +91,7 @@ impl ChatArgs {
             seed: self.seed,
             logprobs: self.logprobs.is_some(),
             top_logprobs: self.logprobs.unwrap_or(0),
+            json_schema: None,
         };
         let req = if self.raw {
             LlmRequest::text(model, &self.prompt)
