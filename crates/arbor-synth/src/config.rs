@@ -1,0 +1,165 @@
+//! `synth.toml`: every `arbor synth` flag is also a key here.
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Where one role's model lives. No URL: the embedded model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleConfig {
+    pub url: Option<url::Url>,
+    pub model: Option<String>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pairing {
+    /// The best candidate against the worst.
+    #[default]
+    BestWorst,
+    /// Every pair whose judge scores differ by at least `margin`.
+    Margin,
+    /// The whole ranked list (listwise training).
+    List,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// `prompt`, `chosen`, `rejected` as message lists.
+    #[default]
+    Conversational,
+    /// The same as plain strings.
+    Standard,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ToolUse {
+    /// OpenAI tool calls.
+    #[default]
+    Native,
+    /// `<tool_call>` blocks in text.
+    Text,
+    /// No tools: the judge scores directly.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RewardKind {
+    /// A language model with prompts/synth/reward.j2 (JSON `{score, critique}`).
+    #[default]
+    Judge,
+    /// An HTTP endpoint: POST `{prompt, chosen, rejected}` → `{score, critique?}`.
+    Endpoint,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynthConfig {
+    pub target: RoleConfig,
+    pub judge: RoleConfig,
+    pub reward: RoleConfig,
+    pub optimizer: RoleConfig,
+    pub reward_kind: RewardKind,
+    /// Candidates sampled per round (C).
+    pub candidates: u32,
+    /// Rounds per item before it is gated out (T).
+    pub rounds: u32,
+    /// Reward score (1–10) at or above which a pair is accepted.
+    pub threshold: f64,
+    pub pairing: Pairing,
+    /// Least judge-score difference for `pairing = "margin"`.
+    pub margin: f64,
+    /// Items in the engine at once.
+    pub max_in_flight: usize,
+    /// Accept every pair with distinct scores: no reward, no feedback.
+    pub no_gate: bool,
+    pub format: OutputFormat,
+    /// Stop at the first malformed input row instead of dead-lettering it.
+    pub strict: bool,
+    /// The judge's tools (arbor-tools names) and how they travel.
+    pub judge_tools: Vec<String>,
+    pub tool_use: ToolUse,
+    pub max_tool_rounds: usize,
+    /// Judge twice, in forward and reversed candidate order (position-bias check).
+    pub both_orders: bool,
+    /// Seed of every sampled call (mixed with the item id, round and role).
+    pub seed: u64,
+    /// Items per prompt-pool epoch: an item starts from the pool as it stood two epochs
+    /// earlier, so the prompts each item sees do not depend on timing (exact resume).
+    pub pool_epoch: usize,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        Self {
+            target: RoleConfig { temperature: Some(0.9), max_tokens: Some(512), ..Default::default() },
+            judge: RoleConfig { temperature: Some(0.0), max_tokens: Some(512), ..Default::default() },
+            reward: RoleConfig { temperature: Some(0.0), max_tokens: Some(256), ..Default::default() },
+            optimizer: RoleConfig { temperature: Some(0.7), max_tokens: Some(768), ..Default::default() },
+            reward_kind: RewardKind::Judge,
+            candidates: 4,
+            rounds: 3,
+            threshold: 7.0,
+            pairing: Pairing::BestWorst,
+            margin: 1.0,
+            max_in_flight: 64,
+            no_gate: false,
+            format: OutputFormat::Conversational,
+            strict: false,
+            judge_tools: vec!["calculator".into(), "verify_answer".into()],
+            tool_use: ToolUse::Native,
+            max_tool_rounds: 4,
+            both_orders: true,
+            seed: 0,
+            pool_epoch: 256,
+        }
+    }
+}
+
+impl SynthConfig {
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.candidates < 2 {
+            return Err("candidates must be at least 2".into());
+        }
+        if self.rounds == 0 || self.max_in_flight == 0 || self.pool_epoch == 0 {
+            return Err("rounds, max_in_flight and pool_epoch must be at least 1".into());
+        }
+        if !(self.threshold.is_finite() && self.margin.is_finite() && self.margin >= 0.0) {
+            return Err("threshold and margin must be finite numbers (margin >= 0)".into());
+        }
+        if self.reward_kind == RewardKind::Endpoint && self.reward.url.is_none() && !self.no_gate {
+            return Err("reward_kind = \"endpoint\" needs reward.url".into());
+        }
+        Ok(())
+    }
+
+    /// What must match for `--resume` to continue a job: everything that shapes the output.
+    pub fn fingerprint(&self) -> String {
+        arbor_core::content_hash(&("arbor.synth-config/1", self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typo_names_the_field() {
+        let e = toml::from_str::<SynthConfig>("candidate = 3").unwrap_err().to_string();
+        assert!(e.contains("candidate"), "{e}");
+        let c: SynthConfig = toml::from_str("candidates = 3\n[target]\nmodel = \"m\"\nurl = \"http://127.0.0.1:1/v1\"").unwrap();
+        assert_eq!(c.candidates, 3);
+        assert_eq!(c.target.model.as_deref(), Some("m"));
+        assert_eq!(c.rounds, 3);
+    }
+}

@@ -1,0 +1,290 @@
+//! The moves of the Anyprefer game for one item: the target samples candidates, the judge scores
+//! them with tools (in two orders against position bias), pairs are formed, the reward gate
+//! scores them, and on rejection the optimizer rewrites both prompts. The engine's actors call
+//! these; they hold no state between calls.
+use std::sync::Arc;
+
+use arbor_core::{content_hash, Message};
+use arbor_llm::{LanguageModel, LlmRequest, SamplingParams};
+use arbor_tools::agent::{run_with_tools, ToolMode};
+use arbor_tools::tool::{ToolOutcome, ToolRegistry};
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::config::{Pairing, RewardKind, RoleConfig, SynthConfig, ToolUse};
+use crate::input::Item;
+use crate::prompts::{render, PromptPair, PromptVersion};
+
+/// A model and the name requests use for it.
+#[derive(Clone)]
+pub struct RoleModel {
+    pub model: Arc<dyn LanguageModel>,
+    pub name: String,
+    pub config: RoleConfig,
+}
+
+impl RoleModel {
+    fn params(&self, n: u32, seed: u64) -> SamplingParams {
+        SamplingParams { n, temperature: self.config.temperature, max_tokens: self.config.max_tokens, seed: Some(seed), ..Default::default() }
+    }
+}
+
+pub struct Players {
+    pub target: RoleModel,
+    pub judge: RoleModel,
+    pub reward: RoleModel,
+    pub optimizer: RoleModel,
+    pub tools: ToolRegistry,
+    pub http: http::JsonClient,
+}
+
+/// Why a move failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MoveError {
+    #[error("{role}: model call failed: {msg}")]
+    Model { role: &'static str, msg: String },
+    #[error("{role}: unreadable answer: {msg}")]
+    Parse { role: &'static str, msg: String },
+}
+
+fn model_err(role: &'static str) -> impl Fn(arbor_llm::LlmError) -> MoveError {
+    move |e| MoveError::Model { role, msg: e.to_string() }
+}
+
+/// A seed for one call: the job seed mixed with the item, round and role, so reruns and resumes
+/// send identical requests (and hit the response cache).
+pub fn seed(cfg: &SynthConfig, item: &Item, round: u32, role: &str) -> u64 {
+    let h = content_hash(&(cfg.seed, &item.id, round, role));
+    u64::from_str_radix(&h[..16], 16).unwrap_or(0) >> 1
+}
+
+/// The judge's verdict on the candidates (scores in the candidates' own order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    pub scores: Vec<f64>,
+    /// Scores from the forward and the reversed presentation.
+    pub orders: Vec<Vec<f64>>,
+    /// Both presentations rank the candidates the same way.
+    pub rankings_agree: bool,
+    pub rationale: String,
+    pub tool_calls: Vec<ToolOutcome>,
+}
+
+/// The reward gate's verdict on a pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RewardVerdict {
+    pub score: f64,
+    pub critique: String,
+}
+
+fn schema_scores(n: usize) -> Value {
+    json!({"type": "object", "properties": {
+        "scores": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 10}, "minItems": n, "maxItems": n},
+        "rationale": {"type": "string"}}, "required": ["scores", "rationale"]})
+}
+
+/// The first JSON object in `text` (models wrap JSON in prose or code fences).
+pub fn first_json_object(text: &str) -> Option<Value> {
+    let mut start = text.find('{');
+    while let Some(s) = start {
+        let mut de = serde_json::Deserializer::from_str(&text[s..]).into_iter::<Value>();
+        if let Some(Ok(v @ Value::Object(_))) = de.next() {
+            return Some(v);
+        }
+        start = text[s + 1..].find('{').map(|i| s + 1 + i);
+    }
+    None
+}
+
+/// Reads `{"scores": [...], "rationale": "..."}` with exactly `n` numbers.
+pub fn parse_scores(text: &str, n: usize) -> Result<(Vec<f64>, String), String> {
+    let v = first_json_object(text).ok_or_else(|| format!("no JSON object in {:?}", clip(text)))?;
+    let scores: Vec<f64> = v
+        .get("scores")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("no `scores` list in {:?}", clip(text)))?
+        .iter()
+        .map(|s| s.as_f64().or_else(|| s.as_str().and_then(|x| x.trim().parse().ok())))
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("`scores` holds a non-number in {:?}", clip(text)))?;
+    if scores.len() != n {
+        return Err(format!("{} scores for {n} candidates", scores.len()));
+    }
+    let rationale = v.get("rationale").and_then(Value::as_str).unwrap_or("").to_string();
+    Ok((scores, rationale))
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(160).collect()
+}
+
+/// Candidate indices ranked best first (ties: lower index first).
+pub fn ranking(scores: &[f64]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    idx
+}
+
+/// (chosen, rejected) candidate indices by the configured pairing; empty when the scores do not
+/// separate any candidates. For `List`, one entry: the best against the worst (the list itself
+/// is the ranking).
+pub fn pairs(scores: &[f64], pairing: Pairing, margin: f64) -> Vec<(usize, usize)> {
+    let r = ranking(scores);
+    let (best, worst) = (r[0], r[r.len() - 1]);
+    if scores[best] <= scores[worst] {
+        return Vec::new();
+    }
+    match pairing {
+        Pairing::BestWorst | Pairing::List => vec![(best, worst)],
+        Pairing::Margin => {
+            let mut out = Vec::new();
+            for (i, &a) in r.iter().enumerate() {
+                for &b in &r[i + 1..] {
+                    if scores[a] - scores[b] >= margin.max(f64::MIN_POSITIVE) {
+                        out.push((a, b));
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+impl Players {
+    /// The target's C candidates.
+    pub async fn sample(&self, cfg: &SynthConfig, item: &Item, prompts: &PromptPair, round: u32) -> Result<Vec<String>, MoveError> {
+        let mut messages = vec![Message::system(render("target", context! { instructions => prompts.target.text }))];
+        messages.extend(item.messages.iter().cloned());
+        let req = LlmRequest::chat(&self.target.name, messages).with_params(self.target.params(cfg.candidates, seed(cfg, item, round, "target")));
+        let c = self.target.model.generate(&req).await.map_err(model_err("target"))?;
+        let texts: Vec<String> = c.choices.into_iter().map(|c| c.text).collect();
+        if texts.len() != cfg.candidates as usize {
+            return Err(MoveError::Parse { role: "target", msg: format!("{} candidates for n = {}", texts.len(), cfg.candidates) });
+        }
+        Ok(texts)
+    }
+
+    async fn judge_once(&self, cfg: &SynthConfig, item: &Item, judge: &PromptVersion, shown: &[&String], round: u32, order: &str) -> Result<(Vec<f64>, String, Vec<ToolOutcome>), MoveError> {
+        let tools: Vec<String> = if cfg.tool_use == ToolUse::None { Vec::new() } else { cfg.judge_tools.clone() };
+        let user = render(
+            "judge",
+            context! { instructions => judge.text, prompt => item.prompt_text(), reference => item.reference, candidates => shown, tools => tools },
+        );
+        let mut params = self.judge.params(1, seed(cfg, item, round, order));
+        params.json_schema = Some(schema_scores(shown.len()));
+        let req = LlmRequest::chat(&self.judge.name, vec![Message::user(user)]).with_params(params);
+        let (text, calls) = if tools.is_empty() {
+            let c = self.judge.model.generate(&req).await.map_err(model_err("judge"))?;
+            (c.text().to_string(), Vec::new())
+        } else {
+            let mode = if cfg.tool_use == ToolUse::Text { ToolMode::Text } else { ToolMode::Native };
+            let run = run_with_tools(&self.judge.model, &req, &self.tools, mode, cfg.max_tool_rounds).await.map_err(model_err("judge"))?;
+            (run.text, run.calls)
+        };
+        let (scores, rationale) = parse_scores(&text, shown.len()).map_err(|msg| MoveError::Parse { role: "judge", msg })?;
+        Ok((scores, rationale, calls))
+    }
+
+    /// Scores the candidates; with `both_orders`, once forward and once reversed (at the same
+    /// time) and averaged.
+    pub async fn judge(&self, cfg: &SynthConfig, item: &Item, prompts: &PromptPair, cands: &[String], round: u32) -> Result<Judgement, MoveError> {
+        let forward: Vec<&String> = cands.iter().collect();
+        if !cfg.both_orders {
+            let (scores, rationale, calls) = self.judge_once(cfg, item, &prompts.judge, &forward, round, "judge").await?;
+            return Ok(Judgement { orders: vec![scores.clone()], scores, rankings_agree: true, rationale, tool_calls: calls });
+        }
+        let reversed: Vec<&String> = cands.iter().rev().collect();
+        let (a, b) = tokio::join!(
+            self.judge_once(cfg, item, &prompts.judge, &forward, round, "judge"),
+            self.judge_once(cfg, item, &prompts.judge, &reversed, round, "judge-reversed")
+        );
+        let (sa, ra, ca) = a?;
+        let (mut sb, rb, cb) = b?;
+        sb.reverse();
+        let scores: Vec<f64> = sa.iter().zip(&sb).map(|(x, y)| (x + y) / 2.0).collect();
+        let agree = ranking(&sa) == ranking(&sb);
+        let rationale = if rb.is_empty() || rb == ra { ra } else { format!("{ra}\n\n[reversed order] {rb}") };
+        Ok(Judgement { scores, orders: vec![sa, sb], rankings_agree: agree, rationale, tool_calls: ca.into_iter().chain(cb).collect() })
+    }
+
+    /// The reward gate: how good the pair is as training data.
+    pub async fn reward(&self, cfg: &SynthConfig, item: &Item, chosen: &str, rejected: &str, round: u32) -> Result<RewardVerdict, MoveError> {
+        if cfg.reward_kind == RewardKind::Endpoint {
+            let url = self.reward.config.url.as_ref().ok_or(MoveError::Parse { role: "reward", msg: "no reward.url".into() })?;
+            let body = json!({"prompt": item.prompt_text(), "chosen": chosen, "rejected": rejected, "reference": item.reference});
+            let v = self.http.post_json(url.as_str(), &body).await.map_err(|msg| MoveError::Model { role: "reward", msg })?;
+            let score = v.get("score").and_then(Value::as_f64).ok_or(MoveError::Parse { role: "reward", msg: format!("no numeric `score` in {v}") })?;
+            let critique = v.get("critique").and_then(Value::as_str).unwrap_or("").to_string();
+            return Ok(RewardVerdict { score, critique });
+        }
+        let user = render("reward", context! { prompt => item.prompt_text(), reference => item.reference, chosen => chosen, rejected => rejected });
+        let mut params = self.reward.params(1, seed(cfg, item, round, "reward"));
+        params.json_schema = Some(json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 1, "maximum": 10}, "critique": {"type": "string"}}, "required": ["score", "critique"]}));
+        let req = LlmRequest::chat(&self.reward.name, vec![Message::user(user)]).with_params(params);
+        let c = self.reward.model.generate(&req).await.map_err(model_err("reward"))?;
+        let v = first_json_object(c.text()).ok_or_else(|| MoveError::Parse { role: "reward", msg: format!("no JSON object in {:?}", clip(c.text())) })?;
+        let score = v
+            .get("score")
+            .and_then(|s| s.as_f64().or_else(|| s.as_str().and_then(|x| x.trim().parse().ok())))
+            .ok_or_else(|| MoveError::Parse { role: "reward", msg: format!("no numeric `score` in {v}") })?;
+        Ok(RewardVerdict { score, critique: v.get("critique").and_then(Value::as_str).unwrap_or("").to_string() })
+    }
+
+    /// Rewrites both prompts from a failed pair (textual feedback).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn optimize(&self, cfg: &SynthConfig, item: &Item, prompts: &PromptPair, chosen: &str, rejected: &str, judgement: &Judgement, verdict: &RewardVerdict, round: u32) -> Result<PromptPair, MoveError> {
+        let user = render(
+            "optimizer",
+            context! { target_prompt => prompts.target.text, judge_prompt => prompts.judge.text, task => item.prompt_text(),
+                       chosen => chosen, rejected => rejected, rationale => judgement.rationale,
+                       reward_score => verdict.score, critique => verdict.critique },
+        );
+        let mut params = self.optimizer.params(1, seed(cfg, item, round, "optimizer"));
+        params.json_schema = Some(json!({"type": "object", "properties": {"target_prompt": {"type": "string"}, "judge_prompt": {"type": "string"}}, "required": ["target_prompt", "judge_prompt"]}));
+        let req = LlmRequest::chat(&self.optimizer.name, vec![Message::user(user)]).with_params(params);
+        let c = self.optimizer.model.generate(&req).await.map_err(model_err("optimizer"))?;
+        let v = first_json_object(c.text()).ok_or_else(|| MoveError::Parse { role: "optimizer", msg: format!("no JSON object in {:?}", clip(c.text())) })?;
+        let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        // A prompt the optimizer left out or emptied stays as it was.
+        Ok(PromptPair {
+            target: field("target_prompt").map(PromptVersion::new).unwrap_or_else(|| prompts.target.clone()),
+            judge: field("judge_prompt").map(PromptVersion::new).unwrap_or_else(|| prompts.judge.clone()),
+        })
+    }
+}
+
+/// JSON over HTTP, for numeric reward endpoints.
+pub mod http {
+    #[derive(Clone, Default)]
+    pub struct JsonClient(reqwest::Client);
+
+    impl JsonClient {
+        pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<serde_json::Value, String> {
+            let r = self.0.post(url).json(body).send().await.map_err(|e| e.to_string())?;
+            let status = r.status();
+            if !status.is_success() {
+                return Err(format!("HTTP {status}"));
+            }
+            r.json().await.map_err(|e| e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_parse_from_prose_and_pairs_follow_the_ranking() {
+        let (s, r) = parse_scores("Sure! ```json\n{\"scores\": [3, \"9\", 5], \"rationale\": \"b is right\"}\n```", 3).unwrap();
+        assert_eq!((s.clone(), r.as_str()), (vec![3.0, 9.0, 5.0], "b is right"));
+        assert!(parse_scores("{\"scores\": [1]}", 2).unwrap_err().contains("1 scores for 2"));
+        assert!(parse_scores("the answer is seven", 2).is_err());
+        assert_eq!(pairs(&s, Pairing::BestWorst, 1.0), vec![(1, 0)]);
+        assert_eq!(pairs(&s, Pairing::Margin, 2.0), vec![(1, 2), (1, 0), (2, 0)]);
+        assert_eq!(pairs(&s, Pairing::Margin, 5.0), vec![(1, 0)]);
+        assert!(pairs(&[4.0, 4.0], Pairing::BestWorst, 0.0).is_empty());
+        assert_eq!(ranking(&[2.0, 5.0, 5.0]), vec![1, 2, 0]);
+    }
+}

@@ -1,0 +1,20 @@
+//! Anyprefer preference-data synthesis (Zhou et al. 2025): target and judge as a cooperative
+//! game, a judge that gathers evidence with tools, a reward gate on the pair, and feedback that
+//! rewrites both prompts.
+//!
+//! - [`config`]: `synth.toml` (every CLI flag a key).
+//! - [`input`]: JSONL/Parquet items with per-line errors.
+//! - [`prompts`]: templates (prompts/synth), prompt versions, the lagged prompt pool.
+//! - [`game`]: the moves (sample, judge in two orders, pair, reward, optimize).
+//! - [`engine`]: the actors and channels; [`journal`]: durable progress for exact resume;
+//!   [`output`]: the dataset files and card.
+
+pub mod config;
+pub mod engine;
+pub mod game;
+pub mod input;
+pub mod journal;
+pub mod output;
+pub mod prompts;
+
+pub use config::SynthConfig;

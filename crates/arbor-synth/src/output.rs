@@ -1,0 +1,124 @@
+//! The job's output files, written from the journal's records in input order (so a resumed job
+//! writes exactly what an uninterrupted one would): pairs.jsonl, pairs.parquet,
+//! provenance.jsonl, dead_letter.jsonl, gated_out.jsonl and the dataset card README.md.
+use std::fmt::Write as _;
+use std::path::Path;
+
+use arbor_core::table::{write_jsonl, write_parquet, TableError};
+use serde_json::{json, Value};
+
+use crate::config::SynthConfig;
+use crate::journal::{ItemRecord, Status};
+
+/// Counts for the summary line and the card.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Counts {
+    pub items: usize,
+    pub accepted: usize,
+    pub gated_out: usize,
+    pub dead: usize,
+    pub pairs: usize,
+    pub rankings_agree: usize,
+    pub judged: usize,
+}
+
+pub fn counts(records: &[ItemRecord]) -> Counts {
+    let mut c = Counts { items: records.len(), ..Default::default() };
+    for r in records {
+        match r.status {
+            Status::Accepted => c.accepted += 1,
+            Status::GatedOut => c.gated_out += 1,
+            Status::Dead => c.dead += 1,
+        }
+        c.pairs += r.rows.len();
+        if let Some(a) = r.rankings_agree {
+            c.judged += 1;
+            c.rankings_agree += usize::from(a);
+        }
+    }
+    c
+}
+
+/// Models by role, for the card.
+pub struct ModelNames {
+    pub target: String,
+    pub judge: String,
+    pub reward: String,
+    pub optimizer: String,
+}
+
+pub fn write_all(dir: &Path, records: &[ItemRecord], cfg: &SynthConfig, models: &ModelNames, total_inputs: usize) -> Result<Counts, TableError> {
+    let rows: Vec<Value> = records.iter().flat_map(|r| r.rows.iter().cloned()).collect();
+    let provenance: Vec<Value> = records.iter().filter(|r| r.status == Status::Accepted).flat_map(|r| r.provenance.iter().cloned()).collect();
+    let letter = |r: &ItemRecord| json!({"index": r.index, "item_id": r.id, "line": r.line, "rounds": r.rounds, "cause": r.cause, "item": r.input, "history": r.provenance.first().and_then(|p| p.get("history")).cloned()});
+    let dead: Vec<Value> = records.iter().filter(|r| r.status == Status::Dead).map(letter).collect();
+    let gated: Vec<Value> = records.iter().filter(|r| r.status == Status::GatedOut).map(letter).collect();
+    write_jsonl(&dir.join("pairs.jsonl"), &rows)?;
+    write_parquet(&dir.join("pairs.parquet"), &rows)?;
+    write_jsonl(&dir.join("provenance.jsonl"), &provenance)?;
+    write_jsonl(&dir.join("dead_letter.jsonl"), &dead)?;
+    write_jsonl(&dir.join("gated_out.jsonl"), &gated)?;
+    let c = counts(records);
+    let card = dataset_card(records, cfg, models, &c, total_inputs);
+    std::fs::write(dir.join("README.md"), card).map_err(|source| TableError::Io { path: dir.join("README.md"), source })?;
+    Ok(c)
+}
+
+fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> String {
+    if values.is_empty() {
+        return "(none)\n".into();
+    }
+    let mut counts = vec![0usize; bins];
+    for v in values {
+        let b = (((v - lo) / (hi - lo)) * bins as f64).floor().clamp(0.0, (bins - 1) as f64) as usize;
+        counts[b] += 1;
+    }
+    let max = *counts.iter().max().unwrap_or(&1).max(&1);
+    let mut s = String::from("```\n");
+    for (i, n) in counts.iter().enumerate() {
+        let from = lo + (hi - lo) * i as f64 / bins as f64;
+        let to = lo + (hi - lo) * (i + 1) as f64 / bins as f64;
+        let _ = writeln!(s, "{from:>5.1}–{to:<5.1} {:<40} {n}", "#".repeat(n * 40 / max));
+    }
+    s.push_str("```\n");
+    s
+}
+
+fn dataset_card(records: &[ItemRecord], cfg: &SynthConfig, m: &ModelNames, c: &Counts, total: usize) -> String {
+    let judge: Vec<f64> = records.iter().flat_map(|r| r.judge_scores.iter().copied()).collect();
+    let margins: Vec<f64> = records
+        .iter()
+        .filter(|r| r.judge_scores.len() >= 2)
+        .map(|r| {
+            let max = r.judge_scores.iter().cloned().fold(f64::MIN, f64::max);
+            let min = r.judge_scores.iter().cloned().fold(f64::MAX, f64::min);
+            max - min
+        })
+        .collect();
+    let reward: Vec<f64> = records.iter().flat_map(|r| r.reward_scores.iter().copied()).collect();
+    let mut prompts: Vec<(String, String, String, String)> = Vec::new();
+    for r in records.iter().filter(|r| r.status == Status::Accepted) {
+        for w in &r.wins {
+            let key = (w.target.id.clone(), w.target.text.clone(), w.judge.id.clone(), w.judge.text.clone());
+            if !prompts.contains(&key) {
+                prompts.push(key);
+            }
+        }
+    }
+    let rate = if c.items == 0 { 0.0 } else { 100.0 * c.accepted as f64 / c.items as f64 };
+    let mut s = String::new();
+    let _ = writeln!(s, "---\nformat: arbor.pairs/1\ntask_categories: [text-generation]\ntags: [dpo, preference, synthetic, arbor]\n---\n");
+    let _ = writeln!(s, "# Preference pairs made by `arbor synth` (Anyprefer)\n");
+    let _ = writeln!(s, "Files: `pairs.jsonl` / `pairs.parquet` (TRL preference format, {:?}), `provenance.jsonl` (one row per pair, keyed by `pair_id`), `dead_letter.jsonl`, `gated_out.jsonl`.\n", cfg.format);
+    let _ = writeln!(s, "## Models\n\n| role | model |\n| --- | --- |\n| target | {} |\n| judge | {} |\n| reward | {} |\n| optimizer | {} |\n", m.target, m.judge, if cfg.no_gate { "(gate off)" } else { &m.reward }, if cfg.no_gate { "(gate off)" } else { &m.optimizer });
+    let _ = writeln!(s, "## Counts\n\n| | |\n| --- | --- |\n| input rows | {total} |\n| items finished | {} |\n| accepted items | {} ({rate:.1}%) |\n| pairs | {} |\n| gated out | {} |\n| dead letters | {} |\n| judge orders agree | {} of {} |\n", c.items, c.accepted, c.pairs, c.gated_out, c.dead, c.rankings_agree, c.judged);
+    let _ = writeln!(s, "## Judge scores (all candidates, last round)\n\n{}", histogram(&judge, 1.0, 10.0001, 9));
+    let _ = writeln!(s, "## Judge score margin (best − worst)\n\n{}", histogram(&margins, 0.0, 9.0001, 9));
+    let _ = writeln!(s, "## Reward scores (pairs that reached the gate)\n\n{}", histogram(&reward, 1.0, 10.0001, 9));
+    let _ = writeln!(s, "## Prompts that earned accepted pairs\n");
+    for (tid, t, jid, j) in prompts.iter().take(20) {
+        let _ = writeln!(s, "- target `{tid}`: {t}\n  judge `{jid}`: {j}");
+    }
+    let _ = writeln!(s, "\n## Config\n\n```toml\n{}```", toml::to_string(cfg).unwrap_or_default());
+    s
+}
