@@ -40,6 +40,8 @@ enum Command {
     /// Environments: list them, sample tasks as JSONL, play one in the terminal.
     #[command(subcommand)]
     Env(cmd::env::EnvCommand),
+    /// Synthesize preference pairs (Anyprefer: target, judge with tools, reward gate, feedback).
+    Synth(cmd::synth::SynthArgs),
     /// Build reasoning trees by search (MCTS, Tree-of-Thought, beam) on an environment.
     Search(cmd::tree::SearchArgs),
     /// Turn trees into training data (JSONL or Parquet).
@@ -81,6 +83,7 @@ fn main() -> std::process::ExitCode {
             Command::Generate(a) => cmd::model::generate(a).await,
             Command::Serve(a) => cmd::model::serve(a).await,
             Command::Bench(b) => cmd::bench::run(b).await,
+            Command::Synth(a) => cmd::synth::run(a).await,
             Command::Search(a) => cmd::tree::search(a).await,
             Command::Export(a) => cmd::tree::export(a),
             Command::View(a) => cmd::tree::view(a),

@@ -23,10 +23,21 @@ impl Models {
     /// The model at `url` named `model`, or the embedded model when `url` is unset. Returns the
     /// model and the name to put in requests.
     pub async fn open(&self, url: Option<&url::Url>, model: Option<&str>) -> anyhow::Result<(Arc<dyn LanguageModel>, String)> {
+        self.open_with(url, model, None, None).await
+    }
+
+    /// [`Models::open`] with the endpoint's in-flight limit and request timeout set.
+    pub async fn open_with(&self, url: Option<&url::Url>, model: Option<&str>, max_in_flight: Option<usize>, timeout_secs: Option<f64>) -> anyhow::Result<(Arc<dyn LanguageModel>, String)> {
         match url {
             Some(u) => {
                 let name = model.ok_or_else(|| anyhow::anyhow!("a model name is required with the URL {u}"))?;
-                let cfg = EndpointConfig::new(u.clone(), name);
+                let mut cfg = EndpointConfig::new(u.clone(), name);
+                if let Some(n) = max_in_flight {
+                    cfg.limits.max_in_flight = n;
+                }
+                if let Some(t) = timeout_secs {
+                    cfg.timeout_secs = t;
+                }
                 cfg.validate("command line")?;
                 Ok((Arc::new(OpenAiClient::new(cfg)?), name.to_string()))
             }

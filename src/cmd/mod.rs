@@ -5,4 +5,5 @@ pub mod chat;
 pub mod env;
 pub mod mock;
 pub mod model;
+pub mod synth;
 pub mod tree;

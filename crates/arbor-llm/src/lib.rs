@@ -12,6 +12,7 @@ mod config;
 mod endpoint;
 mod error;
 mod limits;
+pub mod llamacpp;
 pub mod mock;
 mod model;
 mod openai;

@@ -5,20 +5,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use arbor_core::Message;
+use arbor_llm::llamacpp::LlamaCppServer;
 use arbor_llm::{EndpointConfig, FinishReason, LanguageModel, LlmRequest, OpenAiClient, SamplingParams};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn arbor_home() -> PathBuf {
     std::env::var_os("ARBOR_HOME")
@@ -26,42 +16,15 @@ fn arbor_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/arbor"))
 }
 
-async fn start_llamacpp() -> (Server, String) {
+async fn start_llamacpp() -> (LlamaCppServer, String) {
     let home = arbor_home();
-    let python = home.join("venv/bin/python");
-    let gguf = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/serve_xllamacpp.py");
-    let has_xllamacpp = Command::new(&python).args(["-c", "import xllamacpp"]).status().is_ok_and(|s| s.success());
-    assert!(
-        has_xllamacpp,
-        "xllamacpp is missing: run `python3 -m venv {0} && {0}/bin/pip install xllamacpp` (or `bash .ci/run`)",
-        home.join("venv").display()
-    );
-    assert!(gguf.exists(), "{} is missing: run `arbor model fetch` (or `bash .ci/run`)", gguf.display());
-    assert!(script.exists(), "{} is missing: ../shared must sit beside the repository", script.display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(&python)
-        .arg(&script)
-        .args(["--model"])
-        .arg(&gguf)
-        .args(["--port", &port.to_string(), "--parallel", "4", "--threads", "2", "--ctx-per-slot", "1024"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cannot start serve_xllamacpp.py");
-    let server = Server(child);
-    let health = format!("http://127.0.0.1:{port}/health");
-    let t = Instant::now();
-    loop {
-        if arbor_llm::mock::fetch_health(&health).await.unwrap_or(false) {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(120), "llama.cpp server did not become healthy");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    (server, format!("http://127.0.0.1:{port}/v1"))
+    let server = LlamaCppServer::start(&home.join("venv/bin/python"), &script, &home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"), 4)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = server.base_url.clone();
+    (server, url)
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_completions_n_and_logprobs_against_llamacpp() {

@@ -11,6 +11,8 @@ pub struct RoleConfig {
     pub model: Option<String>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
+    /// Per-request timeout, seconds (the client's default when unset).
+    pub timeout_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -144,8 +146,15 @@ impl SynthConfig {
     }
 
     /// What must match for `--resume` to continue a job: everything that shapes the output.
+    /// (Concurrency and strictness do not change the pairs, so they may differ on resume.)
     pub fn fingerprint(&self) -> String {
-        arbor_core::content_hash(&("arbor.synth-config/1", self))
+        let mut c = self.clone();
+        c.max_in_flight = 0;
+        c.strict = false;
+        for r in [&mut c.target, &mut c.judge, &mut c.reward, &mut c.optimizer] {
+            r.timeout_secs = None;
+        }
+        arbor_core::content_hash(&("arbor.synth-config/1", c))
     }
 }
 
