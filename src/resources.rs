@@ -31,3 +31,39 @@ pub fn current_rss_bytes() -> u64 {
     // SAFETY: sysconf has no preconditions.
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
 }
+
+/// What a finished child process used.
+pub struct ChildUsage {
+    pub status: std::process::ExitStatus,
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub peak_rss_bytes: u64,
+}
+
+/// Runs `cmd` to completion and reports its wall time, CPU seconds (user + system, its own
+/// children included when they were waited for) and peak RSS, from `wait4`.
+pub fn run_measured(cmd: &mut std::process::Command) -> std::io::Result<ChildUsage> {
+    use std::os::unix::process::ExitStatusExt;
+    let t = std::time::Instant::now();
+    let child = cmd.spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: wait4 fills the zeroed rusage we own for the child we spawned (and reaps it, so the
+    // `Child` handle is not waited on again).
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::wait4(pid, &mut status, 0, &mut ru) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        ru
+    };
+    let wall_s = t.elapsed().as_secs_f64();
+    std::mem::forget(child);
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(ChildUsage {
+        status: std::process::ExitStatus::from_raw(status),
+        wall_s,
+        cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime),
+        peak_rss_bytes: ru.ru_maxrss as u64 * 1024,
+    })
+}

@@ -25,6 +25,8 @@ pub enum BenchCommand {
     Model(ModelBenchArgs),
     /// Tree search bookkeeping with an instant policy, export throughput, memory per node.
     Tree(super::bench_tree::TreeBenchArgs),
+    /// arbor synth against distilabel 1.5.3 on the same mock at 200 ms latency.
+    Synth(super::bench_synth::SynthBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -106,7 +108,7 @@ struct LlmBenchReport {
 
 /// Starts `arbor ARGS` (a server subcommand given `--port 0`) as a child process and reads the
 /// base URL it prints on its first line.
-fn spawn_arbor_server(args: &[&str]) -> anyhow::Result<(ServerChild, url::Url)> {
+pub(super) fn spawn_arbor_server(args: &[&str]) -> anyhow::Result<(ServerChild, url::Url)> {
     let exe = std::env::current_exe().context("cannot find the arbor executable")?;
     let mut child = Command::new(exe)
         .args(args)
@@ -128,6 +130,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Sandbox(a) => sandbox(a).await,
         BenchCommand::Model(a) => model(a).await,
         BenchCommand::Tree(a) => super::bench_tree::run(a).await,
+        BenchCommand::Synth(a) => super::bench_synth::run(a).await,
     }
 }
 
@@ -282,7 +285,7 @@ async fn sandbox(a: SandboxBenchArgs) -> anyhow::Result<()> {
 }
 
 /// A server child process (the mock, `arbor serve`, llama.cpp), killed when dropped.
-struct ServerChild(Child);
+pub(super) struct ServerChild(Child);
 
 impl Drop for ServerChild {
     fn drop(&mut self) {

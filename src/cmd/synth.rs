@@ -152,7 +152,7 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
         std::fs::write(&job_path, serde_json::to_string_pretty(&job)?)?;
     }
 
-    let cache = Arc::new(ResponseCache::open(a.out.join("cache"))?);
+    let cache = Arc::new(ResponseCache::open_log(a.out.join("calls.log"))?);
     let models = Models::new(a.gguf.clone());
     let in_flight = cfg.max_in_flight * 2 + 8;
     let players = Players {

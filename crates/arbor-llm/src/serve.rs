@@ -144,7 +144,11 @@ pub async fn serve(model: Arc<dyn LanguageModel>, port: u16) -> std::io::Result<
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(());
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = axum::serve(axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                // Replies go out at once instead of waiting on Nagle's algorithm.
+                let _ = tcp.set_nodelay(true);
+            }), app)
+            .await {
             tracing::error!(error = %e, "server stopped");
         }
     });

@@ -92,7 +92,8 @@ pub struct SynthConfig {
     /// Seed of every sampled call (mixed with the item id, round and role).
     pub seed: u64,
     /// Items per prompt-pool epoch: an item starts from the pool as it stood two epochs
-    /// earlier, so the prompts each item sees do not depend on timing (exact resume).
+    /// earlier, so the prompts each item sees do not depend on timing (exact resume). Items of
+    /// epoch e wait for epoch e-2 to finish, so keep it at least `max_in_flight / 2`.
     pub pool_epoch: usize,
 }
 

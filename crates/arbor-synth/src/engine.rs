@@ -156,7 +156,8 @@ pub async fn run(
                 }
             }
             Ok(item) => {
-                let prompts = pool.start(item.index).await;
+                // Without the gate there is no feedback, so no prompt ever changes.
+                let prompts = if cfg.no_gate { PromptPair::initial() } else { pool.start(item.index).await };
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
                 let w = Work { item: Arc::new(item), round: 0, prompts, candidates: Vec::new(), judgement: None, history: Vec::new(), _permit: permit };
                 if stages.target.send(w).await.is_err() {
