@@ -9,6 +9,21 @@ use tokio::sync::OnceCell;
 /// The model name used for the embedded model in requests and provenance.
 pub const EMBEDDED: &str = "embedded";
 
+/// Which model a command talks to: a server, or (without `--base-url`) the embedded model.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1. Without it the
+    /// embedded model answers.
+    #[arg(long)]
+    pub base_url: Option<url::Url>,
+    /// Model name on that server.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Without a server: another GGUF instead of the embedded default.
+    #[arg(long)]
+    pub gguf: Option<PathBuf>,
+}
+
 #[derive(Default)]
 pub struct Models {
     embedded: OnceCell<Arc<arbor_model::EmbeddedBackend>>,

@@ -12,16 +12,8 @@ pub struct ChatArgs {
     /// Endpoint config (TOML); the flags below override its keys.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1. Without it (and
-    /// without --config) the embedded model answers.
-    #[arg(long)]
-    base_url: Option<url::Url>,
-    /// Model name on that server.
-    #[arg(long)]
-    model: Option<String>,
-    /// Without a server: another GGUF instead of the embedded default.
-    #[arg(long)]
-    gguf: Option<PathBuf>,
+    #[command(flatten)]
+    target: crate::models::ModelArgs,
     /// Number of choices.
     #[arg(long, default_value_t = 1)]
     n: u32,
@@ -58,22 +50,22 @@ pub struct ChatArgs {
 
 impl ChatArgs {
     fn uses_server(&self) -> bool {
-        self.config.is_some() || self.base_url.is_some()
+        self.config.is_some() || self.target.base_url.is_some()
     }
 
     fn endpoint(&self) -> anyhow::Result<EndpointConfig> {
         let mut cfg = match &self.config {
             Some(path) => EndpointConfig::from_file(path)?,
             None => {
-                let url = self.base_url.clone().context("--base-url is required without --config")?;
-                let model = self.model.clone().context("--model is required without --config")?;
+                let url = self.target.base_url.clone().context("--base-url is required without --config")?;
+                let model = self.target.model.clone().context("--model is required without --config")?;
                 EndpointConfig::new(url, model)
             }
         };
-        if let Some(u) = &self.base_url {
+        if let Some(u) = &self.target.base_url {
             cfg.base_url = u.clone();
         }
-        if let Some(m) = &self.model {
+        if let Some(m) = &self.target.model {
             cfg.model = m.clone();
         }
         cfg.validate("command line")?;
@@ -112,7 +104,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         let cfg = args.endpoint()?;
         (args.request(&cfg.model), Arc::new(OpenAiClient::new(cfg)?))
     } else {
-        let gguf = args.gguf.clone();
+        let gguf = args.target.gguf.clone();
         let backend = tokio::task::spawn_blocking(move || arbor_model::EmbeddedBackend::load_default(gguf.as_deref())).await??;
         (args.request("embedded"), Arc::new(backend))
     };

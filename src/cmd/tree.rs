@@ -93,15 +93,9 @@ pub struct SearchArgs {
     config: Option<PathBuf>,
     #[arg(long, value_parser = parse_algo)]
     algo: Option<Algo>,
-    /// OpenAI-compatible server for the step policy; without it the embedded model runs.
-    #[arg(long)]
-    base_url: Option<url::Url>,
-    /// Model name on that server.
-    #[arg(long)]
-    model: Option<String>,
-    /// Without a server: another GGUF instead of the embedded default.
-    #[arg(long)]
-    gguf: Option<PathBuf>,
+    /// The step policy's model.
+    #[command(flatten)]
+    target: crate::models::ModelArgs,
     #[arg(long, value_enum)]
     evaluator: Option<EvaluatorKind>,
     #[arg(long)]
@@ -164,8 +158,8 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
     let (policy, model): (Arc<dyn StepPolicy>, _) = match a.policy {
         PolicyKind::Synthetic => (Arc::new(SyntheticPolicy::for_tasks(&tasks, 3)), None),
         PolicyKind::Llm => {
-            let models = Models::new(a.gguf.clone());
-            let (model, name) = models.open(a.base_url.as_ref(), a.model.as_deref()).await?;
+            let models = Models::new(a.target.gguf.clone());
+            let (model, name) = models.open(a.target.base_url.as_ref(), a.target.model.as_deref()).await?;
             let mut policy = LlmStepPolicy::new(model.clone(), name.clone());
             policy.temperature = file.policy.temperature;
             policy.max_step_tokens = file.policy.max_step_tokens;

@@ -78,10 +78,12 @@ pub struct RewardVerdict {
     pub critique: String,
 }
 
+/// Free-text fields carry a `maxLength` so that a constrained sampler closes the JSON before
+/// `max_tokens` runs out (a truncated answer would not parse).
 fn schema_scores(n: usize) -> Value {
     json!({"type": "object", "properties": {
         "scores": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 10}, "minItems": n, "maxItems": n},
-        "rationale": {"type": "string"}}, "required": ["scores", "rationale"]})
+        "rationale": {"type": "string", "maxLength": 800}}, "required": ["scores", "rationale"]})
 }
 
 /// The first JSON object in `text` (models wrap JSON in prose or code fences).
@@ -220,7 +222,7 @@ impl Players {
         }
         let user = render("reward", context! { prompt => item.prompt_text(), reference => item.reference, chosen => chosen, rejected => rejected });
         let mut params = self.reward.params(1, seed(cfg, item, round, "reward"));
-        params.json_schema = Some(json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 1, "maximum": 10}, "critique": {"type": "string"}}, "required": ["score", "critique"]}));
+        params.json_schema = Some(json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 1, "maximum": 10}, "critique": {"type": "string", "maxLength": 400}}, "required": ["score", "critique"]}));
         let req = LlmRequest::chat(&self.reward.name, vec![Message::user(user)]).with_params(params);
         let c = self.reward.model.generate(&req).await.map_err(model_err("reward"))?;
         let v = first_json_object(c.text()).ok_or_else(|| MoveError::Parse { role: "reward", msg: format!("no JSON object in {:?}", clip(c.text())) })?;
@@ -241,7 +243,7 @@ impl Players {
                        reward_score => verdict.score, critique => verdict.critique },
         );
         let mut params = self.optimizer.params(1, seed(cfg, item, round, "optimizer"));
-        params.json_schema = Some(json!({"type": "object", "properties": {"target_prompt": {"type": "string"}, "judge_prompt": {"type": "string"}}, "required": ["target_prompt", "judge_prompt"]}));
+        params.json_schema = Some(json!({"type": "object", "properties": {"target_prompt": {"type": "string", "maxLength": 1200}, "judge_prompt": {"type": "string", "maxLength": 1200}}, "required": ["target_prompt", "judge_prompt"]}));
         let req = LlmRequest::chat(&self.optimizer.name, vec![Message::user(user)]).with_params(params);
         let c = self.optimizer.model.generate(&req).await.map_err(model_err("optimizer"))?;
         let v = first_json_object(c.text()).ok_or_else(|| MoveError::Parse { role: "optimizer", msg: format!("no JSON object in {:?}", clip(c.text())) })?;

@@ -10,11 +10,7 @@ pub async fn run(s: &Searcher, task: &Task) -> Result<Tree, SearchError> {
     let mut tree = s.new_tree(task);
     let mut beams = vec![tree.root];
     while !beams.is_empty() {
-        let expansions = futures::future::try_join_all(beams.iter().map(|&n| s.expand(&tree, task, n))).await?;
-        let mut pool = Vec::new();
-        for (parent, exp) in beams.iter().zip(expansions) {
-            pool.extend(s.attach(&mut tree, *parent, exp)?);
-        }
+        let mut pool = s.expand_layer(&mut tree, task, &beams).await?;
         pool.retain(|&c| !tree.graph[c].terminal);
         let key = |c: &crate::NodeId| {
             let n = &tree.graph[*c];

@@ -259,6 +259,16 @@ impl Searcher {
         Ok(ids)
     }
 
+    /// Expands every node of `layer` at once and attaches the children; returns them all.
+    pub async fn expand_layer(&self, tree: &mut Tree, task: &Task, layer: &[NodeId]) -> Result<Vec<NodeId>, SearchError> {
+        let expansions = futures::future::try_join_all(layer.iter().map(|&n| self.expand(tree, task, n))).await?;
+        let mut children = Vec::new();
+        for (parent, exp) in layer.iter().zip(expansions) {
+            children.extend(self.attach(tree, *parent, exp)?);
+        }
+        Ok(children)
+    }
+
     /// A fresh tree for `task` (the root is the prompt).
     pub fn new_tree(&self, task: &Task) -> Tree {
         let mut t = Tree::new(task.id.clone(), task.prompt.clone(), task.reference.clone());

@@ -20,11 +20,7 @@ pub async fn bfs(s: &Searcher, task: &Task) -> Result<Tree, SearchError> {
     let mut tree = s.new_tree(task);
     let mut frontier = vec![tree.root];
     while !frontier.is_empty() {
-        let expansions = futures::future::try_join_all(frontier.iter().map(|&n| s.expand(&tree, task, n))).await?;
-        let mut children = Vec::new();
-        for (parent, exp) in frontier.iter().zip(expansions) {
-            children.extend(s.attach(&mut tree, *parent, exp)?);
-        }
+        let children = s.expand_layer(&mut tree, task, &frontier).await?;
         frontier = ranked_open(&tree, &children).into_iter().take(s.config.breadth).map(|x| x.0).collect();
     }
     Ok(tree)
