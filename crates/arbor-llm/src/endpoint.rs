@@ -18,6 +18,9 @@ pub struct Endpoint {
     pub stats: EndpointStats,
     /// Set once the server has answered `n > 1` with a single choice.
     pub(crate) ignores_n: AtomicBool,
+    /// One connection pool per endpoint, so every role on one server reuses the connections
+    /// the others opened.
+    pub(crate) http: reqwest::Client,
 }
 
 impl Endpoint {
@@ -28,6 +31,12 @@ impl Endpoint {
             breaker: Breaker::new(&name, cfg.breaker.clone()),
             stats: EndpointStats::default(),
             ignores_n: AtomicBool::new(false),
+            http: reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .connect_timeout(cfg.timeout().min(std::time::Duration::from_secs(10)))
+                .pool_idle_timeout(std::time::Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
             name,
         }
     }

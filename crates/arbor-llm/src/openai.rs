@@ -1,7 +1,6 @@
 //! The OpenAI-compatible HTTP backend (`/v1/chat/completions`, `/v1/completions`): works with
 //! vLLM, llama.cpp's server, Ollama and OpenAI.
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -34,12 +33,7 @@ impl OpenAiClient {
     pub fn with_endpoint(cfg: EndpointConfig, endpoint: Arc<Endpoint>) -> Result<Self, ConfigError> {
         cfg.validate("endpoint")?;
         let api_key = cfg.api_key()?;
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(cfg.timeout().min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| ConfigError::new("endpoint", format!("cannot build HTTP client: {e}")))?;
+        let http = endpoint.http.clone();
         Ok(Self { cfg: Arc::new(cfg), http, endpoint, api_key })
     }
 
