@@ -109,7 +109,7 @@ fn dataset_card(records: &[ItemRecord], cfg: &SynthConfig, m: &ModelNames, c: &C
     let mut s = String::new();
     let _ = writeln!(s, "---\nformat: arbor.pairs/1\ntask_categories: [text-generation]\ntags: [dpo, preference, synthetic, arbor]\n---\n");
     let _ = writeln!(s, "# Preference pairs made by `arbor synth` (Anyprefer)\n");
-    let _ = writeln!(s, "Files: `pairs.jsonl` / `pairs.parquet` (TRL preference format, {:?}), `provenance.jsonl` (one row per pair, keyed by `pair_id`), `dead_letter.jsonl`, `gated_out.jsonl`.\n", cfg.format);
+    let _ = writeln!(s, "Files: `pairs.jsonl` / `pairs.parquet` (TRL preference format, {}), `provenance.jsonl` (one row per pair, keyed by `pair_id`), `dead_letter.jsonl`, `gated_out.jsonl`.\n", serde_json::to_value(cfg.format).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
     let _ = writeln!(s, "## Models\n\n| role | model |\n| --- | --- |\n| target | {} |\n| judge | {} |\n| reward | {} |\n| optimizer | {} |\n", m.target, m.judge, if cfg.no_gate { "(gate off)" } else { &m.reward }, if cfg.no_gate { "(gate off)" } else { &m.optimizer });
     let _ = writeln!(s, "## Counts\n\n| | |\n| --- | --- |\n| input rows | {total} |\n| items finished | {} |\n| accepted items | {} ({rate:.1}%) |\n| pairs | {} |\n| gated out | {} |\n| dead letters | {} |\n| judge orders agree | {} of {} |\n", c.items, c.accepted, c.pairs, c.gated_out, c.dead, c.rankings_agree, c.judged);
     let _ = writeln!(s, "## Judge scores (all candidates, last round)\n\n{}", histogram(&judge, 1.0, 10.0001, 9));
