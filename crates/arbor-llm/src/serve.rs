@@ -128,6 +128,15 @@ async fn handle(model: Arc<dyn LanguageModel>, body: Bytes, chat: bool) -> Respo
 
 /// Binds 127.0.0.1:`port` and serves `model` until the task is dropped. Returns the bound
 /// address and the server task.
+/// Serves `app` on `listener` with TCP_NODELAY on every connection, so replies go out at once
+/// instead of waiting on Nagle's algorithm (the mock server uses it too).
+pub async fn serve_router(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await
+}
+
 pub async fn serve(model: Arc<dyn LanguageModel>, port: u16) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
@@ -144,11 +153,7 @@ pub async fn serve(model: Arc<dyn LanguageModel>, port: u16) -> std::io::Result<
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(());
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                // Replies go out at once instead of waiting on Nagle's algorithm.
-                let _ = tcp.set_nodelay(true);
-            }), app)
-            .await {
+        if let Err(e) = serve_router(listener, app).await {
             tracing::error!(error = %e, "server stopped");
         }
     });

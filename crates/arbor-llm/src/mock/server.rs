@@ -132,11 +132,7 @@ impl MockServer {
             .route("/stats", get(stats))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                // Replies go out at once instead of waiting on Nagle's algorithm.
-                let _ = tcp.set_nodelay(true);
-            }), app)
-            .await {
+            if let Err(e) = crate::serve::serve_router(listener, app).await {
                 tracing::error!(error = %e, "mock server stopped");
             }
         });
