@@ -41,6 +41,8 @@ struct Work {
     prompts: PromptPair,
     candidates: Vec<String>,
     judgement: Option<Judgement>,
+    /// The gate's verdict on the rejected pair (or the judge's reason), for the optimizer.
+    feedback: Option<RewardVerdict>,
     /// What went wrong in earlier rounds, for provenance and dead letters.
     history: Vec<Value>,
     _permit: OwnedSemaphorePermit,
@@ -159,7 +161,7 @@ pub async fn run(
                 // Without the gate there is no feedback, so no prompt ever changes.
                 let prompts = if cfg.no_gate { PromptPair::initial() } else { pool.start(item.index).await };
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                let w = Work { item: Arc::new(item), round: 0, prompts, candidates: Vec::new(), judgement: None, history: Vec::new(), _permit: permit };
+                let w = Work { item: Arc::new(item), round: 0, prompts, candidates: Vec::new(), judgement: None, feedback: None, history: Vec::new(), _permit: permit };
                 if stages.target.send(w).await.is_err() {
                     break;
                 }
@@ -221,8 +223,11 @@ async fn failed(sh: &Shared, st: &Stages, mut w: Work, err: MoveError) {
 }
 
 /// The gate (or the judge) turned the round down: optimize and retry, or gate the item out.
-async fn rejected(sh: &Shared, st: &Stages, mut w: Work, why: Value, verdicts: Vec<RewardVerdict>) {
-    w.history.push(why);
+async fn rejected(sh: &Shared, st: &Stages, mut w: Work, reason: &str, verdicts: Vec<RewardVerdict>) {
+    let j = w.judgement.as_ref();
+    w.history.push(json!({"round": w.round, "rejected": reason, "scores": j.map(|j| j.scores.clone()), "reward": verdicts,
+                          "prompts": {"target": w.prompts.target.id, "judge": w.prompts.judge.id}}));
+    w.feedback = Some(verdicts.first().cloned().unwrap_or(RewardVerdict { score: 0.0, critique: reason.to_string() }));
     if w.round + 1 < sh.cfg.rounds && !sh.cfg.no_gate {
         sh.progress.retries.fetch_add(1, Ordering::Relaxed);
         let _ = st.optimizer.send(w).await;
@@ -273,8 +278,7 @@ fn judge_move(sh: Arc<Shared>, st: Stages, mut w: Work) -> futures::future::BoxF
                 let ps = pairs(&j.scores, sh.cfg.pairing, sh.cfg.margin);
                 w.judgement = Some(j);
                 if ps.is_empty() {
-                    let why = json!({"round": w.round, "rejected": "the judge's scores did not separate the candidates", "scores": w.judgement.as_ref().map(|j| j.scores.clone())});
-                    rejected(&sh, &st, w, why, Vec::new()).await;
+                    rejected(&sh, &st, w, "the judge's scores did not separate the candidates", Vec::new()).await;
                 } else if sh.cfg.no_gate {
                     let rec = accepted(&sh, &w, &ps.iter().map(|&p| (p, None)).collect::<Vec<_>>());
                     let _ = st.sink.send(rec).await;
@@ -299,8 +303,7 @@ fn reward_move(sh: Arc<Shared>, st: Stages, w: Work) -> futures::future::BoxFutu
                 let passed: Vec<((usize, usize), Option<RewardVerdict>)> =
                     ps.iter().zip(&vs).filter(|(_, v)| v.score >= sh.cfg.threshold).map(|(&p, v)| (p, Some(v.clone()))).collect();
                 if passed.is_empty() {
-                    let why = json!({"round": w.round, "rejected": "reward below threshold", "reward": vs, "prompts": {"target": w.prompts.target.id, "judge": w.prompts.judge.id}});
-                    rejected(&sh, &st, w, why, vs).await;
+                    rejected(&sh, &st, w, "reward below threshold", vs).await;
                 } else {
                     let rec = accepted(&sh, &w, &passed);
                     let _ = st.sink.send(rec).await;
@@ -315,12 +318,7 @@ fn optimizer_move(sh: Arc<Shared>, st: Stages, mut w: Work) -> futures::future::
         let j = w.judgement.clone().expect("the judge ran before the optimizer");
         let r = ranking(&j.scores);
         let (best, worst) = (&w.candidates[r[0]], &w.candidates[r[r.len() - 1]]);
-        let last = w.history.last().cloned().unwrap_or(Value::Null);
-        let verdict = last
-            .get("reward")
-            .and_then(|v| v.get(0))
-            .and_then(|v| serde_json::from_value::<RewardVerdict>(v.clone()).ok())
-            .unwrap_or(RewardVerdict { score: 0.0, critique: last.get("rejected").and_then(Value::as_str).unwrap_or("").to_string() });
+        let verdict = w.feedback.clone().expect("a rejected round left feedback");
         match sh.players.optimize(&sh.cfg, &w.item, &w.prompts, best, worst, &j, &verdict, w.round).await {
             Ok(p) => {
                 w.prompts = p;
