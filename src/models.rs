@@ -32,20 +32,34 @@ pub struct Models {
 
 impl Models {
     pub fn new(gguf: Option<PathBuf>) -> Self {
-        Self { embedded: OnceCell::new(), gguf }
+        Self {
+            embedded: OnceCell::new(),
+            gguf,
+        }
     }
 
     /// The model at `url` named `model`, or the embedded model when `url` is unset. Returns the
     /// model and the name to put in requests.
-    pub async fn open(&self, url: Option<&url::Url>, model: Option<&str>) -> anyhow::Result<(Arc<dyn LanguageModel>, String)> {
+    pub async fn open(
+        &self,
+        url: Option<&url::Url>,
+        model: Option<&str>,
+    ) -> anyhow::Result<(Arc<dyn LanguageModel>, String)> {
         self.open_with(url, model, None, None).await
     }
 
     /// [`Models::open`] with the endpoint's in-flight limit and request timeout set.
-    pub async fn open_with(&self, url: Option<&url::Url>, model: Option<&str>, max_in_flight: Option<usize>, timeout_secs: Option<f64>) -> anyhow::Result<(Arc<dyn LanguageModel>, String)> {
+    pub async fn open_with(
+        &self,
+        url: Option<&url::Url>,
+        model: Option<&str>,
+        max_in_flight: Option<usize>,
+        timeout_secs: Option<f64>,
+    ) -> anyhow::Result<(Arc<dyn LanguageModel>, String)> {
         match url {
             Some(u) => {
-                let name = model.ok_or_else(|| anyhow::anyhow!("a model name is required with the URL {u}"))?;
+                let name = model
+                    .ok_or_else(|| anyhow::anyhow!("a model name is required with the URL {u}"))?;
                 let mut cfg = EndpointConfig::new(u.clone(), name);
                 if let Some(n) = max_in_flight {
                     cfg.limits.max_in_flight = n;
@@ -61,11 +75,17 @@ impl Models {
                 let backend = self
                     .embedded
                     .get_or_try_init(|| async move {
-                        let b = tokio::task::spawn_blocking(move || arbor_model::EmbeddedBackend::load_default(gguf.as_deref())).await??;
+                        let b = tokio::task::spawn_blocking(move || {
+                            arbor_model::EmbeddedBackend::load_default(gguf.as_deref())
+                        })
+                        .await??;
                         Ok::<_, anyhow::Error>(Arc::new(b))
                     })
                     .await?;
-                Ok((backend.clone() as Arc<dyn LanguageModel>, EMBEDDED.to_string()))
+                Ok((
+                    backend.clone() as Arc<dyn LanguageModel>,
+                    EMBEDDED.to_string(),
+                ))
             }
         }
     }

@@ -25,7 +25,8 @@ impl Write for LogWriter {
 
 /// A bar of `total` items with a free-form message (counters, rates) after the count.
 pub fn bar(total: u64) -> ProgressBar {
-    let style = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     multi().add(ProgressBar::new(total).with_style(style))
 }

@@ -23,24 +23,54 @@ fn mock(extra: &[&str]) -> Mock {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     Mock(child, line.trim().to_string())
 }
-
 
 #[test]
 fn chat_prints_text_and_json_and_accounting() {
     let m = mock(&[]);
-    let (ok, text, err) = arbor(&["chat", "--base-url", &m.1, "--model", "mock", "--seed", "3", "hello"]);
+    let (ok, text, err) = arbor(&[
+        "chat",
+        "--base-url",
+        &m.1,
+        "--model",
+        "mock",
+        "--seed",
+        "3",
+        "hello",
+    ]);
     assert!(ok, "{err}");
     assert!(!text.trim().is_empty());
-    assert!(err.contains("1 requests (1 ok"), "accounting missing: {err}");
+    assert!(
+        err.contains("1 requests (1 ok"),
+        "accounting missing: {err}"
+    );
 
-    let (ok, json, err) = arbor(&["chat", "--base-url", &m.1, "--model", "mock", "--seed", "3", "--n", "2", "--logprobs", "1", "--json", "hello"]);
+    let (ok, json, err) = arbor(&[
+        "chat",
+        "--base-url",
+        &m.1,
+        "--model",
+        "mock",
+        "--seed",
+        "3",
+        "--n",
+        "2",
+        "--logprobs",
+        "1",
+        "--json",
+        "hello",
+    ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["choices"].as_array().unwrap().len(), 2);
-    assert_eq!(v["choices"][0]["text"].as_str().unwrap(), text.trim_end_matches('\n'));
+    assert_eq!(
+        v["choices"][0]["text"].as_str().unwrap(),
+        text.trim_end_matches('\n')
+    );
     assert!(v["choices"][0]["logprobs"][0]["logprob"].as_f64().unwrap() < 0.0);
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
 }
@@ -50,7 +80,18 @@ fn chat_cache_answers_a_repeat_without_the_server() {
     let m = mock(&[]);
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().to_str().unwrap();
-    let args = ["chat", "--base-url", &m.1, "--model", "mock", "--seed", "1", "--cache", cache, "q"];
+    let args = [
+        "chat",
+        "--base-url",
+        &m.1,
+        "--model",
+        "mock",
+        "--seed",
+        "1",
+        "--cache",
+        cache,
+        "q",
+    ];
     let (ok1, a, _) = arbor(&args);
     let (ok2, b, err) = arbor(&args);
     assert!(ok1 && ok2);
@@ -60,7 +101,11 @@ fn chat_cache_answers_a_repeat_without_the_server() {
         .args(["-c", &format!("import json,urllib.request;print(json.load(urllib.request.urlopen('{}'))['requests'])", m.1.replace("/v1", "/stats"))])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&stats.stdout).trim(), "1", "the repeat reached the server");
+    assert_eq!(
+        String::from_utf8_lossy(&stats.stdout).trim(),
+        "1",
+        "the repeat reached the server"
+    );
 }
 
 #[test]
@@ -76,7 +121,10 @@ fn bad_config_gives_one_clear_error_naming_the_field() {
         std::fs::write(&path, text).unwrap();
         let (ok, _, err) = arbor(&["chat", "--config", path.to_str().unwrap(), "x"]);
         assert!(!ok);
-        assert!(err.contains(path.to_str().unwrap()) && err.contains(want), "case {i}: {err}");
+        assert!(
+            err.contains(path.to_str().unwrap()) && err.contains(want),
+            "case {i}: {err}"
+        );
         assert_eq!(err.lines().count(), 1, "one error line expected: {err}");
     }
 }
@@ -86,7 +134,14 @@ fn api_key_is_sent_but_never_printed() {
     let m = mock(&[]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.toml");
-    std::fs::write(&path, format!("base_url = \"{}\"\nmodel = \"mock\"\napi_key_env = \"ARBOR_TEST_KEY\"\n", m.1)).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "base_url = \"{}\"\nmodel = \"mock\"\napi_key_env = \"ARBOR_TEST_KEY\"\n",
+            m.1
+        ),
+    )
+    .unwrap();
     let out = Command::new(ARBOR)
         .args(["chat", "--config", path.to_str().unwrap(), "--json", "hi"])
         .env("ARBOR_TEST_KEY", "sk-very-secret")
@@ -94,13 +149,21 @@ fn api_key_is_sent_but_never_printed() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!all.contains("sk-very-secret"), "key leaked into output");
 }
 
 #[test]
 fn a_dead_server_is_reported_with_its_cause() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.toml");
     std::fs::write(
@@ -110,15 +173,33 @@ fn a_dead_server_is_reported_with_its_cause() {
     .unwrap();
     let (ok, _, err) = arbor(&["chat", "--config", path.to_str().unwrap(), "x"]);
     assert!(!ok);
-    assert!(err.contains("gave up after 2 attempts") && err.contains(&format!("cannot connect to http://127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains("gave up after 2 attempts")
+            && err.contains(&format!("cannot connect to http://127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 #[test]
 fn chat_without_a_server_uses_the_embedded_model() {
-    let (ok, out, err) = arbor(&["chat", "--temperature", "0", "--max-tokens", "6", "--json", "What is 12*7?"]);
+    let (ok, out, err) = arbor(&[
+        "chat",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "6",
+        "--json",
+        "What is 12*7?",
+    ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     // The golden greedy answer to this prompt starts "12*7 = ".
-    assert!(v["choices"][0]["text"].as_str().unwrap().starts_with("12*7 ="), "{v}");
+    assert!(
+        v["choices"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("12*7 ="),
+        "{v}"
+    );
     assert!(err.contains("embedded"), "{err}");
 }

@@ -6,7 +6,6 @@ mod common;
 
 use common::{arbor, ARBOR};
 
-
 #[test]
 fn list_names_every_environment() {
     let (ok, out, _) = arbor(&["env", "list"]);
@@ -21,12 +20,22 @@ fn sample_prints_synth_input_jsonl() {
     for env in ["math", "household", "code"] {
         let (ok, out, err) = arbor(&["env", "sample", "--env", env, "--n", "3", "--seed", "4"]);
         assert!(ok, "{err}");
-        let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rows: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(rows.len(), 3);
         for r in &rows {
-            assert!(r["id"].is_string() && r["prompt"].is_string() && r["env"] == env, "{r}");
+            assert!(
+                r["id"].is_string() && r["prompt"].is_string() && r["env"] == env,
+                "{r}"
+            );
         }
-        assert_eq!(out, arbor(&["env", "sample", "--env", env, "--n", "3", "--seed", "4"]).1, "not deterministic");
+        assert_eq!(
+            out,
+            arbor(&["env", "sample", "--env", env, "--n", "3", "--seed", "4"]).1,
+            "not deterministic"
+        );
     }
     let (ok, _, err) = arbor(&["env", "sample", "--env", "chess"]);
     assert!(!ok && err.contains("unknown environment `chess`"), "{err}");
@@ -34,7 +43,16 @@ fn sample_prints_synth_input_jsonl() {
 
 #[test]
 fn play_household_from_stdin() {
-    let (_, out, _) = arbor(&["env", "sample", "--env", "household", "--n", "1", "--seed", "5"]);
+    let (_, out, _) = arbor(&[
+        "env",
+        "sample",
+        "--env",
+        "household",
+        "--n",
+        "1",
+        "--seed",
+        "5",
+    ]);
     let task: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     let plan: Vec<String> = serde_json::from_value(task["solution"].clone()).unwrap();
     let mut child = Command::new(ARBOR)
@@ -53,5 +71,8 @@ fn play_household_from_stdin() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("Your task is to:"), "{text}");
     assert!(text.contains("You are not carrying anything."), "{text}");
-    assert!(text.contains(&format!("Solved after {} actions", plan.len() + 2)), "{text}");
+    assert!(
+        text.contains(&format!("Solved after {} actions", plan.len() + 2)),
+        "{text}"
+    );
 }

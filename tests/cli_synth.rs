@@ -25,16 +25,37 @@ impl Drop for Mock {
 }
 
 fn mock(extra: &[&str]) -> Mock {
-    let mut child = Command::new(ARBOR).args(["mock-server", "--port", "0"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(ARBOR)
+        .args(["mock-server", "--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let base = line.trim().trim_end_matches('/').to_string();
-    let url = if base.ends_with("/v1") { base } else { format!("{base}/v1") };
+    let url = if base.ends_with("/v1") {
+        base
+    } else {
+        format!("{base}/v1")
+    };
     Mock { child, url }
 }
 
 fn tasks(dir: &Path, n: usize) -> PathBuf {
-    let (ok, out, err) = arbor(&["env", "sample", "--env", "math", "--n", &n.to_string(), "--seed", "5"]);
+    let (ok, out, err) = arbor(&[
+        "env",
+        "sample",
+        "--env",
+        "math",
+        "--n",
+        &n.to_string(),
+        "--seed",
+        "5",
+    ]);
     assert!(ok, "{err}");
     let p = dir.join("items.jsonl");
     std::fs::write(&p, out).unwrap();
@@ -42,18 +63,52 @@ fn tasks(dir: &Path, n: usize) -> PathBuf {
 }
 
 fn jsonl(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn synth_args<'a>(input: &'a str, out: &'a str, url: &'a str) -> Vec<&'a str> {
-    vec!["synth", "--input", input, "--out", out, "--target-url", url, "--target-model", "t", "--judge-url", url, "--judge-model", "j"]
+    vec![
+        "synth",
+        "--input",
+        input,
+        "--out",
+        out,
+        "--target-url",
+        url,
+        "--target-model",
+        "t",
+        "--judge-url",
+        url,
+        "--judge-model",
+        "j",
+    ]
 }
 
 #[test]
 fn a_thousand_items_against_faults_all_end_accounted_for() {
     let m = mock(&[
-        "--fault-429", "0.02", "--fault-500", "0.02", "--fault-503", "0.02", "--fault-hang", "0.01", "--fault-truncated", "0.01",
-        "--fault-wrong-schema", "0.01", "--fault-empty-choices", "0.01", "--retry-after-s", "0", "--hang-ms", "3000",
+        "--fault-429",
+        "0.02",
+        "--fault-500",
+        "0.02",
+        "--fault-503",
+        "0.02",
+        "--fault-hang",
+        "0.01",
+        "--fault-truncated",
+        "0.01",
+        "--fault-wrong-schema",
+        "0.01",
+        "--fault-empty-choices",
+        "0.01",
+        "--retry-after-s",
+        "0",
+        "--hang-ms",
+        "3000",
     ]);
     let dir = tempfile::tempdir().unwrap();
     let input = tasks(dir.path(), 1000);
@@ -71,11 +126,18 @@ fn a_thousand_items_against_faults_all_end_accounted_for() {
     assert_eq!(journal.len(), 1000);
     let mut seen = BTreeMap::new();
     for r in &journal {
-        assert!(seen.insert(r["index"].as_u64().unwrap(), r["status"].clone()).is_none(), "item journaled twice");
+        assert!(
+            seen.insert(r["index"].as_u64().unwrap(), r["status"].clone())
+                .is_none(),
+            "item journaled twice"
+        );
     }
     let accepted = journal.iter().filter(|r| r["status"] == "accepted").count();
     assert_eq!(accepted + gated.len() + dead.len(), 1000);
-    assert!(accepted > 100, "most items should make it through 10% faults with retries: {accepted}");
+    assert!(
+        accepted > 100,
+        "most items should make it through 10% faults with retries: {accepted}"
+    );
     for d in &dead {
         assert!(d["cause"].as_str().is_some_and(|c| !c.is_empty()), "{d}");
     }
@@ -84,14 +146,26 @@ fn a_thousand_items_against_faults_all_end_accounted_for() {
     for (p, v) in pairs.iter().zip(&prov) {
         assert_eq!(p["id"], v["pair_id"]);
         assert_ne!(p["chosen"], p["rejected"]);
-        let (c, r) = (v["chosen_index"].as_u64().unwrap() as usize, v["rejected_index"].as_u64().unwrap() as usize);
+        let (c, r) = (
+            v["chosen_index"].as_u64().unwrap() as usize,
+            v["rejected_index"].as_u64().unwrap() as usize,
+        );
         assert!(v["scores"][c].as_f64() > v["scores"][r].as_f64());
-        assert!(v["reward"]["score"].as_f64().unwrap() >= 7.0, "accepted pairs passed the gate: {v}");
+        assert!(
+            v["reward"]["score"].as_f64().unwrap() >= 7.0,
+            "accepted pairs passed the gate: {v}"
+        );
         assert_eq!(p["chosen"][0]["content"], v["candidates"][c]);
     }
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
-    assert!(card.contains(&format!("| pairs | {} |", pairs.len())), "{card}");
-    assert!(err.contains(&format!("1000 of 1000 items: {accepted} accepted")), "{err}");
+    assert!(
+        card.contains(&format!("| pairs | {} |", pairs.len())),
+        "{card}"
+    );
+    assert!(
+        err.contains(&format!("1000 of 1000 items: {accepted} accepted")),
+        "{err}"
+    );
 }
 
 /// Runs a synth job to completion, killing it with SIGKILL after each of `kills` delays and
@@ -127,7 +201,14 @@ fn run_with_kills(args: &[&str], kills: &[u64]) -> usize {
 
 #[test]
 fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
-    let m = mock(&["--latency-ms", "15", "--fault-500", "0.03", "--retry-after-s", "0"]);
+    let m = mock(&[
+        "--latency-ms",
+        "15",
+        "--fault-500",
+        "0.03",
+        "--retry-after-s",
+        "0",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let input = tasks(dir.path(), 160);
     // Small pool epochs so the prompt pool (and the optimizer's rewrites) shape later items.
@@ -136,25 +217,62 @@ fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
     let once = dir.path().join("once");
     let killed = dir.path().join("killed");
     let mk = |out: &Path| {
-        let mut a: Vec<String> = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url).into_iter().map(String::from).collect();
-        a.extend(["--config".into(), cfg.to_str().unwrap().into(), "--max-in-flight".into(), "12".into()]);
+        let mut a: Vec<String> = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        a.extend([
+            "--config".into(),
+            cfg.to_str().unwrap().into(),
+            "--max-in-flight".into(),
+            "12".into(),
+        ]);
         a
     };
     let a1 = mk(&once);
     let (ok, _, err) = arbor(&a1.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{err}");
     let a2 = mk(&killed);
-    let landed = run_with_kills(&a2.iter().map(String::as_str).collect::<Vec<_>>(), &[700, 350, 900, 500, 1200, 250]);
-    assert!(landed >= 3, "the kills should interrupt the job several times (landed {landed})");
-    let (p1, p2) = (std::fs::read_to_string(once.join("pairs.jsonl")).unwrap(), std::fs::read_to_string(killed.join("pairs.jsonl")).unwrap());
+    let landed = run_with_kills(
+        &a2.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[700, 350, 900, 500, 1200, 250],
+    );
+    assert!(
+        landed >= 3,
+        "the kills should interrupt the job several times (landed {landed})"
+    );
+    let (p1, p2) = (
+        std::fs::read_to_string(once.join("pairs.jsonl")).unwrap(),
+        std::fs::read_to_string(killed.join("pairs.jsonl")).unwrap(),
+    );
     assert!(!p1.is_empty());
-    assert_eq!(p1, p2, "pairs after {landed} kills differ from the uninterrupted run");
-    let ids = |p: &Path| jsonl(p).iter().map(|v| v["pair_id"].clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&once.join("provenance.jsonl")), ids(&killed.join("provenance.jsonl")));
-    let used_rewritten_prompts = jsonl(&once.join("provenance.jsonl")).iter().any(|v| v["round"].as_u64() > Some(0));
-    assert!(used_rewritten_prompts, "some pairs should come from optimized prompts");
+    assert_eq!(
+        p1, p2,
+        "pairs after {landed} kills differ from the uninterrupted run"
+    );
+    let ids = |p: &Path| {
+        jsonl(p)
+            .iter()
+            .map(|v| v["pair_id"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&once.join("provenance.jsonl")),
+        ids(&killed.join("provenance.jsonl"))
+    );
+    let used_rewritten_prompts = jsonl(&once.join("provenance.jsonl"))
+        .iter()
+        .any(|v| v["round"].as_u64() > Some(0));
+    assert!(
+        used_rewritten_prompts,
+        "some pairs should come from optimized prompts"
+    );
     assert_eq!(jsonl(&once.join("journal.jsonl")).len(), 160);
-    assert_eq!(jsonl(&killed.join("journal.jsonl")).len(), 160, "no item journaled twice");
+    assert_eq!(
+        jsonl(&killed.join("journal.jsonl")).len(),
+        160,
+        "no item journaled twice"
+    );
 }
 
 #[test]
@@ -164,29 +282,79 @@ fn malformed_rows_are_dead_lettered_with_their_line_or_stop_the_job_with_strict(
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, "{\"id\":\"a\",\"prompt\":\"What is 2+3?\",\"reference\":\"5\"}\n{\"prompt\": \n{\"id\":\"c\",\"text\":\"no prompt\"}\n{\"id\":\"d\",\"messages\":[{\"role\":\"user\",\"content\":\"Name a prime.\"}]}\n").unwrap();
     let out = dir.path().join("out");
-    let (ok, _, err) = arbor(&[synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url), vec!["--no-gate"]].concat());
+    let (ok, _, err) = arbor(
+        &[
+            synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url),
+            vec!["--no-gate"],
+        ]
+        .concat(),
+    );
     assert!(ok, "{err}");
     let dead = jsonl(&out.join("dead_letter.jsonl"));
     assert_eq!(dead.len(), 2);
     assert_eq!(dead[0]["line"], 2);
-    assert!(dead[0]["cause"].as_str().unwrap().contains("in.jsonl:2: invalid JSON"), "{}", dead[0]);
+    assert!(
+        dead[0]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("in.jsonl:2: invalid JSON"),
+        "{}",
+        dead[0]
+    );
     assert_eq!(dead[1]["line"], 3);
-    assert!(dead[1]["cause"].as_str().unwrap().contains("missing field `prompt`"));
+    assert!(dead[1]["cause"]
+        .as_str()
+        .unwrap()
+        .contains("missing field `prompt`"));
     let journal = jsonl(&out.join("journal.jsonl"));
     assert_eq!(journal.len(), 4);
-    let (ok, _, err) = arbor(&[synth_args(input.to_str().unwrap(), dir.path().join("strict").to_str().unwrap(), &m.url), vec!["--strict"]].concat());
-    assert!(!ok && err.contains("in.jsonl:2: invalid JSON") && err.contains("--strict"), "{err}");
+    let (ok, _, err) = arbor(
+        &[
+            synth_args(
+                input.to_str().unwrap(),
+                dir.path().join("strict").to_str().unwrap(),
+                &m.url,
+            ),
+            vec!["--strict"],
+        ]
+        .concat(),
+    );
+    assert!(
+        !ok && err.contains("in.jsonl:2: invalid JSON") && err.contains("--strict"),
+        "{err}"
+    );
     // Parquet input (written by pandas) goes through the same reader.
     let pq = dir.path().join("in.parquet");
     let py = arbor_model::fetch::arbor_home().join("venv/bin/python");
     let script = "import pandas, sys; pandas.DataFrame([{'id': 'p1', 'prompt': 'What is 6*7?', 'reference': '42'}, {'id': 'p2', 'prompt': 'What is 9-4?', 'reference': '5'}]).to_parquet(sys.argv[1])";
-    let st = Command::new(&py).args(["-c", script, pq.to_str().unwrap()]).status().unwrap();
-    assert!(st.success(), "pandas is missing from {}: run `bash .ci/run`", py.display());
+    let st = Command::new(&py)
+        .args(["-c", script, pq.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "pandas is missing from {}: run `bash .ci/run`",
+        py.display()
+    );
     let out_pq = dir.path().join("out-pq");
-    let (ok, _, err) = arbor(&[synth_args(pq.to_str().unwrap(), out_pq.to_str().unwrap(), &m.url), vec!["--no-gate"]].concat());
+    let (ok, _, err) = arbor(
+        &[
+            synth_args(pq.to_str().unwrap(), out_pq.to_str().unwrap(), &m.url),
+            vec!["--no-gate"],
+        ]
+        .concat(),
+    );
     assert!(ok, "{err}");
     // The journal is in completion order; each row keeps its input index.
-    let mut journal: Vec<(u64, String)> = jsonl(&out_pq.join("journal.jsonl")).iter().map(|r| (r["index"].as_u64().unwrap(), r["id"].as_str().unwrap().to_string())).collect();
+    let mut journal: Vec<(u64, String)> = jsonl(&out_pq.join("journal.jsonl"))
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
     journal.sort();
     assert_eq!(journal, vec![(0, "p1".to_string()), (1, "p2".to_string())]);
 }
@@ -195,9 +363,15 @@ fn malformed_rows_are_dead_lettered_with_their_line_or_stop_the_job_with_strict(
 fn a_handful_of_items_against_a_real_llama_cpp_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let home = arbor_model::fetch::arbor_home();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/serve_xllamacpp.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/serve_xllamacpp.py");
     let server = rt
-        .block_on(arbor_llm::llamacpp::LlamaCppServer::start(&home.join("venv/bin/python"), &script, &home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"), 4))
+        .block_on(arbor_llm::llamacpp::LlamaCppServer::start(
+            &home.join("venv/bin/python"),
+            &script,
+            &home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            4,
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("items.jsonl");
@@ -209,8 +383,21 @@ fn a_handful_of_items_against_a_real_llama_cpp_server() {
     let out = dir.path().join("out");
     let url = server.base_url.clone();
     let (ok, _, err) = arbor(&[
-        "synth", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--config", cfg.to_str().unwrap(),
-        "--target-url", &url, "--target-model", "smollm2", "--judge-url", &url, "--judge-model", "smollm2",
+        "synth",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--target-url",
+        &url,
+        "--target-model",
+        "smollm2",
+        "--judge-url",
+        &url,
+        "--judge-model",
+        "smollm2",
     ]);
     assert!(ok, "{err}");
     let journal = jsonl(&out.join("journal.jsonl"));
@@ -221,10 +408,17 @@ fn a_handful_of_items_against_a_real_llama_cpp_server() {
     assert_eq!(pairs.len(), prov.len());
     for v in &prov {
         assert_eq!(v["candidates"].as_array().unwrap().len(), 2);
-        assert!(v["scores"].as_array().unwrap().iter().all(|s| (1.0..=10.0).contains(&s.as_f64().unwrap())));
+        assert!(v["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| (1.0..=10.0).contains(&s.as_f64().unwrap())));
         assert_eq!(v["models"]["target"], "smollm2");
     }
     for r in &journal {
-        assert_ne!(r["status"], "dead", "no item should fail against a healthy server: {r}");
+        assert_ne!(
+            r["status"], "dead",
+            "no item should fail against a healthy server: {r}"
+        );
     }
 }

@@ -12,37 +12,65 @@ use std::time::{Duration, Instant};
 use common::arbor;
 use serde_json::{json, Value};
 
-const FORMATS: [&str; 8] = ["dpo", "step-dpo", "tpo", "oreo", "prm", "sft", "kto", "treelog"];
+const FORMATS: [&str; 8] = [
+    "dpo", "step-dpo", "tpo", "oreo", "prm", "sft", "kto", "treelog",
+];
 
 fn synthetic_trees(dir: &Path, algo: &str, n: usize) -> PathBuf {
     let out = dir.join(format!("trees-{algo}"));
-    let (ok, _, err) = arbor(&["search", "--policy", "synthetic", "--evaluator", "terminal", "--algo", algo, "--trees", &n.to_string(), "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = arbor(&[
+        "search",
+        "--policy",
+        "synthetic",
+        "--evaluator",
+        "terminal",
+        "--algo",
+        algo,
+        "--trees",
+        &n.to_string(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     out
 }
 
 /// The example row of each export format in docs/formats.md.
 fn documented_examples() -> Vec<(String, Value)> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/formats.md")).unwrap();
-    let section = doc.split("## Tree exports").nth(1).expect("docs/formats.md has a Tree exports section");
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/formats.md")).unwrap();
+    let section = doc
+        .split("## Tree exports")
+        .nth(1)
+        .expect("docs/formats.md has a Tree exports section");
     let section = section.split("\n## ").next().unwrap();
     let mut out = Vec::new();
     for part in section.split("\n### `").skip(1) {
         let name = part.split('`').next().unwrap().to_string();
-        let json_block = part.split("```json\n").nth(1).and_then(|b| b.split("\n```").next()).unwrap_or_else(|| panic!("{name}: no example"));
-        let example = serde_json::from_str(json_block).unwrap_or_else(|e| panic!("{name}: example is not JSON: {e}"));
+        let json_block = part
+            .split("```json\n")
+            .nth(1)
+            .and_then(|b| b.split("\n```").next())
+            .unwrap_or_else(|| panic!("{name}: no example"));
+        let example = serde_json::from_str(json_block)
+            .unwrap_or_else(|e| panic!("{name}: example is not JSON: {e}"));
         out.push((name, example));
     }
     out
 }
 
 fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn venv_python() -> PathBuf {
     let py = arbor_model::fetch::arbor_home().join("venv/bin/python");
-    let ok = Command::new(&py).args(["-c", "import datasets, pandas"]).status().is_ok_and(|s| s.success());
+    let ok = Command::new(&py)
+        .args(["-c", "import datasets, pandas"])
+        .status()
+        .is_ok_and(|s| s.success());
     assert!(ok, "HF datasets is missing: run `bash .ci/run`, or `{} -m pip install datasets pandas pyarrow`", py.display());
     py
 }
@@ -52,19 +80,39 @@ fn every_export_format_matches_the_docs_and_loads_in_hf_datasets() {
     let dir = tempfile::tempdir().unwrap();
     let trees = synthetic_trees(dir.path(), "mcts", 12);
     let examples = documented_examples();
-    assert_eq!(examples.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), FORMATS, "docs list every format in order");
+    assert_eq!(
+        examples.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        FORMATS,
+        "docs list every format in order"
+    );
     let mut files = Vec::new();
     for (name, example) in &examples {
         for ext in ["jsonl", "parquet"] {
             let out = dir.path().join(format!("{name}.{ext}"));
-            let (ok, _, err) = arbor(&["export", "--trees", trees.to_str().unwrap(), "--format", name, "--out", out.to_str().unwrap()]);
+            let (ok, _, err) = arbor(&[
+                "export",
+                "--trees",
+                trees.to_str().unwrap(),
+                "--format",
+                name,
+                "--out",
+                out.to_str().unwrap(),
+            ]);
             assert!(ok, "{name}: {err}");
             files.push(json!({"name": name, "path": out, "kind": if ext == "jsonl" { "json" } else { "parquet" }}));
         }
-        let rows: Vec<Value> = std::fs::read_to_string(dir.path().join(format!("{name}.jsonl"))).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rows: Vec<Value> = std::fs::read_to_string(dir.path().join(format!("{name}.jsonl")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert!(!rows.is_empty(), "{name}: no rows");
         for r in &rows {
-            assert_eq!(keys(r), keys(example), "{name}: columns differ from docs/formats.md");
+            assert_eq!(
+                keys(r),
+                keys(example),
+                "{name}: columns differ from docs/formats.md"
+            );
             for k in ["prompt", "chosen", "rejected", "completion", "messages"] {
                 if let Some(Value::Array(msgs)) = r.get(k) {
                     for m in msgs {
@@ -87,17 +135,32 @@ print(json.dumps(out))
 "#;
     let list = dir.path().join("files.json");
     std::fs::write(&list, serde_json::to_string(&files).unwrap()).unwrap();
-    let out = Command::new(venv_python()).args(["-c", script, list.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(venv_python())
+        .args(["-c", script, list.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let loaded: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(loaded.len(), FORMATS.len() * 2);
     for l in &loaded {
         let name = l["name"].as_str().unwrap();
-        let expected_rows = std::fs::read_to_string(dir.path().join(format!("{name}.jsonl"))).unwrap().lines().count();
+        let expected_rows = std::fs::read_to_string(dir.path().join(format!("{name}.jsonl")))
+            .unwrap()
+            .lines()
+            .count();
         assert_eq!(l["rows"], expected_rows, "{l}");
         assert_eq!(l["pandas_rows"], expected_rows, "{l}");
         let example = &examples.iter().find(|e| e.0 == name).unwrap().1;
-        let cols: BTreeSet<String> = l["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+        let cols: BTreeSet<String> = l["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
         assert_eq!(cols, keys(example), "{l}");
     }
 }
@@ -111,23 +174,67 @@ fn every_algorithm_writes_loadable_trees_and_bad_lines_are_named() {
         assert_eq!(text.lines().count(), 3, "{algo}");
         // Corrupt the second tree: the others still export, the error names file, line, tree.
         let lines: Vec<&str> = text.lines().collect();
-        let broken_id = serde_json::from_str::<Value>(lines[1]).unwrap()["id"].as_str().unwrap().to_string();
-        let broken = format!("{}\n{}\n{}\n", lines[0], &lines[1][..lines[1].len() / 2], lines[2]);
+        let broken_id = serde_json::from_str::<Value>(lines[1]).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let broken = format!(
+            "{}\n{}\n{}\n",
+            lines[0],
+            &lines[1][..lines[1].len() / 2],
+            lines[2]
+        );
         let file = dir.path().join(format!("{algo}-broken.jsonl"));
         std::fs::write(&file, broken).unwrap();
         let out = dir.path().join(format!("{algo}.jsonl"));
-        let (ok, _, err) = arbor(&["export", "--trees", file.to_str().unwrap(), "--format", "oreo", "--out", out.to_str().unwrap()]);
+        let (ok, _, err) = arbor(&[
+            "export",
+            "--trees",
+            file.to_str().unwrap(),
+            "--format",
+            "oreo",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert!(ok, "{err}");
-        assert!(err.contains(&format!("{}:2: tree {broken_id}", file.display())), "{err}");
+        assert!(
+            err.contains(&format!("{}:2: tree {broken_id}", file.display())),
+            "{err}"
+        );
         // The rows are exactly those of the intact file less the broken tree's.
         let whole = dir.path().join(format!("{algo}-whole.jsonl"));
-        let (ok, _, err) = arbor(&["export", "--trees", trees.to_str().unwrap(), "--format", "oreo", "--out", whole.to_str().unwrap()]);
+        let (ok, _, err) = arbor(&[
+            "export",
+            "--trees",
+            trees.to_str().unwrap(),
+            "--format",
+            "oreo",
+            "--out",
+            whole.to_str().unwrap(),
+        ]);
         assert!(ok, "{err}");
-        let expected: Vec<String> = std::fs::read_to_string(&whole).unwrap().lines().filter(|l| !l.contains(&format!("\"tree_id\":\"{broken_id}\""))).map(String::from).collect();
-        let got: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(String::from).collect();
+        let expected: Vec<String> = std::fs::read_to_string(&whole)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.contains(&format!("\"tree_id\":\"{broken_id}\"")))
+            .map(String::from)
+            .collect();
+        let got: Vec<String> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
         assert_eq!(got, expected, "{algo}");
     }
-    let (ok, _, err) = arbor(&["search", "--policy", "synthetic", "--algo", "nope", "--out", "x"]);
+    let (ok, _, err) = arbor(&[
+        "search",
+        "--policy",
+        "synthetic",
+        "--algo",
+        "nope",
+        "--out",
+        "x",
+    ]);
     assert!(!ok && err.contains("unknown algorithm `nope`"), "{err}");
 }
 
@@ -136,8 +243,21 @@ fn search_with_the_embedded_model_writes_trees_that_export() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("embedded");
     let (ok, _, err) = arbor(&[
-        "search", "--algo", "mcts", "--trees", "2", "--iterations", "3", "--width", "2", "--max-depth", "2",
-        "--evaluator", "self-eval", "--out", out.to_str().unwrap(),
+        "search",
+        "--algo",
+        "mcts",
+        "--trees",
+        "2",
+        "--iterations",
+        "3",
+        "--width",
+        "2",
+        "--max-depth",
+        "2",
+        "--evaluator",
+        "self-eval",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
     let text = std::fs::read_to_string(out.join("trees.jsonl")).unwrap();
@@ -145,20 +265,34 @@ fn search_with_the_embedded_model_writes_trees_that_export() {
     for line in text.lines() {
         let t: Value = serde_json::from_str(line).unwrap();
         let nodes = t["nodes"].as_array().unwrap();
-        assert!(nodes.len() >= 3, "root and at least one expansion of two: {line}");
+        assert!(
+            nodes.len() >= 3,
+            "root and at least one expansion of two: {line}"
+        );
         for n in &nodes[1..] {
             assert_eq!(n["provenance"]["model"], "embedded");
             assert!(!n["step"].as_str().unwrap().is_empty());
             if !n["terminal"].as_bool().unwrap() {
                 let v = n["eval"]["value_estimate"].as_f64().unwrap();
-                assert!((0.0..=1.0).contains(&v), "self-evaluation is a probability: {v}");
+                assert!(
+                    (0.0..=1.0).contains(&v),
+                    "self-evaluation is a probability: {v}"
+                );
             } else {
                 assert!(n["eval"]["verified"].is_boolean());
             }
         }
     }
     let oreo = dir.path().join("oreo.parquet");
-    let (ok, _, err) = arbor(&["export", "--trees", out.to_str().unwrap(), "--format", "oreo", "--out", oreo.to_str().unwrap()]);
+    let (ok, _, err) = arbor(&[
+        "export",
+        "--trees",
+        out.to_str().unwrap(),
+        "--format",
+        "oreo",
+        "--out",
+        oreo.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
 }
 
@@ -219,7 +353,11 @@ impl Page {
     fn call(&mut self, method: &str, params: Value) -> Value {
         self.next += 1;
         let id = self.next;
-        self.ws.send(tungstenite::Message::text(json!({"id": id, "method": method, "params": params}).to_string())).unwrap();
+        self.ws
+            .send(tungstenite::Message::text(
+                json!({"id": id, "method": method, "params": params}).to_string(),
+            ))
+            .unwrap();
         loop {
             let msg = self.ws.read().unwrap();
             if let Ok(text) = msg.to_text() {
@@ -233,7 +371,10 @@ impl Page {
     }
 
     fn eval(&mut self, js: &str) -> Value {
-        let r = self.call("Runtime.evaluate", json!({"expression": js, "returnByValue": true}));
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({"expression": js, "returnByValue": true}),
+        );
         assert!(r.get("exceptionDetails").is_none(), "{js}: {r}");
         r["result"]["value"].clone()
     }
@@ -242,7 +383,17 @@ impl Page {
 fn open_page(url: &str) -> (Browser, Page) {
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(chromium())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-extensions", "--no-first-run", "--remote-debugging-port=0", "--window-size=1200,900"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-extensions",
+            "--no-first-run",
+            "--remote-debugging-port=0",
+            "--window-size=1200,900",
+        ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(url)
         .stderr(Stdio::piped())
@@ -250,7 +401,10 @@ fn open_page(url: &str) -> (Browser, Page) {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let browser = Browser { child, _profile: profile };
+    let browser = Browser {
+        child,
+        _profile: profile,
+    };
     let mut port = None;
     for line in BufReader::new(stderr).lines() {
         let line = line.unwrap();
@@ -262,8 +416,13 @@ fn open_page(url: &str) -> (Browser, Page) {
     let port = port.expect("Chromium printed its DevTools address");
     let deadline = Instant::now() + Duration::from_secs(20);
     let ws_url = loop {
-        let list: Value = serde_json::from_str(&http_get(port, "/json/list")).unwrap_or(Value::Null);
-        if let Some(p) = list.as_array().and_then(|a| a.iter().find(|t| t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with("file:")))) {
+        let list: Value =
+            serde_json::from_str(&http_get(port, "/json/list")).unwrap_or(Value::Null);
+        if let Some(p) = list.as_array().and_then(|a| {
+            a.iter().find(|t| {
+                t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with("file:"))
+            })
+        }) {
             break p["webSocketDebuggerUrl"].as_str().unwrap().to_string();
         }
         assert!(Instant::now() < deadline, "no page target: {list}");
@@ -278,13 +437,26 @@ fn the_viewer_works_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let trees = synthetic_trees(dir.path(), "tot-bfs", 3);
     let html = dir.path().join("trees.html");
-    let (ok, _, err) = arbor(&["view", "--trees", trees.to_str().unwrap(), "--out", html.to_str().unwrap()]);
+    let (ok, _, err) = arbor(&[
+        "view",
+        "--trees",
+        trees.to_str().unwrap(),
+        "--out",
+        html.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     let page_text = std::fs::read_to_string(&html).unwrap();
     for banned in ["http://", "https://", "src=", "href="] {
-        assert!(!page_text.contains(banned), "the page must not reach the network: found {banned}");
+        assert!(
+            !page_text.contains(banned),
+            "the page must not reach the network: found {banned}"
+        );
     }
-    let saved: Vec<Value> = std::fs::read_to_string(trees.join("trees.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let saved: Vec<Value> = std::fs::read_to_string(trees.join("trees.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
 
     let (_browser, mut page) = open_page(&format!("file://{}", html.display()));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -292,9 +464,15 @@ fn the_viewer_works_in_headless_chromium() {
         assert!(Instant::now() < deadline, "the tree never rendered");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(page.eval("document.querySelectorAll('#picker option').length"), saved.len());
+    assert_eq!(
+        page.eval("document.querySelectorAll('#picker option').length"),
+        saved.len()
+    );
     let first_nodes = saved[0]["nodes"].as_array().unwrap();
-    assert_eq!(page.eval("document.querySelectorAll('#tree li').length"), first_nodes.len());
+    assert_eq!(
+        page.eval("document.querySelectorAll('#tree li').length"),
+        first_nodes.len()
+    );
 
     // Depth-1 nodes start collapsed: their children are hidden until the toggle is clicked.
     let before = page.eval("(() => { const li = document.querySelector('#tree li.collapsed'); return [li.dataset.node, getComputedStyle(li.querySelector(':scope > ul')).display]; })()");
@@ -307,19 +485,43 @@ fn the_viewer_works_in_headless_chromium() {
     assert_eq!(after[1], "block");
     let first_child = first_nodes.iter().find(|n| n["parent"] == node_id).unwrap();
     assert_eq!(after[2], first_child["step"]);
-    assert!(after[3].as_str().unwrap().starts_with(&format!("N={} ", first_child["visits"])), "{after}");
+    assert!(
+        after[3]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("N={} ", first_child["visits"])),
+        "{after}"
+    );
     // Verified leaves carry the green border class.
-    let ok_rows = page.eval("document.querySelectorAll('#tree .row.ok').length").as_u64().unwrap();
-    let correct = first_nodes.iter().filter(|n| n["eval"]["verified"] == true).count() as u64;
+    let ok_rows = page
+        .eval("document.querySelectorAll('#tree .row.ok').length")
+        .as_u64()
+        .unwrap();
+    let correct = first_nodes
+        .iter()
+        .filter(|n| n["eval"]["verified"] == true)
+        .count() as u64;
     assert_eq!(ok_rows, correct);
     // Pick another tree.
     let summary = page.eval("(() => { const p = document.getElementById('picker'); p.value = '2'; p.dispatchEvent(new Event('change')); return document.getElementById('summary').textContent; })()");
-    assert!(summary.as_str().unwrap().starts_with(&format!("{} nodes", saved[2]["nodes"].as_array().unwrap().len())), "{summary}");
+    assert!(
+        summary.as_str().unwrap().starts_with(&format!(
+            "{} nodes",
+            saved[2]["nodes"].as_array().unwrap().len()
+        )),
+        "{summary}"
+    );
 
     let shot = page.call("Page.captureScreenshot", json!({"format": "png"}));
     use base64::Engine;
-    let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000, "screenshot of {} bytes", png.len());
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000,
+        "screenshot of {} bytes",
+        png.len()
+    );
     let shot_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("viewer.png");
     std::fs::write(&shot_path, png).unwrap();
 }
@@ -329,10 +531,31 @@ fn dot_output_lists_every_node() {
     let dir = tempfile::tempdir().unwrap();
     let trees = synthetic_trees(dir.path(), "beam", 2);
     let dot = dir.path().join("t.dot");
-    let (ok, _, err) = arbor(&["view", "--trees", trees.to_str().unwrap(), "--out", dot.to_str().unwrap(), "--format", "dot"]);
+    let (ok, _, err) = arbor(&[
+        "view",
+        "--trees",
+        trees.to_str().unwrap(),
+        "--out",
+        dot.to_str().unwrap(),
+        "--format",
+        "dot",
+    ]);
     assert!(ok, "{err}");
     let text = std::fs::read_to_string(dot).unwrap();
-    let nodes: usize = std::fs::read_to_string(trees.join("trees.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["nodes"].as_array().unwrap().len()).sum();
-    assert_eq!(text.matches(" -> ").count(), nodes - 2, "one edge per non-root node");
+    let nodes: usize = std::fs::read_to_string(trees.join("trees.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["nodes"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        text.matches(" -> ").count(),
+        nodes - 2,
+        "one edge per non-root node"
+    );
     assert!(text.starts_with("digraph arbor {"));
 }

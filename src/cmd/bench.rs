@@ -119,7 +119,10 @@ pub(super) fn spawn_arbor_server(args: &[&str]) -> anyhow::Result<(ServerChild, 
     let child = ServerChild(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    let url = line.trim().parse().with_context(|| format!("`arbor {}` printed {line:?}, not a URL", args.join(" ")))?;
+    let url = line
+        .trim()
+        .parse()
+        .with_context(|| format!("`arbor {}` printed {line:?}, not a URL", args.join(" ")))?;
     Ok((child, url))
 }
 
@@ -138,7 +141,13 @@ async fn llm(a: LlmBenchArgs) -> anyhow::Result<()> {
     let (_child, url, latency) = match &a.base_url {
         Some(u) => (None, u.clone(), None),
         None => {
-            let (c, u) = spawn_arbor_server(&["mock-server", "--port", "0", "--latency-ms", &a.latency_ms.to_string()])?;
+            let (c, u) = spawn_arbor_server(&[
+                "mock-server",
+                "--port",
+                "0",
+                "--latency-ms",
+                &a.latency_ms.to_string(),
+            ])?;
             (Some(c), u, Some(a.latency_ms))
         }
     };
@@ -152,8 +161,14 @@ async fn llm(a: LlmBenchArgs) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..a.requests {
         let client = client.clone();
-        let req = LlmRequest::chat(&a.model, vec![Message::user(format!("benchmark request {i}"))])
-            .with_params(SamplingParams { max_tokens: Some(a.max_tokens), ..Default::default() });
+        let req = LlmRequest::chat(
+            &a.model,
+            vec![Message::user(format!("benchmark request {i}"))],
+        )
+        .with_params(SamplingParams {
+            max_tokens: Some(a.max_tokens),
+            ..Default::default()
+        });
         tasks.spawn(async move { client.generate(&req).await.is_ok() });
     }
     let (mut ok, mut failed) = (0u64, 0u64);
@@ -168,7 +183,10 @@ async fn llm(a: LlmBenchArgs) -> anyhow::Result<()> {
     let cpu = resources::cpu_seconds() - cpu0;
 
     let server_peak = if latency.is_some() {
-        arbor_llm::mock::fetch_stats(url.as_str()).await.ok().map(|s| s.peak_in_flight)
+        arbor_llm::mock::fetch_stats(url.as_str())
+            .await
+            .ok()
+            .map(|s| s.peak_in_flight)
     } else {
         None
     };
@@ -192,13 +210,24 @@ async fn llm(a: LlmBenchArgs) -> anyhow::Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("requests        {} ({} ok, {} failed), {} in flight", report.requests, ok, failed, a.in_flight);
+        println!(
+            "requests        {} ({} ok, {} failed), {} in flight",
+            report.requests, ok, failed, a.in_flight
+        );
         println!("wall            {:.2} s", report.wall_s);
         match report.floor_requests_per_s {
-            Some(f) => println!("throughput      {:.0} req/s (floor {:.0} req/s, {:.1}%)", report.requests_per_s, f, 100.0 * report.requests_per_s / f),
+            Some(f) => println!(
+                "throughput      {:.0} req/s (floor {:.0} req/s, {:.1}%)",
+                report.requests_per_s,
+                f,
+                100.0 * report.requests_per_s / f
+            ),
             None => println!("throughput      {:.0} req/s", report.requests_per_s),
         }
-        println!("client CPU      {:.2} s ({:.3} s per 1,000 requests)", cpu, report.client_cpu_s_per_1000);
+        println!(
+            "client CPU      {:.2} s ({:.3} s per 1,000 requests)",
+            cpu, report.client_cpu_s_per_1000
+        );
         println!("client peak RSS {:.1} MiB", report.client_peak_rss_mib);
         if let Some(p) = server_peak {
             println!("server peak     {p} in flight");
@@ -217,7 +246,12 @@ fn household(a: HouseholdBenchArgs) -> anyhow::Result<()> {
         .map(|s| {
             let w = generate(&cfg, s);
             let plan = solve(&w).expect("generated games are solvable");
-            let names: Vec<String> = w.receptacles.iter().map(|r| r.name.clone()).chain(w.objects.iter().map(|o| o.name.clone())).collect();
+            let names: Vec<String> = w
+                .receptacles
+                .iter()
+                .map(|r| r.name.clone())
+                .chain(w.objects.iter().map(|o| o.name.clone()))
+                .collect();
             let random: Vec<String> = (0..a.random_steps)
                 .map(|_| {
                     let n = &names[rng.gen_range(0..names.len())];
@@ -249,9 +283,16 @@ fn household(a: HouseholdBenchArgs) -> anyhow::Result<()> {
         steps += (plan.len() + random.len()) as u64;
     }
     let wall = t0.elapsed().as_secs_f64();
-    println!("games           {} ({} solved by their plans)", games.len(), solved);
+    println!(
+        "games           {} ({} solved by their plans)",
+        games.len(),
+        solved
+    );
     println!("steps           {steps} in {wall:.3} s");
-    println!("throughput      {:.0} steps/s (one thread)", steps as f64 / wall);
+    println!(
+        "throughput      {:.0} steps/s (one thread)",
+        steps as f64 / wall
+    );
     Ok(())
 }
 
@@ -266,7 +307,10 @@ async fn sandbox(a: SandboxBenchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(out.success(), "sandboxed `pass` failed: {}", out.stderr);
         sandboxed.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
-        let s = tokio::process::Command::new("/usr/bin/python3").args(["-I", "-B", "-c", "pass"]).status().await?;
+        let s = tokio::process::Command::new("/usr/bin/python3")
+            .args(["-I", "-B", "-c", "pass"])
+            .status()
+            .await?;
         anyhow::ensure!(s.success(), "bare python3 failed");
         bare.push(t.elapsed().as_secs_f64() * 1000.0);
     }
@@ -298,7 +342,13 @@ impl ServerChild {
     /// Peak resident set of the process so far (VmHWM), in MiB.
     fn peak_rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).ok()?;
-        let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
         Some(kb / 1024.0)
     }
 }
@@ -319,7 +369,10 @@ async fn wait_healthy(base: &str, secs: u64) -> anyhow::Result<()> {
     let health = base.trim_end_matches("/v1").to_string() + "/health";
     let t = Instant::now();
     while t.elapsed().as_secs() < secs {
-        if arbor_llm::mock::fetch_health(&health).await.unwrap_or(false) {
+        if arbor_llm::mock::fetch_health(&health)
+            .await
+            .unwrap_or(false)
+        {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -328,30 +381,59 @@ async fn wait_healthy(base: &str, secs: u64) -> anyhow::Result<()> {
 }
 
 /// The same three workloads against any OpenAI-compatible server.
-async fn measure(name: &str, base: &str, model_name: &str, a: &ModelBenchArgs) -> anyhow::Result<ModelFigures> {
+async fn measure(
+    name: &str,
+    base: &str,
+    model_name: &str,
+    a: &ModelBenchArgs,
+) -> anyhow::Result<ModelFigures> {
     let mut cfg = EndpointConfig::new(base.parse()?, model_name);
     cfg.timeout_secs = 600.0;
     cfg.limits.max_in_flight = a.streams.max(1);
-    let client = Arc::new(OpenAiClient::with_endpoint(cfg.clone(), Arc::new(arbor_llm::Endpoint::new(&cfg)))?);
-    let greedy = |max: u32| SamplingParams { temperature: Some(0.0), max_tokens: Some(max), ..Default::default() };
+    let client = Arc::new(OpenAiClient::with_endpoint(
+        cfg.clone(),
+        Arc::new(arbor_llm::Endpoint::new(&cfg)),
+    )?);
+    let greedy = |max: u32| SamplingParams {
+        temperature: Some(0.0),
+        max_tokens: Some(max),
+        ..Default::default()
+    };
     // Warm-up (first-request allocations, page faults on the weights).
-    client.generate(&LlmRequest::text(model_name, "Hello").with_params(greedy(4))).await?;
+    client
+        .generate(&LlmRequest::text(model_name, "Hello").with_params(greedy(4)))
+        .await?;
 
     // Prompt processing: a long prompt, one token out; each run's prompt differs at its start so
     // no server can reuse a cached prefix.
-    let body: String = (0..a.prompt_words).map(|i| ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"][i % 9]).collect::<Vec<_>>().join(" ");
+    let body: String = (0..a.prompt_words)
+        .map(|i| {
+            [
+                "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog",
+            ][i % 9]
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut rates = Vec::new();
     for run in 0..3 {
         let t = Instant::now();
-        let c = client.generate(&LlmRequest::text(model_name, format!("Run {run}. {body}")).with_params(greedy(1))).await?;
+        let c = client
+            .generate(
+                &LlmRequest::text(model_name, format!("Run {run}. {body}")).with_params(greedy(1)),
+            )
+            .await?;
         rates.push(c.usage.prompt_tokens as f64 / t.elapsed().as_secs_f64());
     }
     rates.sort_by(f64::total_cmp);
     let prompt_rate = rates[1];
 
-    let story = |i: usize| format!("Story {i}: Once upon a time, in a small village by the sea, there lived");
+    let story = |i: usize| {
+        format!("Story {i}: Once upon a time, in a small village by the sea, there lived")
+    };
     let t = Instant::now();
-    let c = client.generate(&LlmRequest::text(model_name, story(0)).with_params(greedy(a.max_tokens))).await?;
+    let c = client
+        .generate(&LlmRequest::text(model_name, story(0)).with_params(greedy(a.max_tokens)))
+        .await?;
     let one = c.usage.completion_tokens;
     let decode_1 = one as f64 / t.elapsed().as_secs_f64();
 
@@ -380,25 +462,48 @@ async fn measure(name: &str, base: &str, model_name: &str, a: &ModelBenchArgs) -
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn model(a: ModelBenchArgs) -> anyhow::Result<()> {
     let gguf = arbor_model::fetch::resolve_model(None)?;
     let mut all = Vec::new();
     if !a.no_llamacpp {
-        let python = a.python.clone().unwrap_or_else(|| arbor_model::fetch::arbor_home().join("venv/bin/python"));
-        anyhow::ensure!(a.llamacpp_script.exists(), "{} not found (run from the repository root, ../shared beside it)", a.llamacpp_script.display());
+        let python = a
+            .python
+            .clone()
+            .unwrap_or_else(|| arbor_model::fetch::arbor_home().join("venv/bin/python"));
+        anyhow::ensure!(
+            a.llamacpp_script.exists(),
+            "{} not found (run from the repository root, ../shared beside it)",
+            a.llamacpp_script.display()
+        );
         let port = free_port()?;
         let child = Command::new(&python)
             .arg(&a.llamacpp_script)
             .arg("--model")
             .arg(&gguf)
-            .args(["--port", &port.to_string(), "--parallel", &a.streams.to_string(), "--threads", &a.threads.to_string(), "--ctx-per-slot", "1024"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--parallel",
+                &a.streams.to_string(),
+                "--threads",
+                &a.threads.to_string(),
+                "--ctx-per-slot",
+                "1024",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("cannot start {} (install xllamacpp in that venv)", python.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot start {} (install xllamacpp in that venv)",
+                    python.display()
+                )
+            })?;
         let server = ServerChild(child);
         let base = format!("http://127.0.0.1:{port}/v1");
         wait_healthy(&base, 120).await?;
@@ -407,7 +512,13 @@ async fn model(a: ModelBenchArgs) -> anyhow::Result<()> {
         all.push(f);
     }
     {
-        let (server, base) = spawn_arbor_server(&["serve", "--port", "0", "--max-batch", &a.streams.max(1).to_string()])?;
+        let (server, base) = spawn_arbor_server(&[
+            "serve",
+            "--port",
+            "0",
+            "--max-batch",
+            &a.streams.max(1).to_string(),
+        ])?;
         let base = base.to_string();
         wait_healthy(&base, 120).await?;
         let mut f = measure("arbor embedded (burn flex)", &base, "embedded", &a).await?;
@@ -425,7 +536,9 @@ async fn model(a: ModelBenchArgs) -> anyhow::Result<()> {
             f.completion_tokens_1,
             f.decode_tokens_per_s_n,
             f.completion_tokens_n,
-            f.peak_rss_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "?".into())
+            f.peak_rss_mib
+                .map(|m| format!("{m:.0}"))
+                .unwrap_or_else(|| "?".into())
         );
     }
     eprintln!("{}", serde_json::to_string(&all)?);

@@ -36,7 +36,10 @@ struct Row {
 }
 
 async fn mock_requests(url: &url::Url) -> u64 {
-    arbor_llm::mock::fetch_stats(url.as_str()).await.map(|s| s.requests).unwrap_or(0)
+    arbor_llm::mock::fetch_stats(url.as_str())
+        .await
+        .map(|s| s.requests)
+        .unwrap_or(0)
 }
 
 pub async fn run(a: SynthBenchArgs) -> anyhow::Result<()> {
@@ -44,12 +47,31 @@ pub async fn run(a: SynthBenchArgs) -> anyhow::Result<()> {
     let items = dir.join("items.jsonl");
     let env = arbor_envs::by_name("math", None)?;
     let tasks = env.sample(a.items, 1)?;
-    std::fs::write(&items, tasks.iter().map(|t| serde_json::to_string(t).map(|s| s + "\n")).collect::<Result<String, _>>()?)?;
+    std::fs::write(
+        &items,
+        tasks
+            .iter()
+            .map(|t| serde_json::to_string(t).map(|s| s + "\n"))
+            .collect::<Result<String, _>>()?,
+    )?;
     let cfg = dir.join("synth.toml");
-    std::fs::write(&cfg, "candidates = 2\nrounds = 1\nboth_orders = false\ntool_use = \"none\"\nno_gate = true\n")?;
-    let (mock, url) = super::bench::spawn_arbor_server(&["mock-server", "--port", "0", "--latency-ms", &a.latency_ms.to_string()])?;
+    std::fs::write(
+        &cfg,
+        "candidates = 2\nrounds = 1\nboth_orders = false\ntool_use = \"none\"\nno_gate = true\n",
+    )?;
+    let (mock, url) = super::bench::spawn_arbor_server(&[
+        "mock-server",
+        "--port",
+        "0",
+        "--latency-ms",
+        &a.latency_ms.to_string(),
+    ])?;
     let base = url.as_str().trim_end_matches('/').to_string();
-    let base = if base.ends_with("/v1") { base } else { format!("{base}/v1") };
+    let base = if base.ends_with("/v1") {
+        base
+    } else {
+        format!("{base}/v1")
+    };
     let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
 
@@ -63,20 +85,47 @@ pub async fn run(a: SynthBenchArgs) -> anyhow::Result<()> {
             .arg(&out)
             .arg("--config")
             .arg(&cfg)
-            .args(["--target-url", &base, "--target-model", "target", "--judge-url", &base, "--judge-model", "judge"])
+            .args([
+                "--target-url",
+                &base,
+                "--target-model",
+                "target",
+                "--judge-url",
+                &base,
+                "--judge-model",
+                "judge",
+            ])
             .args(["--max-in-flight", &a.max_in_flight.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )?;
     anyhow::ensure!(usage.status.success(), "arbor synth failed");
-    let pairs = std::fs::read_to_string(out.join("pairs.jsonl"))?.lines().count();
-    let done = std::fs::read_to_string(out.join("journal.jsonl"))?.lines().count();
+    let pairs = std::fs::read_to_string(out.join("pairs.jsonl"))?
+        .lines()
+        .count();
+    let done = std::fs::read_to_string(out.join("journal.jsonl"))?
+        .lines()
+        .count();
     let requests = mock_requests(&url).await - before;
-    rows.push(Row { name: format!("arbor (in flight {})", a.max_in_flight), items: done, pairs, usage, requests });
+    rows.push(Row {
+        name: format!("arbor (in flight {})", a.max_in_flight),
+        items: done,
+        pairs,
+        usage,
+        requests,
+    });
 
-    let python = a.distilabel_python.clone().unwrap_or_else(|| arbor_model::fetch::arbor_home().join("distilabel-venv/bin/python"));
+    let python = a
+        .distilabel_python
+        .clone()
+        .unwrap_or_else(|| arbor_model::fetch::arbor_home().join("distilabel-venv/bin/python"));
     if python.exists() {
-        let script = std::fs::canonicalize(&a.distilabel_script).with_context(|| format!("{} (run from the repository root)", a.distilabel_script.display()))?;
+        let script = std::fs::canonicalize(&a.distilabel_script).with_context(|| {
+            format!(
+                "{} (run from the repository root)",
+                a.distilabel_script.display()
+            )
+        })?;
         for &batch in &a.batches {
             let before = mock_requests(&url).await;
             let report = dir.join(format!("distilabel-{batch}.json"));
@@ -89,7 +138,11 @@ pub async fn run(a: SynthBenchArgs) -> anyhow::Result<()> {
                     .stdout(std::fs::File::create(&report)?)
                     .stderr(Stdio::null()),
             )?;
-            anyhow::ensure!(usage.status.success(), "distilabel (batch {batch}) failed; see {}", a.distilabel_script.display());
+            anyhow::ensure!(
+                usage.status.success(),
+                "distilabel (batch {batch}) failed; see {}",
+                a.distilabel_script.display()
+            );
             let text = std::fs::read_to_string(&report)?;
             let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
             let requests = mock_requests(&url).await - before;
@@ -123,8 +176,18 @@ pub async fn run(a: SynthBenchArgs) -> anyhow::Result<()> {
             r.usage.peak_rss_bytes as f64 / 1048576.0
         );
     }
-    if let (Some(ours), Some(best)) = (rows.first(), rows.iter().skip(1).map(|r| r.items as f64 / r.usage.wall_s).reduce(f64::max)) {
-        println!("arbor items/s vs distilabel's best: {:.1}x; arbor wall / floor: {:.2}", ours.items as f64 / ours.usage.wall_s / best, ours.usage.wall_s / floor);
+    if let (Some(ours), Some(best)) = (
+        rows.first(),
+        rows.iter()
+            .skip(1)
+            .map(|r| r.items as f64 / r.usage.wall_s)
+            .reduce(f64::max),
+    ) {
+        println!(
+            "arbor items/s vs distilabel's best: {:.1}x; arbor wall / floor: {:.2}",
+            ours.items as f64 / ours.usage.wall_s / best,
+            ours.usage.wall_s / floor
+        );
     }
     std::fs::remove_dir_all(&dir)?;
     Ok(())

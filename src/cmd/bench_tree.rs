@@ -52,14 +52,27 @@ pub async fn run(a: TreeBenchArgs) -> anyhow::Result<()> {
     let cpu0 = resources::cpu_seconds();
     let t0 = Instant::now();
     let mut trees = Vec::with_capacity(tasks.len());
-    searcher.search_many(&tasks, a.concurrency, |_, r| trees.extend(r.ok())).await;
+    searcher
+        .search_many(&tasks, a.concurrency, |_, r| trees.extend(r.ok()))
+        .await;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = resources::cpu_seconds() - cpu0;
     let nodes: usize = trees.iter().map(|t| t.len()).sum();
     let rss1 = resources::current_rss_bytes();
-    println!("search (mcts, instant policy): {} trees, {nodes} nodes in {wall:.3}s wall, {cpu:.3}s CPU", trees.len());
-    println!("  {:.0} nodes/s wall, {:.0} nodes/s per CPU second", nodes as f64 / wall, nodes as f64 / cpu);
-    println!("  memory: {:.0} bytes/node resident ({:.1} MiB for the trees)", (rss1.saturating_sub(rss0)) as f64 / nodes as f64, (rss1.saturating_sub(rss0)) as f64 / 1048576.0);
+    println!(
+        "search (mcts, instant policy): {} trees, {nodes} nodes in {wall:.3}s wall, {cpu:.3}s CPU",
+        trees.len()
+    );
+    println!(
+        "  {:.0} nodes/s wall, {:.0} nodes/s per CPU second",
+        nodes as f64 / wall,
+        nodes as f64 / cpu
+    );
+    println!(
+        "  memory: {:.0} bytes/node resident ({:.1} MiB for the trees)",
+        (rss1.saturating_sub(rss0)) as f64 / nodes as f64,
+        (rss1.saturating_sub(rss0)) as f64 / 1048576.0
+    );
 
     std::fs::create_dir_all(&a.dir)?;
     let t = Instant::now();
@@ -70,8 +83,16 @@ pub async fn run(a: TreeBenchArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let loaded = arbor_tree::store::load_jsonl(&saved)?;
     let load_s = t.elapsed().as_secs_f64();
-    anyhow::ensure!(loaded.trees.len() == trees.len() && loaded.errors.is_empty(), "the saved trees did not load back");
-    println!("save: {:.0} nodes/s ({:.0} bytes/node on disk); load: {:.0} nodes/s", nodes as f64 / save_s, bytes as f64 / nodes as f64, nodes as f64 / load_s);
+    anyhow::ensure!(
+        loaded.trees.len() == trees.len() && loaded.errors.is_empty(),
+        "the saved trees did not load back"
+    );
+    println!(
+        "save: {:.0} nodes/s ({:.0} bytes/node on disk); load: {:.0} nodes/s",
+        nodes as f64 / save_s,
+        bytes as f64 / nodes as f64,
+        nodes as f64 / load_s
+    );
 
     println!("export (rows, seconds to rows / JSONL / Parquet, nodes/s end to end for Parquet):");
     for f in Format::ALL {
@@ -93,7 +114,10 @@ pub async fn run(a: TreeBenchArgs) -> anyhow::Result<()> {
             nodes as f64 / (rows_s + parquet_s)
         );
     }
-    println!("peak RSS {:.1} MiB", resources::peak_rss_bytes() as f64 / 1048576.0);
+    println!(
+        "peak RSS {:.1} MiB",
+        resources::peak_rss_bytes() as f64 / 1048576.0
+    );
     std::fs::remove_dir_all(&a.dir)?;
     Ok(())
 }

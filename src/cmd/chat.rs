@@ -4,7 +4,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use arbor_core::Message;
 use arbor_llm::{
-    CachedModel, EndpointConfig, LanguageModel, LlmRequest, OpenAiClient, ResponseCache, SamplingParams,
+    CachedModel, EndpointConfig, LanguageModel, LlmRequest, OpenAiClient, ResponseCache,
+    SamplingParams,
 };
 
 #[derive(clap::Args)]
@@ -57,8 +58,16 @@ impl ChatArgs {
         let mut cfg = match &self.config {
             Some(path) => EndpointConfig::from_file(path)?,
             None => {
-                let url = self.target.base_url.clone().context("--base-url is required without --config")?;
-                let model = self.target.model.clone().context("--model is required without --config")?;
+                let url = self
+                    .target
+                    .base_url
+                    .clone()
+                    .context("--base-url is required without --config")?;
+                let model = self
+                    .target
+                    .model
+                    .clone()
+                    .context("--model is required without --config")?;
                 EndpointConfig::new(url, model)
             }
         };
@@ -105,11 +114,17 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         (args.request(&cfg.model), Arc::new(OpenAiClient::new(cfg)?))
     } else {
         let gguf = args.target.gguf.clone();
-        let backend = tokio::task::spawn_blocking(move || arbor_model::EmbeddedBackend::load_default(gguf.as_deref())).await??;
+        let backend = tokio::task::spawn_blocking(move || {
+            arbor_model::EmbeddedBackend::load_default(gguf.as_deref())
+        })
+        .await??;
         (args.request("embedded"), Arc::new(backend))
     };
     let model: Arc<dyn LanguageModel> = match &args.cache {
-        Some(dir) => Arc::new(CachedModel::new(client, Arc::new(ResponseCache::open(dir)?))),
+        Some(dir) => Arc::new(CachedModel::new(
+            client,
+            Arc::new(ResponseCache::open(dir)?),
+        )),
         None => client,
     };
     let result = model.generate(&req).await;
@@ -131,7 +146,10 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         println!("{}", c.text());
     } else {
         for ch in &c.choices {
-            println!("--- choice {} ({:?})\n{}", ch.index, ch.finish_reason, ch.text);
+            println!(
+                "--- choice {} ({:?})\n{}",
+                ch.index, ch.finish_reason, ch.text
+            );
         }
     }
     report();

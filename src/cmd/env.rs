@@ -42,7 +42,11 @@ pub async fn run(cmd: EnvCommand) -> anyhow::Result<()> {
             for name in arbor_envs::names() {
                 let env = arbor_envs::by_name(name, None)?;
                 let tools = env.judge_tools();
-                let tools = if tools.is_empty() { "none".to_string() } else { tools.join(", ") };
+                let tools = if tools.is_empty() {
+                    "none".to_string()
+                } else {
+                    tools.join(", ")
+                };
                 println!("{name:<10} {} (judge tools: {tools})", env.description());
             }
             Ok(())
@@ -62,7 +66,11 @@ pub async fn run(cmd: EnvCommand) -> anyhow::Result<()> {
 
 async fn play(a: PlayArgs) -> anyhow::Result<()> {
     let env = arbor_envs::by_name(&a.env, a.config.as_deref())?;
-    let task = env.sample(1, a.seed)?.into_iter().next().context("the environment made no task")?;
+    let task = env
+        .sample(1, a.seed)?
+        .into_iter()
+        .next()
+        .context("the environment made no task")?;
     let mut ep = env.start(&task)?;
     println!("{}", ep.observation());
     if let Some(n) = task.meta("shortest_plan_length") {
@@ -89,6 +97,10 @@ async fn play(a: PlayArgs) -> anyhow::Result<()> {
         }
     }
     let v = ep.verify().await;
-    println!("{} after {steps} actions: {}", if v.correct { "Solved" } else { "Not solved" }, v.detail);
+    println!(
+        "{} after {steps} actions: {}",
+        if v.correct { "Solved" } else { "Not solved" },
+        v.detail
+    );
     Ok(())
 }

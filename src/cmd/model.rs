@@ -96,7 +96,10 @@ pub fn tokenize(a: TokenizeArgs) -> anyhow::Result<()> {
     // Only the metadata is needed: the weights stay unread in the map.
     let g = Gguf::open(&path)?;
     let tok = TextTokenizer::from_gguf(&g)?;
-    println!("{}", serde_json::to_string(&tok.encode(&a.text, !a.no_special)?)?);
+    println!(
+        "{}",
+        serde_json::to_string(&tok.encode(&a.text, !a.no_special)?)?
+    );
     Ok(())
 }
 
@@ -111,9 +114,20 @@ async fn load(model: Option<PathBuf>, d: DeviceArg) -> anyhow::Result<EmbeddedMo
 
 pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     let m = load(a.model.clone(), a.device).await?;
-    let text = if a.chat { m.tokenizer.render_chat(&[arbor_core::Message::user(&a.prompt)], true)? } else { a.prompt.clone() };
+    let text = if a.chat {
+        m.tokenizer
+            .render_chat(&[arbor_core::Message::user(&a.prompt)], true)?
+    } else {
+        a.prompt.clone()
+    };
     let ids = m.tokenizer.encode(&text, true)?;
-    let opts = GenerateOptions { max_tokens: a.max_tokens, temperature: a.temperature, seed: a.seed, top_logprobs: 5, ..Default::default() };
+    let opts = GenerateOptions {
+        max_tokens: a.max_tokens,
+        temperature: a.temperature,
+        seed: a.seed,
+        top_logprobs: 5,
+        ..Default::default()
+    };
     let (ids, out) = tokio::task::spawn_blocking(move || {
         let out = m.generate_batch(std::slice::from_ref(&ids), std::slice::from_ref(&opts));
         (ids, out)
@@ -121,10 +135,13 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     .await?;
     let g = out?.remove(0).remove(0);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&json!({
-            "prompt_ids": ids, "generated_ids": g.ids, "logprobs": g.logprobs,
-            "top_logprobs": g.top, "text": g.text, "finish_reason": g.finish,
-        }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "prompt_ids": ids, "generated_ids": g.ids, "logprobs": g.logprobs,
+                "top_logprobs": g.top, "text": g.text, "finish_reason": g.finish,
+            }))?
+        );
     } else {
         println!("{}", g.text);
     }
@@ -133,8 +150,11 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
 
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let m = load(a.model.clone(), a.device).await?;
-    let backend: Arc<dyn arbor_llm::LanguageModel> = Arc::new(EmbeddedBackend::start(m, a.max_batch));
-    let (addr, task) = arbor_llm::serve::serve(backend, a.port).await.with_context(|| format!("cannot listen on 127.0.0.1:{}", a.port))?;
+    let backend: Arc<dyn arbor_llm::LanguageModel> =
+        Arc::new(EmbeddedBackend::start(m, a.max_batch));
+    let (addr, task) = arbor_llm::serve::serve(backend, a.port)
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", a.port))?;
     println!("http://{addr}/v1");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

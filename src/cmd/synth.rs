@@ -73,7 +73,8 @@ pub struct SynthArgs {
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| format!("`{s}`: {e}"))
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|e| format!("`{s}`: {e}"))
 }
 
 impl SynthArgs {
@@ -96,7 +97,17 @@ impl SynthArgs {
         macro_rules! over {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
         }
-        over!(candidates, rounds, threshold, max_in_flight, format, pairing, margin, tool_use, seed);
+        over!(
+            candidates,
+            rounds,
+            threshold,
+            max_in_flight,
+            format,
+            pairing,
+            margin,
+            tool_use,
+            seed
+        );
         c.no_gate |= self.no_gate;
         c.strict |= self.strict;
         if let Some(t) = self.timeout_secs {
@@ -116,10 +127,26 @@ impl SynthArgs {
     }
 }
 
-async fn role(models: &Models, cache: &Arc<ResponseCache>, r: &RoleConfig, in_flight: usize) -> anyhow::Result<RoleModel> {
-    let (model, name) = models.open_with(r.url.as_ref(), r.model.as_deref(), Some(in_flight), r.timeout_secs).await?;
+async fn role(
+    models: &Models,
+    cache: &Arc<ResponseCache>,
+    r: &RoleConfig,
+    in_flight: usize,
+) -> anyhow::Result<RoleModel> {
+    let (model, name) = models
+        .open_with(
+            r.url.as_ref(),
+            r.model.as_deref(),
+            Some(in_flight),
+            r.timeout_secs,
+        )
+        .await?;
     let model: Arc<dyn LanguageModel> = Arc::new(CachedModel::new(model, cache.clone()));
-    Ok(RoleModel { model, name, config: r.clone() })
+    Ok(RoleModel {
+        model,
+        name,
+        config: r.clone(),
+    })
 }
 
 pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
@@ -132,7 +159,11 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
             tracing::warn!("{}", b.cause);
         }
         if cfg.strict {
-            let first = items.iter().find_map(|i| i.as_ref().err()).map(|b| b.cause.clone()).unwrap_or_default();
+            let first = items
+                .iter()
+                .find_map(|i| i.as_ref().err())
+                .map(|b| b.cause.clone())
+                .unwrap_or_default();
             anyhow::bail!("{first} (--strict)");
         }
         eprintln!("warning: {bad} malformed input rows go to dead_letter.jsonl");
@@ -142,7 +173,8 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
     let job_path = a.out.join("job.json");
     let job = json!({"format": "arbor.synth-job/1", "config": cfg.fingerprint(), "input_rows": items.len(), "input": a.input.display().to_string()});
     if a.resume && job_path.exists() {
-        let old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&job_path)?).with_context(|| format!("{}", job_path.display()))?;
+        let old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&job_path)?)
+            .with_context(|| format!("{}", job_path.display()))?;
         for k in ["config", "input_rows"] {
             if old[k] != job[k] {
                 anyhow::bail!("{}: field `{k}` differs from this run ({} vs {}): resume with the same input and settings, or start a new --out", job_path.display(), old[k], job[k]);
@@ -197,7 +229,11 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
                 bar.set_message(format!(
                     "items, {:.1} pairs/s, accepted {:.0}%, {} retries, {} errors",
                     l(&p.pairs) as f64 / secs,
-                    if done == 0 { 0.0 } else { 100.0 * l(&p.accepted) as f64 / done as f64 },
+                    if done == 0 {
+                        0.0
+                    } else {
+                        100.0 * l(&p.accepted) as f64 / done as f64
+                    },
                     l(&p.retries),
                     l(&p.dead)
                 ));
@@ -207,7 +243,16 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let total_rows = items.len();
-    let result = arbor_synth::engine::run(cfg.clone(), players, items, &a.out.join("journal.jsonl"), a.resume, stop, progress.clone()).await;
+    let result = arbor_synth::engine::run(
+        cfg.clone(),
+        players,
+        items,
+        &a.out.join("journal.jsonl"),
+        a.resume,
+        stop,
+        progress.clone(),
+    )
+    .await;
     ticker.abort();
     bar.finish_and_clear();
     let (records, interrupted) = result.map_err(anyhow::Error::msg)?;

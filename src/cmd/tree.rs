@@ -46,7 +46,11 @@ pub struct PolicyFile {
 
 impl Default for PolicyFile {
     fn default() -> Self {
-        Self { temperature: 0.8, max_step_tokens: 96, seed: None }
+        Self {
+            temperature: 0.8,
+            max_step_tokens: 96,
+            seed: None,
+        }
     }
 }
 
@@ -59,7 +63,10 @@ pub struct EvaluatorFile {
 
 impl Default for EvaluatorFile {
     fn default() -> Self {
-        Self { kind: EvaluatorKind::SelfEval, rollouts: 2 }
+        Self {
+            kind: EvaluatorKind::SelfEval,
+            rollouts: 2,
+        }
     }
 }
 
@@ -114,7 +121,8 @@ pub struct SearchArgs {
 }
 
 fn parse_algo(s: &str) -> Result<Algo, String> {
-    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("unknown algorithm `{s}` (mcts, tot-bfs, tot-dfs, beam)"))
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("unknown algorithm `{s}` (mcts, tot-bfs, tot-dfs, beam)"))
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<SearchFile> {
@@ -150,7 +158,8 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
     }
     cfg.validate().map_err(anyhow::Error::msg)?;
 
-    let env: Arc<dyn arbor_envs::Environment> = Arc::from(arbor_envs::by_name(&a.env, a.env_config.as_deref())?);
+    let env: Arc<dyn arbor_envs::Environment> =
+        Arc::from(arbor_envs::by_name(&a.env, a.env_config.as_deref())?);
     let tasks = match &a.tasks {
         Some(p) => read_tasks(p)?,
         None => env.sample(a.trees, a.seed)?,
@@ -159,7 +168,9 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
         PolicyKind::Synthetic => (Arc::new(SyntheticPolicy::for_tasks(&tasks, 3)), None),
         PolicyKind::Llm => {
             let models = Models::new(a.target.gguf.clone());
-            let (model, name) = models.open(a.target.base_url.as_ref(), a.target.model.as_deref()).await?;
+            let (model, name) = models
+                .open(a.target.base_url.as_ref(), a.target.model.as_deref())
+                .await?;
             let mut policy = LlmStepPolicy::new(model.clone(), name.clone());
             policy.temperature = file.policy.temperature;
             policy.max_step_tokens = file.policy.max_step_tokens;
@@ -178,8 +189,11 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}", a.out.display()))?;
     let trees_path = a.out.join("trees.jsonl");
     let errors_path = a.out.join("errors.jsonl");
-    let mut trees_out = std::io::BufWriter::new(std::fs::File::create(&trees_path).with_context(|| format!("{}", trees_path.display()))?);
-    let mut errors_out = std::fs::File::create(&errors_path).with_context(|| format!("{}", errors_path.display()))?;
+    let mut trees_out = std::io::BufWriter::new(
+        std::fs::File::create(&trees_path).with_context(|| format!("{}", trees_path.display()))?,
+    );
+    let mut errors_out = std::fs::File::create(&errors_path)
+        .with_context(|| format!("{}", errors_path.display()))?;
 
     let bar = crate::progress::bar(tasks.len() as u64);
     let counters = searcher.counters.clone();
@@ -211,7 +225,11 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
                 Err(e) => {
                     failed += 1;
                     tracing::warn!(task = %task.id, "search failed: {e}");
-                    writeln!(errors_out, "{}", serde_json::json!({"task_id": task.id, "error": e.to_string()}))
+                    writeln!(
+                        errors_out,
+                        "{}",
+                        serde_json::json!({"task_id": task.id, "error": e.to_string()})
+                    )
                 }
             };
             if let Err(e) = written {
@@ -242,8 +260,13 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
 fn read_tasks(path: &Path) -> anyhow::Result<Vec<arbor_envs::Task>> {
     let mut tasks = Vec::new();
     for row in arbor_core::table::read_rows(path)? {
-        let v = row.value.map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), row.line))?;
-        tasks.push(serde_json::from_value(v).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), row.line))?);
+        let v = row
+            .value
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), row.line))?;
+        tasks.push(
+            serde_json::from_value(v)
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), row.line))?,
+        );
     }
     Ok(tasks)
 }
@@ -254,7 +277,10 @@ fn load_trees(path: &Path) -> anyhow::Result<Vec<arbor_tree::Tree>> {
         eprintln!("warning: skipped {e}");
     }
     if report.errors.len() > 10 {
-        eprintln!("warning: {} more unreadable trees skipped", report.errors.len() - 10);
+        eprintln!(
+            "warning: {} more unreadable trees skipped",
+            report.errors.len() - 10
+        );
     }
     if report.trees.is_empty() {
         anyhow::bail!("no trees could be read from {}", path.display());
@@ -298,7 +324,13 @@ pub fn export(a: ExportArgs) -> anyhow::Result<()> {
     }
     let rows = arbor_tree::export::export(&trees, a.format, &opts);
     arbor_core::table::write_rows(&a.out, &rows)?;
-    eprintln!("{} {} rows from {} trees -> {}", rows.len(), a.format.name(), trees.len(), a.out.display());
+    eprintln!(
+        "{} {} rows from {} trees -> {}",
+        rows.len(),
+        a.format.name(),
+        trees.len(),
+        a.out.display()
+    );
     Ok(())
 }
 

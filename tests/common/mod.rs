@@ -5,6 +5,13 @@ pub const ARBOR: &str = env!("CARGO_BIN_EXE_arbor");
 
 /// Runs `arbor ARGS`: (success, stdout, stderr).
 pub fn arbor(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(ARBOR).args(args).output().expect("the arbor binary runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = std::process::Command::new(ARBOR)
+        .args(args)
+        .output()
+        .expect("the arbor binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

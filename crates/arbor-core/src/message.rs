@@ -40,7 +40,12 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
     }
     pub fn system(content: impl Into<String>) -> Self {
         Self::new(Role::System, content)
@@ -53,6 +58,9 @@ impl Message {
     }
     /// The answer to tool call `id`.
     pub fn tool(id: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { tool_call_id: Some(id.into()), ..Self::new(Role::Tool, content) }
+        Self {
+            tool_call_id: Some(id.into()),
+            ..Self::new(Role::Tool, content)
+        }
     }
 }

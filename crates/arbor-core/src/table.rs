@@ -20,7 +20,10 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
 }
@@ -49,11 +52,17 @@ pub struct Row {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TableError + '_ {
-    move |source| TableError::Io { path: path.to_path_buf(), source }
+    move |source| TableError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn format_err(path: &Path, message: impl ToString) -> TableError {
-    TableError::Format { path: path.to_path_buf(), message: message.to_string() }
+    TableError::Format {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
 }
 
 /// Writes rows to `path` in the format its extension names.
@@ -79,13 +88,17 @@ pub fn write_jsonl(path: &Path, rows: &[Value]) -> Result<(), TableError> {
 pub fn write_parquet(path: &Path, rows: &[Value]) -> Result<(), TableError> {
     let objects: Vec<&Value> = rows.iter().collect();
     let schema = arrow_json::reader::infer_json_schema_from_iterator(
-        objects.iter().map(|v| Ok::<_, arrow_schema::ArrowError>((*v).clone())),
+        objects
+            .iter()
+            .map(|v| Ok::<_, arrow_schema::ArrowError>((*v).clone())),
     )
     .map_err(|e| format_err(path, format!("cannot infer a Parquet schema: {e}")))?;
     let schema = Arc::new(schema);
     let batch = rows_to_batch(path, schema.clone(), rows)?;
     let file = File::create(path).map_err(io_err(path))?;
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
     let mut writer =
         ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| format_err(path, e))?;
     if batch.num_rows() > 0 {
@@ -95,7 +108,11 @@ pub fn write_parquet(path: &Path, rows: &[Value]) -> Result<(), TableError> {
     Ok(())
 }
 
-fn rows_to_batch(path: &Path, schema: Arc<Schema>, rows: &[Value]) -> Result<RecordBatch, TableError> {
+fn rows_to_batch(
+    path: &Path,
+    schema: Arc<Schema>,
+    rows: &[Value],
+) -> Result<RecordBatch, TableError> {
     let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
         .with_batch_size(rows.len().max(1))
         .build_decoder()
@@ -123,7 +140,10 @@ fn read_jsonl(path: &Path) -> Result<Vec<Row>, TableError> {
         let line = match line {
             Ok(l) => l,
             Err(e) => {
-                rows.push(Row { line: line_no, value: Err(format!("unreadable line: {e}")) });
+                rows.push(Row {
+                    line: line_no,
+                    value: Err(format!("unreadable line: {e}")),
+                });
                 continue;
             }
         };
@@ -135,7 +155,10 @@ fn read_jsonl(path: &Path) -> Result<Vec<Row>, TableError> {
             Ok(_) => Err("expected a JSON object".to_string()),
             Err(e) => Err(format!("invalid JSON: {e}")),
         };
-        rows.push(Row { line: line_no, value });
+        rows.push(Row {
+            line: line_no,
+            value,
+        });
     }
     Ok(rows)
 }
@@ -158,7 +181,10 @@ fn read_parquet(path: &Path) -> Result<Vec<Row>, TableError> {
             serde_json::from_slice(&bytes).map_err(|e| format_err(path, e))?
         };
         for value in values {
-            rows.push(Row { line: rows.len() + 1, value: Ok(value) });
+            rows.push(Row {
+                line: rows.len() + 1,
+                value: Ok(value),
+            });
         }
     }
     Ok(rows)
@@ -178,7 +204,11 @@ mod tests {
             json!({"prompt": [{"role": "user", "content": "3+3?"}], "chosen": [], "score": 2.0, "extra": "x"}),
         ];
         write_rows(&path, &rows).unwrap();
-        let back: Vec<Value> = read_rows(&path).unwrap().into_iter().map(|r| r.value.unwrap()).collect();
+        let back: Vec<Value> = read_rows(&path)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.value.unwrap())
+            .collect();
         assert_eq!(back[0]["prompt"][0]["content"], "2+2?");
         assert_eq!(back[0]["score"], 1.5);
         assert_eq!(back[1]["extra"], "x");

@@ -39,9 +39,17 @@ fn parse_tasks(text: &str, source: &str) -> Result<Vec<CodeTask>, EnvError> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            let t: CodeTask = serde_json::from_str(l).map_err(|e| EnvError::BadFile { path: source.into(), line: i + 1, msg: e.to_string() })?;
+            let t: CodeTask = serde_json::from_str(l).map_err(|e| EnvError::BadFile {
+                path: source.into(),
+                line: i + 1,
+                msg: e.to_string(),
+            })?;
             if t.tests.is_empty() {
-                return Err(EnvError::BadFile { path: source.into(), line: i + 1, msg: "field `tests` is empty".into() });
+                return Err(EnvError::BadFile {
+                    path: source.into(),
+                    line: i + 1,
+                    msg: "field `tests` is empty".into(),
+                });
             }
             Ok(t)
         })
@@ -57,12 +65,16 @@ impl CodeEnv {
     pub fn new(cfg: CodeConfig) -> Result<Self, EnvError> {
         let tasks = match &cfg.tasks {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| EnvError::Io(format!("{}: {e}", p.display())))?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| EnvError::Io(format!("{}: {e}", p.display())))?;
                 parse_tasks(&text, &p.display().to_string())?
             }
             None => parse_tasks(BUILTIN_TASKS, "environments/code/tasks.jsonl")?,
         };
-        Ok(Self { tasks, limits: cfg.limits })
+        Ok(Self {
+            tasks,
+            limits: cfg.limits,
+        })
     }
 }
 
@@ -102,9 +114,16 @@ impl Environment for CodeEnv {
                 metadata.insert("tests".into(), json!(t.tests));
                 let round = i / self.tasks.len().max(1);
                 Task {
-                    id: if round == 0 { t.id.clone() } else { format!("{}#{round}", t.id) },
+                    id: if round == 0 {
+                        t.id.clone()
+                    } else {
+                        format!("{}#{round}", t.id)
+                    },
                     env: "code".into(),
-                    prompt: format!("{}\nExample: {}\nAnswer with the function in a ```python block.", t.prompt, t.example),
+                    prompt: format!(
+                        "{}\nExample: {}\nAnswer with the function in a ```python block.",
+                        t.prompt, t.example
+                    ),
                     reference: None,
                     metadata,
                 }
@@ -118,9 +137,20 @@ impl Environment for CodeEnv {
             .cloned()
             .and_then(|v: Value| serde_json::from_value(v).ok())
             .filter(|t: &Vec<String>| !t.is_empty())
-            .ok_or_else(|| EnvError::BadTask(format!("task {}: field `tests` missing or not a list of strings", task.id)))?;
-        let runner = PythonRunner::new(self.limits.clone()).map_err(|e| EnvError::Tool(e.to_string()))?;
-        Ok(Box::new(CodeEpisode { prompt: task.prompt.clone(), tests, runner, result: None }))
+            .ok_or_else(|| {
+                EnvError::BadTask(format!(
+                    "task {}: field `tests` missing or not a list of strings",
+                    task.id
+                ))
+            })?;
+        let runner =
+            PythonRunner::new(self.limits.clone()).map_err(|e| EnvError::Tool(e.to_string()))?;
+        Ok(Box::new(CodeEpisode {
+            prompt: task.prompt.clone(),
+            tests,
+            runner,
+            result: None,
+        }))
     }
 
     fn judge_tools(&self) -> Vec<&'static str> {
@@ -147,7 +177,11 @@ impl Episode for CodeEpisode {
 
     async fn step(&mut self, action: &str) -> Step {
         if let Some((_, detail)) = &self.result {
-            return Step { observation: detail.clone(), reward: 0.0, done: true };
+            return Step {
+                observation: detail.clone(),
+                reward: 0.0,
+                done: true,
+            };
         }
         let code = extract_code(action);
         let (score, detail) = match run_unit_tests(&self.runner, &code, &self.tests).await {
@@ -161,7 +195,11 @@ impl Episode for CodeEpisode {
             Err(e) => (0.0, format!("could not run the tests: {e}")),
         };
         self.result = Some((score, detail.clone()));
-        Step { observation: detail, reward: score, done: true }
+        Step {
+            observation: detail,
+            reward: score,
+            done: true,
+        }
     }
 
     fn done(&self) -> bool {
@@ -170,8 +208,16 @@ impl Episode for CodeEpisode {
 
     async fn verify(&self) -> Verification {
         match &self.result {
-            Some((score, detail)) => Verification { correct: *score >= 1.0, score: *score, detail: detail.clone() },
-            None => Verification { correct: false, score: 0.0, detail: "no solution submitted".into() },
+            Some((score, detail)) => Verification {
+                correct: *score >= 1.0,
+                score: *score,
+                detail: detail.clone(),
+            },
+            None => Verification {
+                correct: false,
+                score: 0.0,
+                detail: "no solution submitted".into(),
+            },
         }
     }
 }
@@ -199,7 +245,10 @@ mod tests {
 
     #[test]
     fn code_is_taken_from_fences() {
-        assert_eq!(extract_code("Here:\n```python\ndef f():\n    return 1\n```\nDone."), "def f():\n    return 1\n");
+        assert_eq!(
+            extract_code("Here:\n```python\ndef f():\n    return 1\n```\nDone."),
+            "def f():\n    return 1\n"
+        );
         assert_eq!(extract_code("def f(): pass"), "def f(): pass");
     }
 }

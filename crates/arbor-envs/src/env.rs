@@ -25,7 +25,11 @@ pub enum EnvError {
     #[error("{0}")]
     BadTask(String),
     #[error("{path}:{line}: {msg}")]
-    BadFile { path: String, line: usize, msg: String },
+    BadFile {
+        path: String,
+        line: usize,
+        msg: String,
+    },
     #[error("{0}")]
     Io(String),
     #[error("{0}")]

@@ -4,8 +4,8 @@
 //! `step(action)` → observation, reward, done, the final verification, and the judge tools that
 //! suit it. Tasks print as JSONL that `arbor synth` reads as input.
 
-mod env;
 pub mod code;
+mod env;
 pub mod household;
 pub mod math;
 mod registry;

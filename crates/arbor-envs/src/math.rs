@@ -26,7 +26,11 @@ pub struct GeneratorConfig {
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        Self { min_steps: 2, max_steps: 4, max_value: 100 }
+        Self {
+            min_steps: 2,
+            max_steps: 4,
+            max_value: 100,
+        }
     }
 }
 
@@ -48,7 +52,11 @@ fn default_episode_steps() -> usize {
 
 impl Default for MathConfig {
     fn default() -> Self {
-        Self { gsm8k: None, max_episode_steps: default_episode_steps(), generator: GeneratorConfig::default() }
+        Self {
+            gsm8k: None,
+            max_episode_steps: default_episode_steps(),
+            generator: GeneratorConfig::default(),
+        }
     }
 }
 
@@ -56,13 +64,19 @@ impl MathConfig {
     pub fn validate(&self) -> Result<(), EnvError> {
         let g = &self.generator;
         if g.min_steps == 0 || g.min_steps > g.max_steps || g.max_steps > 12 {
-            return Err(EnvError::Config("generator: need 1 <= min_steps <= max_steps <= 12".into()));
+            return Err(EnvError::Config(
+                "generator: need 1 <= min_steps <= max_steps <= 12".into(),
+            ));
         }
         if !(10..=1_000_000).contains(&g.max_value) {
-            return Err(EnvError::Config("generator.max_value must be in 10..=1000000".into()));
+            return Err(EnvError::Config(
+                "generator.max_value must be in 10..=1000000".into(),
+            ));
         }
         if self.max_episode_steps == 0 {
-            return Err(EnvError::Config("max_episode_steps must be at least 1".into()));
+            return Err(EnvError::Config(
+                "max_episode_steps must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -80,12 +94,31 @@ const NAMES: [(&str, &str, &str); 10] = [
     ("Lucia", "she", "her"),
     ("Tomas", "he", "his"),
 ];
-const ITEMS: [&str; 10] = ["apples", "stickers", "marbles", "books", "cookies", "pencils", "seashells", "cards", "stamps", "beads"];
-const FRIENDS: [&str; 5] = ["a friend", "a neighbour", "a classmate", "a cousin", "the school fair"];
+const ITEMS: [&str; 10] = [
+    "apples",
+    "stickers",
+    "marbles",
+    "books",
+    "cookies",
+    "pencils",
+    "seashells",
+    "cards",
+    "stamps",
+    "beads",
+];
+const FRIENDS: [&str; 5] = [
+    "a friend",
+    "a neighbour",
+    "a classmate",
+    "a cousin",
+    "the school fair",
+];
 
 fn cap(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// Generates one problem: (question, GSM8K-style solution with `<<expr=result>>`, answer).
@@ -104,32 +137,53 @@ pub fn generate(cfg: &GeneratorConfig, rng: &mut StdRng) -> (String, String, u64
                 0 => {
                     let k = rng.gen_range(1..=hi);
                     q.push(format!("{} buys {k} more {item}.", cap(he)));
-                    sol.push(format!("After buying {k} more, {he} has {x}+{k} = <<{x}+{k}={}>>{} {item}.", x + k, x + k));
+                    sol.push(format!(
+                        "After buying {k} more, {he} has {x}+{k} = <<{x}+{k}={}>>{} {item}.",
+                        x + k,
+                        x + k
+                    ));
                     x += k;
                 }
                 1 if x > 1 => {
                     let k = rng.gen_range(1..x);
                     let to = FRIENDS[rng.gen_range(0..FRIENDS.len())];
                     q.push(format!("{} gives {k} {item} to {to}.", cap(he)));
-                    sol.push(format!("After giving {k} away, {he} has {x}-{k} = <<{x}-{k}={}>>{} {item}.", x - k, x - k));
+                    sol.push(format!(
+                        "After giving {k} away, {he} has {x}-{k} = <<{x}-{k}={}>>{} {item}.",
+                        x - k,
+                        x - k
+                    ));
                     x -= k;
                 }
                 2 if x <= hi * 10 => {
                     let m = rng.gen_range(2..=4u64);
                     let word = ["", "", "doubles", "triples", "quadruples"][m as usize];
                     q.push(format!("Then {he} {word} {his} {item}."));
-                    sol.push(format!("Multiplying by {m} gives {x}*{m} = <<{x}*{m}={}>>{} {item}.", x * m, x * m));
+                    sol.push(format!(
+                        "Multiplying by {m} gives {x}*{m} = <<{x}*{m}={}>>{} {item}.",
+                        x * m,
+                        x * m
+                    ));
                     x *= m;
                 }
                 3 => {
                     let divisors: Vec<u64> = (2..=6).filter(|d| x % d == 0 && x / d >= 1).collect();
-                    let Some(&d) = divisors.choose(rng) else { continue };
+                    let Some(&d) = divisors.choose(rng) else {
+                        continue;
+                    };
                     q.push(format!("{} shares {his} {item} equally among {d} people, {} included, and keeps one share.", cap(he), if he == "he" { "himself" } else { "herself" }));
-                    sol.push(format!("One share of {d} is {x}/{d} = <<{x}/{d}={}>>{} {item}.", x / d, x / d));
+                    sol.push(format!(
+                        "One share of {d} is {x}/{d} = <<{x}/{d}={}>>{} {item}.",
+                        x / d,
+                        x / d
+                    ));
                     x /= d;
                 }
                 4 => {
-                    let ps: Vec<u64> = [10, 20, 25, 50, 75].into_iter().filter(|p| x * p % 100 == 0 && x * p / 100 < x).collect();
+                    let ps: Vec<u64> = [10, 20, 25, 50, 75]
+                        .into_iter()
+                        .filter(|p| x * p % 100 == 0 && x * p / 100 < x)
+                        .collect();
                     let Some(&p) = ps.choose(rng) else { continue };
                     let sold = x * p / 100;
                     q.push(format!("{} sells {p}% of {his} {item}.", cap(he)));
@@ -145,7 +199,11 @@ pub fn generate(cfg: &GeneratorConfig, rng: &mut StdRng) -> (String, String, u64
     if rng.gen_bool(0.3) {
         let price = rng.gen_range(2..=9u64);
         q.push(format!("If each of {his} {item} sells for ${price}, how many dollars are {name}'s {item} worth?"));
-        sol.push(format!("They are worth {x}*{price} = <<{x}*{price}={}>>{} dollars.", x * price, x * price));
+        sol.push(format!(
+            "They are worth {x}*{price} = <<{x}*{price}={}>>{} dollars.",
+            x * price,
+            x * price
+        ));
         answer = x * price;
     } else {
         q.push(format!("How many {item} does {name} have now?"));
@@ -162,7 +220,9 @@ pub fn check_solution(solution: &str, answer: &str) -> Result<(), String> {
     let mut last = None;
     for part in solution.split("<<").skip(1) {
         let inner = part.split(">>").next().unwrap_or("");
-        let (expr, result) = inner.split_once('=').ok_or_else(|| format!("annotation without `=`: {inner}"))?;
+        let (expr, result) = inner
+            .split_once('=')
+            .ok_or_else(|| format!("annotation without `=`: {inner}"))?;
         let got = calculator::evaluate(expr).map_err(|e| format!("{expr}: {e}"))?;
         let stated = parse_number(result).ok_or_else(|| format!("bad result in {inner}"))?;
         if got != stated {
@@ -172,24 +232,39 @@ pub fn check_solution(solution: &str, answer: &str) -> Result<(), String> {
     }
     match last {
         Some(l) if l == want => Ok(()),
-        Some(l) => Err(format!("last step gives {}, answer says {answer}", format_exact(&l))),
+        Some(l) => Err(format!(
+            "last step gives {}, answer says {answer}",
+            format_exact(&l)
+        )),
         None => Err("no annotated arithmetic".into()),
     }
 }
 
 /// Loads a GSM8K-format JSONL file (`{"question", "answer"}`, the answer ending in `#### n`).
 pub fn load_gsm8k(path: &Path) -> Result<Vec<Task>, EnvError> {
-    let text = std::fs::read_to_string(path).map_err(|e| EnvError::Io(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| EnvError::Io(format!("{}: {e}", path.display())))?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("gsm8k");
     let mut tasks = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |msg: &str| EnvError::BadFile { path: path.display().to_string(), line: i + 1, msg: msg.to_string() };
-        let v: Value = serde_json::from_str(line).map_err(|e| bad(&format!("invalid JSON: {e}")))?;
-        let question = v.get("question").and_then(Value::as_str).ok_or_else(|| bad("field `question` missing or not a string"))?;
-        let answer = v.get("answer").and_then(Value::as_str).ok_or_else(|| bad("field `answer` missing or not a string"))?;
+        let bad = |msg: &str| EnvError::BadFile {
+            path: path.display().to_string(),
+            line: i + 1,
+            msg: msg.to_string(),
+        };
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| bad(&format!("invalid JSON: {e}")))?;
+        let question = v
+            .get("question")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("field `question` missing or not a string"))?;
+        let answer = v
+            .get("answer")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("field `answer` missing or not a string"))?;
         let reference = answer
             .rsplit_once("####")
             .map(|(_, r)| r.trim().replace(',', ""))
@@ -197,8 +272,17 @@ pub fn load_gsm8k(path: &Path) -> Result<Vec<Task>, EnvError> {
             .ok_or_else(|| bad("field `answer` has no `#### <final answer>`"))?;
         let mut metadata = Map::new();
         metadata.insert("solution".into(), json!(answer));
-        metadata.insert("source".into(), json!(format!("{}:{}", path.display(), i + 1)));
-        tasks.push(Task { id: format!("gsm8k-{stem}-{}", i + 1), env: "math".into(), prompt: question.to_string(), reference: Some(reference), metadata });
+        metadata.insert(
+            "source".into(),
+            json!(format!("{}:{}", path.display(), i + 1)),
+        );
+        tasks.push(Task {
+            id: format!("gsm8k-{stem}-{}", i + 1),
+            env: "math".into(),
+            prompt: question.to_string(),
+            reference: Some(reference),
+            metadata,
+        });
     }
     Ok(tasks)
 }
@@ -234,19 +318,38 @@ impl Environment for MathEnv {
         (0..n)
             .map(|i| {
                 let (question, solution, answer) = generate(g, &mut rng);
-                check_solution(&solution, &answer.to_string()).map_err(|e| EnvError::BadTask(format!("generator bug: {e}")))?;
+                check_solution(&solution, &answer.to_string())
+                    .map_err(|e| EnvError::BadTask(format!("generator bug: {e}")))?;
                 let mut metadata = Map::new();
                 metadata.insert("solution".into(), json!(solution));
                 metadata.insert("seed".into(), json!(seed));
-                metadata.insert("difficulty".into(), json!({"steps": solution.matches("<<").count(), "max_value": g.max_value}));
-                Ok(Task { id: format!("math-{seed}-{i}"), env: "math".into(), prompt: question, reference: Some(answer.to_string()), metadata })
+                metadata.insert(
+                    "difficulty".into(),
+                    json!({"steps": solution.matches("<<").count(), "max_value": g.max_value}),
+                );
+                Ok(Task {
+                    id: format!("math-{seed}-{i}"),
+                    env: "math".into(),
+                    prompt: question,
+                    reference: Some(answer.to_string()),
+                    metadata,
+                })
             })
             .collect()
     }
 
     fn start(&self, task: &Task) -> Result<Box<dyn Episode>, EnvError> {
-        let reference = task.reference.clone().ok_or_else(|| EnvError::BadTask(format!("task {}: no reference answer", task.id)))?;
-        Ok(Box::new(MathEpisode { prompt: task.prompt.clone(), reference, steps: Vec::new(), max_steps: self.cfg.max_episode_steps, done: false }))
+        let reference = task
+            .reference
+            .clone()
+            .ok_or_else(|| EnvError::BadTask(format!("task {}: no reference answer", task.id)))?;
+        Ok(Box::new(MathEpisode {
+            prompt: task.prompt.clone(),
+            reference,
+            steps: Vec::new(),
+            max_steps: self.cfg.max_episode_steps,
+            done: false,
+        }))
     }
 
     fn judge_tools(&self) -> Vec<&'static str> {
@@ -282,12 +385,24 @@ impl Episode for MathEpisode {
 
     async fn step(&mut self, action: &str) -> Step {
         if self.done {
-            return Step { observation: self.observation(), reward: 0.0, done: true };
+            return Step {
+                observation: self.observation(),
+                reward: 0.0,
+                done: true,
+            };
         }
         self.steps.push(action.trim_end().to_string());
         self.done = Self::answered(action) || self.steps.len() >= self.max_steps;
-        let reward = if self.done && verifier::verify(action, &self.reference).correct { 1.0 } else { 0.0 };
-        Step { observation: self.observation(), reward, done: self.done }
+        let reward = if self.done && verifier::verify(action, &self.reference).correct {
+            1.0
+        } else {
+            0.0
+        };
+        Step {
+            observation: self.observation(),
+            reward,
+            done: self.done,
+        }
     }
 
     fn done(&self) -> bool {
@@ -299,7 +414,11 @@ impl Episode for MathEpisode {
         Verification {
             correct: v.correct,
             score: if v.correct { 1.0 } else { 0.0 },
-            detail: format!("answer {} vs reference {}", v.answer.as_deref().unwrap_or("none"), v.reference),
+            detail: format!(
+                "answer {} vs reference {}",
+                v.answer.as_deref().unwrap_or("none"),
+                v.reference
+            ),
         }
     }
 }
@@ -323,14 +442,29 @@ mod tests {
 
     #[test]
     fn difficulty_knobs_apply() {
-        let cfg = MathConfig { generator: GeneratorConfig { min_steps: 6, max_steps: 6, max_value: 1000 }, ..Default::default() };
+        let cfg = MathConfig {
+            generator: GeneratorConfig {
+                min_steps: 6,
+                max_steps: 6,
+                max_value: 1000,
+            },
+            ..Default::default()
+        };
         let env = MathEnv::new(cfg).unwrap();
         for t in env.sample(50, 1).unwrap() {
             // six operations, plus one more annotation for a price question or a percentage sale
             let n = t.meta("difficulty").unwrap()["steps"].as_u64().unwrap();
             assert!(n >= 6, "{n}");
         }
-        assert!(MathEnv::new(MathConfig { generator: GeneratorConfig { min_steps: 3, max_steps: 2, max_value: 100 }, ..Default::default() }).is_err());
+        assert!(MathEnv::new(MathConfig {
+            generator: GeneratorConfig {
+                min_steps: 3,
+                max_steps: 2,
+                max_value: 100
+            },
+            ..Default::default()
+        })
+        .is_err());
     }
 
     #[test]
@@ -362,9 +496,19 @@ mod tests {
         let d = std::env::temp_dir().join(format!("arbor-gsm8k-{}", std::process::id()));
         std::fs::write(&d, "{\"question\": \"q\", \"answer\": \"x\\n#### 1,000\"}\n{\"question\": \"q\", \"answer\": \"no marker\"}\n").unwrap();
         let e = load_gsm8k(&d).unwrap_err().to_string();
-        assert!(e.ends_with(":2: field `answer` has no `#### <final answer>`"), "{e}");
-        std::fs::write(&d, "{\"question\": \"q\", \"answer\": \"x\\n#### 1,000\"}\n").unwrap();
-        assert_eq!(load_gsm8k(&d).unwrap()[0].reference.as_deref(), Some("1000"));
+        assert!(
+            e.ends_with(":2: field `answer` has no `#### <final answer>`"),
+            "{e}"
+        );
+        std::fs::write(
+            &d,
+            "{\"question\": \"q\", \"answer\": \"x\\n#### 1,000\"}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            load_gsm8k(&d).unwrap()[0].reference.as_deref(),
+            Some("1000")
+        );
         std::fs::remove_file(&d).unwrap();
     }
 }

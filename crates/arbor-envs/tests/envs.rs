@@ -11,9 +11,13 @@ fn repo() -> PathBuf {
 #[test]
 fn gsm8k_loads_every_test_problem() {
     let path = repo().join("../shared/data/gsm8k/test.jsonl");
-    let tasks = math::load_gsm8k(&path).unwrap_or_else(|e| panic!("{e} (../shared must sit beside the repository)"));
+    let tasks = math::load_gsm8k(&path)
+        .unwrap_or_else(|e| panic!("{e} (../shared must sit beside the repository)"));
     assert_eq!(tasks.len(), 1319);
-    assert!(tasks.iter().all(|t| t.reference.as_deref().is_some_and(|r| r.parse::<f64>().is_ok())));
+    assert!(tasks.iter().all(|t| t
+        .reference
+        .as_deref()
+        .is_some_and(|r| r.parse::<f64>().is_ok())));
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("math.toml");
     std::fs::write(&cfg, format!("gsm8k = {:?}\n", path.display().to_string())).unwrap();
@@ -26,9 +30,16 @@ fn gsm8k_loads_every_test_problem() {
 #[tokio::test]
 async fn code_tasks_are_scored_by_hidden_tests() {
     let env = by_name("code", None).unwrap();
-    let task = env.sample(12, 0).unwrap().into_iter().find(|t| t.id == "code-gcd").unwrap();
+    let task = env
+        .sample(12, 0)
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == "code-gcd")
+        .unwrap();
     let mut good = env.start(&task).unwrap();
-    let s = good.step("```python\ndef gcd(a, b):\n    while b:\n        a, b = b, a % b\n    return a\n```").await;
+    let s = good
+        .step("```python\ndef gcd(a, b):\n    while b:\n        a, b = b, a % b\n    return a\n```")
+        .await;
     assert!(s.done && s.reward == 1.0, "{s:?}");
     assert!(good.verify().await.correct);
     let mut partial = env.start(&task).unwrap();
@@ -47,7 +58,12 @@ fn shipped_configs_are_the_defaults() {
         let path = repo().join(format!("environments/{name}/config.toml"));
         let from_file = by_name(name, Some(&path)).unwrap().sample(3, 9).unwrap();
         let defaults = by_name(name, None).unwrap().sample(3, 9).unwrap();
-        assert_eq!(from_file, defaults, "{} differs from the compiled defaults", path.display());
+        assert_eq!(
+            from_file,
+            defaults,
+            "{} differs from the compiled defaults",
+            path.display()
+        );
     }
 }
 

@@ -93,12 +93,22 @@ mod tests {
     use super::*;
 
     fn err() -> LlmError {
-        LlmError::Connect { endpoint: "e".into(), detail: "refused".into() }
+        LlmError::Connect {
+            endpoint: "e".into(),
+            detail: "refused".into(),
+        }
     }
 
     #[test]
     fn opens_only_on_sustained_failure_then_probes() {
-        let b = Breaker::new("e", BreakerConfig { min_failures: 3, window_secs: 0.05, cooldown_secs: 0.05 });
+        let b = Breaker::new(
+            "e",
+            BreakerConfig {
+                min_failures: 3,
+                window_secs: 0.05,
+                cooldown_secs: 0.05,
+            },
+        );
         for _ in 0..5 {
             b.record_failure(&err());
         }
@@ -117,7 +127,14 @@ mod tests {
 
     #[test]
     fn a_success_resets_the_count() {
-        let b = Breaker::new("e", BreakerConfig { min_failures: 3, window_secs: 0.0, cooldown_secs: 10.0 });
+        let b = Breaker::new(
+            "e",
+            BreakerConfig {
+                min_failures: 3,
+                window_secs: 0.0,
+                cooldown_secs: 10.0,
+            },
+        );
         b.record_failure(&err());
         b.record_failure(&err());
         b.record_success();

@@ -53,22 +53,41 @@ impl ResponseCache {
             for line in bytes.split(|&b| b == b'\n') {
                 // `MAGIC KEY SHA BODY` on one line (the JSON body has no raw newlines).
                 let mut it = line.splitn(4, |&b| b == b' ');
-                let (Some(m), Some(k), Some(sha), Some(body)) = (it.next(), it.next(), it.next(), it.next()) else { continue };
+                let (Some(m), Some(k), Some(sha), Some(body)) =
+                    (it.next(), it.next(), it.next(), it.next())
+                else {
+                    continue;
+                };
                 if m != MAGIC.as_bytes() || hex::encode(Sha256::digest(body)).as_bytes() != sha {
                     continue;
                 }
-                if let (Ok(k), Ok(c)) = (std::str::from_utf8(k), serde_json::from_slice::<Completion>(body)) {
+                if let (Ok(k), Ok(c)) = (
+                    std::str::from_utf8(k),
+                    serde_json::from_slice::<Completion>(body),
+                ) {
                     entries.insert(k.to_string(), c);
                 }
             }
         }
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(err)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(err)?;
         // A torn tail gets its own line ending so the next entry starts clean.
-        if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 0 && !std::fs::read(&path).map_err(err)?.ends_with(b"\n") {
+        if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 0
+            && !std::fs::read(&path).map_err(err)?.ends_with(b"\n")
+        {
             file.write_all(b"\n").map_err(err)?;
         }
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(Self { dir, log: Some(Log { file: parking_lot::Mutex::new(file), entries: parking_lot::RwLock::new(entries) }) })
+        Ok(Self {
+            dir,
+            log: Some(Log {
+                file: parking_lot::Mutex::new(file),
+                entries: parking_lot::RwLock::new(entries),
+            }),
+        })
     }
 
     /// Whether lookups and stores are in memory (cheap enough to run on the async workers).
@@ -81,7 +100,9 @@ impl ResponseCache {
     }
 
     fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(&key[..2.min(key.len())]).join(format!("{key}.json"))
+        self.dir
+            .join(&key[..2.min(key.len())])
+            .join(format!("{key}.json"))
     }
 
     /// The cached answer for `key`, if a valid entry exists.
@@ -106,17 +127,23 @@ impl ResponseCache {
             let mut stored = value.clone();
             stored.meta = CallMeta::default();
             let body = serde_json::to_vec(&stored).expect("completions serialize");
-            let mut line = format!("{MAGIC} {key} {} ", hex::encode(Sha256::digest(&body))).into_bytes();
+            let mut line =
+                format!("{MAGIC} {key} {} ", hex::encode(Sha256::digest(&body))).into_bytes();
             line.extend_from_slice(&body);
             line.push(b'\n');
             // One write per entry: whole lines survive a kill (no fsync, see the module doc).
-            log.file.lock().write_all(&line).map_err(|e| LlmError::Cache(format!("{}: {e}", self.dir.display())))?;
+            log.file
+                .lock()
+                .write_all(&line)
+                .map_err(|e| LlmError::Cache(format!("{}: {e}", self.dir.display())))?;
             log.entries.write().insert(key.to_string(), stored);
             return Ok(());
         }
         let path = self.path(key);
         let dir = path.parent().expect("entry paths have a parent");
-        let io = |what: &str, e: std::io::Error| LlmError::Cache(format!("{what} {}: {e}", path.display()));
+        let io = |what: &str, e: std::io::Error| {
+            LlmError::Cache(format!("{what} {}: {e}", path.display()))
+        };
         std::fs::create_dir_all(dir).map_err(|e| io("cannot create directory for", e))?;
         let mut stored = value.clone();
         stored.meta = CallMeta::default();
@@ -168,7 +195,11 @@ pub struct CachedModel {
 
 impl CachedModel {
     pub fn new(inner: Arc<dyn LanguageModel>, cache: Arc<ResponseCache>) -> Self {
-        Self { inner, cache, hits: AtomicU64::new(0) }
+        Self {
+            inner,
+            cache,
+            hits: AtomicU64::new(0),
+        }
     }
 }
 
@@ -181,11 +212,16 @@ impl LanguageModel for CachedModel {
         let hit = if cache.is_log() {
             cache.get(&k)
         } else {
-            tokio::task::spawn_blocking(move || cache.get(&k)).await.map_err(|e| LlmError::Cache(format!("lookup task failed: {e}")))?
+            tokio::task::spawn_blocking(move || cache.get(&k))
+                .await
+                .map_err(|e| LlmError::Cache(format!("lookup task failed: {e}")))?
         };
         if let Some(mut c) = hit {
             self.hits.fetch_add(1, Relaxed);
-            c.meta = CallMeta { cached: true, ..CallMeta::default() };
+            c.meta = CallMeta {
+                cached: true,
+                ..CallMeta::default()
+            };
             return Ok(c);
         }
         let c = self.inner.generate(req).await?;
@@ -208,7 +244,10 @@ impl LanguageModel for CachedModel {
     /// The inner model's accounting, with cache hits counted as requests that succeeded.
     fn stats(&self) -> Option<StatsSnapshot> {
         let hits = self.hits.load(Relaxed);
-        let mut s = self.inner.stats().unwrap_or_else(|| StatsSnapshot { endpoint: self.describe(), ..Default::default() });
+        let mut s = self.inner.stats().unwrap_or_else(|| StatsSnapshot {
+            endpoint: self.describe(),
+            ..Default::default()
+        });
         s.requests += hits;
         s.succeeded += hits;
         s.cache_hits += hits;
@@ -224,9 +263,21 @@ mod tests {
     fn sample() -> Completion {
         Completion {
             model: "m".into(),
-            choices: vec![Choice { index: 0, text: "hello".into(), finish_reason: FinishReason::Stop, logprobs: None, tool_calls: vec![] }],
-            usage: Usage { prompt_tokens: 1, completion_tokens: 2 },
-            meta: CallMeta { attempts: 3, ..Default::default() },
+            choices: vec![Choice {
+                index: 0,
+                text: "hello".into(),
+                finish_reason: FinishReason::Stop,
+                logprobs: None,
+                tool_calls: vec![],
+            }],
+            usage: Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+            },
+            meta: CallMeta {
+                attempts: 3,
+                ..Default::default()
+            },
         }
     }
 
@@ -247,7 +298,10 @@ mod tests {
         assert!(c.get("k2").is_some() && c.get("k3").is_none());
         c.put("k3", &sample()).unwrap();
         let c = ResponseCache::open_log(&p).unwrap();
-        assert!(c.get("k3").is_some(), "a new entry after a torn tail starts on its own line");
+        assert!(
+            c.get("k3").is_some(),
+            "a new entry after a torn tail starts on its own line"
+        );
     }
 
     #[test]
@@ -271,7 +325,10 @@ mod tests {
         // Every strict prefix of a valid entry, as a torn write would leave it, is rejected.
         for cut in [0, 5, full.len() / 2, full.len() - 1] {
             std::fs::write(&path, &full[..cut]).unwrap();
-            assert!(c.get("abcdef").is_none(), "prefix of {cut} bytes read as valid");
+            assert!(
+                c.get("abcdef").is_none(),
+                "prefix of {cut} bytes read as valid"
+            );
             assert!(!path.exists());
         }
         let mut flipped = full.clone();

@@ -16,7 +16,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(source_name: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { source_name: source_name.into(), message: message.into() }
+        Self {
+            source_name: source_name.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -60,7 +63,11 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_in_flight: 64, requests_per_minute: 0, tokens_per_minute: 0 }
+        Self {
+            max_in_flight: 64,
+            requests_per_minute: 0,
+            tokens_per_minute: 0,
+        }
     }
 }
 
@@ -78,7 +85,12 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        Self { max_attempts: 6, base_delay_ms: 250, max_delay_ms: 20_000, max_retry_after_secs: 120 }
+        Self {
+            max_attempts: 6,
+            base_delay_ms: 250,
+            max_delay_ms: 20_000,
+            max_retry_after_secs: 120,
+        }
     }
 }
 
@@ -94,7 +106,11 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        Self { min_failures: 20, window_secs: 30.0, cooldown_secs: 30.0 }
+        Self {
+            min_failures: 20,
+            window_secs: 30.0,
+            cooldown_secs: 30.0,
+        }
     }
 }
 
@@ -150,22 +166,33 @@ impl EndpointConfig {
 
     /// Checks what serde cannot: URL scheme, positive numbers, that the key variable exists.
     pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
-        let err = |field: &str, msg: String| ConfigError::new(source_name, format!("field `{field}`: {msg}"));
+        let err = |field: &str, msg: String| {
+            ConfigError::new(source_name, format!("field `{field}`: {msg}"))
+        };
         if !matches!(self.base_url.scheme(), "http" | "https") {
-            return Err(err("base_url", format!("`{}` is not an http(s) URL", self.base_url)));
+            return Err(err(
+                "base_url",
+                format!("`{}` is not an http(s) URL", self.base_url),
+            ));
         }
         if self.model.trim().is_empty() {
             return Err(err("model", "must not be empty".into()));
         }
         if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0) {
-            return Err(err("timeout_secs", "must be a positive number of seconds".into()));
+            return Err(err(
+                "timeout_secs",
+                "must be a positive number of seconds".into(),
+            ));
         }
         if self.retry.max_attempts == 0 {
             return Err(err("retry.max_attempts", "must be at least 1".into()));
         }
         if let Some(var) = &self.api_key_env {
             if std::env::var_os(var).is_none() {
-                return Err(err("api_key_env", format!("environment variable `{var}` is not set")));
+                return Err(err(
+                    "api_key_env",
+                    format!("environment variable `{var}` is not set"),
+                ));
             }
         }
         Ok(())
@@ -210,7 +237,10 @@ fn toml_error(e: &toml::de::Error, text: &str) -> String {
     };
     let line_no = before.matches('\n').count() + 1;
     let line = text.lines().nth(line_no - 1).unwrap_or("");
-    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"')).filter(|k| !k.is_empty());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty());
     let table = before
         .lines()
         .rev()
@@ -236,7 +266,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("a.toml: line 4, field `limits.max_inflight`:"), "{e}");
+        assert!(
+            e.starts_with("a.toml: line 4, field `limits.max_inflight`:"),
+            "{e}"
+        );
         assert!(e.contains("unknown field `max_inflight`"), "{e}");
     }
 
@@ -254,11 +287,16 @@ mod tests {
 
     #[test]
     fn wrong_types_and_missing_fields_are_named() {
-        let e = EndpointConfig::from_toml("base_url = \"http://x/v1\"\n[limits]\nmax_in_flight = \"a\"\n", "t.toml")
+        let e = EndpointConfig::from_toml(
+            "base_url = \"http://x/v1\"\n[limits]\nmax_in_flight = \"a\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("field `limits.max_in_flight`"), "{e}");
+        let e = EndpointConfig::from_toml("base_url = \"http://x/v1\"\n", "t.toml")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("field `limits.max_in_flight`"), "{e}");
-        let e = EndpointConfig::from_toml("base_url = \"http://x/v1\"\n", "t.toml").unwrap_err().to_string();
         assert!(e.contains("missing field `model`"), "{e}");
     }
 
@@ -283,8 +321,14 @@ mod tests {
     #[test]
     fn url_for_adds_v1_only_when_missing() {
         let c = EndpointConfig::new("http://h:1".parse().unwrap(), "m");
-        assert_eq!(c.url_for("chat/completions").as_str(), "http://h:1/v1/chat/completions");
+        assert_eq!(
+            c.url_for("chat/completions").as_str(),
+            "http://h:1/v1/chat/completions"
+        );
         let c = EndpointConfig::new("http://h:1/api/v1/".parse().unwrap(), "m");
-        assert_eq!(c.url_for("completions").as_str(), "http://h:1/api/v1/completions");
+        assert_eq!(
+            c.url_for("completions").as_str(),
+            "http://h:1/api/v1/completions"
+        );
     }
 }

@@ -9,14 +9,24 @@ pub enum LlmError {
     #[error("request to {endpoint} timed out after {}s", .after.as_secs_f32())]
     Timeout { endpoint: String, after: Duration },
     #[error("{endpoint} answered HTTP {status}: {body}")]
-    Http { endpoint: String, status: u16, body: String, retry_after: Option<Duration> },
+    Http {
+        endpoint: String,
+        status: u16,
+        body: String,
+        retry_after: Option<Duration>,
+    },
     #[error("{endpoint} sent an unusable response: {detail}")]
     BadResponse { endpoint: String, detail: String },
     #[error(
         "circuit breaker open for {endpoint}: {failures} failed attempts and no success for \
          {}s; last error: {last_error}", .since_success.as_secs()
     )]
-    CircuitOpen { endpoint: String, failures: u64, since_success: Duration, last_error: String },
+    CircuitOpen {
+        endpoint: String,
+        failures: u64,
+        since_success: Duration,
+        last_error: String,
+    },
     #[error("gave up after {attempts} attempts: {last}")]
     Exhausted { attempts: u32, last: Box<LlmError> },
     #[error("response cache: {0}")]

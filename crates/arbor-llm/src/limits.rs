@@ -82,7 +82,12 @@ impl Limiter {
             tokio::time::sleep(wait).await;
         }
         let slot = match &self.in_flight {
-            Some(s) => Some(s.clone().acquire_owned().await.expect("limiter semaphore is never closed")),
+            Some(s) => Some(
+                s.clone()
+                    .acquire_owned()
+                    .await
+                    .expect("limiter semaphore is never closed"),
+            ),
             None => None,
         };
         Permit { _slot: slot }
@@ -109,14 +114,20 @@ mod tests {
             assert_eq!(b.reserve(1.0), Duration::ZERO);
         }
         let w = b.reserve(1.0);
-        assert!(w > Duration::from_millis(900) && w <= Duration::from_millis(1000), "{w:?}");
+        assert!(
+            w > Duration::from_millis(900) && w <= Duration::from_millis(1000),
+            "{w:?}"
+        );
         let w2 = b.reserve(1.0);
         assert!(w2 > Duration::from_millis(1900), "{w2:?}");
     }
 
     #[tokio::test]
     async fn in_flight_is_bounded() {
-        let l = Arc::new(Limiter::new(&LimitsConfig { max_in_flight: 2, ..Default::default() }));
+        let l = Arc::new(Limiter::new(&LimitsConfig {
+            max_in_flight: 2,
+            ..Default::default()
+        }));
         let a = l.acquire(1).await;
         let _b = l.acquire(1).await;
         let l2 = l.clone();
@@ -124,6 +135,9 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!third.is_finished());
         drop(a);
-        tokio::time::timeout(Duration::from_secs(5), third).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

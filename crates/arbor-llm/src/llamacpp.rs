@@ -20,28 +20,60 @@ impl Drop for LlamaCppServer {
 impl LlamaCppServer {
     /// Starts the server on a free port with `parallel` slots and waits (up to two minutes) for
     /// its health check. Errors say what to install.
-    pub async fn start(python: &Path, script: &Path, gguf: &Path, parallel: u32) -> Result<Self, String> {
-        let has = Command::new(python).args(["-c", "import xllamacpp"]).status().is_ok_and(|s| s.success());
+    pub async fn start(
+        python: &Path,
+        script: &Path,
+        gguf: &Path,
+        parallel: u32,
+    ) -> Result<Self, String> {
+        let has = Command::new(python)
+            .args(["-c", "import xllamacpp"])
+            .status()
+            .is_ok_and(|s| s.success());
         if !has {
-            return Err(format!("xllamacpp is missing: run `{} -m pip install xllamacpp` (or `bash .ci/run`)", python.display()));
+            return Err(format!(
+                "xllamacpp is missing: run `{} -m pip install xllamacpp` (or `bash .ci/run`)",
+                python.display()
+            ));
         }
         if !gguf.exists() {
-            return Err(format!("{} is missing: run `arbor model fetch` (or `bash .ci/run`)", gguf.display()));
+            return Err(format!(
+                "{} is missing: run `arbor model fetch` (or `bash .ci/run`)",
+                gguf.display()
+            ));
         }
         if !script.exists() {
-            return Err(format!("{} is missing: ../shared must sit beside the repository", script.display()));
+            return Err(format!(
+                "{} is missing: ../shared must sit beside the repository",
+                script.display()
+            ));
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
         let child = Command::new(python)
             .arg(script)
             .arg("--model")
             .arg(gguf)
-            .args(["--port", &port.to_string(), "--parallel", &parallel.to_string(), "--threads", "2", "--ctx-per-slot", "2048"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--parallel",
+                &parallel.to_string(),
+                "--threads",
+                "2",
+                "--ctx-per-slot",
+                "2048",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", script.display()))?;
-        let server = LlamaCppServer { child, base_url: format!("http://127.0.0.1:{port}/v1") };
+        let server = LlamaCppServer {
+            child,
+            base_url: format!("http://127.0.0.1:{port}/v1"),
+        };
         let health = format!("http://127.0.0.1:{port}/health");
         let t = Instant::now();
         while !crate::mock::fetch_health(&health).await.unwrap_or(false) {

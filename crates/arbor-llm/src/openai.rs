@@ -30,11 +30,19 @@ impl OpenAiClient {
     }
 
     /// A client over given endpoint state (tests use a private one).
-    pub fn with_endpoint(cfg: EndpointConfig, endpoint: Arc<Endpoint>) -> Result<Self, ConfigError> {
+    pub fn with_endpoint(
+        cfg: EndpointConfig,
+        endpoint: Arc<Endpoint>,
+    ) -> Result<Self, ConfigError> {
         cfg.validate("endpoint")?;
         let api_key = cfg.api_key()?;
         let http = endpoint.http.clone();
-        Ok(Self { cfg: Arc::new(cfg), http, endpoint, api_key })
+        Ok(Self {
+            cfg: Arc::new(cfg),
+            http,
+            endpoint,
+            api_key,
+        })
     }
 
     pub fn config(&self) -> &EndpointConfig {
@@ -87,15 +95,25 @@ impl OpenAiClient {
     async fn send_once(&self, req: &LlmRequest) -> Result<Completion, LlmError> {
         let ep = &self.endpoint.name;
         let (path, body) = request_body(req);
-        let mut rb = self.http.post(self.cfg.url_for(path)).timeout(self.cfg.timeout()).json(&body);
+        let mut rb = self
+            .http
+            .post(self.cfg.url_for(path))
+            .timeout(self.cfg.timeout())
+            .json(&body);
         if let Some(key) = &self.api_key {
             rb = rb.bearer_auth(key.expose());
         }
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
-                LlmError::Timeout { endpoint: ep.clone(), after: self.cfg.timeout() }
+                LlmError::Timeout {
+                    endpoint: ep.clone(),
+                    after: self.cfg.timeout(),
+                }
             } else {
-                LlmError::Connect { endpoint: ep.clone(), detail: error_chain(&e) }
+                LlmError::Connect {
+                    endpoint: ep.clone(),
+                    detail: error_chain(&e),
+                }
             }
         };
         let resp = rb.send().await.map_err(transport)?;
@@ -108,13 +126,26 @@ impl OpenAiClient {
         let bytes = resp.bytes().await.map_err(transport)?;
         if !status.is_success() {
             let body = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
-            return Err(LlmError::Http { endpoint: ep.clone(), status: status.as_u16(), body, retry_after });
+            return Err(LlmError::Http {
+                endpoint: ep.clone(),
+                status: status.as_u16(),
+                body,
+                retry_after,
+            });
         }
-        parse_response(&bytes, req).map_err(|detail| LlmError::BadResponse { endpoint: ep.clone(), detail })
+        parse_response(&bytes, req).map_err(|detail| LlmError::BadResponse {
+            endpoint: ep.clone(),
+            detail,
+        })
     }
 
     /// Emulates `n` with `count` single-choice requests with distinct seeds, indices from `first`.
-    async fn fan_out(&self, req: &LlmRequest, count: u32, first: u32) -> Result<Completion, LlmError> {
+    async fn fan_out(
+        &self,
+        req: &LlmRequest,
+        count: u32,
+        first: u32,
+    ) -> Result<Completion, LlmError> {
         let base = req.params.seed.unwrap_or_else(rand::random);
         let calls = (0..count).map(|i| {
             let mut one = req.clone();
@@ -122,8 +153,17 @@ impl OpenAiClient {
             one.params.seed = Some(base.wrapping_add(u64::from(first + i)));
             async move { self.call_with_retry(&one).await }
         });
-        let mut out = Completion { model: req.model.clone(), choices: Vec::new(), usage: Usage::default(), meta: CallMeta::default() };
-        for (i, r) in futures::future::join_all(calls).await.into_iter().enumerate() {
+        let mut out = Completion {
+            model: req.model.clone(),
+            choices: Vec::new(),
+            usage: Usage::default(),
+            meta: CallMeta::default(),
+        };
+        for (i, r) in futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .enumerate()
+        {
             let c = r?;
             out.model = c.model;
             out.usage += c.usage;
@@ -149,7 +189,9 @@ impl OpenAiClient {
             // The server ignored `n` (llama.cpp builds without it, some proxies): fill up with
             // single-choice requests and remember, so later requests fan out directly.
             if got == 1 {
-                self.endpoint.ignores_n.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.endpoint
+                    .ignores_n
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(endpoint = %self.endpoint.name, "server ignores n > 1; using parallel requests");
             }
             self.endpoint.stats.n_fallback();
@@ -189,7 +231,10 @@ fn give_up(attempts: u32, last: LlmError) -> LlmError {
     if attempts <= 1 || matches!(last, LlmError::Exhausted { .. }) {
         last
     } else {
-        LlmError::Exhausted { attempts, last: Box::new(last) }
+        LlmError::Exhausted {
+            attempts,
+            last: Box::new(last),
+        }
     }
 }
 
@@ -213,7 +258,10 @@ fn request_body(req: &LlmRequest) -> (&'static str, Value) {
     b.insert("model".into(), json!(req.model));
     let path = match &req.prompt {
         Prompt::Chat(messages) => {
-            b.insert("messages".into(), Value::Array(messages.iter().map(wire_message).collect()));
+            b.insert(
+                "messages".into(),
+                Value::Array(messages.iter().map(wire_message).collect()),
+            );
             if !req.tools.is_empty() {
                 let tools: Vec<Value> = req
                     .tools
@@ -348,7 +396,9 @@ fn parse_response(bytes: &[u8], req: &LlmRequest) -> Result<Completion, String> 
     let mut choices = Vec::with_capacity(wire.choices.len());
     for (i, c) in wire.choices.into_iter().enumerate() {
         let (text, tool_calls) = if chat {
-            let m = c.message.ok_or_else(|| format!("choice {i} has no `message`"))?;
+            let m = c
+                .message
+                .ok_or_else(|| format!("choice {i} has no `message`"))?;
             let calls = m
                 .tool_calls
                 .unwrap_or_default()
@@ -366,10 +416,15 @@ fn parse_response(bytes: &[u8], req: &LlmRequest) -> Result<Completion, String> 
                 .collect();
             (m.content.unwrap_or_default(), calls)
         } else {
-            (c.text.ok_or_else(|| format!("choice {i} has no `text`"))?, Vec::new())
+            (
+                c.text.ok_or_else(|| format!("choice {i} has no `text`"))?,
+                Vec::new(),
+            )
         };
         let logprobs = if req.params.logprobs {
-            c.logprobs.as_ref().and_then(|v| parse_logprobs(v, req.params.top_logprobs as usize))
+            c.logprobs
+                .as_ref()
+                .and_then(|v| parse_logprobs(v, req.params.top_logprobs as usize))
         } else {
             None
         };
@@ -384,9 +439,17 @@ fn parse_response(bytes: &[u8], req: &LlmRequest) -> Result<Completion, String> 
     choices.sort_by_key(|c| c.index);
     let usage = wire
         .usage
-        .map(|u| Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
+        .map(|u| Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+        })
         .unwrap_or_default();
-    Ok(Completion { model: wire.model.unwrap_or_else(|| req.model.clone()), choices, usage, meta: CallMeta::default() })
+    Ok(Completion {
+        model: wire.model.unwrap_or_else(|| req.model.clone()),
+        choices,
+        usage,
+        meta: CallMeta::default(),
+    })
 }
 
 /// Reads either logprobs shape: the chat form (`content: [{token, logprob, top_logprobs}]`) or
@@ -402,12 +465,21 @@ fn parse_logprobs(v: &Value, top_k: usize) -> Option<Vec<TokenLogprob>> {
                     .and_then(Value::as_array)
                     .map(|a| {
                         a.iter()
-                            .filter_map(|x| Some(TopLogprob { token: x.get("token")?.as_str()?.to_string(), logprob: f(x.get("logprob")?)? }))
+                            .filter_map(|x| {
+                                Some(TopLogprob {
+                                    token: x.get("token")?.as_str()?.to_string(),
+                                    logprob: f(x.get("logprob")?)?,
+                                })
+                            })
                             .take(top_k)
                             .collect()
                     })
                     .unwrap_or_default();
-                Some(TokenLogprob { token: t.get("token")?.as_str()?.to_string(), logprob: f(t.get("logprob")?)?, top })
+                Some(TokenLogprob {
+                    token: t.get("token")?.as_str()?.to_string(),
+                    logprob: f(t.get("logprob")?)?,
+                    top,
+                })
             })
             .collect();
     }
@@ -422,11 +494,24 @@ fn parse_logprobs(v: &Value, top_k: usize) -> Option<Vec<TokenLogprob>> {
             let mut top: Vec<TopLogprob> = tops
                 .and_then(|a| a.get(i))
                 .and_then(Value::as_object)
-                .map(|m| m.iter().filter_map(|(k, v)| Some(TopLogprob { token: k.clone(), logprob: f(v)? })).collect())
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| {
+                            Some(TopLogprob {
+                                token: k.clone(),
+                                logprob: f(v)?,
+                            })
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             top.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
             top.truncate(top_k);
-            Some(TokenLogprob { token: t.as_str()?.to_string(), logprob: f(lp)?, top })
+            Some(TokenLogprob {
+                token: t.as_str()?.to_string(),
+                logprob: f(lp)?,
+                top,
+            })
         })
         .collect()
 }
@@ -467,10 +552,19 @@ mod tests {
     #[test]
     fn bad_bodies_say_why() {
         let req = LlmRequest::chat("m", vec![Message::user("x")]);
-        assert!(parse_response(br#"{"choices":[{"message":{"con"#, &req).unwrap_err().contains("invalid JSON"));
-        assert!(parse_response(br#"{"result":"x"}"#, &req).unwrap_err().contains("unexpected schema"));
-        assert_eq!(parse_response(br#"{"choices":[]}"#, &req).unwrap_err(), "no choices");
-        assert!(parse_response(br#"{"choices":[{"text":"x"}]}"#, &req).unwrap_err().contains("no `message`"));
+        assert!(parse_response(br#"{"choices":[{"message":{"con"#, &req)
+            .unwrap_err()
+            .contains("invalid JSON"));
+        assert!(parse_response(br#"{"result":"x"}"#, &req)
+            .unwrap_err()
+            .contains("unexpected schema"));
+        assert_eq!(
+            parse_response(br#"{"choices":[]}"#, &req).unwrap_err(),
+            "no choices"
+        );
+        assert!(parse_response(br#"{"choices":[{"text":"x"}]}"#, &req)
+            .unwrap_err()
+            .contains("no `message`"));
     }
 
     #[test]
@@ -478,7 +572,10 @@ mod tests {
         let mut req = LlmRequest::chat("m", vec![Message::user("x")]);
         let (path, b) = request_body(&req);
         assert_eq!(path, "chat/completions");
-        assert_eq!(b, json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}));
+        assert_eq!(
+            b,
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+        );
         req.params.n = 3;
         req.params.top_k = Some(5);
         req.params.stop = vec!["\n".into()];
@@ -490,13 +587,28 @@ mod tests {
 
     #[test]
     fn tool_calls_round_trip_the_wire_shape() {
-        let tool = arbor_core::ToolSpec { name: "calculator".into(), description: "math".into(), parameters: json!({"type": "object"}) };
+        let tool = arbor_core::ToolSpec {
+            name: "calculator".into(),
+            description: "math".into(),
+            parameters: json!({"type": "object"}),
+        };
         let mut asked = Message::assistant("");
-        asked.tool_calls = vec![arbor_core::ToolCall { id: "c1".into(), name: "calculator".into(), arguments: "{\"expression\":\"1+1\"}".into() }];
-        let req = LlmRequest::chat("m", vec![Message::user("x"), asked, Message::tool("c1", "2")]).with_tools(vec![tool]);
+        asked.tool_calls = vec![arbor_core::ToolCall {
+            id: "c1".into(),
+            name: "calculator".into(),
+            arguments: "{\"expression\":\"1+1\"}".into(),
+        }];
+        let req = LlmRequest::chat(
+            "m",
+            vec![Message::user("x"), asked, Message::tool("c1", "2")],
+        )
+        .with_tools(vec![tool]);
         let (_, b) = request_body(&req);
         assert_eq!(b["tools"][0]["function"]["name"], "calculator");
-        assert_eq!(b["messages"][1]["tool_calls"][0]["function"]["arguments"], "{\"expression\":\"1+1\"}");
+        assert_eq!(
+            b["messages"][1]["tool_calls"][0]["function"]["arguments"],
+            "{\"expression\":\"1+1\"}"
+        );
         assert_eq!(b["messages"][2]["tool_call_id"], "c1");
         let body = br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"k","type":"function","function":{"name":"calculator","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#;
         let c = parse_response(body, &req).unwrap();

@@ -63,7 +63,12 @@ pub struct LlmRequest {
 
 impl LlmRequest {
     pub fn chat(model: impl Into<String>, messages: Vec<Message>) -> Self {
-        Self { model: model.into(), prompt: Prompt::Chat(messages), params: SamplingParams::default(), tools: Vec::new() }
+        Self {
+            model: model.into(),
+            prompt: Prompt::Chat(messages),
+            params: SamplingParams::default(),
+            tools: Vec::new(),
+        }
     }
 
     pub fn text(model: impl Into<String>, prompt: impl Into<String>) -> Self {
@@ -97,7 +102,8 @@ impl LlmRequest {
             Prompt::Chat(m) => m.iter().map(|m| m.content.len() + 4).sum::<usize>(),
             Prompt::Text(t) => t.len(),
         };
-        let completion = u64::from(self.params.max_tokens.unwrap_or(256)) * u64::from(self.params.n.max(1));
+        let completion =
+            u64::from(self.params.max_tokens.unwrap_or(256)) * u64::from(self.params.n.max(1));
         (prompt_bytes as u64).div_ceil(4) + completion
     }
 }

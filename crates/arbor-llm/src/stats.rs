@@ -62,7 +62,8 @@ impl EndpointStats {
             self.failed.fetch_add(1, Relaxed);
         }
         self.prompt_tokens.fetch_add(usage.prompt_tokens, Relaxed);
-        self.completion_tokens.fetch_add(usage.completion_tokens, Relaxed);
+        self.completion_tokens
+            .fetch_add(usage.completion_tokens, Relaxed);
     }
     pub(crate) fn n_fallback(&self) {
         self.n_fallbacks.fetch_add(1, Relaxed);
@@ -80,7 +81,12 @@ impl EndpointStats {
             n_fallbacks: self.n_fallbacks.load(Relaxed),
             prompt_tokens: self.prompt_tokens.load(Relaxed),
             completion_tokens: self.completion_tokens.load(Relaxed),
-            errors: self.errors.lock().iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            errors: self
+                .errors
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
         }
     }
 }
@@ -105,7 +111,11 @@ impl fmt::Display for StatsSnapshot {
             write!(f, ", {} n-fallbacks", self.n_fallbacks)?;
         }
         if !self.errors.is_empty() {
-            let errs: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let errs: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             write!(f, ", errors: {}", errs.join(" "))?;
         }
         Ok(())

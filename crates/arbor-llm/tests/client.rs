@@ -6,12 +6,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arbor_llm::mock::{MockConfig, MockServer};
-use arbor_llm::{CachedModel, EndpointConfig, LanguageModel, LlmRequest, OpenAiClient, ResponseCache, SamplingParams};
+use arbor_llm::{
+    CachedModel, EndpointConfig, LanguageModel, LlmRequest, OpenAiClient, ResponseCache,
+    SamplingParams,
+};
 use common::{chat, client};
 
 #[tokio::test]
 async fn n_is_emulated_when_the_server_ignores_it() {
-    let server = MockServer::start(MockConfig { ignore_n: true, ..Default::default() }, 0).await.unwrap();
+    let server = MockServer::start(
+        MockConfig {
+            ignore_n: true,
+            ..Default::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
     let c = client(&server.base_url(), |_| {});
     let mut req = chat("pick one", 5);
     req.params.n = 4;
@@ -20,8 +31,15 @@ async fn n_is_emulated_when_the_server_ignores_it() {
     assert!(first.meta.n_fallback);
     let texts: HashSet<_> = first.choices.iter().map(|c| c.text.clone()).collect();
     assert_eq!(texts.len(), 4, "fallback samples must use distinct seeds");
-    assert_eq!(first.choices.iter().map(|c| c.index).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
-    assert_eq!(server.stats().requests, 4, "one native try, then three singles");
+    assert_eq!(
+        first.choices.iter().map(|c| c.index).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!(
+        server.stats().requests,
+        4,
+        "one native try, then three singles"
+    );
     // Now known: the next request fans out at once.
     let second = c.generate(&req).await.unwrap();
     assert_eq!(second.choices, first.choices, "same seed, same samples");
@@ -43,7 +61,10 @@ async fn native_n_and_logprobs() {
     for ch in &r.choices {
         let lp = ch.logprobs.as_ref().expect("logprobs asked for");
         assert!(!lp.is_empty());
-        assert_eq!(lp.iter().map(|t| t.token.as_str()).collect::<String>(), ch.text);
+        assert_eq!(
+            lp.iter().map(|t| t.token.as_str()).collect::<String>(),
+            ch.text
+        );
         assert!(lp.iter().all(|t| t.logprob < 0.0 && t.top.len() == 2));
     }
     let text = LlmRequest::text("mock", "Once upon").with_params(SamplingParams {
@@ -58,7 +79,15 @@ async fn native_n_and_logprobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_limit_is_shared_by_every_client_of_an_endpoint() {
-    let server = MockServer::start(MockConfig { latency: Duration::from_millis(50), ..Default::default() }, 0).await.unwrap();
+    let server = MockServer::start(
+        MockConfig {
+            latency: Duration::from_millis(50),
+            ..Default::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
     let mut cfg = EndpointConfig::new(server.base_url().parse().unwrap(), "mock");
     cfg.limits.max_in_flight = 3;
     // Two clients built separately, as two actors of a job would.

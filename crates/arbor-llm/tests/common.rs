@@ -14,6 +14,9 @@ pub fn client(base_url: &str, tweak: impl FnOnce(&mut EndpointConfig)) -> OpenAi
 }
 
 pub fn chat(text: impl Into<String>, seed: u64) -> LlmRequest {
-    LlmRequest::chat("mock", vec![Message::user(text)])
-        .with_params(SamplingParams { seed: Some(seed), max_tokens: Some(16), ..Default::default() })
+    LlmRequest::chat("mock", vec![Message::user(text)]).with_params(SamplingParams {
+        seed: Some(seed),
+        max_tokens: Some(16),
+        ..Default::default()
+    })
 }

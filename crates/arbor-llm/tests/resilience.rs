@@ -14,12 +14,26 @@ use common::{chat, client};
 async fn thousand_requests_with_ten_percent_of_each_fault_all_end_accounted_for() {
     let seed = 11;
     let faulty = MockServer::start(
-        MockConfig { seed, faults: FaultRates::uniform(0.1), retry_after_secs: 1, hang: Duration::from_secs(60), ..Default::default() },
+        MockConfig {
+            seed,
+            faults: FaultRates::uniform(0.1),
+            retry_after_secs: 1,
+            hang: Duration::from_secs(60),
+            ..Default::default()
+        },
         0,
     )
     .await
     .unwrap();
-    let clean = MockServer::start(MockConfig { seed, ..Default::default() }, 0).await.unwrap();
+    let clean = MockServer::start(
+        MockConfig {
+            seed,
+            ..Default::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
     let max_attempts = 6;
     let c = Arc::new(client(&faulty.base_url(), |cfg| {
         cfg.timeout_secs = 0.5;
@@ -48,10 +62,20 @@ async fn thousand_requests_with_ten_percent_of_each_fault_all_end_accounted_for(
         match out {
             Ok(done) => {
                 ok += 1;
-                assert!((1..=max_attempts).contains(&done.meta.attempts), "attempts {}", done.meta.attempts);
+                assert!(
+                    (1..=max_attempts).contains(&done.meta.attempts),
+                    "attempts {}",
+                    done.meta.attempts
+                );
                 // The answer is the one for this request, not another's.
-                let want = reference.generate(&chat(format!("item {i}"), *i)).await.unwrap();
-                assert_eq!(done.choices, want.choices, "request {i} got someone else's answer");
+                let want = reference
+                    .generate(&chat(format!("item {i}"), *i))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    done.choices, want.choices,
+                    "request {i} got someone else's answer"
+                );
             }
             Err(e) => {
                 failed += 1;
@@ -86,7 +110,14 @@ async fn thousand_requests_with_ten_percent_of_each_fault_all_end_accounted_for(
 #[tokio::test]
 async fn retry_after_is_obeyed() {
     let server = MockServer::start(
-        MockConfig { faults: FaultRates { rate_limited: 1.0, ..Default::default() }, retry_after_secs: 1, ..Default::default() },
+        MockConfig {
+            faults: FaultRates {
+                rate_limited: 1.0,
+                ..Default::default()
+            },
+            retry_after_secs: 1,
+            ..Default::default()
+        },
         0,
     )
     .await
@@ -109,7 +140,11 @@ async fn retry_after_is_obeyed() {
 #[tokio::test]
 async fn breaker_opens_on_a_dead_endpoint_and_then_fails_fast() {
     // A port that nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let c = client(&format!("http://127.0.0.1:{port}/v1"), |cfg| {
         cfg.retry.max_attempts = 4;
         cfg.retry.base_delay_ms = 5;
@@ -132,9 +167,16 @@ async fn breaker_opens_on_a_dead_endpoint_and_then_fails_fast() {
     }
     let e = last.expect("breaker never opened");
     let msg = e.to_string();
-    assert!(msg.contains("circuit breaker open") && msg.contains(&port.to_string()), "{msg}");
+    assert!(
+        msg.contains("circuit breaker open") && msg.contains(&port.to_string()),
+        "{msg}"
+    );
     let attempts = c.stats().unwrap().attempts;
     let e2 = c.generate(&chat("y", 99)).await.unwrap_err();
     assert_eq!(e2.kind(), "circuit_open");
-    assert_eq!(c.stats().unwrap().attempts, attempts, "an open breaker must not send");
+    assert_eq!(
+        c.stats().unwrap().attempts,
+        attempts,
+        "an open breaker must not send"
+    );
 }

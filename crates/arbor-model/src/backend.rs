@@ -3,7 +3,10 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use arbor_llm::{CallMeta, Choice, Completion, FinishReason, LanguageModel, LlmError, LlmRequest, Prompt, StatsSnapshot, TokenLogprob, TopLogprob, Usage};
+use arbor_llm::{
+    CallMeta, Choice, Completion, FinishReason, LanguageModel, LlmError, LlmRequest, Prompt,
+    StatsSnapshot, TokenLogprob, TopLogprob, Usage,
+};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
@@ -52,7 +55,12 @@ impl EmbeddedBackend {
     }
 }
 
-fn worker(model: EmbeddedModel, mut rx: mpsc::Receiver<Job>, max_batch: usize, counters: Arc<Counters>) {
+fn worker(
+    model: EmbeddedModel,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    counters: Arc<Counters>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         // A short admission window: callers that start together (a job's actors, a benchmark's
@@ -90,7 +98,9 @@ fn worker(model: EmbeddedModel, mut rx: mpsc::Receiver<Job>, max_batch: usize, c
                 for ((job, ids, o), samples) in ready.into_iter().zip(outs) {
                     let completion_tokens: u64 = samples.iter().map(|s| s.ids.len() as u64).sum();
                     counters.prompt_tokens.fetch_add(ids.len() as u64, Relaxed);
-                    counters.completion_tokens.fetch_add(completion_tokens, Relaxed);
+                    counters
+                        .completion_tokens
+                        .fetch_add(completion_tokens, Relaxed);
                     let choices = samples
                         .into_iter()
                         .enumerate()
@@ -108,7 +118,14 @@ fn worker(model: EmbeddedModel, mut rx: mpsc::Receiver<Job>, max_batch: usize, c
                                     .map(|((&id, &lp), top)| TokenLogprob {
                                         token: model.tokenizer.token_text(id),
                                         logprob: lp,
-                                        top: top.iter().take(o.top_logprobs).map(|&(t, l)| TopLogprob { token: model.tokenizer.token_text(t), logprob: l }).collect(),
+                                        top: top
+                                            .iter()
+                                            .take(o.top_logprobs)
+                                            .map(|&(t, l)| TopLogprob {
+                                                token: model.tokenizer.token_text(t),
+                                                logprob: l,
+                                            })
+                                            .collect(),
                                     })
                                     .collect()
                             }),
@@ -119,8 +136,14 @@ fn worker(model: EmbeddedModel, mut rx: mpsc::Receiver<Job>, max_batch: usize, c
                     let c = Completion {
                         model: model.name.clone(),
                         choices,
-                        usage: Usage { prompt_tokens: ids.len() as u64, completion_tokens },
-                        meta: CallMeta { attempts: 1, ..Default::default() },
+                        usage: Usage {
+                            prompt_tokens: ids.len() as u64,
+                            completion_tokens,
+                        },
+                        meta: CallMeta {
+                            attempts: 1,
+                            ..Default::default()
+                        },
                     };
                     let _ = job.reply.send(Ok(c));
                 }
@@ -128,7 +151,9 @@ fn worker(model: EmbeddedModel, mut rx: mpsc::Receiver<Job>, max_batch: usize, c
             Err(e) => {
                 for (job, _, _) in ready {
                     counters.failed.fetch_add(1, Relaxed);
-                    let _ = job.reply.send(Err(LlmError::Invalid(format!("embedded model: {e}"))));
+                    let _ = job
+                        .reply
+                        .send(Err(LlmError::Invalid(format!("embedded model: {e}"))));
                 }
             }
         }
@@ -136,18 +161,31 @@ fn worker(model: EmbeddedModel, mut rx: mpsc::Receiver<Job>, max_batch: usize, c
 }
 
 /// Prompt ids and generation options for a request.
-fn prepare(model: &EmbeddedModel, req: &LlmRequest) -> Result<(Vec<u32>, GenerateOptions), LlmError> {
+fn prepare(
+    model: &EmbeddedModel,
+    req: &LlmRequest,
+) -> Result<(Vec<u32>, GenerateOptions), LlmError> {
     let bad = |e: String| LlmError::Invalid(format!("embedded model: {e}"));
     let text = match &req.prompt {
-        Prompt::Chat(messages) => model.tokenizer.render_chat(messages, true).map_err(|e| bad(e.to_string()))?,
+        Prompt::Chat(messages) => model
+            .tokenizer
+            .render_chat(messages, true)
+            .map_err(|e| bad(e.to_string()))?,
         Prompt::Text(t) => t.clone(),
     };
-    let ids = model.tokenizer.encode(&text, true).map_err(|e| bad(e.to_string()))?;
+    let ids = model
+        .tokenizer
+        .encode(&text, true)
+        .map_err(|e| bad(e.to_string()))?;
     if ids.is_empty() {
         return Err(bad("the prompt is empty".into()));
     }
     let p = &req.params;
-    let max_tokens = p.max_tokens.map(|m| m as usize).unwrap_or(DEFAULT_MAX_TOKENS).min(model.cfg.context.saturating_sub(ids.len()));
+    let max_tokens = p
+        .max_tokens
+        .map(|m| m as usize)
+        .unwrap_or(DEFAULT_MAX_TOKENS)
+        .min(model.cfg.context.saturating_sub(ids.len()));
     let opts = GenerateOptions {
         max_tokens,
         // OpenAI's default temperature is 1.
@@ -158,7 +196,11 @@ fn prepare(model: &EmbeddedModel, req: &LlmRequest) -> Result<(Vec<u32>, Generat
         stop: p.stop.clone(),
         stop_ids: Vec::new(),
         n: p.n.max(1) as usize,
-        top_logprobs: if p.logprobs { p.top_logprobs as usize } else { 0 },
+        top_logprobs: if p.logprobs {
+            p.top_logprobs as usize
+        } else {
+            0
+        },
     };
     Ok((ids, opts))
 }
@@ -167,7 +209,8 @@ impl EmbeddedBackend {
     /// The default model of every arbor command that has no server configured: the fetched
     /// SmolLM2 GGUF (or `model`) on the CPU, batching up to 16 requests.
     pub fn load_default(model: Option<&std::path::Path>) -> Result<Self, LlmError> {
-        let path = crate::fetch::resolve_model(model).map_err(|e| LlmError::Invalid(e.to_string()))?;
+        let path =
+            crate::fetch::resolve_model(model).map_err(|e| LlmError::Invalid(e.to_string()))?;
         let m = EmbeddedModel::load(&path, burn::tensor::Device::flex())
             .map_err(|e| LlmError::Invalid(format!("loading {}: {e}", path.display())))?;
         Ok(Self::start(m, 16))
@@ -185,10 +228,15 @@ impl LanguageModel for EmbeddedBackend {
         self.counters.requests.fetch_add(1, Relaxed);
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { req: req.clone(), reply })
+            .send(Job {
+                req: req.clone(),
+                reply,
+            })
             .await
             .map_err(|_| LlmError::Invalid("the embedded model's worker has stopped".into()))?;
-        rx.await.map_err(|_| LlmError::Invalid("the embedded model's worker dropped the request".into()))?
+        rx.await.map_err(|_| {
+            LlmError::Invalid("the embedded model's worker dropped the request".into())
+        })?
     }
 
     fn describe(&self) -> String {

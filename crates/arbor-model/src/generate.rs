@@ -41,7 +41,17 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_tokens: 128, temperature: 0.0, top_k: None, top_p: None, seed: 0, stop: Vec::new(), stop_ids: Vec::new(), n: 1, top_logprobs: 0 }
+        Self {
+            max_tokens: 128,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            seed: 0,
+            stop: Vec::new(),
+            stop_ids: Vec::new(),
+            n: 1,
+            top_logprobs: 0,
+        }
     }
 }
 
@@ -84,7 +94,12 @@ pub struct EmbeddedModel {
 /// log-softmax of one row of logits.
 fn log_softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + logits.iter().map(|&x| ((x - max) as f64).exp()).sum::<f64>().ln() as f32;
+    let lse = max
+        + logits
+            .iter()
+            .map(|&x| ((x - max) as f64).exp())
+            .sum::<f64>()
+            .ln() as f32;
     logits.iter().map(|&x| x - lse).collect()
 }
 
@@ -103,9 +118,23 @@ fn top_k(lp: &[f32], k: usize) -> Vec<(u32, f32)> {
 /// Draws the next id from `lp` (log-probs at temperature 1) under the options.
 fn sample(lp: &[f32], o: &GenerateOptions, rng: &mut StdRng) -> u32 {
     if o.temperature <= 0.0 {
-        return lp.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best }).0 as u32;
+        return lp
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+                if x > best.1 {
+                    (i, x)
+                } else {
+                    best
+                }
+            })
+            .0 as u32;
     }
-    let mut cand: Vec<(u32, f32)> = lp.iter().enumerate().map(|(i, &x)| (i as u32, x / o.temperature)).collect();
+    let mut cand: Vec<(u32, f32)> = lp
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (i as u32, x / o.temperature))
+        .collect();
     cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     if let Some(k) = o.top_k.filter(|&k| k > 0) {
         cand.truncate(k);
@@ -137,13 +166,62 @@ fn sample(lp: &[f32], o: &GenerateOptions, rng: &mut StdRng) -> u32 {
 }
 
 impl EmbeddedModel {
+    /// Loads a GGUF file or a Hugging Face checkpoint directory (`config.json`,
+    /// `model.safetensors`, tokenizer files), such as `arbor train` writes.
     pub fn load(path: &Path, device: Device) -> Result<Self, ModelError> {
+        if path.is_dir() {
+            let c =
+                crate::hf::load(path, &device).map_err(|e| ModelError::Invalid(e.to_string()))?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "checkpoint".into());
+            return Ok(Self::from_parts(c.cfg, c.tokenizer, c.model, device, name));
+        }
         let g = Gguf::open(path)?;
         let cfg = LlamaConfig::from_gguf(&g)?;
         let tokenizer = TextTokenizer::from_gguf(&g)?;
         let model = Llama::from_gguf(&g, &cfg, &device)?;
-        let name = g.metadata.get("general.name").and_then(|v| v.as_str()).unwrap_or("embedded").to_string();
-        Ok(Self { cfg, tokenizer, model, device, name })
+        let name = g
+            .metadata
+            .get("general.name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("embedded")
+            .to_string();
+        Ok(Self {
+            cfg,
+            tokenizer,
+            model,
+            device,
+            name,
+        })
+    }
+
+    pub fn from_parts(
+        cfg: LlamaConfig,
+        tokenizer: TextTokenizer,
+        model: Llama,
+        device: Device,
+        name: String,
+    ) -> Self {
+        Self {
+            cfg,
+            tokenizer,
+            model,
+            device,
+            name,
+        }
+    }
+
+    /// The network (for training: fork it onto an autodiff device).
+    pub fn llama(&self) -> &Llama {
+        &self.model
+    }
+
+    /// Writes the model as a Hugging Face checkpoint directory.
+    pub fn save_hf(&self, dir: &Path) -> Result<(), ModelError> {
+        crate::hf::save(dir, &self.cfg, &self.model, &self.tokenizer)
+            .map_err(|e| ModelError::Invalid(e.to_string()))
     }
 
     pub fn device(&self) -> &Device {
@@ -153,7 +231,9 @@ impl EmbeddedModel {
     fn rows_to_vec(&self, logits: Tensor<3>) -> Vec<Vec<f32>> {
         let [b, t, v] = logits.dims();
         let flat: Vec<f32> = logits.into_data().try_into_vec().expect("logits are f32");
-        (0..b * t).map(|i| flat[i * v..(i + 1) * v].to_vec()).collect()
+        (0..b * t)
+            .map(|i| flat[i * v..(i + 1) * v].to_vec())
+            .collect()
     }
 
     /// Log-softmax over the vocabulary at every position of `ids` (position i predicts i+1).
@@ -162,18 +242,41 @@ impl EmbeddedModel {
             return Err(ModelError::Invalid("no tokens".into()));
         }
         let mut cache = KvCache::new(&self.cfg, 1, ids.len(), &self.device);
-        let logits = self.model.forward(&self.cfg, Step { tokens: &[ids.to_vec()], pads: &[0], all_logits: true }, &mut cache, &self.device);
-        Ok(self.rows_to_vec(logits).iter().map(|r| log_softmax(r)).collect())
+        let logits = self.model.forward(
+            &self.cfg,
+            Step {
+                tokens: &[ids.to_vec()],
+                pads: &[0],
+                all_logits: true,
+            },
+            &mut cache,
+            &self.device,
+        );
+        Ok(self
+            .rows_to_vec(logits)
+            .iter()
+            .map(|r| log_softmax(r))
+            .collect())
     }
 
     /// Teacher-forced log-probs of `continuation` after `prompt`.
-    pub fn score(&self, prompt: &[u32], continuation: &[u32], top_logprobs: usize) -> Result<Scored, ModelError> {
+    pub fn score(
+        &self,
+        prompt: &[u32],
+        continuation: &[u32],
+        top_logprobs: usize,
+    ) -> Result<Scored, ModelError> {
         if prompt.is_empty() {
-            return Err(ModelError::Invalid("scoring needs a non-empty prompt".into()));
+            return Err(ModelError::Invalid(
+                "scoring needs a non-empty prompt".into(),
+            ));
         }
         let all: Vec<u32> = prompt.iter().chain(continuation).copied().collect();
         let lps = self.position_logprobs(&all)?;
-        let mut out = Scored { logprobs: Vec::new(), top: Vec::new() };
+        let mut out = Scored {
+            logprobs: Vec::new(),
+            top: Vec::new(),
+        };
         for (i, &tok) in continuation.iter().enumerate() {
             let row = &lps[prompt.len() - 1 + i];
             out.logprobs.push(row[tok as usize]);
@@ -183,24 +286,49 @@ impl EmbeddedModel {
     }
 
     /// Generates for several prompts at once; returns, per prompt, its `n` samples.
-    pub fn generate_batch(&self, prompts: &[Vec<u32>], opts: &[GenerateOptions]) -> Result<Vec<Vec<Generated>>, ModelError> {
+    pub fn generate_batch(
+        &self,
+        prompts: &[Vec<u32>],
+        opts: &[GenerateOptions],
+    ) -> Result<Vec<Vec<Generated>>, ModelError> {
         if prompts.is_empty() {
             return Ok(Vec::new());
         }
         if prompts.len() != opts.len() || prompts.iter().any(|p| p.is_empty()) {
-            return Err(ModelError::Invalid("each prompt needs options and at least one token".into()));
+            return Err(ModelError::Invalid(
+                "each prompt needs options and at least one token".into(),
+            ));
         }
         let longest = prompts.iter().map(Vec::len).max().expect("non-empty");
         let most_new = opts.iter().map(|o| o.max_tokens).max().unwrap_or(0);
         let capacity = longest + most_new;
         if capacity > self.cfg.context {
-            return Err(ModelError::Invalid(format!("prompt ({longest}) + max_tokens ({most_new}) exceeds the context ({})", self.cfg.context)));
+            return Err(ModelError::Invalid(format!(
+                "prompt ({longest}) + max_tokens ({most_new}) exceeds the context ({})",
+                self.cfg.context
+            )));
         }
         // Prefill every prompt once, left-padded to the longest.
         let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
-        let padded: Vec<Vec<u32>> = prompts.iter().map(|p| std::iter::repeat_n(0u32, longest - p.len()).chain(p.iter().copied()).collect()).collect();
+        let padded: Vec<Vec<u32>> = prompts
+            .iter()
+            .map(|p| {
+                std::iter::repeat_n(0u32, longest - p.len())
+                    .chain(p.iter().copied())
+                    .collect()
+            })
+            .collect();
         let mut prefill = KvCache::new(&self.cfg, prompts.len(), capacity, &self.device);
-        let first = self.rows_to_vec(self.model.forward(&self.cfg, Step { tokens: &padded, pads: &pads, all_logits: false }, &mut prefill, &self.device));
+        let first = self.rows_to_vec(self.model.forward(
+            &self.cfg,
+            Step {
+                tokens: &padded,
+                pads: &pads,
+                all_logits: false,
+            },
+            &mut prefill,
+            &self.device,
+        ));
 
         // One row per sample; samples of a prompt share its prefill.
         struct Row {
@@ -217,12 +345,22 @@ impl EmbeddedModel {
                 rows.push(Row {
                     prompt: p,
                     rng: StdRng::seed_from_u64(o.seed.wrapping_add(s as u64)),
-                    out: Generated { ids: Vec::new(), text: String::new(), logprobs: Vec::new(), top: Vec::new(), finish: Finish::Length },
+                    out: Generated {
+                        ids: Vec::new(),
+                        text: String::new(),
+                        logprobs: Vec::new(),
+                        top: Vec::new(),
+                        finish: Finish::Length,
+                    },
                     done: false,
                 });
             }
         }
-        let mut cache = if row_prompt.iter().enumerate().all(|(i, &p)| i == p) { prefill } else { prefill.select_rows(&row_prompt, &self.device) };
+        let mut cache = if row_prompt.iter().enumerate().all(|(i, &p)| i == p) {
+            prefill
+        } else {
+            prefill.select_rows(&row_prompt, &self.device)
+        };
         let row_pads: Vec<usize> = row_prompt.iter().map(|&p| pads[p]).collect();
         let mut logits: Vec<Vec<f32>> = row_prompt.iter().map(|&p| first[p].clone()).collect();
 
@@ -261,7 +399,16 @@ impl EmbeddedModel {
             if rows.iter().all(|r| r.done) {
                 break;
             }
-            let out = self.model.forward(&self.cfg, Step { tokens: &next, pads: &row_pads, all_logits: false }, &mut cache, &self.device);
+            let out = self.model.forward(
+                &self.cfg,
+                Step {
+                    tokens: &next,
+                    pads: &row_pads,
+                    all_logits: false,
+                },
+                &mut cache,
+                &self.device,
+            );
             logits = self.rows_to_vec(out);
         }
 
@@ -289,17 +436,35 @@ mod tests {
         let lp = log_softmax(&[0.0, 3.0, 1.0, 2.5]);
         let mut rng = StdRng::seed_from_u64(1);
         assert_eq!(sample(&lp, &GenerateOptions::default(), &mut rng), 1);
-        let k1 = GenerateOptions { temperature: 1.0, top_k: Some(1), ..Default::default() };
+        let k1 = GenerateOptions {
+            temperature: 1.0,
+            top_k: Some(1),
+            ..Default::default()
+        };
         for _ in 0..20 {
             assert_eq!(sample(&lp, &k1, &mut rng), 1);
         }
-        let k2 = GenerateOptions { temperature: 1.0, top_k: Some(2), ..Default::default() };
+        let k2 = GenerateOptions {
+            temperature: 1.0,
+            top_k: Some(2),
+            ..Default::default()
+        };
         let draws: Vec<u32> = (0..200).map(|_| sample(&lp, &k2, &mut rng)).collect();
         assert!(draws.iter().all(|&d| d == 1 || d == 3) && draws.contains(&3));
-        let tiny_p = GenerateOptions { temperature: 1.0, top_p: Some(0.01), ..Default::default() };
+        let tiny_p = GenerateOptions {
+            temperature: 1.0,
+            top_p: Some(0.01),
+            ..Default::default()
+        };
         assert_eq!(sample(&lp, &tiny_p, &mut rng), 1);
-        let a: Vec<u32> = { let mut r = StdRng::seed_from_u64(9); (0..50).map(|_| sample(&lp, &k2, &mut r)).collect() };
-        let b: Vec<u32> = { let mut r = StdRng::seed_from_u64(9); (0..50).map(|_| sample(&lp, &k2, &mut r)).collect() };
+        let a: Vec<u32> = {
+            let mut r = StdRng::seed_from_u64(9);
+            (0..50).map(|_| sample(&lp, &k2, &mut r)).collect()
+        };
+        let b: Vec<u32> = {
+            let mut r = StdRng::seed_from_u64(9);
+            (0..50).map(|_| sample(&lp, &k2, &mut r)).collect()
+        };
         assert_eq!(a, b);
     }
 
@@ -308,6 +473,9 @@ mod tests {
         let lp = log_softmax(&[1.0, 2.0, 3.0]);
         let total: f64 = lp.iter().map(|&x| (x as f64).exp()).sum();
         assert!((total - 1.0).abs() < 1e-6);
-        assert_eq!(top_k(&lp, 2).iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(
+            top_k(&lp, 2).iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
     }
 }

@@ -12,7 +12,10 @@ use half::{bf16, f16};
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("not a GGUF file (magic {0:02x?}, expected \"GGUF\")")]
     BadMagic([u8; 4]),
     #[error("GGUF version {0} is not supported (2 and 3 are)")]
@@ -26,7 +29,11 @@ pub enum GgufError {
     #[error("tensor `{0}` is not in the file")]
     MissingTensor(String),
     #[error("tensor `{name}` has shape {got:?}, expected {want:?}")]
-    ShapeMismatch { name: String, got: Vec<usize>, want: Vec<usize> },
+    ShapeMismatch {
+        name: String,
+        got: Vec<usize>,
+        want: Vec<usize>,
+    },
     #[error("metadata `{key}`: {msg}")]
     Metadata { key: String, msg: String },
 }
@@ -167,7 +174,11 @@ pub struct Gguf {
 
 impl std::fmt::Debug for Gguf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gguf").field("path", &self.path).field("version", &self.version).field("tensors", &self.tensors.len()).finish()
+        f.debug_struct("Gguf")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .field("tensors", &self.tensors.len())
+            .finish()
     }
 }
 
@@ -178,25 +189,33 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8], GgufError> {
-        let end = (self.at as u64).checked_add(n).filter(|&e| e <= self.b.len() as u64).ok_or_else(|| GgufError::Truncated {
-            what: what.to_string(),
-            needed: self.at as u64 + n,
-            len: self.b.len() as u64,
-        })?;
+        let end = (self.at as u64)
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len() as u64)
+            .ok_or_else(|| GgufError::Truncated {
+                what: what.to_string(),
+                needed: self.at as u64 + n,
+                len: self.b.len() as u64,
+            })?;
         let s = &self.b[self.at..end as usize];
         self.at = end as usize;
         Ok(s)
     }
     fn u32(&mut self, what: &str) -> Result<u32, GgufError> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self, what: &str) -> Result<u64, GgufError> {
-        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8, what)?.try_into().expect("8 bytes"),
+        ))
     }
     fn string(&mut self, what: &str) -> Result<String, GgufError> {
         let n = self.u64(what)?;
         let bytes = self.take(n, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| GgufError::Malformed(format!("{what}: not UTF-8")))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| GgufError::Malformed(format!("{what}: not UTF-8")))
     }
     fn value(&mut self, ty: u32, what: &str, depth: u32) -> Result<Value, GgufError> {
         let fixed = |c: &mut Self, n| c.take(n, what);
@@ -212,14 +231,20 @@ impl<'a> Cursor<'a> {
             8 => Value::Str(self.string(what)?),
             9 => {
                 if depth > 4 {
-                    return Err(GgufError::Malformed(format!("{what}: arrays nested too deep")));
+                    return Err(GgufError::Malformed(format!(
+                        "{what}: arrays nested too deep"
+                    )));
                 }
                 let elem = self.u32(what)?;
                 let n = self.u64(what)?;
                 // Every element takes at least one byte: a count beyond the file is truncation.
                 let left = (self.b.len() - self.at) as u64;
                 if n > left {
-                    return Err(GgufError::Truncated { what: what.to_string(), needed: self.at as u64 + n, len: self.b.len() as u64 });
+                    return Err(GgufError::Truncated {
+                        what: what.to_string(),
+                        needed: self.at as u64 + n,
+                        len: self.b.len() as u64,
+                    });
                 }
                 let mut v = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -230,7 +255,11 @@ impl<'a> Cursor<'a> {
             10 => Value::U64(self.u64(what)?),
             11 => Value::I64(self.u64(what)? as i64),
             12 => Value::F64(f64::from_le_bytes(fixed(self, 8)?.try_into().expect("8"))),
-            other => return Err(GgufError::Malformed(format!("{what}: unknown value type {other}"))),
+            other => {
+                return Err(GgufError::Malformed(format!(
+                    "{what}: unknown value type {other}"
+                )))
+            }
         })
     }
 }
@@ -258,10 +287,13 @@ fn parse(b: &[u8]) -> Result<Header, GgufError> {
         metadata.insert(key, v);
     }
     let alignment = match metadata.get("general.alignment") {
-        Some(v) => v.as_u64().filter(|a| a.is_power_of_two() && *a <= 1 << 20).ok_or_else(|| GgufError::Metadata {
-            key: "general.alignment".into(),
-            msg: "must be a power of two".into(),
-        })?,
+        Some(v) => v
+            .as_u64()
+            .filter(|a| a.is_power_of_two() && *a <= 1 << 20)
+            .ok_or_else(|| GgufError::Metadata {
+                key: "general.alignment".into(),
+                msg: "must be a power of two".into(),
+            })?,
         None => 32,
     };
     let mut raw = Vec::new();
@@ -269,9 +301,13 @@ fn parse(b: &[u8]) -> Result<Header, GgufError> {
         let name = c.string(&format!("tensor {i} name"))?;
         let n_dims = c.u32(&format!("tensor `{name}` rank"))?;
         if n_dims == 0 || n_dims > 4 {
-            return Err(GgufError::Malformed(format!("tensor `{name}`: rank {n_dims}")));
+            return Err(GgufError::Malformed(format!(
+                "tensor `{name}`: rank {n_dims}"
+            )));
         }
-        let dims = (0..n_dims).map(|_| c.u64(&format!("tensor `{name}` dims"))).collect::<Result<Vec<_>, _>>()?;
+        let dims = (0..n_dims)
+            .map(|_| c.u64(&format!("tensor `{name}` dims")))
+            .collect::<Result<Vec<_>, _>>()?;
         let ty_id = c.u32(&format!("tensor `{name}` type"))?;
         let offset = c.u64(&format!("tensor `{name}` offset"))?;
         raw.push((name, dims, ty_id, offset));
@@ -279,21 +315,42 @@ fn parse(b: &[u8]) -> Result<Header, GgufError> {
     let data_start = (c.at as u64).div_ceil(alignment) * alignment;
     let mut tensors = Vec::with_capacity(raw.len());
     for (name, dims, ty_id, offset) in raw {
-        let ty = GgmlType::from_id(ty_id).ok_or_else(|| GgufError::UnsupportedType { name: name.clone(), ty: ty_id })?;
-        let n = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| GgufError::Malformed(format!("tensor `{name}`: size overflows")))?;
+        let ty = GgmlType::from_id(ty_id).ok_or_else(|| GgufError::UnsupportedType {
+            name: name.clone(),
+            ty: ty_id,
+        })?;
+        let n = dims
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| GgufError::Malformed(format!("tensor `{name}`: size overflows")))?;
         let (per, bytes) = ty.block();
         if n % per != 0 || dims[0] % per != 0 {
-            return Err(GgufError::Malformed(format!("tensor `{name}`: {n} elements is not a whole number of {per}-element blocks")));
+            return Err(GgufError::Malformed(format!(
+                "tensor `{name}`: {n} elements is not a whole number of {per}-element blocks"
+            )));
         }
-        let n_bytes = (n / per).checked_mul(bytes).ok_or_else(|| GgufError::Malformed(format!("tensor `{name}`: size overflows")))?;
-        let start = data_start.checked_add(offset).ok_or_else(|| GgufError::Malformed(format!("tensor `{name}`: offset overflows")))?;
-        let end = start.checked_add(n_bytes).filter(|&e| e <= b.len() as u64).ok_or_else(|| GgufError::Truncated {
-            what: format!("tensor `{name}` data"),
-            needed: start.saturating_add(n_bytes),
-            len: b.len() as u64,
-        })?;
+        let n_bytes = (n / per)
+            .checked_mul(bytes)
+            .ok_or_else(|| GgufError::Malformed(format!("tensor `{name}`: size overflows")))?;
+        let start = data_start
+            .checked_add(offset)
+            .ok_or_else(|| GgufError::Malformed(format!("tensor `{name}`: offset overflows")))?;
+        let end = start
+            .checked_add(n_bytes)
+            .filter(|&e| e <= b.len() as u64)
+            .ok_or_else(|| GgufError::Truncated {
+                what: format!("tensor `{name}` data"),
+                needed: start.saturating_add(n_bytes),
+                len: b.len() as u64,
+            })?;
         let _ = end;
-        tensors.push(TensorInfo { name, dims, ty, start, n_bytes });
+        tensors.push(TensorInfo {
+            name,
+            dims,
+            ty,
+            start,
+            n_bytes,
+        });
     }
     Ok((version, metadata, tensors))
 }
@@ -301,7 +358,10 @@ fn parse(b: &[u8]) -> Result<Header, GgufError> {
 impl Gguf {
     /// Opens and memory-maps `path`.
     pub fn open(path: &Path) -> Result<Self, GgufError> {
-        let io = |e| GgufError::Io { path: path.display().to_string(), source: e };
+        let io = |e| GgufError::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; arbor never writes model files while they are open, and a
         // file changed underneath by someone else can give wrong numbers but not unsafety in
@@ -317,27 +377,48 @@ impl Gguf {
 
     fn from_storage(path: PathBuf, data: Storage) -> Result<Self, GgufError> {
         let (version, metadata, tensors) = parse(&data)?;
-        Ok(Self { path, version, metadata, tensors, data })
+        Ok(Self {
+            path,
+            version,
+            metadata,
+            tensors,
+            data,
+        })
     }
 
     pub fn tensor(&self, name: &str) -> Result<&TensorInfo, GgufError> {
-        self.tensors.iter().find(|t| t.name == name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| GgufError::MissingTensor(name.to_string()))
     }
 
     pub fn meta(&self, key: &str) -> Result<&Value, GgufError> {
-        self.metadata.get(key).ok_or_else(|| GgufError::Metadata { key: key.into(), msg: "missing".into() })
+        self.metadata.get(key).ok_or_else(|| GgufError::Metadata {
+            key: key.into(),
+            msg: "missing".into(),
+        })
     }
 
     pub fn meta_u64(&self, key: &str) -> Result<u64, GgufError> {
-        self.meta(key)?.as_u64().ok_or_else(|| GgufError::Metadata { key: key.into(), msg: "not an integer".into() })
+        self.meta(key)?.as_u64().ok_or_else(|| GgufError::Metadata {
+            key: key.into(),
+            msg: "not an integer".into(),
+        })
     }
 
     pub fn meta_f64(&self, key: &str) -> Result<f64, GgufError> {
-        self.meta(key)?.as_f64().ok_or_else(|| GgufError::Metadata { key: key.into(), msg: "not a number".into() })
+        self.meta(key)?.as_f64().ok_or_else(|| GgufError::Metadata {
+            key: key.into(),
+            msg: "not a number".into(),
+        })
     }
 
     pub fn meta_str(&self, key: &str) -> Result<&str, GgufError> {
-        self.meta(key)?.as_str().ok_or_else(|| GgufError::Metadata { key: key.into(), msg: "not a string".into() })
+        self.meta(key)?.as_str().ok_or_else(|| GgufError::Metadata {
+            key: key.into(),
+            msg: "not a string".into(),
+        })
     }
 
     /// A tensor as f32 in row-major order, checked against `want` (row-major) when given.
@@ -345,7 +426,11 @@ impl Gguf {
         let t = self.tensor(name)?;
         if let Some(w) = want {
             if t.shape() != w {
-                return Err(GgufError::ShapeMismatch { name: name.into(), got: t.shape(), want: w.to_vec() });
+                return Err(GgufError::ShapeMismatch {
+                    name: name.into(),
+                    got: t.shape(),
+                    want: w.to_vec(),
+                });
             }
         }
         let bytes = &self.data[t.start as usize..(t.start + t.n_bytes) as usize];
@@ -357,9 +442,15 @@ impl Gguf {
 pub fn dequantize(ty: GgmlType, b: &[u8]) -> Vec<f32> {
     let h = |x: &[u8]| f16::from_le_bytes([x[0], x[1]]).to_f32();
     match ty {
-        GgmlType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect(),
+        GgmlType::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+            .collect(),
         GgmlType::F16 => b.chunks_exact(2).map(h).collect(),
-        GgmlType::BF16 => b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        GgmlType::BF16 => b
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
         GgmlType::Q8_0 => {
             let mut out = Vec::with_capacity(b.len() / 34 * 32);
             for blk in b.chunks_exact(34) {
@@ -369,11 +460,19 @@ pub fn dequantize(ty: GgmlType, b: &[u8]) -> Vec<f32> {
             out
         }
         GgmlType::Q4_0 | GgmlType::Q4_1 => {
-            let (size, has_min) = if ty == GgmlType::Q4_1 { (20, true) } else { (18, false) };
+            let (size, has_min) = if ty == GgmlType::Q4_1 {
+                (20, true)
+            } else {
+                (18, false)
+            };
             let mut out = Vec::with_capacity(b.len() / size * 32);
             for blk in b.chunks_exact(size) {
                 let d = h(&blk[..2]);
-                let (m, qs) = if has_min { (h(&blk[2..4]), &blk[4..]) } else { (-8.0 * d, &blk[2..]) };
+                let (m, qs) = if has_min {
+                    (h(&blk[2..4]), &blk[4..])
+                } else {
+                    (-8.0 * d, &blk[2..])
+                };
                 // Low nibbles are elements 0..16, high nibbles 16..32 (not interleaved).
                 out.extend(qs.iter().map(|&q| f32::from(q & 0x0F) * d + m));
                 out.extend(qs.iter().map(|&q| f32::from(q >> 4) * d + m));
@@ -389,7 +488,10 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     /// Builds a small valid GGUF image with the given tensors (name, dims, type id, data).
-    pub fn build(meta: &[(&str, u32, Vec<u8>)], tensors: &[(&str, Vec<u64>, u32, Vec<u8>)]) -> Vec<u8> {
+    pub fn build(
+        meta: &[(&str, u32, Vec<u8>)],
+        tensors: &[(&str, Vec<u64>, u32, Vec<u8>)],
+    ) -> Vec<u8> {
         let mut b = b"GGUF".to_vec();
         b.extend(3u32.to_le_bytes());
         b.extend((tensors.len() as u64).to_le_bytes());
@@ -447,13 +549,25 @@ pub(crate) mod tests {
         q80.extend((0..32).map(|i| (i as i8 - 16) as u8));
         let mut q40 = f16::from_f32(2.0).to_le_bytes().to_vec();
         q40.extend((0..16).map(|j| (j as u8) | ((15 - j as u8) << 4)));
-        let f32s: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let f16s: Vec<u8> = [0.5f32, 3.0].iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect();
-        let bf16s: Vec<u8> = [0.5f32, -4.0].iter().flat_map(|&x| bf16::from_f32(x).to_le_bytes()).collect();
+        let f32s: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let f16s: Vec<u8> = [0.5f32, 3.0]
+            .iter()
+            .flat_map(|&x| f16::from_f32(x).to_le_bytes())
+            .collect();
+        let bf16s: Vec<u8> = [0.5f32, -4.0]
+            .iter()
+            .flat_map(|&x| bf16::from_f32(x).to_le_bytes())
+            .collect();
         let mut name = 7u64.to_le_bytes().to_vec();
         name.extend(b"testing");
         let img = build(
-            &[("general.name", 8, name), ("x.count", 4, 5u32.to_le_bytes().to_vec())],
+            &[
+                ("general.name", 8, name),
+                ("x.count", 4, 5u32.to_le_bytes().to_vec()),
+            ],
             &[
                 ("q41", vec![32], 3, q41),
                 ("q80", vec![32], 8, q80),
@@ -479,17 +593,26 @@ pub(crate) mod tests {
         assert_eq!(g.dequantize("bf16", None).unwrap(), vec![0.5, -4.0]);
         let e = g.dequantize("f32", Some(&[2, 1])).unwrap_err().to_string();
         assert_eq!(e, "tensor `f32` has shape [1, 2], expected [2, 1]");
-        assert!(matches!(g.dequantize("nope", None), Err(GgufError::MissingTensor(_))));
+        assert!(matches!(
+            g.dequantize("nope", None),
+            Err(GgufError::MissingTensor(_))
+        ));
     }
 
     #[test]
     fn clear_errors() {
-        assert!(matches!(Gguf::from_bytes(b"GGML\x03\0\0\0".to_vec()), Err(GgufError::BadMagic(_))));
+        assert!(matches!(
+            Gguf::from_bytes(b"GGML\x03\0\0\0".to_vec()),
+            Err(GgufError::BadMagic(_))
+        ));
         let img = build(&[], &[("t", vec![32], 3, vec![0; 20])]);
         let e = Gguf::from_bytes(img[..img.len() - 16].to_vec()).unwrap_err();
         assert!(matches!(e, GgufError::Truncated { .. }), "{e}");
         let q6k = build(&[], &[("t", vec![256], 14, vec![0; 210])]);
-        assert_eq!(Gguf::from_bytes(q6k).unwrap_err().to_string(), "tensor `t`: type 14 is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1 are)");
+        assert_eq!(
+            Gguf::from_bytes(q6k).unwrap_err().to_string(),
+            "tensor `t`: type 14 is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1 are)"
+        );
         let mut v2 = build(&[], &[]);
         v2[4] = 9;
         assert!(matches!(Gguf::from_bytes(v2), Err(GgufError::Version(9))));

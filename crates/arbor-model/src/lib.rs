@@ -2,12 +2,14 @@
 //!
 //! [`gguf`] reads the file, [`tokenizer`] builds the tokenizer and chat template from its
 //! metadata, [`llama`] is the network, [`generate`] does batched decoding with a KV cache and
-//! teacher-forced scoring, [`fetch`] downloads and verifies the default model.
+//! teacher-forced scoring, [`fetch`] downloads and verifies the default model, [`hf`] reads and writes Hugging Face
+//! checkpoints (what training produces).
 
 pub mod backend;
 pub mod fetch;
 pub mod generate;
 pub mod gguf;
+pub mod hf;
 pub mod llama;
 pub mod tokenizer;
 

@@ -3,7 +3,7 @@
 //!
 //! Batches are left-padded: every row writes its new keys and values at the same cache index,
 //! pads are masked out, and each row's RoPE positions count from its own first real token.
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
@@ -27,10 +27,17 @@ impl LlamaConfig {
     pub fn from_gguf(g: &Gguf) -> Result<Self, GgufError> {
         let arch = g.meta_str("general.architecture")?;
         if arch != "llama" {
-            return Err(GgufError::Metadata { key: "general.architecture".into(), msg: format!("`{arch}` is not supported (llama is)") });
+            return Err(GgufError::Metadata {
+                key: "general.architecture".into(),
+                msg: format!("`{arch}` is not supported (llama is)"),
+            });
         }
         let u = |k: &str| g.meta_u64(&format!("llama.{k}")).map(|v| v as usize);
-        let vocab = g.meta("tokenizer.ggml.tokens")?.as_array().map(|a| a.len()).unwrap_or(0);
+        let vocab = g
+            .meta("tokenizer.ggml.tokens")?
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0);
         let cfg = Self {
             n_layers: u("block_count")?,
             d_model: u("embedding_length")?,
@@ -39,11 +46,20 @@ impl LlamaConfig {
             n_kv_heads: u("attention.head_count_kv").or_else(|_| u("attention.head_count"))?,
             vocab,
             rope_base: g.meta_f64("llama.rope.freq_base").unwrap_or(10_000.0),
-            rms_eps: g.meta_f64("llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            rms_eps: g
+                .meta_f64("llama.attention.layer_norm_rms_epsilon")
+                .unwrap_or(1e-5),
             context: u("context_length").unwrap_or(2048),
         };
-        let bad = |msg: &str| GgufError::Metadata { key: "llama.*".into(), msg: msg.into() };
-        if cfg.n_heads == 0 || cfg.n_kv_heads == 0 || cfg.d_model % cfg.n_heads != 0 || cfg.n_heads % cfg.n_kv_heads != 0 {
+        let bad = |msg: &str| GgufError::Metadata {
+            key: "llama.*".into(),
+            msg: msg.into(),
+        };
+        if cfg.n_heads == 0
+            || cfg.n_kv_heads == 0
+            || cfg.d_model % cfg.n_heads != 0
+            || cfg.n_heads % cfg.n_kv_heads != 0
+        {
             return Err(bad("head counts do not divide the model width"));
         }
         if (cfg.d_model / cfg.n_heads) % 2 != 0 || cfg.vocab == 0 || cfg.n_layers == 0 {
@@ -94,54 +110,242 @@ pub struct KvCache {
 impl KvCache {
     pub fn new(cfg: &LlamaConfig, batch: usize, capacity: usize, device: &Device) -> Self {
         let shape = [batch, cfg.n_kv_heads, capacity, cfg.head_dim()];
-        let layers = (0..cfg.n_layers).map(|_| (Tensor::zeros(shape, device), Tensor::zeros(shape, device))).collect();
-        Self { layers, len: 0, capacity }
+        let layers = (0..cfg.n_layers)
+            .map(|_| (Tensor::zeros(shape, device), Tensor::zeros(shape, device)))
+            .collect();
+        Self {
+            layers,
+            len: 0,
+            capacity,
+        }
     }
 
     /// Rows `rows` (with repeats) of this cache: n samples share a prompt's prefill this way.
     pub fn select_rows(&self, rows: &[usize], device: &Device) -> Self {
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]), device);
-        let layers = self.layers.iter().map(|(k, v)| (k.clone().select(0, idx.clone()), v.clone().select(0, idx.clone()))).collect();
-        Self { layers, len: self.len, capacity: self.capacity }
+        let idx = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                [rows.len()],
+            ),
+            device,
+        );
+        let layers = self
+            .layers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone().select(0, idx.clone()),
+                    v.clone().select(0, idx.clone()),
+                )
+            })
+            .collect();
+        Self {
+            layers,
+            len: self.len,
+            capacity: self.capacity,
+        }
     }
 }
 
-fn load2(g: &Gguf, name: &str, out: usize, inp: usize, device: &Device) -> Result<Param<Tensor<2>>, GgufError> {
-    // GGUF's dims are fastest-first, so row-major this is [out, in], the orientation W·x uses.
-    let w = g.dequantize(name, Some(&[out, inp]))?;
-    Ok(Param::from_tensor(Tensor::from_data(TensorData::new(w, [out, inp]), device)))
+/// A stable parameter id per tensor name, so that optimizer state saved with one process's
+/// model matches the parameters of a model loaded from a checkpoint in another.
+fn param_id(name: &str) -> ParamId {
+    // FNV-1a with the top bit set, away from the small counters burn hands out.
+    let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    ParamId::from(h | (1 << 63))
 }
 
-fn load1(g: &Gguf, name: &str, n: usize, device: &Device) -> Result<Param<Tensor<1>>, GgufError> {
-    let w = g.dequantize(name, Some(&[n]))?;
-    Ok(Param::from_tensor(Tensor::from_data(TensorData::new(w, [n]), device)))
+fn with_id<T: burn::module::Parameter>(name: &str, mut p: Param<T>) -> Param<T> {
+    p.id = param_id(name);
+    p
+}
+
+/// Where a model's weights come from: called once per tensor with its GGUF name (`blk.0.attn_q.weight`)
+/// and shape (`[out, in]` for projections); returns the row-major values.
+pub trait WeightSource {
+    type Error;
+    fn weight(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, Self::Error>;
+    /// Whether the model has an untied output matrix (`output.weight`).
+    fn has_output(&mut self) -> bool;
+}
+
+/// The tensor names and shapes of a model with this config, in GGUF naming.
+pub fn weight_shapes(cfg: &LlamaConfig, untied_output: bool) -> Vec<(String, Vec<usize>)> {
+    let (d, kv) = (cfg.d_model, cfg.n_kv_heads * cfg.head_dim());
+    let mut out = vec![("token_embd.weight".to_string(), vec![cfg.vocab, d])];
+    for i in 0..cfg.n_layers {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        out.extend([
+            (n("attn_norm"), vec![d]),
+            (n("attn_q"), vec![d, d]),
+            (n("attn_k"), vec![kv, d]),
+            (n("attn_v"), vec![kv, d]),
+            (n("attn_output"), vec![d, d]),
+            (n("ffn_norm"), vec![d]),
+            (n("ffn_gate"), vec![cfg.d_ff, d]),
+            (n("ffn_up"), vec![cfg.d_ff, d]),
+            (n("ffn_down"), vec![d, cfg.d_ff]),
+        ]);
+    }
+    out.push(("output_norm.weight".into(), vec![d]));
+    if untied_output {
+        out.push(("output.weight".into(), vec![cfg.vocab, d]));
+    }
+    out
+}
+
+struct GgufSource<'a>(&'a Gguf);
+
+impl WeightSource for GgufSource<'_> {
+    type Error = GgufError;
+    fn weight(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, GgufError> {
+        // GGUF's dims are fastest-first, so row-major this is [out, in], the orientation W·x uses.
+        self.0.dequantize(name, Some(shape))
+    }
+    fn has_output(&mut self) -> bool {
+        self.0.tensor("output.weight").is_ok()
+    }
+}
+
+/// Random weights for a model trained from scratch (tests, tiny models): N(0, 0.02²)
+/// projections and embeddings, unit norms, from a seeded generator so every backend agrees.
+pub struct RandomInit(pub rand::rngs::StdRng);
+
+impl WeightSource for RandomInit {
+    type Error = std::convert::Infallible;
+    fn weight(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, Self::Error> {
+        use rand::Rng;
+        let n: usize = shape.iter().product();
+        if name.ends_with("norm.weight") {
+            return Ok(vec![1.0; n]);
+        }
+        // Box–Muller.
+        Ok((0..n)
+            .map(|_| {
+                let (u1, u2): (f64, f64) = (self.0.gen::<f64>().max(1e-12), self.0.gen());
+                (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+            })
+            .collect())
+    }
+    fn has_output(&mut self) -> bool {
+        false
+    }
 }
 
 impl Llama {
     pub fn from_gguf(g: &Gguf, cfg: &LlamaConfig, device: &Device) -> Result<Self, GgufError> {
-        let (d, kv) = (cfg.d_model, cfg.n_kv_heads * cfg.head_dim());
-        let embed = load2(g, "token_embd.weight", cfg.vocab, d, device)?;
-        let lm_head = match g.tensor("output.weight") {
-            Ok(_) => Some(load2(g, "output.weight", cfg.vocab, d, device)?),
-            Err(_) => None,
+        Self::load(cfg, &mut GgufSource(g), device)
+    }
+
+    /// Builds the model from any weight source; parameter ids are a function of tensor names.
+    pub fn load<S: WeightSource>(
+        cfg: &LlamaConfig,
+        src: &mut S,
+        device: &Device,
+    ) -> Result<Self, S::Error> {
+        let untied = src.has_output();
+        let mut tensors = std::collections::HashMap::new();
+        for (name, shape) in weight_shapes(cfg, untied) {
+            let w = src.weight(&name, &shape)?;
+            tensors.insert(name, (w, shape));
+        }
+        let mut take1 = |name: &str| -> Param<Tensor<1>> {
+            let (w, shape) = tensors
+                .remove(name)
+                .expect("weight_shapes lists every tensor");
+            with_id(
+                name,
+                Param::from_tensor(Tensor::<1>::from_data(
+                    TensorData::new(w, [shape[0]]),
+                    device,
+                )),
+            )
         };
-        let blocks = (0..cfg.n_layers)
+        let norms: Vec<(Param<Tensor<1>>, Param<Tensor<1>>)> = (0..cfg.n_layers)
             .map(|i| {
-                let n = |s: &str| format!("blk.{i}.{s}.weight");
-                Ok(Block {
-                    attn_norm: load1(g, &n("attn_norm"), d, device)?,
-                    wq: load2(g, &n("attn_q"), d, d, device)?,
-                    wk: load2(g, &n("attn_k"), kv, d, device)?,
-                    wv: load2(g, &n("attn_v"), kv, d, device)?,
-                    wo: load2(g, &n("attn_output"), d, d, device)?,
-                    ffn_norm: load1(g, &n("ffn_norm"), d, device)?,
-                    w_gate: load2(g, &n("ffn_gate"), cfg.d_ff, d, device)?,
-                    w_up: load2(g, &n("ffn_up"), cfg.d_ff, d, device)?,
-                    w_down: load2(g, &n("ffn_down"), d, cfg.d_ff, device)?,
-                })
+                (
+                    take1(&format!("blk.{i}.attn_norm.weight")),
+                    take1(&format!("blk.{i}.ffn_norm.weight")),
+                )
             })
-            .collect::<Result<Vec<_>, GgufError>>()?;
-        Ok(Self { embed, blocks, norm: load1(g, "output_norm.weight", d, device)?, lm_head })
+            .collect();
+        let norm = take1("output_norm.weight");
+        let mut take2 = |name: &str| -> Param<Tensor<2>> {
+            let (w, shape) = tensors
+                .remove(name)
+                .expect("weight_shapes lists every tensor");
+            with_id(
+                name,
+                Param::from_tensor(Tensor::<2>::from_data(
+                    TensorData::new(w, [shape[0], shape[1]]),
+                    device,
+                )),
+            )
+        };
+        let embed = take2("token_embd.weight");
+        let lm_head = untied.then(|| take2("output.weight"));
+        let blocks = norms
+            .into_iter()
+            .enumerate()
+            .map(|(i, (attn_norm, ffn_norm))| {
+                let n = |s: &str| format!("blk.{i}.{s}.weight");
+                Block {
+                    attn_norm,
+                    wq: take2(&n("attn_q")),
+                    wk: take2(&n("attn_k")),
+                    wv: take2(&n("attn_v")),
+                    wo: take2(&n("attn_output")),
+                    ffn_norm,
+                    w_gate: take2(&n("ffn_gate")),
+                    w_up: take2(&n("ffn_up")),
+                    w_down: take2(&n("ffn_down")),
+                }
+            })
+            .collect();
+        Ok(Self {
+            embed,
+            blocks,
+            norm,
+            lm_head,
+        })
+    }
+
+    /// Every weight with its GGUF name, shape and row-major values (for checkpoints).
+    pub fn weights(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        fn data<const D: usize>(p: &Param<Tensor<D>>) -> (Vec<usize>, Vec<f32>) {
+            let t = p.val();
+            let shape = t.dims().to_vec();
+            (
+                shape,
+                t.into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("weights are f32"),
+            )
+        }
+        let mut out = Vec::new();
+        let mut push =
+            |name: String, (shape, w): (Vec<usize>, Vec<f32>)| out.push((name, shape, w));
+        push("token_embd.weight".into(), data(&self.embed));
+        for (i, b) in self.blocks.iter().enumerate() {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            push(n("attn_norm"), data(&b.attn_norm));
+            push(n("attn_q"), data(&b.wq));
+            push(n("attn_k"), data(&b.wk));
+            push(n("attn_v"), data(&b.wv));
+            push(n("attn_output"), data(&b.wo));
+            push(n("ffn_norm"), data(&b.ffn_norm));
+            push(n("ffn_gate"), data(&b.w_gate));
+            push(n("ffn_up"), data(&b.w_up));
+            push(n("ffn_down"), data(&b.w_down));
+        }
+        push("output_norm.weight".into(), data(&self.norm));
+        if let Some(h) = &self.lm_head {
+            push("output.weight".into(), data(h));
+        }
+        out
     }
 }
 
@@ -180,54 +384,99 @@ pub struct Step<'a> {
     pub all_logits: bool,
 }
 
+/// RoPE angles per row and position, `[batch, 1, seq, head_dim/2]` each: a row's position counts
+/// from its first real token.
+fn rope_tables(
+    cfg: &LlamaConfig,
+    pads: &[usize],
+    start: usize,
+    t: usize,
+    device: &Device,
+) -> (Tensor<4>, Tensor<4>) {
+    let hd = cfg.head_dim();
+    let half = hd / 2;
+    let b = pads.len();
+    let mut cos = Vec::with_capacity(b * t * half);
+    let mut sin = Vec::with_capacity(b * t * half);
+    for &pad in pads {
+        for i in 0..t {
+            let pos = (start + i).saturating_sub(pad) as f64;
+            for k in 0..half {
+                let theta = pos * cfg.rope_base.powf(-2.0 * k as f64 / hd as f64);
+                cos.push(theta.cos() as f32);
+                sin.push(theta.sin() as f32);
+            }
+        }
+    }
+    (
+        Tensor::<4>::from_data(TensorData::new(cos, [b, 1, t, half]), device),
+        Tensor::<4>::from_data(TensorData::new(sin, [b, 1, t, half]), device),
+    )
+}
+
+/// Query i (absolute start+i) may see key j when pad <= j <= start+i. A pad query sees itself,
+/// so no row of scores is all −inf (which would put NaN into the cache or the gradients).
+fn causal_mask(
+    pads: &[usize],
+    start: usize,
+    t: usize,
+    total: usize,
+    device: &Device,
+) -> Tensor<4, Bool> {
+    let b = pads.len();
+    let mut mask = Vec::with_capacity(b * t * total);
+    for &pad in pads {
+        for i in 0..t {
+            let q = start + i;
+            for j in 0..total {
+                let visible = (j >= pad && j <= q) || (q < pad && j == q);
+                mask.push(!visible);
+            }
+        }
+    }
+    Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, total]), device)
+}
+
 impl Llama {
-    /// Runs `step` on top of `cache` (extending it) and returns logits `[batch, seq or 1, vocab]`.
-    pub fn forward(&self, cfg: &LlamaConfig, step: Step<'_>, cache: &mut KvCache, device: &Device) -> Tensor<3> {
-        let b = step.tokens.len();
-        let t = step.tokens[0].len();
-        let start = cache.len;
+    /// The decoder stack on `tokens`: the residual stream `[d, batch·seq]` (feature-major) before
+    /// the final norm. With a cache, keys and values are appended to it and attention reads the
+    /// whole cache; without one (training, scoring) the sequence attends to itself only.
+    fn trunk(
+        &self,
+        cfg: &LlamaConfig,
+        tokens: &[Vec<u32>],
+        pads: &[usize],
+        mut cache: Option<&mut KvCache>,
+        device: &Device,
+    ) -> Tensor<2> {
+        let b = tokens.len();
+        let t = tokens[0].len();
+        let start = cache.as_ref().map_or(0, |c| c.len);
         let total = start + t;
-        assert!(total <= cache.capacity, "KV cache too small: {total} > {}", cache.capacity);
+        if let Some(c) = &cache {
+            assert!(
+                total <= c.capacity,
+                "KV cache too small: {total} > {}",
+                c.capacity
+            );
+        }
         let (h, kvh, hd) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim());
 
-        let ids: Vec<i64> = step.tokens.iter().flat_map(|r| r.iter().map(|&x| x as i64)).collect();
+        let ids: Vec<i64> = tokens
+            .iter()
+            .flat_map(|r| r.iter().map(|&x| x as i64))
+            .collect();
         let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [b * t]), device);
         let x = self.embed.val().select(0, ids);
-
-        // RoPE angles per row and position: a row's position counts from its first real token.
-        let half = hd / 2;
-        let mut cos = Vec::with_capacity(b * t * half);
-        let mut sin = Vec::with_capacity(b * t * half);
-        for &pad in step.pads {
-            for i in 0..t {
-                let pos = (start + i).saturating_sub(pad) as f64;
-                for k in 0..half {
-                    let theta = pos * cfg.rope_base.powf(-2.0 * k as f64 / hd as f64);
-                    cos.push(theta.cos() as f32);
-                    sin.push(theta.sin() as f32);
-                }
-            }
-        }
-        let cos = Tensor::<4>::from_data(TensorData::new(cos, [b, 1, t, half]), device);
-        let sin = Tensor::<4>::from_data(TensorData::new(sin, [b, 1, t, half]), device);
-
-        // Mask: query i (absolute start+i) may see key j when pad <= j <= start+i. A pad query
-        // sees itself, so no row of scores is all −inf (which would put NaN into the cache).
-        let mut mask = Vec::with_capacity(b * t * total);
-        for &pad in step.pads {
-            for i in 0..t {
-                let q = start + i;
-                for j in 0..total {
-                    let visible = (j >= pad && j <= q) || (q < pad && j == q);
-                    mask.push(!visible);
-                }
-            }
-        }
-        let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, total]), device);
+        let (cos, sin) = rope_tables(cfg, pads, start, t, device);
+        let mask = causal_mask(pads, start, t, total, device);
         let scale = 1.0 / (hd as f64).sqrt();
         let group = h / kvh;
         // The mask per row of the grouped score matrix: rows are (group member, position).
-        let group_mask = mask.reshape([b, 1, 1, t, total]).expand([b, kvh, group, t, total]).reshape([b, kvh, group * t, total]);
+        let group_mask = mask
+            .reshape([b, 1, 1, t, total])
+            .expand([b, kvh, group, t, total])
+            .reshape([b, kvh, group * t, total]);
         let placeholder = Tensor::<4>::zeros([1, 1, 1, 1], device);
 
         // Hidden states are feature-major, [d, batch·seq]: each projection is one W·x GEMM that
@@ -237,26 +486,45 @@ impl Llama {
         for (layer, blk) in self.blocks.iter().enumerate() {
             let xn = rms_norm(x.clone(), &blk.attn_norm, cfg.rms_eps);
             // Token-major for attention: [n, features] → [b, heads, t, hd].
-            let heads = |w: &Param<Tensor<2>>, nh: usize| blk_proj(w, xn.clone()).transpose().reshape([b, t, nh, hd]).swap_dims(1, 2);
+            let heads = |w: &Param<Tensor<2>>, nh: usize| {
+                blk_proj(w, xn.clone())
+                    .transpose()
+                    .reshape([b, t, nh, hd])
+                    .swap_dims(1, 2)
+            };
             let q = rope(heads(&blk.wq, h), &cos, &sin);
             let k = rope(heads(&blk.wk, kvh), &cos, &sin);
             let v = heads(&blk.wv, kvh);
-            // Take the cache tensors out so each is uniquely owned: slice_assign can then write in
-            // place instead of copying the whole cache every layer and step.
-            let (ck, cv) = &mut cache.layers[layer];
-            let k_all = std::mem::replace(ck, placeholder.clone()).slice_assign([0..b, 0..kvh, start..total, 0..hd], k);
-            let v_all = std::mem::replace(cv, placeholder.clone()).slice_assign([0..b, 0..kvh, start..total, 0..hd], v);
-            let keys = k_all.clone().narrow(2, 0, total);
-            let vals = v_all.clone().narrow(2, 0, total);
-            *ck = k_all;
-            *cv = v_all;
+            let (keys, vals) = match cache.as_deref_mut() {
+                Some(cache) => {
+                    // Take the cache tensors out so each is uniquely owned: slice_assign can then
+                    // write in place instead of copying the whole cache every layer and step.
+                    let (ck, cv) = &mut cache.layers[layer];
+                    let k_all = std::mem::replace(ck, placeholder.clone())
+                        .slice_assign([0..b, 0..kvh, start..total, 0..hd], k);
+                    let v_all = std::mem::replace(cv, placeholder.clone())
+                        .slice_assign([0..b, 0..kvh, start..total, 0..hd], v);
+                    let kv = (
+                        k_all.clone().narrow(2, 0, total),
+                        v_all.clone().narrow(2, 0, total),
+                    );
+                    *ck = k_all;
+                    *cv = v_all;
+                    kv
+                }
+                None => (k, v),
+            };
             // Grouped-query attention without copying keys per query head: query head j reads KV
             // head j / group, so the group's queries stack along the row axis.
             let q = q.reshape([b, kvh, group * t, hd]);
             let scores = q.matmul(keys.swap_dims(2, 3)).mul_scalar(scale); // [b, kvh, group·t, total]
             let scores = scores.mask_fill(group_mask.clone(), f32::NEG_INFINITY);
             let attn = softmax(scores, 3).matmul(vals); // [b, kvh, group·t, hd]
-            let attn = attn.reshape([b, h, t, hd]).swap_dims(1, 2).reshape([n, cfg.d_model]).transpose();
+            let attn = attn
+                .reshape([b, h, t, hd])
+                .swap_dims(1, 2)
+                .reshape([n, cfg.d_model])
+                .transpose();
             x = x + blk_proj(&blk.wo, attn);
 
             let xn = rms_norm(x.clone(), &blk.ffn_norm, cfg.rms_eps);
@@ -264,17 +532,59 @@ impl Llama {
             let up = blk_proj(&blk.w_up, xn);
             x = x + blk_proj(&blk.w_down, gate * up);
         }
-        cache.len = total;
+        if let Some(c) = cache {
+            c.len = total;
+        }
+        x
+    }
+
+    /// Runs `step` on top of `cache` (extending it) and returns logits `[batch, seq or 1, vocab]`.
+    pub fn forward(
+        &self,
+        cfg: &LlamaConfig,
+        step: Step<'_>,
+        cache: &mut KvCache,
+        device: &Device,
+    ) -> Tensor<3> {
+        let (b, t) = (step.tokens.len(), step.tokens[0].len());
+        let x = self.trunk(cfg, step.tokens, step.pads, Some(cache), device);
         // Logits for the last position of each row, or all positions.
         let x = if step.all_logits {
             x
         } else {
             let last: Vec<i64> = (0..b).map(|r| (r * t + t - 1) as i64).collect();
-            x.select(1, Tensor::<1, Int>::from_data(TensorData::new(last, [b]), device))
+            x.select(
+                1,
+                Tensor::<1, Int>::from_data(TensorData::new(last, [b]), device),
+            )
         };
         let rows = if step.all_logits { t } else { 1 };
         let x = rms_norm(x, &self.norm, cfg.rms_eps);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         blk_proj(head, x).transpose().reshape([b, rows, cfg.vocab])
+    }
+
+    /// Final-normed hidden states `[batch, seq, d]` of left-padded `tokens`, without a cache:
+    /// the differentiable path of training, and the input of value heads.
+    pub fn hidden(
+        &self,
+        cfg: &LlamaConfig,
+        tokens: &[Vec<u32>],
+        pads: &[usize],
+        device: &Device,
+    ) -> Tensor<3> {
+        let (b, t) = (tokens.len(), tokens[0].len());
+        let x = rms_norm(
+            self.trunk(cfg, tokens, pads, None, device),
+            &self.norm,
+            cfg.rms_eps,
+        );
+        x.transpose().reshape([b, t, cfg.d_model])
+    }
+
+    /// Logits `[batch, seq, vocab]` of hidden states from [`Llama::hidden`].
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed).val();
+        hidden.matmul(head.transpose().unsqueeze::<3>())
     }
 }

@@ -38,37 +38,58 @@ pub struct TextTokenizer {
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextTokenizer").field("vocab_size", &self.vocab_size).field("bos", &self.bos).field("eos", &self.eos).finish()
+        f.debug_struct("TextTokenizer")
+            .field("vocab_size", &self.vocab_size)
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .finish()
     }
 }
 
 fn strings(v: &Value, key: &str) -> Result<Vec<String>, GgufError> {
     v.as_array()
-        .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
-        .ok_or_else(|| GgufError::Metadata { key: key.into(), msg: "not an array of strings".into() })
+        .and_then(|a| {
+            a.iter()
+                .map(|x| x.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or_else(|| GgufError::Metadata {
+            key: key.into(),
+            msg: "not an array of strings".into(),
+        })
 }
 
 impl TextTokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Self, TokenizerError> {
         let model = g.meta_str("tokenizer.ggml.model")?;
         if model != "gpt2" {
-            return Err(TokenizerError::Build(format!("tokenizer.ggml.model `{model}` is not supported (gpt2 BPE is)")));
+            return Err(TokenizerError::Build(format!(
+                "tokenizer.ggml.model `{model}` is not supported (gpt2 BPE is)"
+            )));
         }
         let pre = g.meta_str("tokenizer.ggml.pre").unwrap_or("default");
         let tokens = strings(g.meta("tokenizer.ggml.tokens")?, "tokenizer.ggml.tokens")?;
-        let merges: Vec<(String, String)> = strings(g.meta("tokenizer.ggml.merges")?, "tokenizer.ggml.merges")?
-            .into_iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| TokenizerError::Build(format!("merge `{m}` has no space")))
-            })
-            .collect::<Result<_, _>>()?;
+        let merges: Vec<(String, String)> =
+            strings(g.meta("tokenizer.ggml.merges")?, "tokenizer.ggml.merges")?
+                .into_iter()
+                .map(|m| {
+                    m.split_once(' ')
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .ok_or_else(|| TokenizerError::Build(format!("merge `{m}` has no space")))
+                })
+                .collect::<Result<_, _>>()?;
         let types: Vec<u64> = match g.metadata.get("tokenizer.ggml.token_type") {
-            Some(v) => v.as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(1)).collect()).unwrap_or_default(),
+            Some(v) => v
+                .as_array()
+                .map(|a| a.iter().map(|x| x.as_u64().unwrap_or(1)).collect())
+                .unwrap_or_default(),
             None => Vec::new(),
         };
-        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         let build = |with_special: bool| -> Result<Tokenizer, TokenizerError> {
             let bpe = BPE::builder()
                 .vocab_and_merges(vocab.clone(), merges.clone())
@@ -80,7 +101,11 @@ impl TextTokenizer {
                 // SmolLM: digits one by one, then GPT-2 byte-level without a prefix space.
                 "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
                 "gpt2" | "default" => byte_level.into(),
-                other => return Err(TokenizerError::Build(format!("pre-tokenizer `{other}` is not supported (smollm, gpt2 are)"))),
+                other => {
+                    return Err(TokenizerError::Build(format!(
+                        "pre-tokenizer `{other}` is not supported (smollm, gpt2 are)"
+                    )))
+                }
             };
             t.with_pre_tokenizer(Some(pre_tok));
             t.with_decoder(Some(ByteLevelDecoder::default()));
@@ -101,37 +126,196 @@ impl TextTokenizer {
             bos: g.meta_u64("tokenizer.ggml.bos_token_id")? as u32,
             eos: g.meta_u64("tokenizer.ggml.eos_token_id")? as u32,
             vocab_size: tokens.len(),
-            chat_template: g.metadata.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string),
+            chat_template: g
+                .metadata
+                .get("tokenizer.chat_template")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            tokens,
+        })
+    }
+
+    /// A byte-level tokenizer without merges (one token per byte, then `<|endoftext|>`,
+    /// `<|im_start|>`, `<|im_end|>`) and a ChatML template: the vocabulary of tiny models trained
+    /// from scratch, pre-tokenized like SmolLM.
+    pub fn byte_level() -> Result<Self, TokenizerError> {
+        let mut tokens: Vec<String> = {
+            let mut a: Vec<char> = ByteLevel::alphabet().into_iter().collect();
+            a.sort_unstable();
+            a.into_iter().map(String::from).collect()
+        };
+        let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+        tokens.extend(specials.iter().map(|s| s.to_string()));
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let build = |with_special: bool| -> Result<Tokenizer, TokenizerError> {
+            let bpe = BPE::builder()
+                .vocab_and_merges(vocab.clone(), Vec::new())
+                .build()
+                .map_err(|e| TokenizerError::Build(e.to_string()))?;
+            let mut t = Tokenizer::new(bpe);
+            let pre: PreTokenizerWrapper = Sequence::new(vec![
+                Digits::new(true).into(),
+                ByteLevel::new(false, true, true).into(),
+            ])
+            .into();
+            t.with_pre_tokenizer(Some(pre));
+            t.with_decoder(Some(ByteLevelDecoder::default()));
+            if with_special {
+                t.add_special_tokens(
+                    &specials
+                        .iter()
+                        .map(|s| AddedToken::from(s.to_string(), true))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            Ok(t)
+        };
+        let id = |s: &str| tokens.iter().position(|t| t == s).expect("special listed") as u32;
+        Ok(Self {
+            special: build(true)?,
+            plain: build(false)?,
+            bos: id("<|im_start|>"),
+            eos: id("<|im_end|>"),
+            vocab_size: tokens.len(),
+            chat_template: Some(include_str!("../../../prompts/chat/chatml.j2").to_string()),
+            tokens,
+        })
+    }
+
+    /// Writes `tokenizer.json` and `tokenizer_config.json` (chat template, BOS/EOS) as
+    /// `transformers` reads them.
+    pub fn save_hf(&self, dir: &std::path::Path) -> Result<(), TokenizerError> {
+        let io = |e: std::io::Error| TokenizerError::Build(e.to_string());
+        self.special
+            .save(dir.join("tokenizer.json"), false)
+            .map_err(|e| TokenizerError::Build(e.to_string()))?;
+        let cfg = serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": self.tokens[self.bos as usize],
+            "eos_token": self.tokens[self.eos as usize],
+            "pad_token": self.tokens[self.eos as usize],
+            "chat_template": self.chat_template,
+            "add_bos_token": false,
+            "clean_up_tokenization_spaces": false,
+        });
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            serde_json::to_string_pretty(&cfg).expect("json"),
+        )
+        .map_err(io)
+    }
+
+    /// Reads `tokenizer.json` and `tokenizer_config.json` from a checkpoint directory.
+    pub fn from_hf_dir(dir: &std::path::Path) -> Result<Self, TokenizerError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            TokenizerError::Build(format!("{}: {e}", dir.join(what).display()))
+        };
+        let text = std::fs::read_to_string(dir.join("tokenizer.json"))
+            .map_err(|e| bad("tokenizer.json", &e))?;
+        let special: Tokenizer = text.parse().map_err(|e| bad("tokenizer.json", &e))?;
+        // The same tokenizer with control markers as plain text: drop its added tokens.
+        let mut v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad("tokenizer.json", &e))?;
+        v["added_tokens"] = serde_json::Value::Array(Vec::new());
+        let plain: Tokenizer = v
+            .to_string()
+            .parse()
+            .map_err(|e| bad("tokenizer.json", &e))?;
+        let cfg: serde_json::Value =
+            match std::fs::read_to_string(dir.join("tokenizer_config.json")) {
+                Ok(t) => serde_json::from_str(&t).map_err(|e| bad("tokenizer_config.json", &e))?,
+                Err(_) => serde_json::Value::Null,
+            };
+        let vocab = special.get_vocab(true);
+        let size = vocab.values().map(|&i| i as usize + 1).max().unwrap_or(0);
+        let mut tokens = vec![String::new(); size];
+        for (t, i) in vocab {
+            tokens[i as usize] = t;
+        }
+        // Special tokens are strings or {"content": …} objects in tokenizer_config.json.
+        let id_of = |key: &str| -> Result<u32, TokenizerError> {
+            let s = cfg.get(key).and_then(|v| {
+                v.as_str()
+                    .or_else(|| v.get("content").and_then(|c| c.as_str()))
+            });
+            let s =
+                s.ok_or_else(|| bad("tokenizer_config.json", &format!("`{key}` is missing")))?;
+            special.token_to_id(s).ok_or_else(|| {
+                bad(
+                    "tokenizer_config.json",
+                    &format!("`{key}` {s:?} is not in the vocabulary"),
+                )
+            })
+        };
+        let eos = id_of("eos_token")?;
+        Ok(Self {
+            bos: id_of("bos_token").unwrap_or(eos),
+            eos,
+            vocab_size: size,
+            chat_template: cfg
+                .get("chat_template")
+                .and_then(|c| c.as_str())
+                .map(str::to_string),
+            special,
+            plain,
             tokens,
         })
     }
 
     /// Token ids of `text`; with `parse_special`, `<|…|>` control markers become their tokens.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, TokenizerError> {
-        let t = if parse_special { &self.special } else { &self.plain };
-        let enc = t.encode(text, false).map_err(|e| TokenizerError::Build(e.to_string()))?;
+        let t = if parse_special {
+            &self.special
+        } else {
+            &self.plain
+        };
+        let enc = t
+            .encode(text, false)
+            .map_err(|e| TokenizerError::Build(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of `ids`, control tokens included as written.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
-        self.special.decode(ids, false).map_err(|e| TokenizerError::Build(e.to_string()))
+        self.special
+            .decode(ids, false)
+            .map_err(|e| TokenizerError::Build(e.to_string()))
     }
 
     /// The raw vocabulary entry of one id (byte-level form), for logprob reports.
     pub fn token_text(&self, id: u32) -> String {
-        self.decode(&[id]).unwrap_or_else(|_| self.tokens.get(id as usize).cloned().unwrap_or_default())
+        self.decode(&[id])
+            .unwrap_or_else(|_| self.tokens.get(id as usize).cloned().unwrap_or_default())
     }
 
     /// Renders `messages` with the model's own chat template (`tokenizer.chat_template`).
-    pub fn render_chat<M: Serialize>(&self, messages: &[M], add_generation_prompt: bool) -> Result<String, TokenizerError> {
-        let src = self.chat_template.as_deref().ok_or_else(|| TokenizerError::Template("the model has no tokenizer.chat_template".into()))?;
+    pub fn render_chat<M: Serialize>(
+        &self,
+        messages: &[M],
+        add_generation_prompt: bool,
+    ) -> Result<String, TokenizerError> {
+        let src = self.chat_template.as_deref().ok_or_else(|| {
+            TokenizerError::Template("the model has no tokenizer.chat_template".into())
+        })?;
         let mut env = Environment::new();
-        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
-        env.add_template("chat", src).map_err(|e| TokenizerError::Template(e.to_string()))?;
-        let tpl = env.get_template("chat").map_err(|e| TokenizerError::Template(e.to_string()))?;
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template("chat", src)
+            .map_err(|e| TokenizerError::Template(e.to_string()))?;
+        let tpl = env
+            .get_template("chat")
+            .map_err(|e| TokenizerError::Template(e.to_string()))?;
         tpl.render(minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,

@@ -9,7 +9,11 @@ use arbor_model::{EmbeddedBackend, EmbeddedModel, GenerateOptions};
 use burn::tensor::Device;
 
 fn load() -> EmbeddedModel {
-    EmbeddedModel::load(&resolve_model(None).unwrap_or_else(|e| panic!("{e}")), Device::flex()).unwrap()
+    EmbeddedModel::load(
+        &resolve_model(None).unwrap_or_else(|e| panic!("{e}")),
+        Device::flex(),
+    )
+    .unwrap()
 }
 
 fn chat(q: &str, params: SamplingParams) -> LlmRequest {
@@ -19,8 +23,19 @@ fn chat(q: &str, params: SamplingParams) -> LlmRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_are_batched_without_changing_answers() {
     let backend = Arc::new(EmbeddedBackend::start(load(), 8));
-    let greedy = SamplingParams { temperature: Some(0.0), max_tokens: Some(8), ..Default::default() };
-    let questions = ["What is 2+2?", "Name a colour.", "Say hello.", "What is the capital of Italy?", "Count to three.", "Who wrote Hamlet?"];
+    let greedy = SamplingParams {
+        temperature: Some(0.0),
+        max_tokens: Some(8),
+        ..Default::default()
+    };
+    let questions = [
+        "What is 2+2?",
+        "Name a colour.",
+        "Say hello.",
+        "What is the capital of Italy?",
+        "Count to three.",
+        "Who wrote Hamlet?",
+    ];
     // One at a time first: the reference answers.
     let mut alone = Vec::new();
     for q in questions {
@@ -39,9 +54,17 @@ async fn concurrent_callers_are_batched_without_changing_answers() {
         together[i] = Some(c);
     }
     let batches = backend.batches() - before;
-    assert!(batches < questions.len() as u64, "{batches} batches for {} concurrent requests", questions.len());
+    assert!(
+        batches < questions.len() as u64,
+        "{batches} batches for {} concurrent requests",
+        questions.len()
+    );
     for (a, t) in alone.iter().zip(&together) {
-        assert_eq!(a.choices[0].text, t.as_ref().unwrap().choices[0].text, "batching changed a greedy answer");
+        assert_eq!(
+            a.choices[0].text,
+            t.as_ref().unwrap().choices[0].text,
+            "batching changed a greedy answer"
+        );
     }
     let s = backend.stats().unwrap();
     assert_eq!(s.requests, 12);
@@ -51,23 +74,50 @@ async fn concurrent_callers_are_batched_without_changing_answers() {
 #[tokio::test]
 async fn samples_seeds_logprobs_and_stops() {
     let backend = EmbeddedBackend::start(load(), 8);
-    let sampled = SamplingParams { n: 4, temperature: Some(1.0), seed: Some(3), max_tokens: Some(12), logprobs: true, top_logprobs: 3, ..Default::default() };
-    let a = backend.generate(&chat("Write a short poem.", sampled.clone())).await.unwrap();
-    let b = backend.generate(&chat("Write a short poem.", sampled)).await.unwrap();
+    let sampled = SamplingParams {
+        n: 4,
+        temperature: Some(1.0),
+        seed: Some(3),
+        max_tokens: Some(12),
+        logprobs: true,
+        top_logprobs: 3,
+        ..Default::default()
+    };
+    let a = backend
+        .generate(&chat("Write a short poem.", sampled.clone()))
+        .await
+        .unwrap();
+    let b = backend
+        .generate(&chat("Write a short poem.", sampled))
+        .await
+        .unwrap();
     assert_eq!(a.choices.len(), 4);
     assert_eq!(a.choices, b.choices, "same seed, same samples");
     let distinct: std::collections::HashSet<_> = a.choices.iter().map(|c| &c.text).collect();
     assert!(distinct.len() >= 2, "4 samples all equal");
     for c in &a.choices {
         let lp = c.logprobs.as_ref().unwrap();
-        assert!(lp.iter().all(|t| t.logprob <= 0.0 && t.top.len() == 3 && t.top[0].logprob >= t.top[2].logprob));
+        assert!(lp
+            .iter()
+            .all(|t| t.logprob <= 0.0 && t.top.len() == 3 && t.top[0].logprob >= t.top[2].logprob));
         if c.finish_reason == FinishReason::Length {
             assert_eq!(lp.len(), 12);
-            assert_eq!(lp.iter().map(|t| t.token.as_str()).collect::<String>(), c.text);
+            assert_eq!(
+                lp.iter().map(|t| t.token.as_str()).collect::<String>(),
+                c.text
+            );
         }
     }
-    let stop = SamplingParams { temperature: Some(0.0), max_tokens: Some(40), stop: vec!["\n".into()], ..Default::default() };
-    let c = backend.generate(&chat("List three fruits, one per line.", stop)).await.unwrap();
+    let stop = SamplingParams {
+        temperature: Some(0.0),
+        max_tokens: Some(40),
+        stop: vec!["\n".into()],
+        ..Default::default()
+    };
+    let c = backend
+        .generate(&chat("List three fruits, one per line.", stop))
+        .await
+        .unwrap();
     assert!(!c.text().contains('\n'), "{:?}", c.text());
     assert_eq!(c.choices[0].finish_reason, FinishReason::Stop);
 }
@@ -75,9 +125,21 @@ async fn samples_seeds_logprobs_and_stops() {
 #[test]
 fn teacher_forced_scores_agree_with_decoding() {
     let m = load();
-    let prompt = m.tokenizer.encode("The three primary colours are", true).unwrap();
-    let opts = GenerateOptions { max_tokens: 10, temperature: 0.7, seed: 5, ..Default::default() };
-    let g = m.generate_batch(std::slice::from_ref(&prompt), &[opts]).unwrap().remove(0).remove(0);
+    let prompt = m
+        .tokenizer
+        .encode("The three primary colours are", true)
+        .unwrap();
+    let opts = GenerateOptions {
+        max_tokens: 10,
+        temperature: 0.7,
+        seed: 5,
+        ..Default::default()
+    };
+    let g = m
+        .generate_batch(std::slice::from_ref(&prompt), &[opts])
+        .unwrap()
+        .remove(0)
+        .remove(0);
     let s = m.score(&prompt, &g.ids, 2).unwrap();
     assert_eq!(s.logprobs.len(), g.ids.len());
     for (a, b) in s.logprobs.iter().zip(&g.logprobs) {

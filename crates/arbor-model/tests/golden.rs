@@ -10,9 +10,18 @@ use burn::tensor::Device;
 use serde_json::Value;
 
 fn golden(name: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden/smollm2").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (../shared must sit beside the repository)", path.display()));
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/golden/smollm2")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (../shared must sit beside the repository)",
+            path.display()
+        )
+    });
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn model() -> &'static EmbeddedModel {
@@ -24,7 +33,11 @@ fn model() -> &'static EmbeddedModel {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
@@ -34,21 +47,38 @@ fn tokenizer_reproduces_llama_cpp() {
     for case in golden("tokenizer_cases.jsonl") {
         let text = case["text"].as_str().unwrap();
         let want = ids(&case["ids"]);
-        let got = m.tokenizer.encode(text, case["parse_special"].as_bool().unwrap()).unwrap();
+        let got = m
+            .tokenizer
+            .encode(text, case["parse_special"].as_bool().unwrap())
+            .unwrap();
         if got != want {
-            failures.push(format!("{text:?} (special {}): got {got:?}, want {want:?}", case["parse_special"]));
+            failures.push(format!(
+                "{text:?} (special {}): got {got:?}, want {want:?}",
+                case["parse_special"]
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn chat_template_renders_like_the_reference() {
     let m = model();
     for case in golden("forward_cases.jsonl") {
-        let rendered = m.tokenizer.render_chat(case["messages"].as_array().unwrap(), true).unwrap();
+        let rendered = m
+            .tokenizer
+            .render_chat(case["messages"].as_array().unwrap(), true)
+            .unwrap();
         assert_eq!(rendered, case["rendered"].as_str().unwrap());
-        assert_eq!(m.tokenizer.encode(&rendered, true).unwrap(), ids(&case["prompt_ids"]));
+        assert_eq!(
+            m.tokenizer.encode(&rendered, true).unwrap(),
+            ids(&case["prompt_ids"])
+        );
     }
 }
 
@@ -67,7 +97,12 @@ fn logprobs_match_the_float32_reference() {
             for (id, lp) in ids(&t["ids"]).iter().zip(t["logprobs"].as_array().unwrap()) {
                 let diff = (lps[p][*id as usize] - lp.as_f64().unwrap() as f32).abs();
                 worst = worst.max(diff);
-                assert!(diff < 1e-3, "case {c} position {p} token {id}: {} vs {}", lps[p][*id as usize], lp);
+                assert!(
+                    diff < 1e-3,
+                    "case {c} position {p} token {id}: {} vs {}",
+                    lps[p][*id as usize],
+                    lp
+                );
             }
         }
     }
@@ -79,11 +114,20 @@ fn greedy_decoding_reproduces_the_reference() {
     let m = model();
     let cases = golden("forward_cases.jsonl");
     let prompts: Vec<Vec<u32>> = cases.iter().map(|c| ids(&c["prompt_ids"])).collect();
-    let opts = vec![GenerateOptions { max_tokens: 24, ..Default::default() }; prompts.len()];
+    let opts = vec![
+        GenerateOptions {
+            max_tokens: 24,
+            ..Default::default()
+        };
+        prompts.len()
+    ];
     // All five at once: the batch is left-padded, so this also checks that padding is inert.
     let out = m.generate_batch(&prompts, &opts).unwrap();
     for (c, case) in cases.iter().enumerate() {
-        let want: Vec<u32> = ids(&case["reference_greedy_ids"]).into_iter().take_while(|&t| t != 2).collect();
+        let want: Vec<u32> = ids(&case["reference_greedy_ids"])
+            .into_iter()
+            .take_while(|&t| t != 2)
+            .collect();
         assert_eq!(out[c][0].ids, want, "case {c}");
     }
 }

@@ -100,10 +100,26 @@ pub struct SynthConfig {
 impl Default for SynthConfig {
     fn default() -> Self {
         Self {
-            target: RoleConfig { temperature: Some(0.9), max_tokens: Some(512), ..Default::default() },
-            judge: RoleConfig { temperature: Some(0.0), max_tokens: Some(512), ..Default::default() },
-            reward: RoleConfig { temperature: Some(0.0), max_tokens: Some(256), ..Default::default() },
-            optimizer: RoleConfig { temperature: Some(0.7), max_tokens: Some(768), ..Default::default() },
+            target: RoleConfig {
+                temperature: Some(0.9),
+                max_tokens: Some(512),
+                ..Default::default()
+            },
+            judge: RoleConfig {
+                temperature: Some(0.0),
+                max_tokens: Some(512),
+                ..Default::default()
+            },
+            reward: RoleConfig {
+                temperature: Some(0.0),
+                max_tokens: Some(256),
+                ..Default::default()
+            },
+            optimizer: RoleConfig {
+                temperature: Some(0.7),
+                max_tokens: Some(768),
+                ..Default::default()
+            },
             reward_kind: RewardKind::Judge,
             candidates: 4,
             rounds: 3,
@@ -165,9 +181,14 @@ mod tests {
 
     #[test]
     fn a_typo_names_the_field() {
-        let e = toml::from_str::<SynthConfig>("candidate = 3").unwrap_err().to_string();
+        let e = toml::from_str::<SynthConfig>("candidate = 3")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("candidate"), "{e}");
-        let c: SynthConfig = toml::from_str("candidates = 3\n[target]\nmodel = \"m\"\nurl = \"http://127.0.0.1:1/v1\"").unwrap();
+        let c: SynthConfig = toml::from_str(
+            "candidates = 3\n[target]\nmodel = \"m\"\nurl = \"http://127.0.0.1:1/v1\"",
+        )
+        .unwrap();
         assert_eq!(c.candidates, 3);
         assert_eq!(c.target.model.as_deref(), Some("m"));
         assert_eq!(c.rounds, 3);

@@ -75,7 +75,8 @@ pub async fn run(
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
 ) -> Result<(Vec<ItemRecord>, bool), String> {
-    let (mut journal, old) = Journal::open(journal_path, resume).map_err(|e| format!("{}: {e}", journal_path.display()))?;
+    let (mut journal, old) = Journal::open(journal_path, resume)
+        .map_err(|e| format!("{}: {e}", journal_path.display()))?;
     let pool = Arc::new(PromptPool::new(items.len(), cfg.pool_epoch));
     let mut done = vec![false; items.len()];
     for r in &old {
@@ -93,14 +94,39 @@ pub async fn run(
     let (reward_tx, reward_rx) = mpsc::channel(cap);
     let (optimizer_tx, optimizer_rx) = mpsc::channel(cap);
     let (sink_tx, mut sink_rx) = mpsc::channel::<ItemRecord>(cap);
-    let stages = Stages { target: target_tx, judge: judge_tx, reward: reward_tx, optimizer: optimizer_tx, sink: sink_tx };
-    let shared = Arc::new(Shared { cfg: cfg.clone(), players, progress: progress.clone() });
+    let stages = Stages {
+        target: target_tx,
+        judge: judge_tx,
+        reward: reward_tx,
+        optimizer: optimizer_tx,
+        sink: sink_tx,
+    };
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        players,
+        progress: progress.clone(),
+    });
 
     let mut actors = tokio::task::JoinSet::new();
-    actors.spawn(stage(target_rx, shared.clone(), stages.clone(), target_move));
+    actors.spawn(stage(
+        target_rx,
+        shared.clone(),
+        stages.clone(),
+        target_move,
+    ));
     actors.spawn(stage(judge_rx, shared.clone(), stages.clone(), judge_move));
-    actors.spawn(stage(reward_rx, shared.clone(), stages.clone(), reward_move));
-    actors.spawn(stage(optimizer_rx, shared.clone(), stages.clone(), optimizer_move));
+    actors.spawn(stage(
+        reward_rx,
+        shared.clone(),
+        stages.clone(),
+        reward_move,
+    ));
+    actors.spawn(stage(
+        optimizer_rx,
+        shared.clone(),
+        stages.clone(),
+        optimizer_move,
+    ));
 
     // The sink: journal (one fsync per batch of whatever is queued), then count.
     let sink_pool = pool.clone();
@@ -152,16 +178,38 @@ pub async fn run(
                     strict_error = Some(bad.cause);
                     break;
                 }
-                let rec = dead_record(bad.index, format!("row-{}", bad.line), 0, bad.cause, Some(bad.line), None);
+                let rec = dead_record(
+                    bad.index,
+                    format!("row-{}", bad.line),
+                    0,
+                    bad.cause,
+                    Some(bad.line),
+                    None,
+                );
                 if stages.sink.send(rec).await.is_err() {
                     break;
                 }
             }
             Ok(item) => {
                 // Without the gate there is no feedback, so no prompt ever changes.
-                let prompts = if cfg.no_gate { PromptPair::initial() } else { pool.start(item.index).await };
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                let w = Work { item: Arc::new(item), round: 0, prompts, candidates: Vec::new(), judgement: None, feedback: None, history: Vec::new(), _permit: permit };
+                let prompts = if cfg.no_gate {
+                    PromptPair::initial()
+                } else {
+                    pool.start(item.index).await
+                };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let w = Work {
+                    item: Arc::new(item),
+                    round: 0,
+                    prompts,
+                    candidates: Vec::new(),
+                    judgement: None,
+                    feedback: None,
+                    history: Vec::new(),
+                    _permit: permit,
+                };
                 if stages.target.send(w).await.is_err() {
                     break;
                 }
@@ -202,32 +250,70 @@ async fn stage(mut rx: mpsc::Receiver<Work>, shared: Arc<Shared>, stages: Stages
     }
 }
 
-fn dead_record(index: usize, id: String, rounds: u32, cause: String, line: Option<usize>, input: Option<Value>) -> ItemRecord {
-    ItemRecord { index, id, status: Status::Dead, rounds, cause: Some(cause), line, rows: vec![], provenance: vec![], wins: vec![], judge_scores: vec![], reward_scores: vec![], rankings_agree: None, input }
+fn dead_record(
+    index: usize,
+    id: String,
+    rounds: u32,
+    cause: String,
+    line: Option<usize>,
+    input: Option<Value>,
+) -> ItemRecord {
+    ItemRecord {
+        index,
+        id,
+        status: Status::Dead,
+        rounds,
+        cause: Some(cause),
+        line,
+        rows: vec![],
+        provenance: vec![],
+        wins: vec![],
+        judge_scores: vec![],
+        reward_scores: vec![],
+        rankings_agree: None,
+        input,
+    }
 }
 
 /// A round failed: run the next one with the same prompts, or give the item up.
 async fn failed(sh: &Shared, st: &Stages, mut w: Work, err: MoveError) {
     tracing::debug!(item = %w.item.id, round = w.round, "{err}");
-    w.history.push(json!({"round": w.round, "error": err.to_string()}));
+    w.history
+        .push(json!({"round": w.round, "error": err.to_string()}));
     if w.round + 1 < sh.cfg.rounds {
         w.round += 1;
         sh.progress.retries.fetch_add(1, Ordering::Relaxed);
         let _ = st.target.send(w).await;
     } else {
         let input = serde_json::to_value(&*w.item).ok();
-        let mut rec = dead_record(w.item.index, w.item.id.clone(), w.round + 1, err.to_string(), None, input);
+        let mut rec = dead_record(
+            w.item.index,
+            w.item.id.clone(),
+            w.round + 1,
+            err.to_string(),
+            None,
+            input,
+        );
         rec.provenance = vec![json!({"item_id": w.item.id, "history": w.history})];
         let _ = st.sink.send(rec).await;
     }
 }
 
 /// The gate (or the judge) turned the round down: optimize and retry, or gate the item out.
-async fn rejected(sh: &Shared, st: &Stages, mut w: Work, reason: &str, verdicts: Vec<RewardVerdict>) {
+async fn rejected(
+    sh: &Shared,
+    st: &Stages,
+    mut w: Work,
+    reason: &str,
+    verdicts: Vec<RewardVerdict>,
+) {
     let j = w.judgement.as_ref();
     w.history.push(json!({"round": w.round, "rejected": reason, "scores": j.map(|j| j.scores.clone()), "reward": verdicts,
                           "prompts": {"target": w.prompts.target.id, "judge": w.prompts.judge.id}}));
-    w.feedback = Some(verdicts.first().cloned().unwrap_or(RewardVerdict { score: 0.0, critique: reason.to_string() }));
+    w.feedback = Some(verdicts.first().cloned().unwrap_or(RewardVerdict {
+        score: 0.0,
+        critique: reason.to_string(),
+    }));
     if w.round + 1 < sh.cfg.rounds && !sh.cfg.no_gate {
         sh.progress.retries.fetch_add(1, Ordering::Relaxed);
         let _ = st.optimizer.send(w).await;
@@ -259,9 +345,17 @@ async fn rejected(sh: &Shared, st: &Stages, mut w: Work, reason: &str, verdicts:
     let _ = st.sink.send(rec).await;
 }
 
-fn target_move(sh: Arc<Shared>, st: Stages, mut w: Work) -> futures::future::BoxFuture<'static, ()> {
+fn target_move(
+    sh: Arc<Shared>,
+    st: Stages,
+    mut w: Work,
+) -> futures::future::BoxFuture<'static, ()> {
     Box::pin(async move {
-        match sh.players.sample(&sh.cfg, &w.item, &w.prompts, w.round).await {
+        match sh
+            .players
+            .sample(&sh.cfg, &w.item, &w.prompts, w.round)
+            .await
+        {
             Ok(c) => {
                 w.candidates = c;
                 let _ = st.judge.send(w).await;
@@ -273,12 +367,23 @@ fn target_move(sh: Arc<Shared>, st: Stages, mut w: Work) -> futures::future::Box
 
 fn judge_move(sh: Arc<Shared>, st: Stages, mut w: Work) -> futures::future::BoxFuture<'static, ()> {
     Box::pin(async move {
-        match sh.players.judge(&sh.cfg, &w.item, &w.prompts, &w.candidates, w.round).await {
+        match sh
+            .players
+            .judge(&sh.cfg, &w.item, &w.prompts, &w.candidates, w.round)
+            .await
+        {
             Ok(j) => {
                 let ps = pairs(&j.scores, sh.cfg.pairing, sh.cfg.margin);
                 w.judgement = Some(j);
                 if ps.is_empty() {
-                    rejected(&sh, &st, w, "the judge's scores did not separate the candidates", Vec::new()).await;
+                    rejected(
+                        &sh,
+                        &st,
+                        w,
+                        "the judge's scores did not separate the candidates",
+                        Vec::new(),
+                    )
+                    .await;
                 } else if sh.cfg.no_gate {
                     let rec = accepted(&sh, &w, &ps.iter().map(|&p| (p, None)).collect::<Vec<_>>());
                     let _ = st.sink.send(rec).await;
@@ -293,15 +398,31 @@ fn judge_move(sh: Arc<Shared>, st: Stages, mut w: Work) -> futures::future::BoxF
 
 fn reward_move(sh: Arc<Shared>, st: Stages, w: Work) -> futures::future::BoxFuture<'static, ()> {
     Box::pin(async move {
-        let j = w.judgement.clone().expect("the judge ran before the reward");
+        let j = w
+            .judgement
+            .clone()
+            .expect("the judge ran before the reward");
         let ps = pairs(&j.scores, sh.cfg.pairing, sh.cfg.margin);
-        let verdicts = futures::future::join_all(ps.iter().map(|&(c, r)| sh.players.reward(&sh.cfg, &w.item, &w.candidates[c], &w.candidates[r], w.round))).await;
+        let verdicts = futures::future::join_all(ps.iter().map(|&(c, r)| {
+            sh.players.reward(
+                &sh.cfg,
+                &w.item,
+                &w.candidates[c],
+                &w.candidates[r],
+                w.round,
+            )
+        }))
+        .await;
         let verdicts: Result<Vec<RewardVerdict>, MoveError> = verdicts.into_iter().collect();
         match verdicts {
             Err(e) => failed(&sh, &st, w, e).await,
             Ok(vs) => {
-                let passed: Vec<((usize, usize), Option<RewardVerdict>)> =
-                    ps.iter().zip(&vs).filter(|(_, v)| v.score >= sh.cfg.threshold).map(|(&p, v)| (p, Some(v.clone()))).collect();
+                let passed: Vec<((usize, usize), Option<RewardVerdict>)> = ps
+                    .iter()
+                    .zip(&vs)
+                    .filter(|(_, v)| v.score >= sh.cfg.threshold)
+                    .map(|(&p, v)| (p, Some(v.clone())))
+                    .collect();
                 if passed.is_empty() {
                     rejected(&sh, &st, w, "reward below threshold", vs).await;
                 } else {
@@ -313,13 +434,26 @@ fn reward_move(sh: Arc<Shared>, st: Stages, w: Work) -> futures::future::BoxFutu
     })
 }
 
-fn optimizer_move(sh: Arc<Shared>, st: Stages, mut w: Work) -> futures::future::BoxFuture<'static, ()> {
+fn optimizer_move(
+    sh: Arc<Shared>,
+    st: Stages,
+    mut w: Work,
+) -> futures::future::BoxFuture<'static, ()> {
     Box::pin(async move {
-        let j = w.judgement.clone().expect("the judge ran before the optimizer");
+        let j = w
+            .judgement
+            .clone()
+            .expect("the judge ran before the optimizer");
         let r = ranking(&j.scores);
         let (best, worst) = (&w.candidates[r[0]], &w.candidates[r[r.len() - 1]]);
         let verdict = w.feedback.clone().expect("a rejected round left feedback");
-        match sh.players.optimize(&sh.cfg, &w.item, &w.prompts, best, worst, &j, &verdict, w.round).await {
+        match sh
+            .players
+            .optimize(
+                &sh.cfg, &w.item, &w.prompts, best, worst, &j, &verdict, w.round,
+            )
+            .await
+        {
             Ok(p) => {
                 w.prompts = p;
                 w.round += 1;
@@ -331,7 +465,11 @@ fn optimizer_move(sh: Arc<Shared>, st: Stages, mut w: Work) -> futures::future::
 }
 
 /// The accepted item's rows (TRL preference format) and provenance.
-fn accepted(sh: &Shared, w: &Work, passed: &[((usize, usize), Option<RewardVerdict>)]) -> ItemRecord {
+fn accepted(
+    sh: &Shared,
+    w: &Work,
+    passed: &[((usize, usize), Option<RewardVerdict>)],
+) -> ItemRecord {
     let cfg = &sh.cfg;
     let j = w.judgement.as_ref().expect("accepted items were judged");
     let item = &w.item;
@@ -347,11 +485,15 @@ fn accepted(sh: &Shared, w: &Work, passed: &[((usize, usize), Option<RewardVerdi
     let mut provenance = Vec::new();
     for ((c, r), verdict) in passed {
         let (chosen, rejected) = (&w.candidates[*c], &w.candidates[*r]);
-        let id = arbor_core::content_hash(&("arbor.pair/1", &item.id, chosen, rejected))[..16].to_string();
+        let id = arbor_core::content_hash(&("arbor.pair/1", &item.id, chosen, rejected))[..16]
+            .to_string();
         let mut row = json!({"id": id, "prompt": prompt, "chosen": answer(chosen), "rejected": answer(rejected)});
         if cfg.pairing == Pairing::List {
             let order = ranking(&j.scores);
-            row["responses"] = json!(order.iter().map(|&i| answer(&w.candidates[i])).collect::<Vec<_>>());
+            row["responses"] = json!(order
+                .iter()
+                .map(|&i| answer(&w.candidates[i]))
+                .collect::<Vec<_>>());
             row["scores"] = json!(order.iter().map(|&i| j.scores[i]).collect::<Vec<_>>());
         }
         rows.push(row);
@@ -385,7 +527,10 @@ fn accepted(sh: &Shared, w: &Work, passed: &[((usize, usize), Option<RewardVerdi
         rows,
         provenance,
         judge_scores: j.scores.clone(),
-        reward_scores: passed.iter().filter_map(|(_, v)| v.as_ref().map(|v| v.score)).collect(),
+        reward_scores: passed
+            .iter()
+            .filter_map(|(_, v)| v.as_ref().map(|v| v.score))
+            .collect(),
         rankings_agree: Some(j.rankings_agree),
         input: None,
     }

@@ -26,7 +26,13 @@ pub struct RoleModel {
 
 impl RoleModel {
     fn params(&self, n: u32, seed: u64) -> SamplingParams {
-        SamplingParams { n, temperature: self.config.temperature, max_tokens: self.config.max_tokens, seed: Some(seed), ..Default::default() }
+        SamplingParams {
+            n,
+            temperature: self.config.temperature,
+            max_tokens: self.config.max_tokens,
+            seed: Some(seed),
+            ..Default::default()
+        }
     }
 }
 
@@ -49,7 +55,10 @@ pub enum MoveError {
 }
 
 fn model_err(role: &'static str) -> impl Fn(arbor_llm::LlmError) -> MoveError {
-    move |e| MoveError::Model { role, msg: e.to_string() }
+    move |e| MoveError::Model {
+        role,
+        msg: e.to_string(),
+    }
 }
 
 /// A seed for one call: the job seed mixed with the item, round and role, so reruns and resumes
@@ -107,13 +116,20 @@ pub fn parse_scores(text: &str, n: usize) -> Result<(Vec<f64>, String), String> 
         .and_then(Value::as_array)
         .ok_or_else(|| format!("no `scores` list in {:?}", clip(text)))?
         .iter()
-        .map(|s| s.as_f64().or_else(|| s.as_str().and_then(|x| x.trim().parse().ok())))
+        .map(|s| {
+            s.as_f64()
+                .or_else(|| s.as_str().and_then(|x| x.trim().parse().ok()))
+        })
         .collect::<Option<_>>()
         .ok_or_else(|| format!("`scores` holds a non-number in {:?}", clip(text)))?;
     if scores.len() != n {
         return Err(format!("{} scores for {n} candidates", scores.len()));
     }
-    let rationale = v.get("rationale").and_then(Value::as_str).unwrap_or("").to_string();
+    let rationale = v
+        .get("rationale")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     Ok((scores, rationale))
 }
 
@@ -155,20 +171,52 @@ pub fn pairs(scores: &[f64], pairing: Pairing, margin: f64) -> Vec<(usize, usize
 
 impl Players {
     /// The target's C candidates.
-    pub async fn sample(&self, cfg: &SynthConfig, item: &Item, prompts: &PromptPair, round: u32) -> Result<Vec<String>, MoveError> {
-        let mut messages = vec![Message::system(render("target", context! { instructions => prompts.target.text }))];
+    pub async fn sample(
+        &self,
+        cfg: &SynthConfig,
+        item: &Item,
+        prompts: &PromptPair,
+        round: u32,
+    ) -> Result<Vec<String>, MoveError> {
+        let mut messages = vec![Message::system(render(
+            "target",
+            context! { instructions => prompts.target.text },
+        ))];
         messages.extend(item.messages.iter().cloned());
-        let req = LlmRequest::chat(&self.target.name, messages).with_params(self.target.params(cfg.candidates, seed(cfg, item, round, "target")));
-        let c = self.target.model.generate(&req).await.map_err(model_err("target"))?;
+        let req = LlmRequest::chat(&self.target.name, messages).with_params(
+            self.target
+                .params(cfg.candidates, seed(cfg, item, round, "target")),
+        );
+        let c = self
+            .target
+            .model
+            .generate(&req)
+            .await
+            .map_err(model_err("target"))?;
         let texts: Vec<String> = c.choices.into_iter().map(|c| c.text).collect();
         if texts.len() != cfg.candidates as usize {
-            return Err(MoveError::Parse { role: "target", msg: format!("{} candidates for n = {}", texts.len(), cfg.candidates) });
+            return Err(MoveError::Parse {
+                role: "target",
+                msg: format!("{} candidates for n = {}", texts.len(), cfg.candidates),
+            });
         }
         Ok(texts)
     }
 
-    async fn judge_once(&self, cfg: &SynthConfig, item: &Item, judge: &PromptVersion, shown: &[&String], round: u32, order: &str) -> Result<(Vec<f64>, String, Vec<ToolOutcome>), MoveError> {
-        let tools: Vec<String> = if cfg.tool_use == ToolUse::None { Vec::new() } else { cfg.judge_tools.clone() };
+    async fn judge_once(
+        &self,
+        cfg: &SynthConfig,
+        item: &Item,
+        judge: &PromptVersion,
+        shown: &[&String],
+        round: u32,
+        order: &str,
+    ) -> Result<(Vec<f64>, String, Vec<ToolOutcome>), MoveError> {
+        let tools: Vec<String> = if cfg.tool_use == ToolUse::None {
+            Vec::new()
+        } else {
+            cfg.judge_tools.clone()
+        };
         let user = render(
             "judge",
             context! { instructions => judge.text, prompt => item.prompt_text(), reference => item.reference, candidates => shown, tools => tools },
@@ -177,81 +225,218 @@ impl Players {
         params.json_schema = Some(schema_scores(shown.len()));
         let req = LlmRequest::chat(&self.judge.name, vec![Message::user(user)]).with_params(params);
         let (text, calls) = if tools.is_empty() {
-            let c = self.judge.model.generate(&req).await.map_err(model_err("judge"))?;
+            let c = self
+                .judge
+                .model
+                .generate(&req)
+                .await
+                .map_err(model_err("judge"))?;
             (c.text().to_string(), Vec::new())
         } else {
-            let mode = if cfg.tool_use == ToolUse::Text { ToolMode::Text } else { ToolMode::Native };
-            let run = run_with_tools(&self.judge.model, &req, &self.tools, mode, cfg.max_tool_rounds).await.map_err(model_err("judge"))?;
+            let mode = if cfg.tool_use == ToolUse::Text {
+                ToolMode::Text
+            } else {
+                ToolMode::Native
+            };
+            let run = run_with_tools(
+                &self.judge.model,
+                &req,
+                &self.tools,
+                mode,
+                cfg.max_tool_rounds,
+            )
+            .await
+            .map_err(model_err("judge"))?;
             (run.text, run.calls)
         };
-        let (scores, rationale) = parse_scores(&text, shown.len()).map_err(|msg| MoveError::Parse { role: "judge", msg })?;
+        let (scores, rationale) = parse_scores(&text, shown.len())
+            .map_err(|msg| MoveError::Parse { role: "judge", msg })?;
         Ok((scores, rationale, calls))
     }
 
     /// Scores the candidates; with `both_orders`, once forward and once reversed (at the same
     /// time) and averaged.
-    pub async fn judge(&self, cfg: &SynthConfig, item: &Item, prompts: &PromptPair, cands: &[String], round: u32) -> Result<Judgement, MoveError> {
+    pub async fn judge(
+        &self,
+        cfg: &SynthConfig,
+        item: &Item,
+        prompts: &PromptPair,
+        cands: &[String],
+        round: u32,
+    ) -> Result<Judgement, MoveError> {
         let forward: Vec<&String> = cands.iter().collect();
         if !cfg.both_orders {
-            let (scores, rationale, calls) = self.judge_once(cfg, item, &prompts.judge, &forward, round, "judge").await?;
-            return Ok(Judgement { orders: vec![scores.clone()], scores, rankings_agree: true, rationale, tool_calls: calls });
+            let (scores, rationale, calls) = self
+                .judge_once(cfg, item, &prompts.judge, &forward, round, "judge")
+                .await?;
+            return Ok(Judgement {
+                orders: vec![scores.clone()],
+                scores,
+                rankings_agree: true,
+                rationale,
+                tool_calls: calls,
+            });
         }
         let reversed: Vec<&String> = cands.iter().rev().collect();
         let (a, b) = tokio::join!(
             self.judge_once(cfg, item, &prompts.judge, &forward, round, "judge"),
-            self.judge_once(cfg, item, &prompts.judge, &reversed, round, "judge-reversed")
+            self.judge_once(
+                cfg,
+                item,
+                &prompts.judge,
+                &reversed,
+                round,
+                "judge-reversed"
+            )
         );
         let (sa, ra, ca) = a?;
         let (mut sb, rb, cb) = b?;
         sb.reverse();
         let scores: Vec<f64> = sa.iter().zip(&sb).map(|(x, y)| (x + y) / 2.0).collect();
         let agree = ranking(&sa) == ranking(&sb);
-        let rationale = if rb.is_empty() || rb == ra { ra } else { format!("{ra}\n\n[reversed order] {rb}") };
-        Ok(Judgement { scores, orders: vec![sa, sb], rankings_agree: agree, rationale, tool_calls: ca.into_iter().chain(cb).collect() })
+        let rationale = if rb.is_empty() || rb == ra {
+            ra
+        } else {
+            format!("{ra}\n\n[reversed order] {rb}")
+        };
+        Ok(Judgement {
+            scores,
+            orders: vec![sa, sb],
+            rankings_agree: agree,
+            rationale,
+            tool_calls: ca.into_iter().chain(cb).collect(),
+        })
     }
 
     /// The reward gate: how good the pair is as training data.
-    pub async fn reward(&self, cfg: &SynthConfig, item: &Item, chosen: &str, rejected: &str, round: u32) -> Result<RewardVerdict, MoveError> {
+    pub async fn reward(
+        &self,
+        cfg: &SynthConfig,
+        item: &Item,
+        chosen: &str,
+        rejected: &str,
+        round: u32,
+    ) -> Result<RewardVerdict, MoveError> {
         if cfg.reward_kind == RewardKind::Endpoint {
-            let url = self.reward.config.url.as_ref().ok_or(MoveError::Parse { role: "reward", msg: "no reward.url".into() })?;
+            let url = self.reward.config.url.as_ref().ok_or(MoveError::Parse {
+                role: "reward",
+                msg: "no reward.url".into(),
+            })?;
             let body = json!({"prompt": item.prompt_text(), "chosen": chosen, "rejected": rejected, "reference": item.reference});
-            let v = self.http.post_json(url.as_str(), &body).await.map_err(|msg| MoveError::Model { role: "reward", msg })?;
-            let score = v.get("score").and_then(Value::as_f64).ok_or(MoveError::Parse { role: "reward", msg: format!("no numeric `score` in {v}") })?;
-            let critique = v.get("critique").and_then(Value::as_str).unwrap_or("").to_string();
+            let v = self
+                .http
+                .post_json(url.as_str(), &body)
+                .await
+                .map_err(|msg| MoveError::Model {
+                    role: "reward",
+                    msg,
+                })?;
+            let score = v
+                .get("score")
+                .and_then(Value::as_f64)
+                .ok_or(MoveError::Parse {
+                    role: "reward",
+                    msg: format!("no numeric `score` in {v}"),
+                })?;
+            let critique = v
+                .get("critique")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             return Ok(RewardVerdict { score, critique });
         }
-        let user = render("reward", context! { prompt => item.prompt_text(), reference => item.reference, chosen => chosen, rejected => rejected });
+        let user = render(
+            "reward",
+            context! { prompt => item.prompt_text(), reference => item.reference, chosen => chosen, rejected => rejected },
+        );
         let mut params = self.reward.params(1, seed(cfg, item, round, "reward"));
-        params.json_schema = Some(json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 1, "maximum": 10}, "critique": {"type": "string", "maxLength": 400}}, "required": ["score", "critique"]}));
-        let req = LlmRequest::chat(&self.reward.name, vec![Message::user(user)]).with_params(params);
-        let c = self.reward.model.generate(&req).await.map_err(model_err("reward"))?;
-        let v = first_json_object(c.text()).ok_or_else(|| MoveError::Parse { role: "reward", msg: format!("no JSON object in {:?}", clip(c.text())) })?;
+        params.json_schema = Some(
+            json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 1, "maximum": 10}, "critique": {"type": "string", "maxLength": 400}}, "required": ["score", "critique"]}),
+        );
+        let req =
+            LlmRequest::chat(&self.reward.name, vec![Message::user(user)]).with_params(params);
+        let c = self
+            .reward
+            .model
+            .generate(&req)
+            .await
+            .map_err(model_err("reward"))?;
+        let v = first_json_object(c.text()).ok_or_else(|| MoveError::Parse {
+            role: "reward",
+            msg: format!("no JSON object in {:?}", clip(c.text())),
+        })?;
         let score = v
             .get("score")
-            .and_then(|s| s.as_f64().or_else(|| s.as_str().and_then(|x| x.trim().parse().ok())))
-            .ok_or_else(|| MoveError::Parse { role: "reward", msg: format!("no numeric `score` in {v}") })?;
-        Ok(RewardVerdict { score, critique: v.get("critique").and_then(Value::as_str).unwrap_or("").to_string() })
+            .and_then(|s| {
+                s.as_f64()
+                    .or_else(|| s.as_str().and_then(|x| x.trim().parse().ok()))
+            })
+            .ok_or_else(|| MoveError::Parse {
+                role: "reward",
+                msg: format!("no numeric `score` in {v}"),
+            })?;
+        Ok(RewardVerdict {
+            score,
+            critique: v
+                .get("critique")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        })
     }
 
     /// Rewrites both prompts from a failed pair (textual feedback).
     #[allow(clippy::too_many_arguments)]
-    pub async fn optimize(&self, cfg: &SynthConfig, item: &Item, prompts: &PromptPair, chosen: &str, rejected: &str, judgement: &Judgement, verdict: &RewardVerdict, round: u32) -> Result<PromptPair, MoveError> {
+    pub async fn optimize(
+        &self,
+        cfg: &SynthConfig,
+        item: &Item,
+        prompts: &PromptPair,
+        chosen: &str,
+        rejected: &str,
+        judgement: &Judgement,
+        verdict: &RewardVerdict,
+        round: u32,
+    ) -> Result<PromptPair, MoveError> {
         let user = render(
             "optimizer",
             context! { target_prompt => prompts.target.text, judge_prompt => prompts.judge.text, task => item.prompt_text(),
-                       chosen => chosen, rejected => rejected, rationale => judgement.rationale,
-                       reward_score => verdict.score, critique => verdict.critique },
+            chosen => chosen, rejected => rejected, rationale => judgement.rationale,
+            reward_score => verdict.score, critique => verdict.critique },
         );
-        let mut params = self.optimizer.params(1, seed(cfg, item, round, "optimizer"));
-        params.json_schema = Some(json!({"type": "object", "properties": {"target_prompt": {"type": "string", "maxLength": 1200}, "judge_prompt": {"type": "string", "maxLength": 1200}}, "required": ["target_prompt", "judge_prompt"]}));
-        let req = LlmRequest::chat(&self.optimizer.name, vec![Message::user(user)]).with_params(params);
-        let c = self.optimizer.model.generate(&req).await.map_err(model_err("optimizer"))?;
-        let v = first_json_object(c.text()).ok_or_else(|| MoveError::Parse { role: "optimizer", msg: format!("no JSON object in {:?}", clip(c.text())) })?;
-        let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        let mut params = self
+            .optimizer
+            .params(1, seed(cfg, item, round, "optimizer"));
+        params.json_schema = Some(
+            json!({"type": "object", "properties": {"target_prompt": {"type": "string", "maxLength": 1200}, "judge_prompt": {"type": "string", "maxLength": 1200}}, "required": ["target_prompt", "judge_prompt"]}),
+        );
+        let req =
+            LlmRequest::chat(&self.optimizer.name, vec![Message::user(user)]).with_params(params);
+        let c = self
+            .optimizer
+            .model
+            .generate(&req)
+            .await
+            .map_err(model_err("optimizer"))?;
+        let v = first_json_object(c.text()).ok_or_else(|| MoveError::Parse {
+            role: "optimizer",
+            msg: format!("no JSON object in {:?}", clip(c.text())),
+        })?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
         // A prompt the optimizer left out or emptied stays as it was.
         Ok(PromptPair {
-            target: field("target_prompt").map(PromptVersion::new).unwrap_or_else(|| prompts.target.clone()),
-            judge: field("judge_prompt").map(PromptVersion::new).unwrap_or_else(|| prompts.judge.clone()),
+            target: field("target_prompt")
+                .map(PromptVersion::new)
+                .unwrap_or_else(|| prompts.target.clone()),
+            judge: field("judge_prompt")
+                .map(PromptVersion::new)
+                .unwrap_or_else(|| prompts.judge.clone()),
         })
     }
 }
@@ -262,8 +447,18 @@ pub mod http {
     pub struct JsonClient(reqwest::Client);
 
     impl JsonClient {
-        pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<serde_json::Value, String> {
-            let r = self.0.post(url).json(body).send().await.map_err(|e| e.to_string())?;
+        pub async fn post_json(
+            &self,
+            url: &str,
+            body: &serde_json::Value,
+        ) -> Result<serde_json::Value, String> {
+            let r = self
+                .0
+                .post(url)
+                .json(body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
             let status = r.status();
             if !status.is_success() {
                 return Err(format!("HTTP {status}"));
@@ -279,12 +474,21 @@ mod tests {
 
     #[test]
     fn scores_parse_from_prose_and_pairs_follow_the_ranking() {
-        let (s, r) = parse_scores("Sure! ```json\n{\"scores\": [3, \"9\", 5], \"rationale\": \"b is right\"}\n```", 3).unwrap();
+        let (s, r) = parse_scores(
+            "Sure! ```json\n{\"scores\": [3, \"9\", 5], \"rationale\": \"b is right\"}\n```",
+            3,
+        )
+        .unwrap();
         assert_eq!((s.clone(), r.as_str()), (vec![3.0, 9.0, 5.0], "b is right"));
-        assert!(parse_scores("{\"scores\": [1]}", 2).unwrap_err().contains("1 scores for 2"));
+        assert!(parse_scores("{\"scores\": [1]}", 2)
+            .unwrap_err()
+            .contains("1 scores for 2"));
         assert!(parse_scores("the answer is seven", 2).is_err());
         assert_eq!(pairs(&s, Pairing::BestWorst, 1.0), vec![(1, 0)]);
-        assert_eq!(pairs(&s, Pairing::Margin, 2.0), vec![(1, 2), (1, 0), (2, 0)]);
+        assert_eq!(
+            pairs(&s, Pairing::Margin, 2.0),
+            vec![(1, 2), (1, 0), (2, 0)]
+        );
         assert_eq!(pairs(&s, Pairing::Margin, 5.0), vec![(1, 0)]);
         assert!(pairs(&[4.0, 4.0], Pairing::BestWorst, 0.0).is_empty());
         assert_eq!(ranking(&[2.0, 5.0, 5.0]), vec![1, 2, 0]);

@@ -21,7 +21,11 @@ impl Item {
         if let [only] = self.messages.as_slice() {
             return only.content.clone();
         }
-        self.messages.iter().map(|m| format!("{}: {}", role_name(m.role), m.content)).collect::<Vec<_>>().join("\n\n")
+        self.messages
+            .iter()
+            .map(|m| format!("{}: {}", role_name(m.role), m.content))
+            .collect::<Vec<_>>()
+            .join("\n\n")
     }
 }
 
@@ -49,7 +53,11 @@ pub fn read_items(path: &Path) -> Result<Vec<Result<Item, BadRow>>, arbor_core::
         .into_iter()
         .enumerate()
         .map(|(index, row)| {
-            let bad = |cause: String| BadRow { index, line: row.line, cause: format!("{}:{}: {cause}", path.display(), row.line) };
+            let bad = |cause: String| BadRow {
+                index,
+                line: row.line,
+                cause: format!("{}:{}: {cause}", path.display(), row.line),
+            };
             match row.value {
                 Err(e) => Err(bad(e)),
                 Ok(v) => item_from_row(index, v).map_err(bad),
@@ -59,10 +67,13 @@ pub fn read_items(path: &Path) -> Result<Vec<Result<Item, BadRow>>, arbor_core::
 }
 
 fn item_from_row(index: usize, v: Value) -> Result<Item, String> {
-    let Value::Object(mut o) = v else { return Err("expected a JSON object".into()) };
+    let Value::Object(mut o) = v else {
+        return Err("expected a JSON object".into());
+    };
     let messages = match (o.remove("messages"), o.remove("prompt")) {
         (Some(m), None) => {
-            let msgs: Vec<Message> = serde_json::from_value(m).map_err(|e| format!("field `messages`: {e}"))?;
+            let msgs: Vec<Message> =
+                serde_json::from_value(m).map_err(|e| format!("field `messages`: {e}"))?;
             if msgs.is_empty() {
                 return Err("field `messages`: empty".into());
             }
@@ -70,7 +81,9 @@ fn item_from_row(index: usize, v: Value) -> Result<Item, String> {
         }
         (None, Some(Value::String(p))) if !p.trim().is_empty() => vec![Message::user(p)],
         (None, Some(Value::String(_))) => return Err("field `prompt`: empty".into()),
-        (None, Some(Value::Array(a))) => serde_json::from_value(Value::Array(a)).map_err(|e| format!("field `prompt`: {e}"))?,
+        (None, Some(Value::Array(a))) => {
+            serde_json::from_value(Value::Array(a)).map_err(|e| format!("field `prompt`: {e}"))?
+        }
         (None, Some(_)) => return Err("field `prompt`: expected a string or a message list".into()),
         (Some(_), Some(_)) => return Err("give `prompt` or `messages`, not both".into()),
         (None, None) => return Err("missing field `prompt` (or `messages`)".into()),
@@ -87,7 +100,13 @@ fn item_from_row(index: usize, v: Value) -> Result<Item, String> {
         None | Some(Value::Null) => content_hash(&(&messages, &reference))[..16].to_string(),
         Some(_) => return Err("field `id`: expected a string".into()),
     };
-    Ok(Item { index, id, messages, reference, metadata: o })
+    Ok(Item {
+        index,
+        id,
+        messages,
+        reference,
+        metadata: o,
+    })
 }
 
 #[cfg(test)]
@@ -101,12 +120,27 @@ mod tests {
         std::fs::write(&p, "{\"id\":\"a\",\"prompt\":\"2+2?\",\"reference\":4,\"topic\":\"math\"}\n{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\nnot json\n{\"prompt\":7}\n{\"text\":\"x\"}\n").unwrap();
         let items = read_items(&p).unwrap();
         let a = items[0].as_ref().unwrap();
-        assert_eq!((a.id.as_str(), a.reference.as_deref(), a.metadata["topic"].as_str()), ("a", Some("4"), Some("math")));
+        assert_eq!(
+            (
+                a.id.as_str(),
+                a.reference.as_deref(),
+                a.metadata["topic"].as_str()
+            ),
+            ("a", Some("4"), Some("math"))
+        );
         assert_eq!(items[1].as_ref().unwrap().id.len(), 16);
         let e = items[2].as_ref().unwrap_err();
         assert_eq!(e.line, 3);
         assert!(e.cause.contains("in.jsonl:3: invalid JSON"), "{}", e.cause);
-        assert!(items[3].as_ref().unwrap_err().cause.contains("field `prompt`"));
-        assert!(items[4].as_ref().unwrap_err().cause.contains("missing field `prompt`"));
+        assert!(items[3]
+            .as_ref()
+            .unwrap_err()
+            .cause
+            .contains("field `prompt`"));
+        assert!(items[4]
+            .as_ref()
+            .unwrap_err()
+            .cause
+            .contains("missing field `prompt`"));
     }
 }

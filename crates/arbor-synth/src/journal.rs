@@ -83,7 +83,12 @@ impl Journal {
                 good_len += n as u64;
             }
         }
-        let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)?;
         file.set_len(good_len)?;
         file.seek(SeekFrom::End(0))?;
         Ok((Journal { file }, records))
@@ -106,7 +111,21 @@ mod tests {
     use super::*;
 
     fn rec(i: usize) -> ItemRecord {
-        ItemRecord { index: i, id: format!("i{i}"), status: Status::Accepted, rounds: 1, cause: None, line: None, rows: vec![], provenance: vec![], wins: vec![], judge_scores: vec![], reward_scores: vec![], rankings_agree: None, input: None }
+        ItemRecord {
+            index: i,
+            id: format!("i{i}"),
+            status: Status::Accepted,
+            rounds: 1,
+            cause: None,
+            line: None,
+            rows: vec![],
+            provenance: vec![],
+            wins: vec![],
+            judge_scores: vec![],
+            reward_scores: vec![],
+            rankings_agree: None,
+            input: None,
+        }
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub struct Counts {
 }
 
 pub fn counts(records: &[ItemRecord]) -> Counts {
-    let mut c = Counts { items: records.len(), ..Default::default() };
+    let mut c = Counts {
+        items: records.len(),
+        ..Default::default()
+    };
     for r in records {
         match r.status {
             Status::Accepted => c.accepted += 1,
@@ -47,12 +50,33 @@ pub struct ModelNames {
     pub optimizer: String,
 }
 
-pub fn write_all(dir: &Path, records: &[ItemRecord], cfg: &SynthConfig, models: &ModelNames, total_inputs: usize) -> Result<Counts, TableError> {
-    let rows: Vec<Value> = records.iter().flat_map(|r| r.rows.iter().cloned()).collect();
-    let provenance: Vec<Value> = records.iter().filter(|r| r.status == Status::Accepted).flat_map(|r| r.provenance.iter().cloned()).collect();
+pub fn write_all(
+    dir: &Path,
+    records: &[ItemRecord],
+    cfg: &SynthConfig,
+    models: &ModelNames,
+    total_inputs: usize,
+) -> Result<Counts, TableError> {
+    let rows: Vec<Value> = records
+        .iter()
+        .flat_map(|r| r.rows.iter().cloned())
+        .collect();
+    let provenance: Vec<Value> = records
+        .iter()
+        .filter(|r| r.status == Status::Accepted)
+        .flat_map(|r| r.provenance.iter().cloned())
+        .collect();
     let letter = |r: &ItemRecord| json!({"index": r.index, "item_id": r.id, "line": r.line, "rounds": r.rounds, "cause": r.cause, "item": r.input, "history": r.provenance.first().and_then(|p| p.get("history")).cloned()});
-    let dead: Vec<Value> = records.iter().filter(|r| r.status == Status::Dead).map(letter).collect();
-    let gated: Vec<Value> = records.iter().filter(|r| r.status == Status::GatedOut).map(letter).collect();
+    let dead: Vec<Value> = records
+        .iter()
+        .filter(|r| r.status == Status::Dead)
+        .map(letter)
+        .collect();
+    let gated: Vec<Value> = records
+        .iter()
+        .filter(|r| r.status == Status::GatedOut)
+        .map(letter)
+        .collect();
     write_jsonl(&dir.join("pairs.jsonl"), &rows)?;
     write_parquet(&dir.join("pairs.parquet"), &rows)?;
     write_jsonl(&dir.join("provenance.jsonl"), &provenance)?;
@@ -60,7 +84,10 @@ pub fn write_all(dir: &Path, records: &[ItemRecord], cfg: &SynthConfig, models: 
     write_jsonl(&dir.join("gated_out.jsonl"), &gated)?;
     let c = counts(records);
     let card = dataset_card(records, cfg, models, &c, total_inputs);
-    std::fs::write(dir.join("README.md"), card).map_err(|source| TableError::Io { path: dir.join("README.md"), source })?;
+    std::fs::write(dir.join("README.md"), card).map_err(|source| TableError::Io {
+        path: dir.join("README.md"),
+        source,
+    })?;
     Ok(c)
 }
 
@@ -70,7 +97,9 @@ fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> String {
     }
     let mut counts = vec![0usize; bins];
     for v in values {
-        let b = (((v - lo) / (hi - lo)) * bins as f64).floor().clamp(0.0, (bins - 1) as f64) as usize;
+        let b = (((v - lo) / (hi - lo)) * bins as f64)
+            .floor()
+            .clamp(0.0, (bins - 1) as f64) as usize;
         counts[b] += 1;
     }
     let max = *counts.iter().max().unwrap_or(&1).max(&1);
@@ -78,14 +107,27 @@ fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> String {
     for (i, n) in counts.iter().enumerate() {
         let from = lo + (hi - lo) * i as f64 / bins as f64;
         let to = lo + (hi - lo) * (i + 1) as f64 / bins as f64;
-        let _ = writeln!(s, "{from:>5.1}–{to:<5.1} {:<40} {n}", "#".repeat(n * 40 / max));
+        let _ = writeln!(
+            s,
+            "{from:>5.1}–{to:<5.1} {:<40} {n}",
+            "#".repeat(n * 40 / max)
+        );
     }
     s.push_str("```\n");
     s
 }
 
-fn dataset_card(records: &[ItemRecord], cfg: &SynthConfig, m: &ModelNames, c: &Counts, total: usize) -> String {
-    let judge: Vec<f64> = records.iter().flat_map(|r| r.judge_scores.iter().copied()).collect();
+fn dataset_card(
+    records: &[ItemRecord],
+    cfg: &SynthConfig,
+    m: &ModelNames,
+    c: &Counts,
+    total: usize,
+) -> String {
+    let judge: Vec<f64> = records
+        .iter()
+        .flat_map(|r| r.judge_scores.iter().copied())
+        .collect();
     let margins: Vec<f64> = records
         .iter()
         .filter(|r| r.judge_scores.len() >= 2)
@@ -95,30 +137,58 @@ fn dataset_card(records: &[ItemRecord], cfg: &SynthConfig, m: &ModelNames, c: &C
             max - min
         })
         .collect();
-    let reward: Vec<f64> = records.iter().flat_map(|r| r.reward_scores.iter().copied()).collect();
+    let reward: Vec<f64> = records
+        .iter()
+        .flat_map(|r| r.reward_scores.iter().copied())
+        .collect();
     let mut prompts: Vec<(String, String, String, String)> = Vec::new();
     for r in records.iter().filter(|r| r.status == Status::Accepted) {
         for w in &r.wins {
-            let key = (w.target.id.clone(), w.target.text.clone(), w.judge.id.clone(), w.judge.text.clone());
+            let key = (
+                w.target.id.clone(),
+                w.target.text.clone(),
+                w.judge.id.clone(),
+                w.judge.text.clone(),
+            );
             if !prompts.contains(&key) {
                 prompts.push(key);
             }
         }
     }
-    let rate = if c.items == 0 { 0.0 } else { 100.0 * c.accepted as f64 / c.items as f64 };
+    let rate = if c.items == 0 {
+        0.0
+    } else {
+        100.0 * c.accepted as f64 / c.items as f64
+    };
     let mut s = String::new();
     let _ = writeln!(s, "---\nformat: arbor.pairs/1\ntask_categories: [text-generation]\ntags: [dpo, preference, synthetic, arbor]\n---\n");
     let _ = writeln!(s, "# Preference pairs made by `arbor synth` (Anyprefer)\n");
     let _ = writeln!(s, "Files: `pairs.jsonl` / `pairs.parquet` (TRL preference format, {}), `provenance.jsonl` (one row per pair, keyed by `pair_id`), `dead_letter.jsonl`, `gated_out.jsonl`.\n", serde_json::to_value(cfg.format).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
     let _ = writeln!(s, "## Models\n\n| role | model |\n| --- | --- |\n| target | {} |\n| judge | {} |\n| reward | {} |\n| optimizer | {} |\n", m.target, m.judge, if cfg.no_gate { "(gate off)" } else { &m.reward }, if cfg.no_gate { "(gate off)" } else { &m.optimizer });
     let _ = writeln!(s, "## Counts\n\n| | |\n| --- | --- |\n| input rows | {total} |\n| items finished | {} |\n| accepted items | {} ({rate:.1}%) |\n| pairs | {} |\n| gated out | {} |\n| dead letters | {} |\n| judge orders agree | {} of {} |\n", c.items, c.accepted, c.pairs, c.gated_out, c.dead, c.rankings_agree, c.judged);
-    let _ = writeln!(s, "## Judge scores (all candidates, last round)\n\n{}", histogram(&judge, 1.0, 10.0001, 9));
-    let _ = writeln!(s, "## Judge score margin (best − worst)\n\n{}", histogram(&margins, 0.0, 9.0001, 9));
-    let _ = writeln!(s, "## Reward scores (pairs that reached the gate)\n\n{}", histogram(&reward, 1.0, 10.0001, 9));
+    let _ = writeln!(
+        s,
+        "## Judge scores (all candidates, last round)\n\n{}",
+        histogram(&judge, 1.0, 10.0001, 9)
+    );
+    let _ = writeln!(
+        s,
+        "## Judge score margin (best − worst)\n\n{}",
+        histogram(&margins, 0.0, 9.0001, 9)
+    );
+    let _ = writeln!(
+        s,
+        "## Reward scores (pairs that reached the gate)\n\n{}",
+        histogram(&reward, 1.0, 10.0001, 9)
+    );
     let _ = writeln!(s, "## Prompts that earned accepted pairs\n");
     for (tid, t, jid, j) in prompts.iter().take(20) {
         let _ = writeln!(s, "- target `{tid}`: {t}\n  judge `{jid}`: {j}");
     }
-    let _ = writeln!(s, "\n## Config\n\n```toml\n{}```", toml::to_string(cfg).unwrap_or_default());
+    let _ = writeln!(
+        s,
+        "\n## Config\n\n```toml\n{}```",
+        toml::to_string(cfg).unwrap_or_default()
+    );
     s
 }

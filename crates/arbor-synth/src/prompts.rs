@@ -16,9 +16,13 @@ fn templates() -> &'static Environment<'static> {
             ("target", include_str!("../../../prompts/synth/target.j2")),
             ("judge", include_str!("../../../prompts/synth/judge.j2")),
             ("reward", include_str!("../../../prompts/synth/reward.j2")),
-            ("optimizer", include_str!("../../../prompts/synth/optimizer.j2")),
+            (
+                "optimizer",
+                include_str!("../../../prompts/synth/optimizer.j2"),
+            ),
         ] {
-            env.add_template(name, text).expect("prompts/synth templates parse");
+            env.add_template(name, text)
+                .expect("prompts/synth templates parse");
         }
         env
     })
@@ -26,7 +30,10 @@ fn templates() -> &'static Environment<'static> {
 
 /// Renders `prompts/synth/NAME.j2` with `ctx`.
 pub fn render(name: &str, ctx: minijinja::Value) -> String {
-    templates().get_template(name).and_then(|t| t.render(ctx)).expect("prompts/synth templates render")
+    templates()
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .expect("prompts/synth templates render")
 }
 
 #[derive(Deserialize)]
@@ -45,7 +52,10 @@ pub struct PromptVersion {
 impl PromptVersion {
     pub fn new(text: impl Into<String>) -> Self {
         let text = text.into();
-        Self { id: arbor_core::content_hash(&("arbor.prompt/1", &text))[..12].to_string(), text }
+        Self {
+            id: arbor_core::content_hash(&("arbor.prompt/1", &text))[..12].to_string(),
+            text,
+        }
     }
 }
 
@@ -59,8 +69,12 @@ pub struct PromptPair {
 impl PromptPair {
     /// Version 0, from prompts/synth/defaults.toml.
     pub fn initial() -> Self {
-        let d: Defaults = toml::from_str(include_str!("../../../prompts/synth/defaults.toml")).expect("prompts/synth/defaults.toml parses");
-        Self { target: PromptVersion::new(d.target), judge: PromptVersion::new(d.judge) }
+        let d: Defaults = toml::from_str(include_str!("../../../prompts/synth/defaults.toml"))
+            .expect("prompts/synth/defaults.toml parses");
+        Self {
+            target: PromptVersion::new(d.target),
+            judge: PromptVersion::new(d.judge),
+        }
     }
 }
 
@@ -88,7 +102,14 @@ impl PromptPool {
         if let Some(last) = remaining.last_mut() {
             *last = total_items - epoch * (epochs - 1);
         }
-        Self { epoch, state: Mutex::new(PoolState { remaining, wins: vec![BTreeMap::new(); epochs] }), changed: watch::channel(0).0 }
+        Self {
+            epoch,
+            state: Mutex::new(PoolState {
+                remaining,
+                wins: vec![BTreeMap::new(); epochs],
+            }),
+            changed: watch::channel(0).0,
+        }
     }
 
     fn ready(&self, e: usize) -> Option<PromptPair> {
@@ -103,7 +124,14 @@ impl PromptPool {
             }
         }
         // Most wins; among equals the smallest pair (BTreeMap order), hence `rev` before max_by_key.
-        Some(total.into_iter().rev().max_by_key(|(_, n)| *n).map(|(p, _)| p.clone()).unwrap_or_else(PromptPair::initial))
+        Some(
+            total
+                .into_iter()
+                .rev()
+                .max_by_key(|(_, n)| *n)
+                .map(|(p, _)| p.clone())
+                .unwrap_or_else(PromptPair::initial),
+        )
     }
 
     /// The prompts item `index` starts from (waits for its epoch's lagged snapshot).
@@ -148,14 +176,26 @@ mod tests {
     #[tokio::test]
     async fn lagged_epochs_pick_the_most_successful_prompts() {
         let pool = PromptPool::new(6, 2);
-        let better = PromptPair { target: PromptVersion::new("t1"), judge: PromptVersion::new("j1") };
-        assert_eq!(pool.start(3).await, PromptPair::initial(), "epoch 1 reads no pool");
+        let better = PromptPair {
+            target: PromptVersion::new("t1"),
+            judge: PromptVersion::new("j1"),
+        };
+        assert_eq!(
+            pool.start(3).await,
+            PromptPair::initial(),
+            "epoch 1 reads no pool"
+        );
         pool.finish(0, &[better.clone()]);
         // Epoch 2 waits until epoch 0 is complete.
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), pool.start(4)).await;
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), pool.start(4)).await;
         assert!(waiting.is_err());
         pool.finish(1, &[PromptPair::initial()]);
         pool.finish(2, &[better.clone(), better.clone()]); // epoch 1: not visible to epoch 2
-        assert_eq!(pool.start(4).await.target.id, std::cmp::min(&better, &PromptPair::initial()).target.id, "a tie goes to the smaller pair");
+        assert_eq!(
+            pool.start(4).await.target.id,
+            std::cmp::min(&better, &PromptPair::initial()).target.id,
+            "a tie goes to the smaller pair"
+        );
     }
 }

@@ -52,17 +52,29 @@ pub async fn run_with_tools(
         ToolMode::Text => {
             let doc = protocol::instructions(&tools.specs());
             match messages.first_mut() {
-                Some(m) if m.role == arbor_core::Role::System => m.content = format!("{}\n\n{doc}", m.content),
+                Some(m) if m.role == arbor_core::Role::System => {
+                    m.content = format!("{}\n\n{doc}", m.content)
+                }
                 _ => messages.insert(0, Message::system(doc)),
             }
         }
     }
-    let mut run = AgentRun { text: String::new(), calls: Vec::new(), messages: Vec::new(), usage: Usage::default(), exhausted: false };
+    let mut run = AgentRun {
+        text: String::new(),
+        calls: Vec::new(),
+        messages: Vec::new(),
+        usage: Usage::default(),
+        exhausted: false,
+    };
     for round in 0..max_rounds.max(1) {
         req.prompt = Prompt::Chat(messages.clone());
         let c = model.generate(&req).await?;
         run.usage += c.usage;
-        let choice = c.choices.into_iter().next().ok_or_else(|| LlmError::Invalid("model returned no choice".into()))?;
+        let choice = c
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| LlmError::Invalid("model returned no choice".into()))?;
         let last_round = round + 1 == max_rounds.max(1);
         match mode {
             ToolMode::Native => {
@@ -87,7 +99,9 @@ pub async fn run_with_tools(
                     run.text = choice.text;
                     break;
                 }
-                messages.push(Message::assistant(protocol::through_last_call(&choice.text)));
+                messages.push(Message::assistant(protocol::through_last_call(
+                    &choice.text,
+                )));
                 let mut outcomes = Vec::new();
                 for p in parsed {
                     outcomes.push(match p {

@@ -12,7 +12,11 @@ use crate::tool::{Tool, ToolRegistry};
 use crate::{calculator, format, unit_tests, verifier};
 
 fn spec(name: &str, description: &str, parameters: Value) -> ToolSpec {
-    ToolSpec { name: name.into(), description: description.into(), parameters }
+    ToolSpec {
+        name: name.into(),
+        description: description.into(),
+        parameters,
+    }
 }
 
 fn str_arg<'a>(args: &'a Value, key: &str) -> &'a str {
@@ -67,7 +71,11 @@ impl Tool for Python {
         )
     }
     async fn run(&self, args: Value) -> Result<Value, String> {
-        let out = self.0.run(str_arg(&args, "code"), &[], "").await.map_err(|e| e.to_string())?;
+        let out = self
+            .0
+            .run(str_arg(&args, "code"), &[], "")
+            .await
+            .map_err(|e| e.to_string())?;
         serde_json::to_value(out).map_err(|e| e.to_string())
     }
 }
@@ -85,9 +93,14 @@ impl Tool for UnitTests {
         )
     }
     async fn run(&self, args: Value) -> Result<Value, String> {
-        let tests: Vec<String> = serde_json::from_value(args["tests"].clone()).map_err(|e| e.to_string())?;
-        let rep = unit_tests::run_unit_tests(&self.0, str_arg(&args, "code"), &tests).await.map_err(|e| e.to_string())?;
-        Ok(json!({"passed": rep.passed, "total": rep.total, "load_error": rep.load_error, "results": rep.results}))
+        let tests: Vec<String> =
+            serde_json::from_value(args["tests"].clone()).map_err(|e| e.to_string())?;
+        let rep = unit_tests::run_unit_tests(&self.0, str_arg(&args, "code"), &tests)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(
+            json!({"passed": rep.passed, "total": rep.total, "load_error": rep.load_error, "results": rep.results}),
+        )
     }
 }
 
@@ -163,17 +176,30 @@ mod tests {
     #[tokio::test]
     async fn registry_validates_and_reports() {
         let reg = pure_tools(Duration::from_secs(5));
-        let ok = reg.call("calculator", r#"{"expression": "15% * 80"}"#).await;
+        let ok = reg
+            .call("calculator", r#"{"expression": "15% * 80"}"#)
+            .await;
         assert!(ok.ok && ok.output["result"] == "12", "{ok:?}");
         let div0 = reg.call("calculator", r#"{"expression": "1/0"}"#).await;
-        assert_eq!(div0.error.as_deref(), Some("division by zero at position 1"));
+        assert_eq!(
+            div0.error.as_deref(),
+            Some("division by zero at position 1")
+        );
         let bad_json = reg.call("calculator", "{expression").await;
-        assert!(bad_json.error.unwrap().starts_with("arguments are not valid JSON"));
+        assert!(bad_json
+            .error
+            .unwrap()
+            .starts_with("arguments are not valid JSON"));
         let missing = reg.call("calculator", r#"{"expr": "1"}"#).await;
-        assert!(missing.error.unwrap().starts_with("invalid arguments"), );
+        assert!(missing.error.unwrap().starts_with("invalid arguments"),);
         let unknown = reg.call("nope", "{}").await;
         assert!(unknown.error.unwrap().contains("available: calculator"));
-        let v = reg.call("verify_answer", r#"{"response": "The answer is 1,000.", "reference": "1000"}"#).await;
+        let v = reg
+            .call(
+                "verify_answer",
+                r#"{"response": "The answer is 1,000.", "reference": "1000"}"#,
+            )
+            .await;
         assert_eq!(v.output["correct"], true);
     }
 

@@ -54,13 +54,20 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, CalcError> {
             '(' | '[' => Some(Tok::Open),
             ')' | ']' => Some(Tok::Close),
             '0'..='9' | '.' => {
-                let (v, used) = parse_decimal_prefix(rest)
-                    .ok_or_else(|| CalcError::Syntax { pos: i, msg: "bad number".into() })?;
+                let (v, used) = parse_decimal_prefix(rest).ok_or_else(|| CalcError::Syntax {
+                    pos: i,
+                    msg: "bad number".into(),
+                })?;
                 out.push((Tok::Num(v), i));
                 i += used;
                 continue;
             }
-            other => return Err(CalcError::Syntax { pos: i, msg: format!("unexpected character `{other}`") }),
+            other => {
+                return Err(CalcError::Syntax {
+                    pos: i,
+                    msg: format!("unexpected character `{other}`"),
+                })
+            }
         };
         if let Some(t) = tok {
             out.push((t, i));
@@ -84,7 +91,10 @@ impl Parser {
         self.toks.get(self.at).map(|t| t.1).unwrap_or(self.end)
     }
     fn starts_operand(&self, k: usize) -> bool {
-        matches!(self.toks.get(k).map(|t| &t.0), Some(Tok::Num(_)) | Some(Tok::Open))
+        matches!(
+            self.toks.get(k).map(|t| &t.0),
+            Some(Tok::Num(_)) | Some(Tok::Open)
+        )
     }
 
     fn expr(&mut self) -> Result<Rational, CalcError> {
@@ -162,7 +172,11 @@ impl Parser {
         if !exp.is_integer() {
             return Err(CalcError::BadExponent(pos));
         }
-        let e = exp.to_integer().to_i64().filter(|e| e.abs() <= 4096).ok_or(CalcError::BadExponent(pos))?;
+        let e = exp
+            .to_integer()
+            .to_i64()
+            .filter(|e| e.abs() <= 4096)
+            .ok_or(CalcError::BadExponent(pos))?;
         let bits = base.numer().bits().max(base.denom().bits());
         if bits.saturating_mul(e.unsigned_abs()) > 1_000_000 {
             return Err(CalcError::TooLarge);
@@ -195,13 +209,22 @@ impl Parser {
                 self.at += 1;
                 let v = self.expr()?;
                 if self.peek() != Some(&Tok::Close) {
-                    return Err(CalcError::Syntax { pos: self.pos(), msg: "expected `)`".into() });
+                    return Err(CalcError::Syntax {
+                        pos: self.pos(),
+                        msg: "expected `)`".into(),
+                    });
                 }
                 self.at += 1;
                 Ok(v)
             }
-            Some(t) => Err(CalcError::Syntax { pos, msg: format!("expected a number, found {t:?}") }),
-            None => Err(CalcError::Syntax { pos, msg: "expression ends too early".into() }),
+            Some(t) => Err(CalcError::Syntax {
+                pos,
+                msg: format!("expected a number, found {t:?}"),
+            }),
+            None => Err(CalcError::Syntax {
+                pos,
+                msg: "expression ends too early".into(),
+            }),
         }
     }
 }
@@ -209,10 +232,17 @@ impl Parser {
 /// Evaluates `src` exactly.
 pub fn evaluate(src: &str) -> Result<Rational, CalcError> {
     let toks = lex(src)?;
-    let mut p = Parser { toks, at: 0, end: src.len() };
+    let mut p = Parser {
+        toks,
+        at: 0,
+        end: src.len(),
+    };
     let v = p.expr()?;
     if p.at != p.toks.len() {
-        return Err(CalcError::Syntax { pos: p.pos(), msg: "unexpected trailing input".into() });
+        return Err(CalcError::Syntax {
+            pos: p.pos(),
+            msg: "unexpected trailing input".into(),
+        });
     }
     Ok(v)
 }
@@ -233,7 +263,11 @@ pub fn round_to(v: &Rational, places: usize) -> Rational {
     let scale = Rational::from_integer(num_traits::pow(BigInt::from(10), places));
     let scaled = v * &scale;
     let half = Rational::new(BigInt::from(1), BigInt::from(2));
-    let r = if scaled.is_negative() { -((-scaled) + half).floor() } else { (scaled + half).floor() };
+    let r = if scaled.is_negative() {
+        -((-scaled) + half).floor()
+    } else {
+        (scaled + half).floor()
+    };
     r / scale
 }
 
@@ -270,18 +304,33 @@ mod tests {
     #[test]
     fn errors_are_clear() {
         assert_eq!(evaluate("1 / (2 - 2)"), Err(CalcError::DivisionByZero(2)));
-        assert!(matches!(evaluate("5 % 0"), Err(CalcError::DivisionByZero(_))));
+        assert!(matches!(
+            evaluate("5 % 0"),
+            Err(CalcError::DivisionByZero(_))
+        ));
         assert!(matches!(evaluate("1 +"), Err(CalcError::Syntax { .. })));
         assert!(matches!(evaluate("(1 + 2"), Err(CalcError::Syntax { .. })));
-        assert!(matches!(evaluate("2 ^ 0.5"), Err(CalcError::BadExponent(_))));
-        assert!(matches!(evaluate("9 ^ 9 ^ 9"), Err(CalcError::BadExponent(_))));
-        assert!(matches!(evaluate("1 + a"), Err(CalcError::Syntax { pos: 4, .. })));
+        assert!(matches!(
+            evaluate("2 ^ 0.5"),
+            Err(CalcError::BadExponent(_))
+        ));
+        assert!(matches!(
+            evaluate("9 ^ 9 ^ 9"),
+            Err(CalcError::BadExponent(_))
+        ));
+        assert!(matches!(
+            evaluate("1 + a"),
+            Err(CalcError::Syntax { pos: 4, .. })
+        ));
         assert!(matches!(evaluate(""), Err(CalcError::Syntax { .. })));
     }
 
     #[test]
     fn rounding() {
-        assert_eq!(format_exact(&round_to(&evaluate("10/3").unwrap(), 2)), "3.33");
+        assert_eq!(
+            format_exact(&round_to(&evaluate("10/3").unwrap(), 2)),
+            "3.33"
+        );
         assert_eq!(format_exact(&round_to(&evaluate("-2.5").unwrap(), 0)), "-3");
     }
 

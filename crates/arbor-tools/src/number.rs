@@ -56,7 +56,9 @@ pub fn parse_decimal_prefix(s: &str) -> Option<(Rational, usize)> {
             i = j;
         }
     }
-    let mantissa: BigInt = format!("{}{}", if digits.is_empty() { "0" } else { &digits }, frac).parse().ok()?;
+    let mantissa: BigInt = format!("{}{}", if digits.is_empty() { "0" } else { &digits }, frac)
+        .parse()
+        .ok()?;
     let scale = exp - frac.len() as i64;
     let ten = BigInt::from(10);
     let value = if scale >= 0 {
@@ -111,7 +113,8 @@ pub fn format_exact(v: &Rational) -> String {
     }
     if d.is_one() {
         let places = twos.max(fives);
-        let scaled = (v * Rational::from_integer(num_traits::pow(BigInt::from(10), places))).to_integer();
+        let scaled =
+            (v * Rational::from_integer(num_traits::pow(BigInt::from(10), places))).to_integer();
         let neg = scaled.is_negative();
         let digits = scaled.abs().to_string();
         let padded = format!("{:0>width$}", digits, width = places + 1);

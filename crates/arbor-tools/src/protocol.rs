@@ -14,10 +14,16 @@ use crate::tool::ToolOutcome;
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
-    env.add_template("instructions", include_str!("../../../prompts/tools/text_protocol.j2"))
-        .expect("prompts/tools/text_protocol.j2 parses");
-    env.add_template("results", include_str!("../../../prompts/tools/text_result.j2"))
-        .expect("prompts/tools/text_result.j2 parses");
+    env.add_template(
+        "instructions",
+        include_str!("../../../prompts/tools/text_protocol.j2"),
+    )
+    .expect("prompts/tools/text_protocol.j2 parses");
+    env.add_template(
+        "results",
+        include_str!("../../../prompts/tools/text_result.j2"),
+    )
+    .expect("prompts/tools/text_result.j2 parses");
     env
 });
 
@@ -51,11 +57,20 @@ pub fn parse_calls(text: &str) -> Vec<ParsedCall> {
                     Some(name) => ParsedCall::Call(ToolCall {
                         id: format!("text_{i}"),
                         name: name.to_string(),
-                        arguments: v.get("arguments").map(Value::to_string).unwrap_or_else(|| "{}".into()),
+                        arguments: v
+                            .get("arguments")
+                            .map(Value::to_string)
+                            .unwrap_or_else(|| "{}".into()),
                     }),
-                    None => ParsedCall::Malformed { text: body, error: "missing \"name\"".into() },
+                    None => ParsedCall::Malformed {
+                        text: body,
+                        error: "missing \"name\"".into(),
+                    },
                 },
-                Err(e) => ParsedCall::Malformed { text: body, error: format!("not JSON: {e}") },
+                Err(e) => ParsedCall::Malformed {
+                    text: body,
+                    error: format!("not JSON: {e}"),
+                },
             }
         })
         .collect()
@@ -78,7 +93,13 @@ struct Rendered<'a> {
 
 /// The message that carries results back to the model.
 pub fn render_results(outcomes: &[ToolOutcome]) -> String {
-    let results: Vec<Rendered> = outcomes.iter().map(|o| Rendered { name: &o.name, body: o.to_model_text() }).collect();
+    let results: Vec<Rendered> = outcomes
+        .iter()
+        .map(|o| Rendered {
+            name: &o.name,
+            body: o.to_model_text(),
+        })
+        .collect();
     TEMPLATES
         .get_template("results")
         .and_then(|t| t.render(minijinja::context! { results => results }))
@@ -99,21 +120,43 @@ mod tests {
         match &calls[0] {
             ParsedCall::Call(c) => {
                 assert_eq!(c.name, "calculator");
-                assert_eq!(serde_json::from_str::<Value>(&c.arguments).unwrap(), json!({"expression": "2+2"}));
+                assert_eq!(
+                    serde_json::from_str::<Value>(&c.arguments).unwrap(),
+                    json!({"expression": "2+2"})
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(&calls[1], ParsedCall::Malformed { error, .. } if error.starts_with("not JSON")));
+        assert!(
+            matches!(&calls[1], ParsedCall::Malformed { error, .. } if error.starts_with("not JSON"))
+        );
         assert!(through_last_call(text).ends_with("</tool_call>"));
         assert!(parse_calls("no calls").is_empty());
     }
 
     #[test]
     fn renders_instructions_and_results() {
-        let spec = ToolSpec { name: "calculator".into(), description: "math".into(), parameters: json!({"type": "object"}) };
+        let spec = ToolSpec {
+            name: "calculator".into(),
+            description: "math".into(),
+            parameters: json!({"type": "object"}),
+        };
         let text = instructions(&[spec]);
-        assert!(text.contains("- calculator: math") && text.contains("{\"type\":\"object\"}"), "{text}");
-        let o = ToolOutcome { name: "calculator".into(), arguments: "{}".into(), ok: true, output: json!({"result": "4"}), error: None, elapsed_ms: 0 };
-        assert_eq!(render_results(&[o]), "<tool_result name=\"calculator\">{\"result\":\"4\"}</tool_result>\n");
+        assert!(
+            text.contains("- calculator: math") && text.contains("{\"type\":\"object\"}"),
+            "{text}"
+        );
+        let o = ToolOutcome {
+            name: "calculator".into(),
+            arguments: "{}".into(),
+            ok: true,
+            output: json!({"result": "4"}),
+            error: None,
+            elapsed_ms: 0,
+        };
+        assert_eq!(
+            render_results(&[o]),
+            "<tool_result name=\"calculator\">{\"result\":\"4\"}</tool_result>\n"
+        );
     }
 }

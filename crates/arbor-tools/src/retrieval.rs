@@ -37,14 +37,23 @@ const B: f64 = 0.75;
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {msg}")]
-    Line { path: String, line: usize, msg: String },
+    Line {
+        path: String,
+        line: usize,
+        msg: String,
+    },
 }
 
 /// Lower-cased alphanumeric runs.
 pub fn tokenize(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_lowercase)
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
 }
 
 impl Bm25Index {
@@ -63,13 +72,25 @@ impl Bm25Index {
                 postings.entry(t).or_default().push((i as u32, f));
             }
         }
-        let avg_len = if lengths.is_empty() { 0.0 } else { lengths.iter().map(|&l| f64::from(l)).sum::<f64>() / lengths.len() as f64 };
-        Self { passages, postings, lengths, avg_len }
+        let avg_len = if lengths.is_empty() {
+            0.0
+        } else {
+            lengths.iter().map(|&l| f64::from(l)).sum::<f64>() / lengths.len() as f64
+        };
+        Self {
+            passages,
+            postings,
+            lengths,
+            avg_len,
+        }
     }
 
     /// Loads every `.txt`, `.md` and `.jsonl` file under `dir` (sorted, so ids are stable).
     pub fn from_dir(dir: &Path) -> Result<Self, CorpusError> {
-        let io = |p: &Path, e| CorpusError::Io { path: p.display().to_string(), source: e };
+        let io = |p: &Path, e| CorpusError::Io {
+            path: p.display().to_string(),
+            source: e,
+        };
         let mut files = Vec::new();
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
@@ -96,8 +117,13 @@ impl Bm25Index {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    let bad = |msg: String| CorpusError::Line { path: f.display().to_string(), line: n + 1, msg };
-                    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+                    let bad = |msg: String| CorpusError::Line {
+                        path: f.display().to_string(),
+                        line: n + 1,
+                        msg,
+                    };
+                    let v: serde_json::Value = serde_json::from_str(line)
+                        .map_err(|e| bad(format!("invalid JSON: {e}")))?;
                     let body = ["text", "content", "passage"]
                         .iter()
                         .find_map(|k| v.get(*k).and_then(|x| x.as_str()))
@@ -107,11 +133,22 @@ impl Bm25Index {
                         Some(other) if !other.is_null() => other.to_string(),
                         _ => format!("{rel}:{}", n + 1),
                     };
-                    passages.push(Passage { id, text: body.to_string() });
+                    passages.push(Passage {
+                        id,
+                        text: body.to_string(),
+                    });
                 }
             } else {
-                for (k, para) in text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()).enumerate() {
-                    passages.push(Passage { id: format!("{rel}#{}", k + 1), text: para.to_string() });
+                for (k, para) in text
+                    .split("\n\n")
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .enumerate()
+                {
+                    passages.push(Passage {
+                        id: format!("{rel}#{}", k + 1),
+                        text: para.to_string(),
+                    });
                 }
             }
         }
@@ -134,12 +171,15 @@ impl Bm25Index {
         terms.sort();
         terms.dedup();
         for t in &terms {
-            let Some(list) = self.postings.get(t) else { continue };
+            let Some(list) = self.postings.get(t) else {
+                continue;
+            };
             let df = list.len() as f64;
             let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
             for &(doc, tf) in list {
                 let tf = f64::from(tf);
-                let norm = 1.0 - B + B * f64::from(self.lengths[doc as usize]) / self.avg_len.max(1e-9);
+                let norm =
+                    1.0 - B + B * f64::from(self.lengths[doc as usize]) / self.avg_len.max(1e-9);
                 *scores.entry(doc).or_default() += idf * tf * (K1 + 1.0) / (tf + K1 * norm);
             }
         }
@@ -150,7 +190,11 @@ impl Bm25Index {
             .take(k)
             .map(|(i, score)| {
                 let p = &self.passages[i as usize];
-                Hit { id: p.id.clone(), score, text: p.text.clone() }
+                Hit {
+                    id: p.id.clone(),
+                    score,
+                    text: p.text.clone(),
+                }
             })
             .collect()
     }
@@ -183,14 +227,24 @@ mod tests {
     }
 
     fn p(id: &str, text: &str) -> Passage {
-        Passage { id: id.into(), text: text.into() }
+        Passage {
+            id: id.into(),
+            text: text.into(),
+        }
     }
 
     #[test]
     fn scores_match_hand_computation() {
-        let idx = Bm25Index::new(vec![p("a", "cat sat"), p("b", "dog sat on the mat"), p("c", "cat cat dog")]);
+        let idx = Bm25Index::new(vec![
+            p("a", "cat sat"),
+            p("b", "dog sat on the mat"),
+            p("c", "cat cat dog"),
+        ]);
         let hits = idx.search("cat", 3);
-        assert_eq!(hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["c", "a"]);
+        assert_eq!(
+            hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+            ["c", "a"]
+        );
         // avgdl = (2 + 5 + 3) / 3; idf(cat) = ln((3 - 2 + 0.5) / (2 + 0.5) + 1) = ln(1.6)
         let idf = 1.6f64.ln();
         let avg = 10.0 / 3.0;
@@ -203,14 +257,25 @@ mod tests {
     #[test]
     fn loads_text_and_jsonl_and_names_bad_lines() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("notes.txt"), "Paris is the capital of France.\n\nBerlin is in Germany.").unwrap();
+        std::fs::write(
+            d.path().join("notes.txt"),
+            "Paris is the capital of France.\n\nBerlin is in Germany.",
+        )
+        .unwrap();
         std::fs::write(d.path().join("facts.jsonl"), "{\"id\": \"f1\", \"text\": \"Water boils at 100 C.\"}\n{\"text\": \"Ice melts at 0 C.\"}\n").unwrap();
         let idx = Bm25Index::from_dir(d.path()).unwrap();
         assert_eq!(idx.len(), 4);
         assert_eq!(idx.search("capital of France", 1)[0].id, "notes.txt#1");
         assert_eq!(idx.search("ice melts", 1)[0].id, "facts.jsonl:2");
-        std::fs::write(d.path().join("bad.jsonl"), "{\"text\": \"ok\"}\n{\"txt\": 1}\n").unwrap();
+        std::fs::write(
+            d.path().join("bad.jsonl"),
+            "{\"text\": \"ok\"}\n{\"txt\": 1}\n",
+        )
+        .unwrap();
         let e = Bm25Index::from_dir(d.path()).unwrap_err().to_string();
-        assert!(e.ends_with("bad.jsonl:2: field `text` missing or not a string"), "{e}");
+        assert!(
+            e.ends_with("bad.jsonl:2: field `text` missing or not a string"),
+            "{e}"
+        );
     }
 }

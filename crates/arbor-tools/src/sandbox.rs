@@ -109,7 +109,8 @@ impl UidLease {
         if !is_root() {
             return Self(None);
         }
-        let pool = FREE_UIDS.get_or_init(|| Mutex::new((0..UID_SLOTS).map(|i| UID_BASE + i).collect()));
+        let pool =
+            FREE_UIDS.get_or_init(|| Mutex::new((0..UID_SLOTS).map(|i| UID_BASE + i).collect()));
         Self(pool.lock().unwrap_or_else(|p| p.into_inner()).pop_front())
     }
 }
@@ -117,7 +118,9 @@ impl UidLease {
 impl Drop for UidLease {
     fn drop(&mut self) {
         if let (Some(uid), Some(pool)) = (self.0, FREE_UIDS.get()) {
-            pool.lock().unwrap_or_else(|p| p.into_inner()).push_back(uid);
+            pool.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(uid);
         }
     }
 }
@@ -129,9 +132,17 @@ fn is_root() -> bool {
 
 fn find_in_path(name: &str, fallbacks: &[&str]) -> Option<PathBuf> {
     let from_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
-    fallbacks.iter().map(PathBuf::from).chain(from_path).find(|p| p.is_file())
+    fallbacks
+        .iter()
+        .map(PathBuf::from)
+        .chain(from_path)
+        .find(|p| p.is_file())
 }
 
 impl PythonRunner {
@@ -139,13 +150,19 @@ impl PythonRunner {
     /// be created; refuses otherwise, saying what to install.
     pub fn new(limits: Limits) -> Result<Self, SandboxError> {
         let bwrap = find_in_path("bwrap", &["/usr/bin/bwrap"]).ok_or_else(|| {
-            SandboxError::Unavailable("`bwrap` not found: install bubblewrap (apt-get install bubblewrap)".into())
+            SandboxError::Unavailable(
+                "`bwrap` not found: install bubblewrap (apt-get install bubblewrap)".into(),
+            )
         })?;
         let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
             .iter()
             .map(PathBuf::from)
             .find(|p| p.is_file())
-            .ok_or_else(|| SandboxError::Unavailable("no python3 under /usr: install python3 (apt-get install python3)".into()))?;
+            .ok_or_else(|| {
+                SandboxError::Unavailable(
+                    "no python3 under /usr: install python3 (apt-get install python3)".into(),
+                )
+            })?;
         static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
         PROBE
             .get_or_init(|| {
@@ -165,7 +182,11 @@ impl PythonRunner {
             })
             .clone()
             .map_err(SandboxError::Unavailable)?;
-        Ok(Self { limits, bwrap, python })
+        Ok(Self {
+            limits,
+            bwrap,
+            python,
+        })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -174,12 +195,21 @@ impl PythonRunner {
 
     /// Runs `code` as `main.py` in a fresh scratch directory (deleted afterwards), with
     /// `files` written beside it and `stdin` fed to it.
-    pub async fn run(&self, code: &str, files: &[(&str, &str)], stdin: &str) -> Result<RunOutput, SandboxError> {
+    pub async fn run(
+        &self,
+        code: &str,
+        files: &[(&str, &str)],
+        stdin: &str,
+    ) -> Result<RunOutput, SandboxError> {
         let lease = UidLease::take();
-        let scratch = tempfile::Builder::new().prefix("arbor-sandbox-").tempdir()?;
+        let scratch = tempfile::Builder::new()
+            .prefix("arbor-sandbox-")
+            .tempdir()?;
         std::fs::write(scratch.path().join("main.py"), code)?;
         for (name, content) in files {
-            let name = Path::new(name).file_name().ok_or_else(|| std::io::Error::other("bad file name"))?;
+            let name = Path::new(name)
+                .file_name()
+                .ok_or_else(|| std::io::Error::other("bad file name"))?;
             std::fs::write(scratch.path().join(name), content)?;
         }
         if let Some(uid) = lease.0 {
@@ -190,8 +220,23 @@ impl PythonRunner {
         cmd.args(base_args())
             .arg("--bind")
             .arg(scratch.path())
-            .args(["/sandbox", "--chdir", "/sandbox", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"])
-            .args(["--setenv", "HOME", "/sandbox", "--setenv", "PYTHONIOENCODING", "utf-8"])
+            .args([
+                "/sandbox",
+                "--chdir",
+                "/sandbox",
+                "--clearenv",
+                "--setenv",
+                "PATH",
+                "/usr/bin:/bin",
+            ])
+            .args([
+                "--setenv",
+                "HOME",
+                "/sandbox",
+                "--setenv",
+                "PYTHONIOENCODING",
+                "utf-8",
+            ])
             .arg(&self.python)
             .args(["-I", "-B", "main.py"])
             .stdin(Stdio::piped())
@@ -201,13 +246,20 @@ impl PythonRunner {
             .process_group(0);
         let limits = self.limits.clone();
         let uid = lease.0;
-        let nproc = if uid.is_some() { limits.max_processes } else { limits.max_processes + own_process_count() };
+        let nproc = if uid.is_some() {
+            limits.max_processes
+        } else {
+            limits.max_processes + own_process_count()
+        };
         // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
         // functions (setrlimit, setgroups, setgid, setuid) on values computed beforehand.
         unsafe {
             cmd.pre_exec(move || {
                 let set = |res, soft: u64, hard: u64| {
-                    let l = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
+                    let l = libc::rlimit {
+                        rlim_cur: soft as libc::rlim_t,
+                        rlim_max: hard as libc::rlim_t,
+                    };
                     if libc::setrlimit(res, &l) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -239,8 +291,14 @@ impl PythonRunner {
         let feed = tokio::spawn(async move {
             let _ = child_in.write_all(&input).await;
         });
-        let out = tokio::spawn(read_capped(child.stdout.take().expect("piped"), limits.output_bytes));
-        let err = tokio::spawn(read_capped(child.stderr.take().expect("piped"), limits.output_bytes));
+        let out = tokio::spawn(read_capped(
+            child.stdout.take().expect("piped"),
+            limits.output_bytes,
+        ));
+        let err = tokio::spawn(read_capped(
+            child.stderr.take().expect("piped"),
+            limits.output_bytes,
+        ));
         let wall = Duration::from_secs_f64(self.limits.wall_secs);
         let (status, timed_out) = match tokio::time::timeout(wall, child.wait()).await {
             Ok(s) => (s?, false),
@@ -255,7 +313,9 @@ impl PythonRunner {
         feed.abort();
         let (stdout, stdout_truncated) = out.await.map_err(std::io::Error::other)??;
         let (stderr, stderr_truncated) = err.await.map_err(std::io::Error::other)??;
-        let exit_code = status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
+        let exit_code = status.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+        });
         let signal = (exit_code > 128 && exit_code < 128 + 65).then_some(exit_code - 128);
         let limit = if timed_out {
             Some(LimitHit::WallTime)
@@ -263,7 +323,9 @@ impl PythonRunner {
             Some(LimitHit::CpuTime)
         } else if stderr.contains("MemoryError") {
             Some(LimitHit::Memory)
-        } else if stderr.contains("Resource temporarily unavailable") || stderr.contains("BlockingIOError") {
+        } else if stderr.contains("Resource temporarily unavailable")
+            || stderr.contains("BlockingIOError")
+        {
             Some(LimitHit::Processes)
         } else {
             None
@@ -285,14 +347,23 @@ impl PythonRunner {
 
 /// bwrap's arguments up to the scratch bind: namespaces and the visible filesystem.
 fn base_args() -> Vec<String> {
-    let mut a: Vec<String> = ["--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
-        .map(String::from)
-        .to_vec();
+    let mut a: Vec<String> = [
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
+    .map(String::from)
+    .to_vec();
     // Merged-/usr systems have /lib, /lib64, /bin as links into /usr; others need binds.
     for dir in ["/lib", "/lib64", "/bin"] {
         match std::fs::read_link(dir) {
             Ok(target) => a.extend(["--symlink".into(), target.display().to_string(), dir.into()]),
-            Err(_) if Path::new(dir).is_dir() => a.extend(["--ro-bind".into(), dir.into(), dir.into()]),
+            Err(_) if Path::new(dir).is_dir() => {
+                a.extend(["--ro-bind".into(), dir.into(), dir.into()])
+            }
             Err(_) => {}
         }
     }
@@ -315,8 +386,16 @@ fn own_process_count() -> u64 {
     std::fs::read_dir("/proc")
         .map(|d| {
             d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
-                .filter(|e| e.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == me))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .filter(|e| {
+                    e.metadata()
+                        .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == me)
+                })
                 .count() as u64
         })
         .unwrap_or(0)

@@ -58,19 +58,24 @@ pub struct ToolRegistry {
 
 impl ToolRegistry {
     pub fn new(timeout: Duration) -> Self {
-        Self { tools: BTreeMap::new(), timeout }
+        Self {
+            tools: BTreeMap::new(),
+            timeout,
+        }
     }
 
     /// Adds a tool; its argument schema must itself be valid.
     pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<(), String> {
         let spec = tool.spec();
-        let v = jsonschema::validator_for(&spec.parameters).map_err(|e| format!("tool `{}`: invalid schema: {e}", spec.name))?;
+        let v = jsonschema::validator_for(&spec.parameters)
+            .map_err(|e| format!("tool `{}`: invalid schema: {e}", spec.name))?;
         self.tools.insert(spec.name, (tool, Arc::new(v)));
         Ok(())
     }
 
     pub fn with(mut self, tool: Arc<dyn Tool>) -> Self {
-        self.register(tool).expect("built-in tool schemas are valid");
+        self.register(tool)
+            .expect("built-in tool schemas are valid");
         self
     }
 
@@ -95,22 +100,39 @@ impl ToolRegistry {
             elapsed_ms: start.elapsed().as_millis() as u64,
         };
         let Some((tool, schema)) = self.tools.get(name) else {
-            return done(Err(format!("unknown tool `{name}`; available: {}", self.names().join(", "))));
+            return done(Err(format!(
+                "unknown tool `{name}`; available: {}",
+                self.names().join(", ")
+            )));
         };
-        let args: Value = match serde_json::from_str(if arguments.trim().is_empty() { "{}" } else { arguments }) {
+        let args: Value = match serde_json::from_str(if arguments.trim().is_empty() {
+            "{}"
+        } else {
+            arguments
+        }) {
             Ok(v) => v,
             Err(e) => return done(Err(format!("arguments are not valid JSON: {e}"))),
         };
-        let problems: Vec<String> = schema.iter_errors(&args).map(|e| {
-            let at = e.instance_path.to_string();
-            if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
-        }).collect();
+        let problems: Vec<String> = schema
+            .iter_errors(&args)
+            .map(|e| {
+                let at = e.instance_path.to_string();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
+            })
+            .collect();
         if !problems.is_empty() {
             return done(Err(format!("invalid arguments: {}", problems.join("; "))));
         }
         match tokio::time::timeout(self.timeout, tool.run(args)).await {
             Ok(r) => done(r),
-            Err(_) => done(Err(format!("timed out after {} ms", self.timeout.as_millis()))),
+            Err(_) => done(Err(format!(
+                "timed out after {} ms",
+                self.timeout.as_millis()
+            ))),
         }
     }
 }

@@ -47,11 +47,19 @@ struct HarnessReport {
 }
 
 /// Runs `solution` then each of `tests` (Python statements, usually `assert …`).
-pub async fn run_unit_tests(runner: &PythonRunner, solution: &str, tests: &[String]) -> Result<UnitTestReport, SandboxError> {
+pub async fn run_unit_tests(
+    runner: &PythonRunner,
+    solution: &str,
+    tests: &[String],
+) -> Result<UnitTestReport, SandboxError> {
     let nonce = format!("ARBOR-REPORT-{:032x}", rand_u128());
     let tests_json = serde_json::to_string(tests).expect("strings serialize");
     let run = runner
-        .run(HARNESS, &[("solution.py", solution), ("tests.json", &tests_json)], &format!("{nonce}\n"))
+        .run(
+            HARNESS,
+            &[("solution.py", solution), ("tests.json", &tests_json)],
+            &format!("{nonce}\n"),
+        )
         .await?;
     let report = run
         .stdout
@@ -72,7 +80,10 @@ pub async fn run_unit_tests(runner: &PythonRunner, solution: &str, tests: &[Stri
             total: tests.len(),
             load_error: Some(match run.limit {
                 Some(l) => format!("stopped by the {l:?} limit before reporting"),
-                None => format!("the test run ended without a report (exit code {})", run.exit_code),
+                None => format!(
+                    "the test run ended without a report (exit code {})",
+                    run.exit_code
+                ),
             }),
             results: Vec::new(),
             run,
@@ -82,8 +93,13 @@ pub async fn run_unit_tests(runner: &PythonRunner, solution: &str, tests: &[Stri
 
 fn rand_u128() -> u128 {
     let mut b = [0u8; 16];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         return t.as_nanos() ^ (std::process::id() as u128) << 64;
     }
     u128::from_le_bytes(b)

@@ -53,7 +53,8 @@ pub struct Verdict {
     pub reference: String,
 }
 
-static HASHES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"####\s*([^\n]+)").expect("static regex"));
+static HASHES: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"####\s*([^\n]+)").expect("static regex"));
 static ANSWER_IS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:the\s+(?:final\s+)?answer\s+is|final\s+answer\s*[:=]|answer\s*[:=])\s*:?\s*([^\n]+)").expect("static regex")
 });
@@ -67,7 +68,10 @@ static FRAC: LazyLock<Regex> =
 pub fn extract(text: &str) -> Option<Extracted> {
     let found = |raw: &str, method| {
         let raw = raw.trim();
-        (!raw.is_empty()).then(|| Extracted { raw: raw.to_string(), method })
+        (!raw.is_empty()).then(|| Extracted {
+            raw: raw.to_string(),
+            method,
+        })
     };
     if let Some(c) = HASHES.captures_iter(text).last() {
         if let Some(e) = found(&c[1], Method::Hashes) {
@@ -81,12 +85,18 @@ pub fn extract(text: &str) -> Option<Extracted> {
     }
     if let Some(c) = ANSWER_IS.captures_iter(text).last() {
         // "The answer is 42." — drop a sentence-ending period, keep decimals.
-        let raw = c[1].trim().trim_end_matches(|ch: char| ch == '.' || ch == '!').to_string();
+        let raw = c[1]
+            .trim()
+            .trim_end_matches(|ch: char| ch == '.' || ch == '!')
+            .to_string();
         if let Some(e) = found(&raw, Method::AnswerIs) {
             return Some(e);
         }
     }
-    NUMBER.find_iter(text).last().and_then(|m| found(m.as_str(), Method::LastNumber))
+    NUMBER
+        .find_iter(text)
+        .last()
+        .and_then(|m| found(m.as_str(), Method::LastNumber))
 }
 
 /// The content of the last `\boxed{…}`, braces balanced.
@@ -113,7 +123,9 @@ fn last_boxed(text: &str) -> Option<String> {
 pub fn normalize(raw: &str) -> Answer {
     let mut s = raw.trim().to_string();
     s = FRAC.replace_all(&s, "($1)/($2)").into_owned();
-    for junk in ["\\text", "\\mathrm", "\\!", "\\,", "\\$", "\\%", "$", "€", "£", "¥", "{", "}"] {
+    for junk in [
+        "\\text", "\\mathrm", "\\!", "\\,", "\\$", "\\%", "$", "€", "£", "¥", "{", "}",
+    ] {
         s = s.replace(junk, if junk == "\\%" { "%" } else { "" });
     }
     let s = s.trim().trim_end_matches('.').trim();
@@ -124,7 +136,11 @@ pub fn normalize(raw: &str) -> Answer {
     if let Some((whole, frac)) = s.split_once(' ') {
         if let (Some(w), Some(f)) = (parse_number(whole), parse_number(frac)) {
             if w.is_integer() && frac.contains('/') {
-                let sign = if w < Rational::from_integer(0.into()) { -f.clone() } else { f };
+                let sign = if w < Rational::from_integer(0.into()) {
+                    -f.clone()
+                } else {
+                    f
+                };
                 return Answer::Number(w + sign);
             }
         }
@@ -137,7 +153,12 @@ pub fn normalize(raw: &str) -> Answer {
             }
         }
     }
-    Answer::Text(s.to_lowercase().split_whitespace().collect::<Vec<_>>().join(" "))
+    Answer::Text(
+        s.to_lowercase()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// Equal as numbers (exactly, or within 1e-6 relative for answers given in rounded decimals)
@@ -176,11 +197,20 @@ mod tests {
 
     #[test]
     fn extraction_order() {
-        assert_eq!(extract("so 3 + 4 = 7\n#### 7").unwrap().method, Method::Hashes);
-        assert_eq!(extract("x \\boxed{\\frac{1}{2}} y 9").unwrap().raw, "\\frac{1}{2}");
+        assert_eq!(
+            extract("so 3 + 4 = 7\n#### 7").unwrap().method,
+            Method::Hashes
+        );
+        assert_eq!(
+            extract("x \\boxed{\\frac{1}{2}} y 9").unwrap().raw,
+            "\\frac{1}{2}"
+        );
         let e = extract("We get 5 then 6. The answer is 42.").unwrap();
         assert_eq!((e.raw.as_str(), e.method), ("42", Method::AnswerIs));
-        assert_eq!(extract("first 3, then 1,250.5 apples").unwrap().raw, "1,250.5");
+        assert_eq!(
+            extract("first 3, then 1,250.5 apples").unwrap().raw,
+            "1,250.5"
+        );
         assert!(extract("no numbers here").is_none());
     }
 

@@ -12,7 +12,10 @@ async fn model() -> (MockServer, Arc<dyn LanguageModel>) {
     let server = MockServer::start(MockConfig::default(), 0).await.unwrap();
     let cfg = EndpointConfig::new(server.base_url().parse().unwrap(), "mock");
     let ep = Arc::new(Endpoint::new(&cfg));
-    (server, Arc::new(OpenAiClient::with_endpoint(cfg, ep).unwrap()))
+    (
+        server,
+        Arc::new(OpenAiClient::with_endpoint(cfg, ep).unwrap()),
+    )
 }
 
 #[tokio::test]
@@ -22,10 +25,19 @@ async fn native_tool_calls_run_and_feed_back() {
     let req = LlmRequest::chat("mock", vec![Message::user(
         "Check this.\nCALL calculator {\"expression\": \"12 * 7 + 1\"}\nCALL calculator {\"expression\": \"1/0\"}",
     )]);
-    let run = run_with_tools(&m, &req, &tools, ToolMode::Native, 4).await.unwrap();
+    let run = run_with_tools(&m, &req, &tools, ToolMode::Native, 4)
+        .await
+        .unwrap();
     assert_eq!(run.calls.len(), 2);
     assert_eq!(run.calls[0].output["result"], "85");
-    assert!(!run.calls[1].ok && run.calls[1].error.as_deref().unwrap().contains("division by zero"));
+    assert!(
+        !run.calls[1].ok
+            && run.calls[1]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("division by zero")
+    );
     // user, assistant(tool_calls), tool, tool, assistant(final)
     assert_eq!(run.messages.len(), 5);
     assert_eq!(run.messages[2].tool_call_id.as_deref(), Some("call_0"));
@@ -41,14 +53,23 @@ async fn text_protocol_calls_run_and_feed_back() {
     let req = LlmRequest::chat("mock", vec![Message::user(
         "SAY I will check.\n<tool_call>{\"name\": \"verify_answer\", \"arguments\": {\"response\": \"The answer is 1,200.\", \"reference\": \"1200\"}}</tool_call>\n<tool_call>{broken</tool_call>",
     )]);
-    let run = run_with_tools(&m, &req, &tools, ToolMode::Text, 4).await.unwrap();
+    let run = run_with_tools(&m, &req, &tools, ToolMode::Text, 4)
+        .await
+        .unwrap();
     assert_eq!(run.calls.len(), 2);
     assert_eq!(run.calls[0].output["correct"], true);
-    assert!(run.calls[1].error.as_deref().unwrap().starts_with("malformed tool call"));
+    assert!(run.calls[1]
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("malformed tool call"));
     assert_eq!(run.messages[0].role, arbor_core::Role::System);
     assert!(run.messages[0].content.contains("- verify_answer:"));
     let results = &run.messages[3].content;
-    assert!(results.starts_with("<tool_result name=\"verify_answer\">"), "{results}");
+    assert!(
+        results.starts_with("<tool_result name=\"verify_answer\">"),
+        "{results}"
+    );
     assert_eq!(server.stats().requests, 2);
     assert!(!run.exhausted);
 }
@@ -58,8 +79,13 @@ async fn the_round_budget_bounds_the_loop() {
     let (server, m) = model().await;
     let tools = pure_tools(Duration::from_secs(5));
     // One round allowed, and the model spends it asking for a tool: the loop stops there.
-    let req = LlmRequest::chat("mock", vec![Message::user("CALL calculator {\"expression\": \"1+1\"}")]);
-    let run = run_with_tools(&m, &req, &tools, ToolMode::Native, 1).await.unwrap();
+    let req = LlmRequest::chat(
+        "mock",
+        vec![Message::user("CALL calculator {\"expression\": \"1+1\"}")],
+    );
+    let run = run_with_tools(&m, &req, &tools, ToolMode::Native, 1)
+        .await
+        .unwrap();
     assert!(run.exhausted);
     assert_eq!(run.calls.len(), 1);
     assert_eq!(server.stats().requests, 1);

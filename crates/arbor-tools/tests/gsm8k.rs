@@ -6,20 +6,33 @@ use arbor_tools::number::parse_number;
 use arbor_tools::verifier::{extract, verify, Method};
 
 fn test_set() -> Vec<(String, String)> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/gsm8k/test.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (../shared must sit beside the repository)", path.display()));
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/gsm8k/test.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (../shared must sit beside the repository)",
+            path.display()
+        )
+    });
     text.lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["question"].as_str().unwrap().to_string(), v["answer"].as_str().unwrap().to_string())
+            (
+                v["question"].as_str().unwrap().to_string(),
+                v["answer"].as_str().unwrap().to_string(),
+            )
         })
         .collect()
 }
 
 /// The number after `####`, read independently of the verifier.
 fn reference_number(solution: &str) -> String {
-    solution.rsplit("####").next().unwrap().trim().replace(',', "")
+    solution
+        .rsplit("####")
+        .next()
+        .unwrap()
+        .trim()
+        .replace(',', "")
 }
 
 #[test]
@@ -37,7 +50,10 @@ fn verifier_extracts_every_reference_answer() {
         let wrong = format!("{}1", reference_number(solution));
         assert!(!verify(solution, &wrong).correct, "line {}", i + 1);
     }
-    eprintln!("verifier: {matched} of {} reference answers extracted and matched", set.len());
+    eprintln!(
+        "verifier: {matched} of {} reference answers extracted and matched",
+        set.len()
+    );
     assert_eq!(matched, 1319);
 }
 
@@ -50,7 +66,9 @@ fn calculator_agrees_with_the_annotations() {
         for c in re.captures_iter(&solution) {
             seen += 1;
             let (expr, result) = (&c[1], c[2].trim());
-            let (Ok(got), Some(want)) = (evaluate(expr), parse_number(result)) else { continue };
+            let (Ok(got), Some(want)) = (evaluate(expr), parse_number(result)) else {
+                continue;
+            };
             parsed += 1;
             if got == want {
                 exact += 1;
@@ -61,7 +79,10 @@ fn calculator_agrees_with_the_annotations() {
             if round_to(&got, places) == want {
                 rounded += 1;
             } else {
-                disagreements.push(format!("{expr}={result} (calculator: {})", arbor_tools::calculator::render(&got)));
+                disagreements.push(format!(
+                    "{expr}={result} (calculator: {})",
+                    arbor_tools::calculator::render(&got)
+                ));
             }
         }
     }
@@ -73,5 +94,9 @@ fn calculator_agrees_with_the_annotations() {
         eprintln!("  {d}");
     }
     assert!(parsed * 100 >= seen * 95, "parsed only {parsed} of {seen}");
-    assert!(disagreements.is_empty(), "{} disagreements", disagreements.len());
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements",
+        disagreements.len()
+    );
 }

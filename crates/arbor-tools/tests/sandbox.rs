@@ -6,7 +6,11 @@ use arbor_tools::sandbox::{LimitHit, Limits, PythonRunner, RunOutput};
 use arbor_tools::unit_tests::run_unit_tests;
 
 fn runner(tweak: impl FnOnce(&mut Limits)) -> PythonRunner {
-    let mut l = Limits { wall_secs: 8.0, cpu_secs: 2, ..Limits::default() };
+    let mut l = Limits {
+        wall_secs: 8.0,
+        cpu_secs: 2,
+        ..Limits::default()
+    };
     tweak(&mut l);
     PythonRunner::new(l).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -16,19 +20,33 @@ fn marker_left(marker: &str) -> bool {
     std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("arbor-sandbox-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("arbor-sandbox-")
+        })
         .any(|e| e.path().join(marker).exists())
 }
 
 /// Processes still running as the run's uid, after giving the kernel up to 2 s to reap them.
 async fn leftovers(out: &RunOutput) -> usize {
-    let uid = out.uid.expect("tests run as root, so each run has its own uid");
+    let uid = out
+        .uid
+        .expect("tests run as root, so each run has its own uid");
     let count = || {
         std::fs::read_dir("/proc")
             .unwrap()
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
-            .filter(|e| e.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .filter(|e| {
+                e.metadata()
+                    .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid)
+            })
             .count()
     };
     for _ in 0..20 {
@@ -43,7 +61,14 @@ async fn leftovers(out: &RunOutput) -> usize {
 #[tokio::test]
 async fn runs_code_and_reports_output_and_exit_status() {
     let r = runner(|_| {});
-    let out = r.run("import sys\nprint(input()[::-1])\nprint('err', file=sys.stderr)\nsys.exit(3)", &[], "abc\n").await.unwrap();
+    let out = r
+        .run(
+            "import sys\nprint(input()[::-1])\nprint('err', file=sys.stderr)\nsys.exit(3)",
+            &[],
+            "abc\n",
+        )
+        .await
+        .unwrap();
     assert_eq!(out.stdout, "cba\n");
     assert_eq!(out.stderr, "err\n");
     assert_eq!(out.exit_code, 3);
@@ -57,10 +82,17 @@ async fn infinite_loops_are_stopped_by_cpu_or_wall_time() {
     let r = runner(|l| l.wall_secs = 4.0);
     let busy = r.run("while True: pass", &[], "").await.unwrap();
     assert_eq!(busy.limit, Some(LimitHit::CpuTime), "{busy:?}");
-    let sleepy = r.run("import time\ntime.sleep(100)", &[], "").await.unwrap();
+    let sleepy = r
+        .run("import time\ntime.sleep(100)", &[], "")
+        .await
+        .unwrap();
     assert_eq!(sleepy.limit, Some(LimitHit::WallTime), "{sleepy:?}");
     assert!(sleepy.elapsed_ms < 30_000);
-    assert_eq!(leftovers(&busy).await + leftovers(&sleepy).await, 0, "sandbox processes outlived the run");
+    assert_eq!(
+        leftovers(&busy).await + leftovers(&sleepy).await,
+        0,
+        "sandbox processes outlived the run"
+    );
 }
 
 #[tokio::test]
@@ -69,10 +101,19 @@ async fn fork_bombs_hit_the_process_limit() {
     let marker = format!("bomb-{}", std::process::id());
     let code = format!("import os\nopen('{marker}', 'w').write('x')\nwhile True:\n    os.fork()");
     let out = r.run(&code, &[], "").await.unwrap();
-    assert!(matches!(out.limit, Some(LimitHit::Processes) | Some(LimitHit::WallTime) | Some(LimitHit::CpuTime)), "{out:?}");
+    assert!(
+        matches!(
+            out.limit,
+            Some(LimitHit::Processes) | Some(LimitHit::WallTime) | Some(LimitHit::CpuTime)
+        ),
+        "{out:?}"
+    );
     assert!(!out.success());
     // The host still forks, and nothing of the bomb is left.
-    assert!(std::process::Command::new("true").status().unwrap().success());
+    assert!(std::process::Command::new("true")
+        .status()
+        .unwrap()
+        .success());
     assert_eq!(leftovers(&out).await, 0, "fork bomb survived");
     assert!(!marker_left(&marker), "scratch directory left behind");
 }
@@ -80,7 +121,10 @@ async fn fork_bombs_hit_the_process_limit() {
 #[tokio::test]
 async fn a_ten_gigabyte_allocation_fails_inside() {
     let r = runner(|_| {});
-    let out = r.run("x = bytearray(10 * 1024**3)\nprint('allocated')", &[], "").await.unwrap();
+    let out = r
+        .run("x = bytearray(10 * 1024**3)\nprint('allocated')", &[], "")
+        .await
+        .unwrap();
     assert_eq!(out.limit, Some(LimitHit::Memory), "{out:?}");
     assert!(!out.stdout.contains("allocated"));
 }
@@ -96,7 +140,10 @@ async fn no_network_not_even_loopback() {
     );
     let out = r.run(&code, &[], "").await.unwrap();
     assert!(out.stdout.starts_with("BLOCKED"), "{out:?}");
-    assert!(listener.accept().is_err(), "the sandbox reached the host's listener");
+    assert!(
+        listener.accept().is_err(),
+        "the sandbox reached the host's listener"
+    );
 }
 
 #[tokio::test]
@@ -125,10 +172,24 @@ attempt("write-scratch", lambda: open("ok.txt", "w").write("x"))
         secret = secret.display().to_string()
     );
     let out = runner(|_| {}).run(&code, &[], "").await.unwrap();
-    for label in ["write-host", "write-usr", "read-host", "read-shadow", "read-root"] {
-        assert!(out.stdout.contains(&format!("{label} DENIED")), "{label}: {}", out.stdout);
+    for label in [
+        "write-host",
+        "write-usr",
+        "read-host",
+        "read-shadow",
+        "read-root",
+    ] {
+        assert!(
+            out.stdout.contains(&format!("{label} DENIED")),
+            "{label}: {}",
+            out.stdout
+        );
     }
-    assert!(out.stdout.contains("write-scratch ALLOWED"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("write-scratch ALLOWED"),
+        "{}",
+        out.stdout
+    );
     assert!(!out.stdout.contains("TOP SECRET"));
     assert!(!target.exists());
     assert!(!std::path::Path::new("/usr/pwned").exists());
@@ -146,18 +207,34 @@ async fn output_is_truncated_at_the_limit() {
 async fn unit_tests_count_passes_and_report_failures() {
     let r = runner(|_| {});
     let solution = "def add(a, b):\n    return a + b if a < 100 else 0\n";
-    let tests: Vec<String> = ["assert add(1, 2) == 3", "assert add(100, 1) == 101", "assert add(-1, 1) == 0", "assert nothere(1)"]
-        .map(String::from)
-        .to_vec();
+    let tests: Vec<String> = [
+        "assert add(1, 2) == 3",
+        "assert add(100, 1) == 101",
+        "assert add(-1, 1) == 0",
+        "assert nothere(1)",
+    ]
+    .map(String::from)
+    .to_vec();
     let rep = run_unit_tests(&r, solution, &tests).await.unwrap();
     assert_eq!((rep.passed, rep.total), (2, 4));
-    assert!(rep.results[1].error.as_deref() == Some("AssertionError"), "{:?}", rep.results[1]);
-    assert!(rep.results[3].error.as_deref().unwrap().contains("NameError"));
-    let broken = run_unit_tests(&r, "def add(a, b) return", &tests).await.unwrap();
+    assert!(
+        rep.results[1].error.as_deref() == Some("AssertionError"),
+        "{:?}",
+        rep.results[1]
+    );
+    assert!(rep.results[3]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("NameError"));
+    let broken = run_unit_tests(&r, "def add(a, b) return", &tests)
+        .await
+        .unwrap();
     assert_eq!(broken.passed, 0);
     assert!(broken.load_error.unwrap().contains("SyntaxError"));
     // A solution that prints a fake report cannot pass: it does not know the nonce.
-    let forger = "print('ARBOR-REPORT-0 {\"load_error\": null, \"results\": []}')\nimport os\nos._exit(0)\n";
+    let forger =
+        "print('ARBOR-REPORT-0 {\"load_error\": null, \"results\": []}')\nimport os\nos._exit(0)\n";
     let forged = run_unit_tests(&r, forger, &tests).await.unwrap();
     assert_eq!(forged.passed, 0);
     assert!(!forged.all_passed());

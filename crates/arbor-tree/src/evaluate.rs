@@ -31,7 +31,10 @@ pub struct TerminalOnly;
 #[async_trait]
 impl Evaluator for TerminalOnly {
     async fn evaluate(&self, _: &EvalInput<'_>) -> Result<Evaluation, SearchError> {
-        Ok(Evaluation { value_estimate: Some(0.0), ..Default::default() })
+        Ok(Evaluation {
+            value_estimate: Some(0.0),
+            ..Default::default()
+        })
     }
     fn name(&self) -> &'static str {
         "terminal"
@@ -65,14 +68,28 @@ pub fn yes_probability(top: &[(String, f32)]) -> f64 {
 #[async_trait]
 impl Evaluator for SelfEval {
     async fn evaluate(&self, input: &EvalInput<'_>) -> Result<Evaluation, SearchError> {
-        let req = LlmRequest::text(&self.model_name, self_eval_prompt(&input.task.prompt, input.steps)).with_params(
-            SamplingParams { n: 1, temperature: Some(0.0), max_tokens: Some(1), logprobs: true, top_logprobs: 10, ..Default::default() },
-        );
+        let req = LlmRequest::text(
+            &self.model_name,
+            self_eval_prompt(&input.task.prompt, input.steps),
+        )
+        .with_params(SamplingParams {
+            n: 1,
+            temperature: Some(0.0),
+            max_tokens: Some(1),
+            logprobs: true,
+            top_logprobs: 10,
+            ..Default::default()
+        });
         let c = self.model.generate(&req).await?;
-        let first = c.choices.first().and_then(|ch| ch.logprobs.as_ref()).and_then(|lp| lp.first());
+        let first = c
+            .choices
+            .first()
+            .and_then(|ch| ch.logprobs.as_ref())
+            .and_then(|lp| lp.first());
         let p = match first {
             Some(t) => {
-                let mut top: Vec<(String, f32)> = t.top.iter().map(|a| (a.token.clone(), a.logprob)).collect();
+                let mut top: Vec<(String, f32)> =
+                    t.top.iter().map(|a| (a.token.clone(), a.logprob)).collect();
                 if top.is_empty() {
                     top.push((t.token.clone(), t.logprob));
                 }
@@ -80,7 +97,11 @@ impl Evaluator for SelfEval {
             }
             None => yes_probability(&[(c.text().to_string(), 0.0)]),
         };
-        Ok(Evaluation { judge_score: Some(p), value_estimate: Some(p), ..Default::default() })
+        Ok(Evaluation {
+            judge_score: Some(p),
+            value_estimate: Some(p),
+            ..Default::default()
+        })
     }
     fn name(&self) -> &'static str {
         "self-eval"
@@ -98,17 +119,32 @@ pub struct Rollout {
 #[async_trait]
 impl Evaluator for Rollout {
     async fn evaluate(&self, input: &EvalInput<'_>) -> Result<Evaluation, SearchError> {
-        let completions = self.policy.complete(&input.task.prompt, input.steps, self.n).await?;
+        let completions = self
+            .policy
+            .complete(&input.task.prompt, input.steps, self.n)
+            .await?;
         let mut correct = 0usize;
         for text in &completions {
             let mut steps = input.steps.to_vec();
-            steps.extend(text.split(self.delimiter.as_str()).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string));
+            steps.extend(
+                text.split(self.delimiter.as_str())
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            );
             if replay(input.env, input.task, &steps).await?.verified == Some(true) {
                 correct += 1;
             }
         }
-        let v = if completions.is_empty() { 0.0 } else { correct as f64 / completions.len() as f64 };
-        Ok(Evaluation { value_estimate: Some(v), ..Default::default() })
+        let v = if completions.is_empty() {
+            0.0
+        } else {
+            correct as f64 / completions.len() as f64
+        };
+        Ok(Evaluation {
+            value_estimate: Some(v),
+            ..Default::default()
+        })
     }
     fn name(&self) -> &'static str {
         "rollout"
@@ -128,7 +164,10 @@ pub struct Learned(pub Arc<dyn ValueFunction>);
 impl Evaluator for Learned {
     async fn evaluate(&self, input: &EvalInput<'_>) -> Result<Evaluation, SearchError> {
         let v = self.0.value(&input.task.prompt, input.steps).await?;
-        Ok(Evaluation { value_estimate: Some(v), ..Default::default() })
+        Ok(Evaluation {
+            value_estimate: Some(v),
+            ..Default::default()
+        })
     }
     fn name(&self) -> &'static str {
         "learned"
@@ -141,7 +180,11 @@ mod tests {
 
     #[test]
     fn yes_probability_normalises_over_yes_and_no() {
-        let p = yes_probability(&[("Yes".into(), (0.6f32).ln()), (" no".into(), (0.2f32).ln()), ("Maybe".into(), (0.2f32).ln())]);
+        let p = yes_probability(&[
+            ("Yes".into(), (0.6f32).ln()),
+            (" no".into(), (0.2f32).ln()),
+            ("Maybe".into(), (0.2f32).ln()),
+        ]);
         assert!((p - 0.75).abs() < 1e-6);
         assert_eq!(yes_probability(&[("x".into(), 0.0)]), 0.5);
     }

@@ -26,7 +26,16 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 8] = [Format::Dpo, Format::StepDpo, Format::Tpo, Format::Oreo, Format::Prm, Format::Sft, Format::Kto, Format::Treelog];
+    pub const ALL: [Format; 8] = [
+        Format::Dpo,
+        Format::StepDpo,
+        Format::Tpo,
+        Format::Oreo,
+        Format::Prm,
+        Format::Sft,
+        Format::Kto,
+        Format::Treelog,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -45,9 +54,15 @@ impl Format {
 impl FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Format::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| {
-            format!("unknown export format `{s}` (one of: {})", Format::ALL.map(|f| f.name()).join(", "))
-        })
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown export format `{s}` (one of: {})",
+                    Format::ALL.map(|f| f.name()).join(", ")
+                )
+            })
     }
 }
 
@@ -64,7 +79,11 @@ pub struct ExportOptions {
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { margin: 0.1, max_pairs_per_tree: 4, prm_threshold: 0.0 }
+        Self {
+            margin: 0.1,
+            max_pairs_per_tree: 4,
+            prm_threshold: 0.0,
+        }
     }
 }
 
@@ -83,7 +102,11 @@ fn row_id(tree: &Tree, kind: &str, nodes: &[NodeId]) -> String {
 
 /// Terminal nodes in id order.
 pub fn leaves(tree: &Tree) -> Vec<NodeId> {
-    let mut l: Vec<NodeId> = tree.graph.node_indices().filter(|&n| tree.graph[n].terminal && n != tree.root).collect();
+    let mut l: Vec<NodeId> = tree
+        .graph
+        .node_indices()
+        .filter(|&n| tree.graph[n].terminal && n != tree.root)
+        .collect();
     l.sort();
     l
 }
@@ -122,7 +145,8 @@ pub fn export(trees: &[Tree], format: Format, opts: &ExportOptions) -> Vec<Value
 
 /// Correct leaves (best Q first) paired with incorrect leaves (worst Q first), round robin.
 fn dpo(t: &Tree, opts: &ExportOptions, rows: &mut Vec<Value>) {
-    let (mut good, mut bad): (Vec<NodeId>, Vec<NodeId>) = leaves(t).into_iter().partition(|&n| correct(t, n));
+    let (mut good, mut bad): (Vec<NodeId>, Vec<NodeId>) =
+        leaves(t).into_iter().partition(|&n| correct(t, n));
     good.sort_by(|a, b| t.graph[*b].q().total_cmp(&t.graph[*a].q()));
     bad.sort_by(|a, b| t.graph[*a].q().total_cmp(&t.graph[*b].q()));
     let k = good.len().min(bad.len()).min(opts.max_pairs_per_tree);
@@ -146,7 +170,11 @@ fn step_dpo(t: &Tree, opts: &ExportOptions, rows: &mut Vec<Value>) {
     let mut parents: Vec<NodeId> = t.graph.node_indices().collect();
     parents.sort();
     for p in parents {
-        let kids: Vec<NodeId> = t.children(p).into_iter().filter(|&c| t.graph[c].visits > 0).collect();
+        let kids: Vec<NodeId> = t
+            .children(p)
+            .into_iter()
+            .filter(|&c| t.graph[c].visits > 0)
+            .collect();
         for (i, &a) in kids.iter().enumerate() {
             for &b in &kids[i + 1..] {
                 let (qa, qb) = (t.graph[a].q(), t.graph[b].q());
@@ -225,7 +253,10 @@ fn prm(t: &Tree, opts: &ExportOptions, rows: &mut Vec<Value>) {
 
 /// The best correct path of each tree, as a conversation.
 fn sft(t: &Tree, rows: &mut Vec<Value>) {
-    let best = leaves(t).into_iter().filter(|&n| correct(t, n)).max_by(|a, b| t.graph[*a].q().total_cmp(&t.graph[*b].q()).then(b.cmp(a)));
+    let best = leaves(t)
+        .into_iter()
+        .filter(|&n| correct(t, n))
+        .max_by(|a, b| t.graph[*a].q().total_cmp(&t.graph[*b].q()).then(b.cmp(a)));
     if let Some(n) = best {
         rows.push(json!({
             "id": row_id(t, "sft", &[n]),
@@ -270,7 +301,11 @@ pub fn treelog(t: &Tree) -> Value {
     }
     for &n in &ids {
         let node = &t.graph[n];
-        let selected = t.children(n).into_iter().max_by(|a, b| t.graph[*a].q().total_cmp(&t.graph[*b].q()).then(b.cmp(a))).and_then(|c| edge_of.get(&c).copied());
+        let selected = t
+            .children(n)
+            .into_iter()
+            .max_by(|a, b| t.graph[*a].q().total_cmp(&t.graph[*b].q()).then(b.cmp(a)))
+            .and_then(|c| edge_of.get(&c).copied());
         nodes.insert(
             n.index().to_string(),
             json!({"id": n.index(), "data": {"step": node.step, "depth": node.depth, "terminal": node.terminal, "verified": node.eval.verified},
@@ -299,9 +334,19 @@ mod tests {
             let node = t.node_mut(n).unwrap();
             node.terminal = true;
             node.reward = Some(if ok { 1.0 } else { 0.0 });
-            node.eval = Evaluation { verified: Some(ok), ..Default::default() };
+            node.eval = Evaluation {
+                verified: Some(ok),
+                ..Default::default()
+            };
         }
-        for (n, v) in [(a1, 1.0), (a1, 1.0), (a1, 1.0), (a1, 1.0), (a2, 0.0), (b1, 0.0)] {
+        for (n, v) in [
+            (a1, 1.0),
+            (a1, 1.0),
+            (a1, 1.0),
+            (a1, 1.0),
+            (a2, 0.0),
+            (b1, 0.0),
+        ] {
             t.backup(n, v).unwrap();
         }
         (t, [a, b, a1, a2, b1])
@@ -315,21 +360,42 @@ mod tests {
         assert_eq!(rows[0]["chosen"][0]["content"], "2+2 = 4\nThe answer is 4");
         assert_eq!(rows[0]["chosen_node"], a1.index());
         // the worst incorrect leaf by Q: both are 0, the first in id order (a2)
-        assert_eq!(rows[0]["rejected"][0]["content"], "2+2 = 4\nThe answer is 3");
+        assert_eq!(
+            rows[0]["rejected"][0]["content"],
+            "2+2 = 4\nThe answer is 3"
+        );
         assert_eq!(rows[0]["prompt"][0]["role"], "user");
     }
 
     #[test]
     fn step_dpo_respects_the_margin_and_names_the_divergence_step() {
         let (t, _) = sample();
-        let rows = export(&[t.clone()], Format::StepDpo, &ExportOptions { margin: 0.5, ..Default::default() });
+        let rows = export(
+            &[t.clone()],
+            Format::StepDpo,
+            &ExportOptions {
+                margin: 0.5,
+                ..Default::default()
+            },
+        );
         // root: a (Q 0.8) vs b (Q 0); a: a1 (1) vs a2 (0)
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0]["chosen"], "2+2 = 4");
         assert_eq!(rows[0]["step_index"], 0);
         assert_eq!(rows[1]["step_index"], 1);
         assert_eq!(rows[1]["prompt"], "What is 2+2?\n2+2 = 4");
-        assert!(export(&[t], Format::StepDpo, &ExportOptions { margin: 0.9, ..Default::default() }).len() == 1);
+        assert!(
+            export(
+                &[t],
+                Format::StepDpo,
+                &ExportOptions {
+                    margin: 0.9,
+                    ..Default::default()
+                }
+            )
+            .len()
+                == 1
+        );
     }
 
     #[test]
@@ -344,9 +410,24 @@ mod tests {
         assert_eq!(prm[1]["labels"], json!([true, false]));
         assert_eq!(prm[2]["labels"], json!([false, false]));
         let oreo = export(&[t.clone()], Format::Oreo, &ExportOptions::default());
-        assert_eq!(oreo.iter().map(|r| r["reward"].as_f64().unwrap()).collect::<Vec<_>>(), vec![1.0, 0.0, 0.0]);
-        assert_eq!(export(&[t.clone()], Format::Sft, &ExportOptions::default())[0]["messages"][1]["content"], "2+2 = 4\nThe answer is 4");
-        assert_eq!(export(&[t], Format::Kto, &ExportOptions::default()).iter().filter(|r| r["label"] == true).count(), 1);
+        assert_eq!(
+            oreo.iter()
+                .map(|r| r["reward"].as_f64().unwrap())
+                .collect::<Vec<_>>(),
+            vec![1.0, 0.0, 0.0]
+        );
+        assert_eq!(
+            export(&[t.clone()], Format::Sft, &ExportOptions::default())[0]["messages"][1]
+                ["content"],
+            "2+2 = 4\nThe answer is 4"
+        );
+        assert_eq!(
+            export(&[t], Format::Kto, &ExportOptions::default())
+                .iter()
+                .filter(|r| r["label"] == true)
+                .count(),
+            1
+        );
     }
 
     #[test]

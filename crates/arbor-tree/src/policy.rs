@@ -19,11 +19,21 @@ pub struct Proposal {
 #[async_trait]
 pub trait StepPolicy: Send + Sync {
     /// Up to `k` distinct next steps after `steps` (fewer if the policy repeats itself).
-    async fn propose(&self, question: &str, steps: &[String], k: usize) -> Result<Vec<Proposal>, SearchError>;
+    async fn propose(
+        &self,
+        question: &str,
+        steps: &[String],
+        k: usize,
+    ) -> Result<Vec<Proposal>, SearchError>;
     /// The model name and sampling settings recorded as each node's provenance.
     fn provenance(&self) -> crate::Provenance;
     /// Completes the solution from `steps` to its end in one call per sample (for rollouts).
-    async fn complete(&self, question: &str, steps: &[String], n: usize) -> Result<Vec<String>, SearchError>;
+    async fn complete(
+        &self,
+        question: &str,
+        steps: &[String],
+        n: usize,
+    ) -> Result<Vec<String>, SearchError>;
 }
 
 /// A policy backed by any [`LanguageModel`]: a raw-text completion of the step prompt that stops
@@ -40,28 +50,48 @@ pub struct LlmStepPolicy {
 
 impl LlmStepPolicy {
     pub fn new(model: Arc<dyn LanguageModel>, model_name: impl Into<String>) -> Self {
-        Self { model, model_name: model_name.into(), temperature: 0.8, max_step_tokens: 96, max_solution_tokens: 384, delimiter: "\n".into(), seed: None }
+        Self {
+            model,
+            model_name: model_name.into(),
+            temperature: 0.8,
+            max_step_tokens: 96,
+            max_solution_tokens: 384,
+            delimiter: "\n".into(),
+            seed: None,
+        }
     }
 
-    fn request(&self, question: &str, steps: &[String], n: usize, stop: Vec<String>, max_tokens: u32) -> LlmRequest {
+    fn request(
+        &self,
+        question: &str,
+        steps: &[String],
+        n: usize,
+        stop: Vec<String>,
+        max_tokens: u32,
+    ) -> LlmRequest {
         // The seed is mixed with the state so that repeated searches are reproducible while
         // different states still sample differently.
         let seed = self.seed.map(|s| s ^ fxhash(question, steps));
-        LlmRequest::text(&self.model_name, step_prompt(question, steps)).with_params(SamplingParams {
-            n: n as u32,
-            temperature: Some(self.temperature),
-            max_tokens: Some(max_tokens),
-            stop,
-            seed,
-            logprobs: true,
-            ..SamplingParams::default()
-        })
+        LlmRequest::text(&self.model_name, step_prompt(question, steps)).with_params(
+            SamplingParams {
+                n: n as u32,
+                temperature: Some(self.temperature),
+                max_tokens: Some(max_tokens),
+                stop,
+                seed,
+                logprobs: true,
+                ..SamplingParams::default()
+            },
+        )
     }
 }
 
 fn fxhash(question: &str, steps: &[String]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
-    for b in question.bytes().chain(steps.iter().flat_map(|s| s.bytes().chain([0u8]))) {
+    for b in question
+        .bytes()
+        .chain(steps.iter().flat_map(|s| s.bytes().chain([0u8])))
+    {
         h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
     }
     h
@@ -69,8 +99,19 @@ fn fxhash(question: &str, steps: &[String]) -> u64 {
 
 #[async_trait]
 impl StepPolicy for LlmStepPolicy {
-    async fn propose(&self, question: &str, steps: &[String], k: usize) -> Result<Vec<Proposal>, SearchError> {
-        let req = self.request(question, steps, k, vec![self.delimiter.clone()], self.max_step_tokens);
+    async fn propose(
+        &self,
+        question: &str,
+        steps: &[String],
+        k: usize,
+    ) -> Result<Vec<Proposal>, SearchError> {
+        let req = self.request(
+            question,
+            steps,
+            k,
+            vec![self.delimiter.clone()],
+            self.max_step_tokens,
+        );
         let c = self.model.generate(&req).await?;
         let mut out: Vec<Proposal> = Vec::new();
         for choice in c.choices {
@@ -79,19 +120,35 @@ impl StepPolicy for LlmStepPolicy {
                 continue;
             }
             let (logprob, tokens) = match &choice.logprobs {
-                Some(lp) => (Some(lp.iter().map(|t| f64::from(t.logprob)).sum()), lp.len()),
+                Some(lp) => (
+                    Some(lp.iter().map(|t| f64::from(t.logprob)).sum()),
+                    lp.len(),
+                ),
                 None => (None, 0),
             };
-            out.push(Proposal { text, logprob, tokens });
+            out.push(Proposal {
+                text,
+                logprob,
+                tokens,
+            });
         }
         Ok(out)
     }
 
     fn provenance(&self) -> crate::Provenance {
-        crate::Provenance { model: self.model_name.clone(), temperature: Some(self.temperature), seed: self.seed }
+        crate::Provenance {
+            model: self.model_name.clone(),
+            temperature: Some(self.temperature),
+            seed: self.seed,
+        }
     }
 
-    async fn complete(&self, question: &str, steps: &[String], n: usize) -> Result<Vec<String>, SearchError> {
+    async fn complete(
+        &self,
+        question: &str,
+        steps: &[String],
+        n: usize,
+    ) -> Result<Vec<String>, SearchError> {
         let req = self.request(question, steps, n, Vec::new(), self.max_solution_tokens);
         let c = self.model.generate(&req).await?;
         Ok(c.choices.into_iter().map(|c| c.text).collect())
@@ -101,8 +158,10 @@ impl StepPolicy for LlmStepPolicy {
 /// Priors for sibling proposals: a softmax over each step's mean token log-probability (so
 /// long steps are not penalised for their length); uniform when log-probabilities are missing.
 pub fn priors(proposals: &[Proposal]) -> Vec<f64> {
-    let means: Option<Vec<f64>> =
-        proposals.iter().map(|p| p.logprob.map(|lp| lp / p.tokens.max(1) as f64)).collect();
+    let means: Option<Vec<f64>> = proposals
+        .iter()
+        .map(|p| p.logprob.map(|lp| lp / p.tokens.max(1) as f64))
+        .collect();
     match means {
         Some(m) if !m.is_empty() => {
             let max = m.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -120,12 +179,20 @@ mod tests {
 
     #[test]
     fn priors_are_a_softmax_of_mean_logprobs() {
-        let p = |lp: f64, t: usize| Proposal { text: String::new(), logprob: Some(lp), tokens: t };
+        let p = |lp: f64, t: usize| Proposal {
+            text: String::new(),
+            logprob: Some(lp),
+            tokens: t,
+        };
         let pr = priors(&[p(-2.0, 2), p(-4.0, 2)]);
         // means -1 and -2: softmax = [e^0, e^-1] / (1 + e^-1)
         let z = 1.0 + (-1.0f64).exp();
         assert!((pr[0] - 1.0 / z).abs() < 1e-12 && (pr[1] - (-1.0f64).exp() / z).abs() < 1e-12);
-        let none = Proposal { text: String::new(), logprob: None, tokens: 0 };
+        let none = Proposal {
+            text: String::new(),
+            logprob: None,
+            tokens: 0,
+        };
         assert_eq!(priors(&[none.clone(), none]), vec![0.5, 0.5]);
     }
 }
@@ -141,15 +208,30 @@ pub struct SyntheticPolicy {
 
 impl SyntheticPolicy {
     pub fn for_tasks(tasks: &[arbor_envs::Task], answer_depth: usize) -> Self {
-        let answers = tasks.iter().map(|t| (t.prompt.clone(), t.reference.clone().unwrap_or_default())).collect();
-        Self { answer_depth, answers }
+        let answers = tasks
+            .iter()
+            .map(|t| (t.prompt.clone(), t.reference.clone().unwrap_or_default()))
+            .collect();
+        Self {
+            answer_depth,
+            answers,
+        }
     }
 }
 
 #[async_trait]
 impl StepPolicy for SyntheticPolicy {
-    async fn propose(&self, question: &str, steps: &[String], k: usize) -> Result<Vec<Proposal>, SearchError> {
-        let reference = self.answers.get(question).map(String::as_str).unwrap_or("0");
+    async fn propose(
+        &self,
+        question: &str,
+        steps: &[String],
+        k: usize,
+    ) -> Result<Vec<Proposal>, SearchError> {
+        let reference = self
+            .answers
+            .get(question)
+            .map(String::as_str)
+            .unwrap_or("0");
         Ok((0..k)
             .map(|i| {
                 let text = if steps.len() + 1 >= self.answer_depth {
@@ -161,16 +243,29 @@ impl StepPolicy for SyntheticPolicy {
                 } else {
                     format!("Step {} option {i}", steps.len() + 1)
                 };
-                Proposal { text, logprob: Some(-(i as f64) - 1.0), tokens: 4 }
+                Proposal {
+                    text,
+                    logprob: Some(-(i as f64) - 1.0),
+                    tokens: 4,
+                }
             })
             .collect())
     }
 
     fn provenance(&self) -> crate::Provenance {
-        crate::Provenance { model: "synthetic".into(), temperature: None, seed: None }
+        crate::Provenance {
+            model: "synthetic".into(),
+            temperature: None,
+            seed: None,
+        }
     }
 
-    async fn complete(&self, question: &str, steps: &[String], n: usize) -> Result<Vec<String>, SearchError> {
+    async fn complete(
+        &self,
+        question: &str,
+        steps: &[String],
+        n: usize,
+    ) -> Result<Vec<String>, SearchError> {
         // The first proposal at each state, down to the answer.
         let mut path = steps.to_vec();
         let mut added = Vec::new();

@@ -6,9 +6,13 @@ fn templates() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
-        env.add_template("step", include_str!("../../../prompts/tree/step.j2")).expect("prompts/tree/step.j2 parses");
-        env.add_template("self_eval", include_str!("../../../prompts/tree/self_eval.j2"))
-            .expect("prompts/tree/self_eval.j2 parses");
+        env.add_template("step", include_str!("../../../prompts/tree/step.j2"))
+            .expect("prompts/tree/step.j2 parses");
+        env.add_template(
+            "self_eval",
+            include_str!("../../../prompts/tree/self_eval.j2"),
+        )
+        .expect("prompts/tree/self_eval.j2 parses");
         env
     })
 }

@@ -65,7 +65,17 @@ pub struct Node {
 
 impl Node {
     pub fn new(step: impl Into<String>, depth: u32, prior: f64) -> Self {
-        Self { step: step.into(), depth, visits: 0, value_sum: 0.0, prior, reward: None, terminal: false, eval: Evaluation::default(), provenance: None }
+        Self {
+            step: step.into(),
+            depth,
+            visits: 0,
+            value_sum: 0.0,
+            prior,
+            reward: None,
+            terminal: false,
+            eval: Evaluation::default(),
+            provenance: None,
+        }
     }
 
     /// The visit-weighted mean value Q (0 before any visit).
@@ -81,9 +91,17 @@ impl Node {
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: tree {tree}: {msg}")]
-    Line { path: String, line: usize, tree: String, msg: String },
+    Line {
+        path: String,
+        line: usize,
+        tree: String,
+        msg: String,
+    },
     #[error("node {0:?} is not in the tree")]
     NoNode(NodeId),
 }
@@ -124,10 +142,21 @@ struct SavedNode {
 }
 
 impl Tree {
-    pub fn new(id: impl Into<String>, prompt: impl Into<String>, reference: Option<String>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        prompt: impl Into<String>,
+        reference: Option<String>,
+    ) -> Self {
         let mut graph = StableDiGraph::default();
         let root = graph.add_node(Node::new("", 0, 1.0));
-        Self { id: id.into(), prompt: prompt.into(), reference, env: None, graph, root }
+        Self {
+            id: id.into(),
+            prompt: prompt.into(),
+            reference,
+            env: None,
+            graph,
+            root,
+        }
     }
 
     pub fn node(&self, id: NodeId) -> Result<&Node, TreeError> {
@@ -139,7 +168,12 @@ impl Tree {
     }
 
     /// Adds a child step under `parent`.
-    pub fn add_child(&mut self, parent: NodeId, step: impl Into<String>, prior: f64) -> Result<NodeId, TreeError> {
+    pub fn add_child(
+        &mut self,
+        parent: NodeId,
+        step: impl Into<String>,
+        prior: f64,
+    ) -> Result<NodeId, TreeError> {
         let depth = self.node(parent)?.depth + 1;
         let child = self.graph.add_node(Node::new(step, depth, prior));
         self.graph.add_edge(parent, child, ());
@@ -147,12 +181,17 @@ impl Tree {
     }
 
     pub fn parent(&self, id: NodeId) -> Option<NodeId> {
-        self.graph.neighbors_directed(id, Direction::Incoming).next()
+        self.graph
+            .neighbors_directed(id, Direction::Incoming)
+            .next()
     }
 
     /// Children in insertion order.
     pub fn children(&self, id: NodeId) -> Vec<NodeId> {
-        let mut c: Vec<NodeId> = self.graph.neighbors_directed(id, Direction::Outgoing).collect();
+        let mut c: Vec<NodeId> = self
+            .graph
+            .neighbors_directed(id, Direction::Outgoing)
+            .collect();
         c.sort();
         c
     }
@@ -171,7 +210,11 @@ impl Tree {
 
     /// The step texts from the root's first child down to `id`.
     pub fn steps(&self, id: NodeId) -> Vec<String> {
-        self.path(id).into_iter().skip(1).filter_map(|n| self.graph.node_weight(n).map(|x| x.step.clone())).collect()
+        self.path(id)
+            .into_iter()
+            .skip(1)
+            .filter_map(|n| self.graph.node_weight(n).map(|x| x.step.clone()))
+            .collect()
     }
 
     /// Adds one visit with `value` to every node from `leaf` up to the root (MCTS backup:
@@ -204,7 +247,11 @@ impl Tree {
             env: self.env.clone(),
             nodes: ids
                 .into_iter()
-                .map(|n| SavedNode { id: n.index() as u32, parent: self.parent(n).map(|p| p.index() as u32), node: self.graph[n].clone() })
+                .map(|n| SavedNode {
+                    id: n.index() as u32,
+                    parent: self.parent(n).map(|p| p.index() as u32),
+                    node: self.graph[n].clone(),
+                })
                 .collect(),
         }
     }
@@ -217,7 +264,10 @@ impl Tree {
         // Recreate ids exactly: fill gaps with placeholders, then remove them.
         let max = s.nodes.iter().map(|n| n.id).max().ok_or("no nodes")?;
         if max as usize > s.nodes.len() * 4 + 1024 {
-            return Err(format!("node id {max} is far beyond the {} nodes listed", s.nodes.len()));
+            return Err(format!(
+                "node id {max} is far beyond the {} nodes listed",
+                s.nodes.len()
+            ));
         }
         let mut present = vec![false; max as usize + 1];
         for _ in 0..=max {
@@ -233,9 +283,18 @@ impl Tree {
         for n in &s.nodes {
             match n.parent {
                 Some(p) if (p as usize) < present.len() && present[p as usize] && p != n.id => {
-                    graph.add_edge(NodeIndex::new(p as usize), NodeIndex::new(n.id as usize), ());
+                    graph.add_edge(
+                        NodeIndex::new(p as usize),
+                        NodeIndex::new(n.id as usize),
+                        (),
+                    );
                 }
-                Some(p) => return Err(format!("node {}: parent {p} is not a node of this tree", n.id)),
+                Some(p) => {
+                    return Err(format!(
+                        "node {}: parent {p} is not a node of this tree",
+                        n.id
+                    ))
+                }
                 None if root.is_none() => root = Some(NodeIndex::new(n.id as usize)),
                 None => return Err(format!("node {}: a second root", n.id)),
             }
@@ -246,7 +305,14 @@ impl Tree {
             }
         }
         let root = root.ok_or("no root (a node without parent)")?;
-        let tree = Self { id: s.id, prompt: s.prompt, reference: s.reference, env: s.env, graph, root };
+        let tree = Self {
+            id: s.id,
+            prompt: s.prompt,
+            reference: s.reference,
+            env: s.env,
+            graph,
+            root,
+        };
         // Every node must hang below the root (no cycles, no detached parts).
         let mut dfs = petgraph::visit::Dfs::new(&tree.graph, root);
         let mut reachable = 0;
@@ -273,7 +339,10 @@ pub struct LoadReport {
 }
 
 pub fn save_jsonl(path: &Path, trees: &[Tree]) -> Result<(), TreeError> {
-    let io = |e| TreeError::Io { path: path.display().to_string(), source: e };
+    let io = |e| TreeError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
     for t in trees {
         writeln!(f, "{}", t.to_json_line()).map_err(io)?;
@@ -283,8 +352,13 @@ pub fn save_jsonl(path: &Path, trees: &[Tree]) -> Result<(), TreeError> {
 
 /// Whether a file's first non-empty line is an `arbor.tree/1` record.
 fn is_tree_file(path: &Path) -> bool {
-    let Ok(f) = std::fs::File::open(path) else { return false };
-    let first = std::io::BufReader::new(f).lines().map_while(Result::ok).find(|l| !l.trim().is_empty());
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let first = std::io::BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| !l.trim().is_empty());
     first.is_some_and(|l| l.starts_with(&format!("{{\"format\":\"{FORMAT}\"")))
 }
 
@@ -294,7 +368,10 @@ pub fn load_path(path: &Path) -> Result<LoadReport, TreeError> {
     if !path.is_dir() {
         return load_jsonl(path);
     }
-    let io = |e| TreeError::Io { path: path.display().to_string(), source: e };
+    let io = |e| TreeError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
     let mut files: Vec<_> = std::fs::read_dir(path)
         .map_err(io)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -313,7 +390,10 @@ pub fn load_path(path: &Path) -> Result<LoadReport, TreeError> {
 /// Loads every tree it can; a corrupt or truncated line becomes an error naming the file, line
 /// and tree, and the other trees still load.
 pub fn load_jsonl(path: &Path) -> Result<LoadReport, TreeError> {
-    let io = |e| TreeError::Io { path: path.display().to_string(), source: e };
+    let io = |e| TreeError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
     let f = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
     let mut report = LoadReport::default();
     for (i, line) in f.lines().enumerate() {
@@ -325,10 +405,20 @@ pub fn load_jsonl(path: &Path) -> Result<LoadReport, TreeError> {
             serde_json::from_str::<serde_json::Value>(&line)
                 .ok()
                 .and_then(|v| v.get("id").and_then(|x| x.as_str()).map(str::to_string))
-                .or_else(|| line.split("\"id\":\"").nth(1).and_then(|r| r.split('"').next()).map(str::to_string))
+                .or_else(|| {
+                    line.split("\"id\":\"")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .map(str::to_string)
+                })
                 .unwrap_or_else(|| "?".into())
         };
-        let bad = |msg: String| TreeError::Line { path: path.display().to_string(), line: i + 1, tree: tree_id(), msg };
+        let bad = |msg: String| TreeError::Line {
+            path: path.display().to_string(),
+            line: i + 1,
+            tree: tree_id(),
+            msg,
+        };
         match serde_json::from_str::<SavedTree>(&line) {
             Ok(s) => match Tree::from_saved(s) {
                 Ok(t) => report.trees.push(t),

@@ -13,9 +13,15 @@ fn setup(algo: Algo, cfg: impl FnOnce(&mut SearchConfig)) -> (Searcher, Vec<Task
     let env = Arc::new(MathEnv::new(MathConfig::default()).unwrap());
     let tasks = env.sample(4, 11).unwrap();
     let policy = Arc::new(SyntheticPolicy::for_tasks(&tasks, 3));
-    let mut config = SearchConfig { algo, ..Default::default() };
+    let mut config = SearchConfig {
+        algo,
+        ..Default::default()
+    };
     cfg(&mut config);
-    (Searcher::new(env, policy, Arc::new(TerminalOnly), config), tasks)
+    (
+        Searcher::new(env, policy, Arc::new(TerminalOnly), config),
+        tasks,
+    )
 }
 
 fn check_invariants(t: &Tree) {
@@ -24,10 +30,16 @@ fn check_invariants(t: &Tree) {
         let kids = t.children(n);
         if node.terminal {
             assert!(kids.is_empty(), "terminal nodes have no children");
-            assert!(node.eval.verified.is_some(), "terminals carry the verifier's verdict");
+            assert!(
+                node.eval.verified.is_some(),
+                "terminals carry the verifier's verdict"
+            );
         }
         let child_visits: u32 = kids.iter().map(|&c| t.graph[c].visits).sum();
-        assert!(node.visits >= child_visits, "N(parent) >= sum of N(children)");
+        assert!(
+            node.visits >= child_visits,
+            "N(parent) >= sum of N(children)"
+        );
     }
 }
 
@@ -44,7 +56,8 @@ async fn mcts_builds_trees_whose_first_answers_verify() {
     // The synthetic policy's first proposal at depth 3 is the reference answer.
     for l in &ls {
         let node = t.node(*l).unwrap();
-        let first = node.step == format!("The answer is {}", tasks[0].reference.as_deref().unwrap());
+        let first =
+            node.step == format!("The answer is {}", tasks[0].reference.as_deref().unwrap());
         assert_eq!(node.eval.verified, Some(first), "{}", node.step);
     }
     // Every attached node was backed up once through the root, terminal revisits once more.
@@ -62,7 +75,13 @@ async fn tot_bfs_keeps_breadth_states_per_depth() {
     check_invariants(&t);
     // depth 1: 3 children; depth 2: 2 kept × 3; depth 3 (answers, terminal): 2 × 3
     assert_eq!(t.len(), 1 + 3 + 6 + 6);
-    assert_eq!(leaves(&t).iter().filter(|&&l| t.node(l).unwrap().eval.verified == Some(true)).count(), 2);
+    assert_eq!(
+        leaves(&t)
+            .iter()
+            .filter(|&&l| t.node(l).unwrap().eval.verified == Some(true))
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -90,8 +109,22 @@ async fn rollouts_value_states_by_verified_completions() {
     let env = Arc::new(MathEnv::new(MathConfig::default()).unwrap());
     let tasks = env.sample(1, 3).unwrap();
     let policy = Arc::new(SyntheticPolicy::for_tasks(&tasks, 3));
-    let rollout = Arc::new(Rollout { policy: policy.clone(), n: 2, delimiter: "\n".into() });
-    let s = Searcher::new(env, policy, rollout, SearchConfig { algo: Algo::TotBfs, width: 2, breadth: 1, ..Default::default() });
+    let rollout = Arc::new(Rollout {
+        policy: policy.clone(),
+        n: 2,
+        delimiter: "\n".into(),
+    });
+    let s = Searcher::new(
+        env,
+        policy,
+        rollout,
+        SearchConfig {
+            algo: Algo::TotBfs,
+            width: 2,
+            breadth: 1,
+            ..Default::default()
+        },
+    );
     let t = s.search(&tasks[0]).await.unwrap();
     // The synthetic completion always reaches the right answer, so every open state is worth 1.
     for n in t.graph.node_indices() {
@@ -106,9 +139,15 @@ async fn rollouts_value_states_by_verified_completions() {
 async fn many_trees_run_concurrently_and_export() {
     let (s, tasks) = setup(Algo::Mcts, |c| c.iterations = 24);
     let mut trees = Vec::new();
-    s.search_many(&tasks, 4, |_, r| trees.push(r.unwrap())).await;
+    s.search_many(&tasks, 4, |_, r| trees.push(r.unwrap()))
+        .await;
     assert_eq!(trees.len(), 4);
-    assert_eq!(s.counters.trees_done.load(std::sync::atomic::Ordering::Relaxed), 4);
+    assert_eq!(
+        s.counters
+            .trees_done
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
     assert_eq!(s.counters.best_value(), 1.0);
     for f in Format::ALL {
         let rows = arbor_tree::export::export(&trees, f, &Default::default());

@@ -23,13 +23,22 @@ pub struct HouseholdConfig {
 
 impl Default for HouseholdConfig {
     fn default() -> Self {
-        Self { min_rooms: 2, max_rooms: 4, min_objects: 8, max_objects: 14, max_episode_steps: 50 }
+        Self {
+            min_rooms: 2,
+            max_rooms: 4,
+            min_objects: 8,
+            max_objects: 14,
+            max_episode_steps: 50,
+        }
     }
 }
 
 impl HouseholdConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if !(2..=4).contains(&self.min_rooms) || self.min_rooms > self.max_rooms || self.max_rooms > 4 {
+        if !(2..=4).contains(&self.min_rooms)
+            || self.min_rooms > self.max_rooms
+            || self.max_rooms > 4
+        {
             return Err("need 2 <= min_rooms <= max_rooms <= 4".into());
         }
         if self.min_objects < 4 || self.min_objects > self.max_objects || self.max_objects > 40 {
@@ -54,13 +63,36 @@ const KITCHEN: [RecSpec; 7] = [
     ("drawer", true, None, 2),
     ("diningtable", false, None, 1),
 ];
-const LIVINGROOM: [RecSpec; 4] = [("sofa", false, None, 1), ("coffeetable", false, None, 1), ("shelf", false, None, 2), ("tvstand", false, None, 1)];
-const BEDROOM: [RecSpec; 4] = [("bed", false, None, 1), ("desk", false, None, 1), ("sidetable", false, None, 1), ("drawer", true, None, 2)];
-const BATHROOM: [RecSpec; 3] = [("countertop", false, None, 1), ("cabinet", true, None, 1), ("towelholder", false, None, 1)];
+const LIVINGROOM: [RecSpec; 4] = [
+    ("sofa", false, None, 1),
+    ("coffeetable", false, None, 1),
+    ("shelf", false, None, 2),
+    ("tvstand", false, None, 1),
+];
+const BEDROOM: [RecSpec; 4] = [
+    ("bed", false, None, 1),
+    ("desk", false, None, 1),
+    ("sidetable", false, None, 1),
+    ("drawer", true, None, 2),
+];
+const BATHROOM: [RecSpec; 3] = [
+    ("countertop", false, None, 1),
+    ("cabinet", true, None, 1),
+    ("towelholder", false, None, 1),
+];
 
 /// Food and dishes (treatable), then things.
-const TREATABLE: [&str; 8] = ["apple", "tomato", "potato", "egg", "mug", "cup", "plate", "bowl"];
-const THINGS: [&str; 6] = ["book", "cellphone", "keychain", "pen", "creditcard", "remotecontrol"];
+const TREATABLE: [&str; 8] = [
+    "apple", "tomato", "potato", "egg", "mug", "cup", "plate", "bowl",
+];
+const THINGS: [&str; 6] = [
+    "book",
+    "cellphone",
+    "keychain",
+    "pen",
+    "creditcard",
+    "remotecontrol",
+];
 
 /// Generates a game from `seed`. The goal is never met at the start.
 pub fn generate(cfg: &HouseholdConfig, seed: u64) -> World {
@@ -68,8 +100,18 @@ pub fn generate(cfg: &HouseholdConfig, seed: u64) -> World {
     let n_rooms = rng.gen_range(cfg.min_rooms..=cfg.max_rooms);
     // The kitchen (appliances) is always there; the room with the lamp (bedroom or living room)
     // too; then the rest.
-    let mut names = vec!["kitchen", if rng.gen_bool(0.5) { "bedroom" } else { "livingroom" }];
-    let mut others: Vec<&str> = ["bedroom", "livingroom", "bathroom"].into_iter().filter(|n| !names.contains(n)).collect();
+    let mut names = vec![
+        "kitchen",
+        if rng.gen_bool(0.5) {
+            "bedroom"
+        } else {
+            "livingroom"
+        },
+    ];
+    let mut others: Vec<&str> = ["bedroom", "livingroom", "bathroom"]
+        .into_iter()
+        .filter(|n| !names.contains(n))
+        .collect();
     others.shuffle(&mut rng);
     names.extend(others.into_iter().take(n_rooms - 2));
     names.shuffle(&mut rng);
@@ -83,7 +125,10 @@ pub fn generate(cfg: &HouseholdConfig, seed: u64) -> World {
             if i + 1 < names.len() {
                 exits.push(i + 1);
             }
-            Room { name: names[i].to_string(), exits }
+            Room {
+                name: names[i].to_string(),
+                exits,
+            }
         })
         .collect();
 
@@ -100,18 +145,34 @@ pub fn generate(cfg: &HouseholdConfig, seed: u64) -> World {
             for _ in 0..rng.gen_range(1..=most) {
                 let n = numbering.entry(kind).or_insert(0);
                 *n += 1;
-                receptacles.push(Receptacle { name: format!("{kind} {n}"), room: ri, openable, is_open: false, appliance });
+                receptacles.push(Receptacle {
+                    name: format!("{kind} {n}"),
+                    room: ri,
+                    openable,
+                    is_open: false,
+                    appliance,
+                });
             }
         }
     }
-    let lamp_room = names.iter().position(|n| *n == "bedroom" || *n == "livingroom").expect("one is always present");
+    let lamp_room = names
+        .iter()
+        .position(|n| *n == "bedroom" || *n == "livingroom")
+        .expect("one is always present");
     let lamp_spots: Vec<usize> = (0..receptacles.len())
         .filter(|&r| receptacles[r].room == lamp_room && !receptacles[r].openable)
         .collect();
-    let lamp = *lamp_spots.choose(&mut rng).expect("bedroom and living room have open surfaces");
+    let lamp = *lamp_spots
+        .choose(&mut rng)
+        .expect("bedroom and living room have open surfaces");
 
     // Objects on or in any receptacle but the appliances.
-    let holders: Vec<usize> = (0..receptacles.len()).filter(|&r| receptacles[r].appliance.is_none() || receptacles[r].appliance == Some(Appliance::Fridge)).collect();
+    let holders: Vec<usize> = (0..receptacles.len())
+        .filter(|&r| {
+            receptacles[r].appliance.is_none()
+                || receptacles[r].appliance == Some(Appliance::Fridge)
+        })
+        .collect();
     let n_objects = rng.gen_range(cfg.min_objects..=cfg.max_objects);
     let mut objects: Vec<Object> = Vec::new();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -129,8 +190,17 @@ pub fn generate(cfg: &HouseholdConfig, seed: u64) -> World {
         });
     };
     for _ in 0..n_objects {
-        let kind = if rng.gen_bool(0.6) { TREATABLE.choose(&mut rng) } else { THINGS.choose(&mut rng) }.expect("non-empty");
-        add(kind, *holders.choose(&mut rng).expect("non-empty"), &mut objects);
+        let kind = if rng.gen_bool(0.6) {
+            TREATABLE.choose(&mut rng)
+        } else {
+            THINGS.choose(&mut rng)
+        }
+        .expect("non-empty");
+        add(
+            kind,
+            *holders.choose(&mut rng).expect("non-empty"),
+            &mut objects,
+        );
     }
 
     // The goal: a task type, an object kind present in the house, a target receptacle.
@@ -142,35 +212,79 @@ pub fn generate(cfg: &HouseholdConfig, seed: u64) -> World {
         k
     };
     let needs_treatable = matches!(task_type, 2..=4);
-    let candidates: Vec<&String> = kinds_present.iter().filter(|k| !needs_treatable || TREATABLE.contains(&k.as_str())).collect();
+    let candidates: Vec<&String> = kinds_present
+        .iter()
+        .filter(|k| !needs_treatable || TREATABLE.contains(&k.as_str()))
+        .collect();
     let kind = match candidates.choose(&mut rng) {
         Some(k) => (*k).clone(),
         None => {
             let k = TREATABLE.choose(&mut rng).expect("non-empty").to_string();
-            add(&k, *holders.choose(&mut rng).expect("non-empty"), &mut objects);
+            add(
+                &k,
+                *holders.choose(&mut rng).expect("non-empty"),
+                &mut objects,
+            );
             k
         }
     };
     if task_type == 5 && objects.iter().filter(|o| o.kind == kind).count() < 2 {
-        add(&kind, *holders.choose(&mut rng).expect("non-empty"), &mut objects);
+        add(
+            &kind,
+            *holders.choose(&mut rng).expect("non-empty"),
+            &mut objects,
+        );
     }
-    let targets: Vec<usize> = (0..receptacles.len()).filter(|&r| receptacles[r].appliance.is_none()).collect();
+    let targets: Vec<usize> = (0..receptacles.len())
+        .filter(|&r| receptacles[r].appliance.is_none())
+        .collect();
     let target = *targets.choose(&mut rng).expect("non-empty");
     let goal = match task_type {
-        0 => Goal::PickAndPlace { kind: kind.clone(), target },
+        0 => Goal::PickAndPlace {
+            kind: kind.clone(),
+            target,
+        },
         1 => Goal::LookAtObjInLight { kind: kind.clone() },
-        2 => Goal::PickCleanThenPlace { kind: kind.clone(), target },
-        3 => Goal::PickHeatThenPlace { kind: kind.clone(), target },
-        4 => Goal::PickCoolThenPlace { kind: kind.clone(), target },
-        _ => Goal::PickTwoObjAndPlace { kind: kind.clone(), target },
+        2 => Goal::PickCleanThenPlace {
+            kind: kind.clone(),
+            target,
+        },
+        3 => Goal::PickHeatThenPlace {
+            kind: kind.clone(),
+            target,
+        },
+        4 => Goal::PickCoolThenPlace {
+            kind: kind.clone(),
+            target,
+        },
+        _ => Goal::PickTwoObjAndPlace {
+            kind: kind.clone(),
+            target,
+        },
     };
     // Never start solved: move goal objects out of the target.
     if let Some(t) = goal.target() {
-        let elsewhere = *holders.iter().find(|&&r| r != t).expect("more than one holder");
-        for o in objects.iter_mut().filter(|o| o.kind == kind && o.place == Place::In(t)) {
+        let elsewhere = *holders
+            .iter()
+            .find(|&&r| r != t)
+            .expect("more than one holder");
+        for o in objects
+            .iter_mut()
+            .filter(|o| o.kind == kind && o.place == Place::In(t))
+        {
             o.place = Place::In(elsewhere);
         }
     }
     let start_room = rng.gen_range(0..rooms.len());
-    World { rooms, receptacles, objects, room: start_room, at: None, holding: None, lamp, lamp_on: false, goal }
+    World {
+        rooms,
+        receptacles,
+        objects,
+        room: start_room,
+        at: None,
+        holding: None,
+        lamp,
+        lamp_on: false,
+        goal,
+    }
 }

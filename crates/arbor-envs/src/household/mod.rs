@@ -29,7 +29,12 @@ impl HouseholdEnv {
         let seed = task
             .meta("game_seed")
             .and_then(|v| v.as_u64())
-            .ok_or_else(|| EnvError::BadTask(format!("task {}: field `game_seed` missing or not an integer", task.id)))?;
+            .ok_or_else(|| {
+                EnvError::BadTask(format!(
+                    "task {}: field `game_seed` missing or not an integer",
+                    task.id
+                ))
+            })?;
         Ok(generate(&self.cfg, seed))
     }
 }
@@ -47,20 +52,34 @@ impl Environment for HouseholdEnv {
             .map(|i| {
                 let game_seed = seed.wrapping_mul(1_000_003).wrapping_add(i);
                 let w = generate(&self.cfg, game_seed);
-                let plan = solve(&w).ok_or_else(|| EnvError::BadTask(format!("game {game_seed} has no solution (generator bug)")))?;
+                let plan = solve(&w).ok_or_else(|| {
+                    EnvError::BadTask(format!("game {game_seed} has no solution (generator bug)"))
+                })?;
                 let mut metadata = Map::new();
                 metadata.insert("game_seed".into(), json!(game_seed));
                 metadata.insert("task_type".into(), json!(w.goal.type_name()));
                 metadata.insert("shortest_plan_length".into(), json!(plan.len()));
                 metadata.insert("solution".into(), json!(plan));
-                Ok(Task { id: format!("household-{game_seed}"), env: "household".into(), prompt: w.intro(), reference: None, metadata })
+                Ok(Task {
+                    id: format!("household-{game_seed}"),
+                    env: "household".into(),
+                    prompt: w.intro(),
+                    reference: None,
+                    metadata,
+                })
             })
             .collect()
     }
 
     fn start(&self, task: &Task) -> Result<Box<dyn Episode>, EnvError> {
         let world = self.world_for(task)?;
-        Ok(Box::new(HouseholdEpisode { last: world.intro(), world, steps: 0, max_steps: self.cfg.max_episode_steps, done: false }))
+        Ok(Box::new(HouseholdEpisode {
+            last: world.intro(),
+            world,
+            steps: 0,
+            max_steps: self.cfg.max_episode_steps,
+            done: false,
+        }))
     }
 
     fn judge_tools(&self) -> Vec<&'static str> {
@@ -80,13 +99,21 @@ impl HouseholdEpisode {
     /// A synchronous step, for the interactive player and benchmarks.
     pub fn step_now(&mut self, action: &str) -> Step {
         if self.done {
-            return Step { observation: "The episode is over.".into(), reward: 0.0, done: true };
+            return Step {
+                observation: "The episode is over.".into(),
+                reward: 0.0,
+                done: true,
+            };
         }
         self.steps += 1;
         self.last = self.world.apply(action);
         let solved = self.world.goal_met();
         self.done = solved || self.steps >= self.max_steps;
-        Step { observation: self.last.clone(), reward: if solved { 1.0 } else { 0.0 }, done: self.done }
+        Step {
+            observation: self.last.clone(),
+            reward: if solved { 1.0 } else { 0.0 },
+            done: self.done,
+        }
     }
 
     pub fn world(&self) -> &World {
@@ -110,7 +137,12 @@ impl Episode for HouseholdEpisode {
         Verification {
             correct: ok,
             score: if ok { 1.0 } else { 0.0 },
-            detail: format!("{} in {} steps: {}", if ok { "solved" } else { "not solved" }, self.steps, self.world.task_text()),
+            detail: format!(
+                "{} in {} steps: {}",
+                if ok { "solved" } else { "not solved" },
+                self.steps,
+                self.world.task_text()
+            ),
         }
     }
 }
@@ -155,11 +187,17 @@ mod tests {
             let plan = solve(&w).unwrap_or_else(|| panic!("seed {seed}: no plan"));
             let mut g = w.clone();
             for (i, cmd) in plan.iter().enumerate() {
-                assert!(!g.goal_met(), "seed {seed}: solved before step {i}, plan not shortest");
+                assert!(
+                    !g.goal_met(),
+                    "seed {seed}: solved before step {i}, plan not shortest"
+                );
                 let obs = g.apply(cmd);
                 assert_ne!(obs, "Nothing happens.", "seed {seed}: `{cmd}` failed");
             }
-            assert!(g.goal_met(), "seed {seed}: plan {plan:?} does not reach the goal");
+            assert!(
+                g.goal_met(),
+                "seed {seed}: plan {plan:?} does not reach the goal"
+            );
             types.insert(w.goal.type_name());
         }
         assert_eq!(types.len(), 6, "all six task types appear: {types:?}");
@@ -171,7 +209,9 @@ mod tests {
         // the layout: reach the object's room, go to it (open it), take, reach the target's
         // room, go to it (open it), put.
         let cfg = HouseholdConfig::default();
-        let seed = (0..200).find(|&s| matches!(generate(&cfg, s).goal, Goal::PickAndPlace { .. })).unwrap();
+        let seed = (0..200)
+            .find(|&s| matches!(generate(&cfg, s).goal, Goal::PickAndPlace { .. }))
+            .unwrap();
         let w = generate(&cfg, seed);
         let plan = solve(&w).unwrap();
         let target = w.goal.target().unwrap();
@@ -181,11 +221,19 @@ mod tests {
             .iter()
             .filter(|o| o.kind == w.goal.kind())
             .map(|o| {
-                let world::Place::In(r) = o.place else { unreachable!() };
+                let world::Place::In(r) = o.place else {
+                    unreachable!()
+                };
                 let rr = w.receptacles[r].room;
                 let tr = w.receptacles[target].room;
-                dist(w.room, rr) + 1 + usize::from(w.receptacles[r].openable) + 1
-                    + dist(rr, tr) + 1 + usize::from(w.receptacles[target].openable) + 1
+                dist(w.room, rr)
+                    + 1
+                    + usize::from(w.receptacles[r].openable)
+                    + 1
+                    + dist(rr, tr)
+                    + 1
+                    + usize::from(w.receptacles[target].openable)
+                    + 1
             })
             .min()
             .unwrap();
@@ -196,7 +244,8 @@ mod tests {
     async fn episodes_reward_the_goal() {
         let env = HouseholdEnv::new(HouseholdConfig::default()).unwrap();
         let task = &env.sample(1, 42).unwrap()[0];
-        let plan: Vec<String> = serde_json::from_value(task.meta("solution").unwrap().clone()).unwrap();
+        let plan: Vec<String> =
+            serde_json::from_value(task.meta("solution").unwrap().clone()).unwrap();
         let mut ep = env.start(task).unwrap();
         assert!(ep.observation().contains("Your task is to:"));
         let mut last = None;

@@ -137,10 +137,17 @@ put <object> in/on <r>, heat <object> with microwave N, cool <object> with fridg
 
 impl Command {
     pub fn parse(input: &str) -> Option<Command> {
-        let s = input.trim().to_lowercase().split_whitespace().collect::<Vec<_>>().join(" ");
+        let s = input
+            .trim()
+            .to_lowercase()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         let s = s.trim_end_matches('.');
         let two = |rest: &str, sep: &[&str]| -> Option<(String, String)> {
-            sep.iter().find_map(|k| rest.split_once(k)).map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+            sep.iter()
+                .find_map(|k| rest.split_once(k))
+                .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
         };
         Some(match s {
             "look" | "look around" => Command::Look,
@@ -188,7 +195,14 @@ fn list(names: &[&str]) -> String {
         1 => format!("a {}", names[0]),
         _ => {
             let (last, rest) = names.split_last().expect("len > 1");
-            format!("{}, and a {}", rest.iter().map(|n| format!("a {n}")).collect::<Vec<_>>().join(", "), last)
+            format!(
+                "{}, and a {}",
+                rest.iter()
+                    .map(|n| format!("a {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                last
+            )
         }
     }
 }
@@ -203,7 +217,11 @@ impl World {
     }
 
     pub fn contents(&self, r: usize) -> Vec<&str> {
-        self.objects.iter().filter(|o| o.place == Place::In(r)).map(|o| o.name.as_str()).collect()
+        self.objects
+            .iter()
+            .filter(|o| o.place == Place::In(r))
+            .map(|o| o.name.as_str())
+            .collect()
     }
 
     /// What the agent sees at receptacle `r`.
@@ -211,22 +229,41 @@ impl World {
         let rc = &self.receptacles[r];
         let mut s = String::new();
         if r == self.lamp {
-            s.push_str(&format!("A desklamp 1 stands here ({}). ", if self.lamp_on { "on" } else { "off" }));
+            s.push_str(&format!(
+                "A desklamp 1 stands here ({}). ",
+                if self.lamp_on { "on" } else { "off" }
+            ));
         }
         if !rc.accessible() {
             s.push_str(&format!("The {} is closed.", rc.name));
         } else {
             let inside = if rc.openable { "In it" } else { "On it" };
-            let open = if rc.openable { format!("The {} is open. ", rc.name) } else { String::new() };
-            s.push_str(&format!("{open}{inside}, you see {}.", list(&self.contents(r))));
+            let open = if rc.openable {
+                format!("The {} is open. ", rc.name)
+            } else {
+                String::new()
+            };
+            s.push_str(&format!(
+                "{open}{inside}, you see {}.",
+                list(&self.contents(r))
+            ));
         }
         s
     }
 
     pub fn describe_room(&self) -> String {
         let room = &self.rooms[self.room];
-        let here: Vec<&str> = self.receptacles.iter().filter(|r| r.room == self.room).map(|r| r.name.as_str()).collect();
-        let exits: Vec<&str> = room.exits.iter().map(|&e| self.rooms[e].name.as_str()).collect();
+        let here: Vec<&str> = self
+            .receptacles
+            .iter()
+            .filter(|r| r.room == self.room)
+            .map(|r| r.name.as_str())
+            .collect();
+        let exits: Vec<&str> = room
+            .exits
+            .iter()
+            .map(|&e| self.rooms[e].name.as_str())
+            .collect();
         format!(
             "You are in the {}. Looking around, you see {}. Exits lead to: {}.",
             room.name,
@@ -240,21 +277,36 @@ impl World {
         match &self.goal {
             Goal::PickAndPlace { kind, target } => format!("put a {kind} in/on {}.", t(*target)),
             Goal::LookAtObjInLight { kind } => format!("look at a {kind} under the desklamp."),
-            Goal::PickCleanThenPlace { kind, target } => format!("put a clean {kind} in/on {}.", t(*target)),
-            Goal::PickHeatThenPlace { kind, target } => format!("put a hot {kind} in/on {}.", t(*target)),
-            Goal::PickCoolThenPlace { kind, target } => format!("put a cool {kind} in/on {}.", t(*target)),
-            Goal::PickTwoObjAndPlace { kind, target } => format!("put two {kind} in/on {}.", t(*target)),
+            Goal::PickCleanThenPlace { kind, target } => {
+                format!("put a clean {kind} in/on {}.", t(*target))
+            }
+            Goal::PickHeatThenPlace { kind, target } => {
+                format!("put a hot {kind} in/on {}.", t(*target))
+            }
+            Goal::PickCoolThenPlace { kind, target } => {
+                format!("put a cool {kind} in/on {}.", t(*target))
+            }
+            Goal::PickTwoObjAndPlace { kind, target } => {
+                format!("put two {kind} in/on {}.", t(*target))
+            }
         }
     }
 
     pub fn intro(&self) -> String {
-        format!("{}\nYour task is to: {}", self.describe_room(), self.task_text())
+        format!(
+            "{}\nYour task is to: {}",
+            self.describe_room(),
+            self.task_text()
+        )
     }
 
     pub fn goal_met(&self) -> bool {
         let kind = self.goal.kind();
         let count = |t: usize, f: &dyn Fn(&Object) -> bool| {
-            self.objects.iter().filter(|o| o.kind == kind && o.place == Place::In(t) && f(o)).count()
+            self.objects
+                .iter()
+                .filter(|o| o.kind == kind && o.place == Place::In(t) && f(o))
+                .count()
         };
         match &self.goal {
             Goal::PickAndPlace { target, .. } => count(*target, &|_| true) >= 1,
@@ -263,7 +315,9 @@ impl World {
             Goal::PickCoolThenPlace { target, .. } => count(*target, &|o| o.cool) >= 1,
             Goal::PickTwoObjAndPlace { target, .. } => count(*target, &|_| true) >= 2,
             Goal::LookAtObjInLight { .. } => {
-                self.lamp_on && self.at == Some(self.lamp) && self.holding.is_some_and(|h| self.objects[h].kind == kind)
+                self.lamp_on
+                    && self.at == Some(self.lamp)
+                    && self.holding.is_some_and(|h| self.objects[h].kind == kind)
             }
         }
     }
@@ -272,12 +326,20 @@ impl World {
     /// nothing.
     pub fn apply(&mut self, input: &str) -> String {
         let Some(cmd) = Command::parse(input) else {
-            return format!("I don't understand \"{}\". Commands: {COMMANDS}.", input.trim());
+            return format!(
+                "I don't understand \"{}\". Commands: {COMMANDS}.",
+                input.trim()
+            );
         };
         match cmd {
             Command::Help => format!("Commands: {COMMANDS}."),
             Command::Look => match self.at {
-                Some(r) => format!("You are at {} in the {}. {}", self.receptacles[r].name, self.rooms[self.room].name, self.describe_recep(r)),
+                Some(r) => format!(
+                    "You are at {} in the {}. {}",
+                    self.receptacles[r].name,
+                    self.rooms[self.room].name,
+                    self.describe_recep(r)
+                ),
                 None => self.describe_room(),
             },
             Command::Inventory => match self.holding {
@@ -306,10 +368,15 @@ impl World {
                     None => NOTHING.to_string(),
                 }
             }
-            Command::Open(name) | Command::Close(name) if self.recep(&name).is_none() => NOTHING.to_string(),
+            Command::Open(name) | Command::Close(name) if self.recep(&name).is_none() => {
+                NOTHING.to_string()
+            }
             Command::Open(name) => {
                 let r = self.recep(&name).expect("checked");
-                if self.at != Some(r) || !self.receptacles[r].openable || self.receptacles[r].is_open {
+                if self.at != Some(r)
+                    || !self.receptacles[r].openable
+                    || self.receptacles[r].is_open
+                {
                     return NOTHING.to_string();
                 }
                 self.receptacles[r].is_open = true;
@@ -317,25 +384,44 @@ impl World {
             }
             Command::Close(name) => {
                 let r = self.recep(&name).expect("checked");
-                if self.at != Some(r) || !self.receptacles[r].openable || !self.receptacles[r].is_open {
+                if self.at != Some(r)
+                    || !self.receptacles[r].openable
+                    || !self.receptacles[r].is_open
+                {
                     return NOTHING.to_string();
                 }
                 self.receptacles[r].is_open = false;
                 format!("You close the {name}.")
             }
             Command::Take(obj, from) => {
-                let (Some(o), Some(r)) = (self.object(&obj), self.at) else { return NOTHING.to_string() };
-                let from_ok = from.as_deref().is_none_or(|f| f == self.receptacles[r].name);
-                if self.holding.is_some() || !from_ok || self.objects[o].place != Place::In(r) || !self.receptacles[r].accessible() {
+                let (Some(o), Some(r)) = (self.object(&obj), self.at) else {
+                    return NOTHING.to_string();
+                };
+                let from_ok = from
+                    .as_deref()
+                    .is_none_or(|f| f == self.receptacles[r].name);
+                if self.holding.is_some()
+                    || !from_ok
+                    || self.objects[o].place != Place::In(r)
+                    || !self.receptacles[r].accessible()
+                {
                     return NOTHING.to_string();
                 }
                 self.objects[o].place = Place::Held;
                 self.holding = Some(o);
-                format!("You pick up the {obj} from the {}.", self.receptacles[r].name)
+                format!(
+                    "You pick up the {obj} from the {}.",
+                    self.receptacles[r].name
+                )
             }
             Command::Put(obj, to) => {
-                let (Some(o), Some(r)) = (self.object(&obj), self.at) else { return NOTHING.to_string() };
-                if self.holding != Some(o) || self.receptacles[r].name != to || !self.receptacles[r].accessible() {
+                let (Some(o), Some(r)) = (self.object(&obj), self.at) else {
+                    return NOTHING.to_string();
+                };
+                if self.holding != Some(o)
+                    || self.receptacles[r].name != to
+                    || !self.receptacles[r].accessible()
+                {
                     return NOTHING.to_string();
                 }
                 self.objects[o].place = Place::In(r);
@@ -350,15 +436,24 @@ impl World {
                     return NOTHING.to_string();
                 }
                 self.lamp_on = !self.lamp_on;
-                format!("You turn {} the desklamp 1.", if self.lamp_on { "on" } else { "off" })
+                format!(
+                    "You turn {} the desklamp 1.",
+                    if self.lamp_on { "on" } else { "off" }
+                )
             }
         }
     }
 
     fn treat(&mut self, obj: &str, with: &str, kind: Appliance) -> String {
-        let (Some(o), Some(r)) = (self.object(obj), self.at) else { return NOTHING.to_string() };
+        let (Some(o), Some(r)) = (self.object(obj), self.at) else {
+            return NOTHING.to_string();
+        };
         let rc = &self.receptacles[r];
-        if self.holding != Some(o) || rc.name != with || rc.appliance != Some(kind) || !self.objects[o].treatable {
+        if self.holding != Some(o)
+            || rc.name != with
+            || rc.appliance != Some(kind)
+            || !self.objects[o].treatable
+        {
             return NOTHING.to_string();
         }
         let ob = &mut self.objects[o];
@@ -388,11 +483,26 @@ mod tests {
 
     #[test]
     fn parses_commands() {
-        assert_eq!(Command::parse("  Go to  the Kitchen "), Some(Command::GoTo("kitchen".into())));
-        assert_eq!(Command::parse("take apple 1 from fridge 1"), Some(Command::Take("apple 1".into(), Some("fridge 1".into()))));
-        assert_eq!(Command::parse("put apple 1 in/on countertop 2"), Some(Command::Put("apple 1".into(), "countertop 2".into())));
-        assert_eq!(Command::parse("put mug 1 on shelf 1"), Some(Command::Put("mug 1".into(), "shelf 1".into())));
-        assert_eq!(Command::parse("heat egg 2 with microwave 1"), Some(Command::Heat("egg 2".into(), "microwave 1".into())));
+        assert_eq!(
+            Command::parse("  Go to  the Kitchen "),
+            Some(Command::GoTo("kitchen".into()))
+        );
+        assert_eq!(
+            Command::parse("take apple 1 from fridge 1"),
+            Some(Command::Take("apple 1".into(), Some("fridge 1".into())))
+        );
+        assert_eq!(
+            Command::parse("put apple 1 in/on countertop 2"),
+            Some(Command::Put("apple 1".into(), "countertop 2".into()))
+        );
+        assert_eq!(
+            Command::parse("put mug 1 on shelf 1"),
+            Some(Command::Put("mug 1".into(), "shelf 1".into()))
+        );
+        assert_eq!(
+            Command::parse("heat egg 2 with microwave 1"),
+            Some(Command::Heat("egg 2".into(), "microwave 1".into()))
+        );
         assert_eq!(Command::parse("dance"), None);
         assert_eq!(Command::parse("put mug 1"), None);
     }

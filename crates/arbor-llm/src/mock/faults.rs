@@ -88,7 +88,10 @@ impl FaultRates {
         for f in Fault::ALL {
             let r = self.rate(f);
             if !(0.0..=1.0).contains(&r) {
-                return Err(format!("fault rate for {} must be in [0, 1], got {r}", f.name()));
+                return Err(format!(
+                    "fault rate for {} must be in [0, 1], got {r}",
+                    f.name()
+                ));
             }
             total += r;
         }

@@ -120,10 +120,15 @@ pub struct MockServer {
 impl MockServer {
     /// Binds 127.0.0.1:`port` (0 picks a free port) and serves in the background.
     pub async fn start(cfg: MockConfig, port: u16) -> std::io::Result<Self> {
-        cfg.faults.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        cfg.faults
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { cfg, counters: Counters::default() });
+        let shared = Arc::new(Shared {
+            cfg,
+            counters: Counters::default(),
+        });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/completions", post(completions))
@@ -181,7 +186,11 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<MockStats> {
 }
 
 fn error_body(status: StatusCode, msg: &str) -> Response {
-    (status, Json(json!({"error": {"message": msg, "type": "mock_fault"}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"message": msg, "type": "mock_fault"}})),
+    )
+        .into_response()
 }
 
 async fn serve(s: &Shared, path: &str, body: Bytes) -> Response {
@@ -197,15 +206,23 @@ async fn serve(s: &Shared, path: &str, body: Bytes) -> Response {
     };
     let fault = s.cfg.faults.draw(s.cfg.seed, serial);
     if let Some(f) = fault {
-        let i = Fault::ALL.iter().position(|x| *x == f).expect("fault is listed");
+        let i = Fault::ALL
+            .iter()
+            .position(|x| *x == f)
+            .expect("fault is listed");
         c.faults[i].fetch_add(1, Relaxed);
     }
-    let wait = if fault == Some(Fault::Hang) { s.cfg.hang } else { s.cfg.latency };
+    let wait = if fault == Some(Fault::Hang) {
+        s.cfg.hang
+    } else {
+        s.cfg.latency
+    };
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
     let ok = || reply(path, &request, s.cfg.seed, s.cfg.ignore_n);
-    let json_response = |v: Vec<u8>| ([(header::CONTENT_TYPE, "application/json")], v).into_response();
+    let json_response =
+        |v: Vec<u8>| ([(header::CONTENT_TYPE, "application/json")], v).into_response();
     match fault {
         None | Some(Fault::Hang) => {
             c.ok.fetch_add(1, Relaxed);
@@ -230,15 +247,21 @@ async fn serve(s: &Shared, path: &str, body: Bytes) -> Response {
 
 /// Reads `GET /stats` of a mock server given its base URL (with or without `/v1`).
 pub async fn fetch_stats(base_url: &str) -> Result<MockStats, String> {
-    let mut u: url::Url = base_url.parse().map_err(|e| format!("bad URL {base_url}: {e}"))?;
+    let mut u: url::Url = base_url
+        .parse()
+        .map_err(|e| format!("bad URL {base_url}: {e}"))?;
     u.set_path("/stats");
-    let resp = reqwest::get(u.clone()).await.map_err(|e| format!("GET {u}: {e}"))?;
+    let resp = reqwest::get(u.clone())
+        .await
+        .map_err(|e| format!("GET {u}: {e}"))?;
     resp.json().await.map_err(|e| format!("GET {u}: {e}"))
 }
 
 /// `GET /health` of any server given a URL on it: true once it answers `{"status": "ok"}`.
 pub async fn fetch_health(url: &str) -> Result<bool, String> {
-    let resp = reqwest::get(url).await.map_err(|e| format!("GET {url}: {e}"))?;
+    let resp = reqwest::get(url)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
     let v: Value = resp.json().await.map_err(|e| format!("GET {url}: {e}"))?;
     Ok(v.get("status").and_then(Value::as_str) == Some("ok"))
 }

@@ -109,6 +109,13 @@ mod tests {
         assert_eq!(select_leaf(&t, rule), a);
         let wave = select_wave(&mut t, rule, 2);
         assert_eq!(wave, vec![a, b]);
-        assert_eq!((t.node(t.root).unwrap().visits, t.node(a).unwrap().visits, t.node(b).unwrap().visits), (2, 1, 1));
+        assert_eq!(
+            (
+                t.node(t.root).unwrap().visits,
+                t.node(a).unwrap().visits,
+                t.node(b).unwrap().visits
+            ),
+            (2, 1, 1)
+        );
     }
 }

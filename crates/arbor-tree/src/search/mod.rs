@@ -92,7 +92,15 @@ impl SearchConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        let positive = [("max_depth", self.max_depth as usize), ("width", self.width), ("iterations", self.iterations), ("parallel", self.parallel), ("breadth", self.breadth), ("max_nodes", self.max_nodes), ("beam", self.beam)];
+        let positive = [
+            ("max_depth", self.max_depth as usize),
+            ("width", self.width),
+            ("iterations", self.iterations),
+            ("parallel", self.parallel),
+            ("breadth", self.breadth),
+            ("max_nodes", self.max_nodes),
+            ("beam", self.beam),
+        ];
         for (k, v) in positive {
             if v == 0 {
                 return Err(format!("search.{k} must be at least 1"));
@@ -121,7 +129,11 @@ impl Counters {
         f64::from_bits(self.best_bits.load(Ordering::Relaxed))
     }
     fn offer_best(&self, v: f64) {
-        let _ = self.best_bits.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| (v > f64::from_bits(b)).then(|| v.to_bits()));
+        let _ = self
+            .best_bits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                (v > f64::from_bits(b)).then(|| v.to_bits())
+            });
     }
 }
 
@@ -145,7 +157,11 @@ pub struct Outcome {
 
 /// Replays `steps` in a fresh episode of `task` and reports whether the path has ended and, if
 /// so, the verifier's verdict.
-pub async fn replay(env: &dyn Environment, task: &Task, steps: &[String]) -> Result<Outcome, SearchError> {
+pub async fn replay(
+    env: &dyn Environment,
+    task: &Task,
+    steps: &[String],
+) -> Result<Outcome, SearchError> {
     let mut episode = env.start(task)?;
     for s in steps {
         if episode.done() {
@@ -155,9 +171,17 @@ pub async fn replay(env: &dyn Environment, task: &Task, steps: &[String]) -> Res
     }
     if episode.done() {
         let v = episode.verify().await;
-        Ok(Outcome { terminal: true, reward: v.score, verified: Some(v.correct) })
+        Ok(Outcome {
+            terminal: true,
+            reward: v.score,
+            verified: Some(v.correct),
+        })
     } else {
-        Ok(Outcome { terminal: false, reward: 0.0, verified: None })
+        Ok(Outcome {
+            terminal: false,
+            reward: 0.0,
+            verified: None,
+        })
     }
 }
 
@@ -175,8 +199,19 @@ pub struct Expansion {
 }
 
 impl Searcher {
-    pub fn new(env: Arc<dyn Environment>, policy: Arc<dyn StepPolicy>, evaluator: Arc<dyn Evaluator>, config: SearchConfig) -> Self {
-        Self { env, policy, evaluator, config, counters: Arc::new(Counters::default()) }
+    pub fn new(
+        env: Arc<dyn Environment>,
+        policy: Arc<dyn StepPolicy>,
+        evaluator: Arc<dyn Evaluator>,
+        config: SearchConfig,
+    ) -> Self {
+        Self {
+            env,
+            policy,
+            evaluator,
+            config,
+            counters: Arc::new(Counters::default()),
+        }
     }
 
     /// Builds one tree for `task` with the configured algorithm.
@@ -197,17 +232,30 @@ impl Searcher {
     where
         F: FnMut(&Task, Result<Tree, SearchError>),
     {
-        let mut results = stream::iter(tasks.iter().map(|t| async move { (t, self.search(t).await) })).buffer_unordered(concurrency.max(1));
+        let mut results = stream::iter(
+            tasks
+                .iter()
+                .map(|t| async move { (t, self.search(t).await) }),
+        )
+        .buffer_unordered(concurrency.max(1));
         while let Some((task, result)) = results.next().await {
             done(task, result);
         }
     }
 
     /// Proposes and scores the children of `node` (nothing is attached yet).
-    pub async fn expand(&self, tree: &Tree, task: &Task, node: NodeId) -> Result<Vec<Expansion>, SearchError> {
+    pub async fn expand(
+        &self,
+        tree: &Tree,
+        task: &Task,
+        node: NodeId,
+    ) -> Result<Vec<Expansion>, SearchError> {
         let steps = tree.steps(node);
         let depth = tree.node(node)?.depth + 1;
-        let proposals = self.policy.propose(&task.prompt, &steps, self.config.width).await?;
+        let proposals = self
+            .policy
+            .propose(&task.prompt, &steps, self.config.width)
+            .await?;
         self.counters.policy_calls.fetch_add(1, Ordering::Relaxed);
         let priors = priors(&proposals);
         let scored = proposals.into_iter().zip(priors).map(|(p, prior)| {
@@ -217,14 +265,31 @@ impl Searcher {
                 let mut outcome = replay(self.env.as_ref(), task, &path).await?;
                 if !outcome.terminal && depth >= self.config.max_depth {
                     // Cut off at the depth limit: a path that never finished has not solved the task.
-                    outcome = Outcome { terminal: true, reward: 0.0, verified: Some(false) };
+                    outcome = Outcome {
+                        terminal: true,
+                        reward: 0.0,
+                        verified: Some(false),
+                    };
                 }
                 let (eval, value) = if outcome.terminal {
                     self.counters.offer_best(outcome.reward);
-                    (Evaluation { verified: outcome.verified, ..Default::default() }, outcome.reward)
+                    (
+                        Evaluation {
+                            verified: outcome.verified,
+                            ..Default::default()
+                        },
+                        outcome.reward,
+                    )
                 } else {
                     self.counters.evaluations.fetch_add(1, Ordering::Relaxed);
-                    let e = self.evaluator.evaluate(&EvalInput { env: self.env.as_ref(), task, steps: &path }).await?;
+                    let e = self
+                        .evaluator
+                        .evaluate(&EvalInput {
+                            env: self.env.as_ref(),
+                            task,
+                            steps: &path,
+                        })
+                        .await?;
                     let v = e.value_estimate.unwrap_or(0.0);
                     (e, v)
                 };
@@ -242,7 +307,12 @@ impl Searcher {
     }
 
     /// Attaches expansions under `parent` and backs each child's value up to the root.
-    pub fn attach(&self, tree: &mut Tree, parent: NodeId, children: Vec<Expansion>) -> Result<Vec<NodeId>, SearchError> {
+    pub fn attach(
+        &self,
+        tree: &mut Tree,
+        parent: NodeId,
+        children: Vec<Expansion>,
+    ) -> Result<Vec<NodeId>, SearchError> {
         let provenance = self.policy.provenance();
         let mut ids = Vec::with_capacity(children.len());
         for c in children {
@@ -255,13 +325,22 @@ impl Searcher {
             tree.backup(id, c.value)?;
             ids.push(id);
         }
-        self.counters.nodes.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        self.counters
+            .nodes
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
         Ok(ids)
     }
 
     /// Expands every node of `layer` at once and attaches the children; returns them all.
-    pub async fn expand_layer(&self, tree: &mut Tree, task: &Task, layer: &[NodeId]) -> Result<Vec<NodeId>, SearchError> {
-        let expansions = futures::future::try_join_all(layer.iter().map(|&n| self.expand(tree, task, n))).await?;
+    pub async fn expand_layer(
+        &self,
+        tree: &mut Tree,
+        task: &Task,
+        layer: &[NodeId],
+    ) -> Result<Vec<NodeId>, SearchError> {
+        let expansions =
+            futures::future::try_join_all(layer.iter().map(|&n| self.expand(tree, task, n)))
+                .await?;
         let mut children = Vec::new();
         for (parent, exp) in layer.iter().zip(expansions) {
             children.extend(self.attach(tree, *parent, exp)?);
@@ -280,5 +359,7 @@ impl Searcher {
 /// The value a node stands for when it is reached again: its reward at a terminal, else its
 /// evaluation.
 pub fn node_value(tree: &Tree, id: NodeId) -> f64 {
-    tree.node(id).map(|n| n.reward.or(n.eval.value_estimate).unwrap_or(0.0)).unwrap_or(0.0)
+    tree.node(id)
+        .map(|n| n.reward.or(n.eval.value_estimate).unwrap_or(0.0))
+        .unwrap_or(0.0)
 }

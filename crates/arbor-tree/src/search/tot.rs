@@ -21,7 +21,11 @@ pub async fn bfs(s: &Searcher, task: &Task) -> Result<Tree, SearchError> {
     let mut frontier = vec![tree.root];
     while !frontier.is_empty() {
         let children = s.expand_layer(&mut tree, task, &frontier).await?;
-        frontier = ranked_open(&tree, &children).into_iter().take(s.config.breadth).map(|x| x.0).collect();
+        frontier = ranked_open(&tree, &children)
+            .into_iter()
+            .take(s.config.breadth)
+            .map(|x| x.0)
+            .collect();
     }
     Ok(tree)
 }
@@ -35,7 +39,10 @@ pub async fn dfs(s: &Searcher, task: &Task) -> Result<Tree, SearchError> {
         }
         let exp = s.expand(&tree, task, node).await?;
         let children = s.attach(&mut tree, node, exp)?;
-        if children.iter().any(|&c| tree.graph[c].eval.verified == Some(true)) {
+        if children
+            .iter()
+            .any(|&c| tree.graph[c].eval.verified == Some(true))
+        {
             break; // solved
         }
         let open = ranked_open(&tree, &children);
