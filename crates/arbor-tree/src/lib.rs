@@ -11,7 +11,7 @@
 pub mod evaluate;
 pub mod export;
 pub mod policy;
-mod prompt;
+pub mod prompt;
 pub mod search;
 pub mod select;
 pub mod store;

@@ -1,0 +1,255 @@
+//! From examples to tensors: tokenization with step boundaries, left-padded batches, per-token
+//! log-probabilities, the exact KL to the reference, and the aggregation of tokens into the units
+//! a loss works on (tokens, steps, whole responses).
+use arbor_model::llama::{Llama, LlamaConfig};
+use arbor_model::tokenizer::TextTokenizer;
+use arbor_tree::prompt::step_prompt;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// A prompt and response as token ids, with where each response step ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub tokens: Vec<u32>,
+    pub prompt_len: usize,
+    /// Exclusive end (index into `tokens`) of each response step.
+    pub step_ends: Vec<usize>,
+}
+
+/// The prompt is the tree search's step prompt (question and `prefix` steps), so training sees
+/// exactly what search and evaluation show the model; each step is one line.
+pub fn encode(
+    tok: &TextTokenizer,
+    question: &str,
+    prefix: &[String],
+    steps: &[String],
+) -> Result<Encoded, String> {
+    let mut tokens = tok
+        .encode(&step_prompt(question, prefix), true)
+        .map_err(|e| e.to_string())?;
+    let prompt_len = tokens.len();
+    let mut step_ends = Vec::with_capacity(steps.len());
+    for s in steps {
+        tokens.extend(
+            tok.encode(&format!("{s}\n"), false)
+                .map_err(|e| e.to_string())?,
+        );
+        step_ends.push(tokens.len());
+    }
+    if prompt_len == 0 || tokens.len() == prompt_len {
+        return Err("empty prompt or response".into());
+    }
+    Ok(Encoded {
+        tokens,
+        prompt_len,
+        step_ends,
+    })
+}
+
+/// Left-padded sequences. Position j of the `[B, T−1]` per-token tensors is the prediction of
+/// token j+1 from the state before it.
+pub struct Batch<'a> {
+    pub seqs: Vec<&'a Encoded>,
+    pub tokens: Vec<Vec<u32>>,
+    pub pads: Vec<usize>,
+    pub len: usize,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(seqs: Vec<&'a Encoded>) -> Self {
+        let len = seqs.iter().map(|s| s.tokens.len()).max().unwrap_or(0);
+        let pads: Vec<usize> = seqs.iter().map(|s| len - s.tokens.len()).collect();
+        let tokens = seqs
+            .iter()
+            .map(|s| {
+                std::iter::repeat_n(0u32, len - s.tokens.len())
+                    .chain(s.tokens.iter().copied())
+                    .collect()
+            })
+            .collect();
+        Self {
+            seqs,
+            tokens,
+            pads,
+            len,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// Response tokens in the batch (what "training tokens" counts).
+    pub fn action_tokens(&self) -> usize {
+        self.seqs
+            .iter()
+            .map(|s| s.tokens.len() - s.prompt_len)
+            .sum()
+    }
+
+    fn flat_f32(&self, f: impl Fn(usize, usize) -> f32, k: usize) -> Vec<f32> {
+        (0..self.rows())
+            .flat_map(|b| (0..k).map(move |j| (b, j)))
+            .map(|(b, j)| f(b, j))
+            .collect()
+    }
+
+    /// 1 where position j predicts a response token.
+    pub fn action_mask(&self, device: &Device) -> Tensor<2> {
+        let t = self.len - 1;
+        let v = self.flat_f32(
+            |b, j| {
+                if j + 1 >= self.pads[b] + self.seqs[b].prompt_len {
+                    1.0
+                } else {
+                    0.0
+                }
+            },
+            t,
+        );
+        Tensor::from_data(TensorData::new(v, [self.rows(), t]), device)
+    }
+
+    /// The next-token ids `[B, T−1, 1]`.
+    fn targets(&self, device: &Device) -> Tensor<3, Int> {
+        let t = self.len - 1;
+        let v: Vec<i64> = self
+            .tokens
+            .iter()
+            .flat_map(|r| r[1..].iter().map(|&x| x as i64))
+            .collect();
+        Tensor::from_data(TensorData::new(v, [self.rows(), t, 1]), device)
+    }
+}
+
+/// What one forward pass of a language model gives a loss.
+pub struct TokenPass {
+    /// log π(token j+1 | ≤ j), `[B, T−1]`.
+    pub logprobs: Tensor<2>,
+    /// Full next-token log-distributions `[B, T−1, V]`, when asked for (KL).
+    pub dist: Option<Tensor<3>>,
+    /// Final hidden states `[B, T, d]`.
+    pub hidden: Tensor<3>,
+}
+
+pub fn token_pass(
+    model: &Llama,
+    cfg: &LlamaConfig,
+    batch: &Batch<'_>,
+    device: &Device,
+    keep_dist: bool,
+) -> TokenPass {
+    let hidden = model.hidden(cfg, &batch.tokens, &batch.pads, device);
+    let t = batch.len;
+    let logits = model.logits(hidden.clone().narrow(1, 0, t - 1));
+    let dist = log_softmax(logits, 2);
+    let logprobs = dist
+        .clone()
+        .gather(2, batch.targets(device))
+        .squeeze_dim::<2>(2);
+    TokenPass {
+        logprobs,
+        dist: keep_dist.then_some(dist),
+        hidden,
+    }
+}
+
+/// KL(π_θ‖π_ref) at every position, `[B, T−1]`, from two full log-distributions.
+pub fn exact_kl(policy: Tensor<3>, reference: Tensor<3>) -> Tensor<2> {
+    (policy.clone().exp() * (policy - reference))
+        .sum_dim(2)
+        .squeeze_dim::<2>(2)
+}
+
+/// Moves a tensor computed on another device (the frozen reference's) onto `device`.
+pub fn to_device<const D: usize>(x: Tensor<D>, device: &Device) -> Tensor<D> {
+    Tensor::from_data(x.into_data(), device)
+}
+
+/// What a loss sums over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    Token,
+    Step,
+    Response,
+}
+
+/// Token → unit aggregation for a batch: `agg` `[B, K, T−1]` (1 where position j's token belongs
+/// to unit k), `start` `[B, K]` (the position whose state a unit starts from), `mask` `[B, K]`.
+pub struct Units {
+    pub agg: Tensor<3>,
+    pub start: Tensor<2, Int>,
+    pub mask: Tensor<2>,
+}
+
+impl Units {
+    pub fn new(batch: &Batch<'_>, level: Level, device: &Device) -> Self {
+        let (b, t) = (batch.rows(), batch.len - 1);
+        // Per row: the token spans [from, to) of each unit, in absolute (padded) token indices.
+        let spans: Vec<Vec<(usize, usize)>> = batch
+            .seqs
+            .iter()
+            .zip(&batch.pads)
+            .map(|(s, &pad)| {
+                let first = pad + s.prompt_len;
+                match level {
+                    Level::Token => (first..pad + s.tokens.len()).map(|i| (i, i + 1)).collect(),
+                    Level::Response => vec![(first, pad + s.tokens.len())],
+                    Level::Step => {
+                        let mut from = first;
+                        s.step_ends
+                            .iter()
+                            .map(|&e| {
+                                let span = (from, pad + e);
+                                from = pad + e;
+                                span
+                            })
+                            .filter(|(a, z)| z > a)
+                            .collect()
+                    }
+                }
+            })
+            .collect();
+        let k = spans.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let mut agg = vec![0f32; b * k * t];
+        let mut start = vec![0i64; b * k];
+        let mut mask = vec![0f32; b * k];
+        for (row, sp) in spans.iter().enumerate() {
+            for (u, &(from, to)) in sp.iter().enumerate() {
+                // Token i is predicted at position i − 1.
+                for i in from..to {
+                    agg[(row * k + u) * t + i - 1] = 1.0;
+                }
+                start[row * k + u] = (from - 1) as i64;
+                mask[row * k + u] = 1.0;
+            }
+        }
+        Self {
+            agg: Tensor::from_data(TensorData::new(agg, [b, k, t]), device),
+            start: Tensor::from_data(TensorData::new(start, [b, k]), device),
+            mask: Tensor::from_data(TensorData::new(mask, [b, k]), device),
+        }
+    }
+
+    /// Sums a per-position quantity `[B, T−1]` over each unit's tokens → `[B, K]`.
+    pub fn sum(&self, x: Tensor<2>) -> Tensor<2> {
+        self.agg
+            .clone()
+            .matmul(x.unsqueeze_dim::<3>(2))
+            .squeeze_dim::<2>(2)
+    }
+
+    /// A per-position quantity read at each unit's start state → `[B, K]`.
+    pub fn at_start(&self, x: Tensor<2>) -> Tensor<2> {
+        x.gather(1, self.start.clone())
+    }
+
+    /// Mean hidden state of each unit's tokens `[B, K, d]` (from `[B, T, d]` hidden states).
+    pub fn mean_hidden(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let t = hidden.dims()[1];
+        let counts = self.agg.clone().sum_dim(2).clamp_min(1.0); // [B, K, 1]
+                                                                 // Position j's token is token j+1, whose own hidden state is at index j+1.
+        self.agg.clone().matmul(hidden.narrow(1, 1, t - 1)) / counts
+    }
+}

@@ -1,0 +1,89 @@
+//! The OREO critic: a copy of the policy LM's trunk with a bias-free linear head initialised to
+//! zero, read at every state position.
+use std::path::Path;
+
+use arbor_model::hf;
+use arbor_model::llama::{Llama, LlamaConfig};
+use arbor_model::tokenizer::TextTokenizer;
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+
+#[derive(Module, Debug)]
+pub struct ValueModel {
+    pub trunk: Llama,
+    /// `[d, 1]`.
+    pub head: Param<Tensor<2>>,
+}
+
+/// The head's file inside a value checkpoint directory (the trunk is an ordinary HF checkpoint).
+pub const HEAD_FILE: &str = "value_head.safetensors";
+
+impl ValueModel {
+    pub fn new(trunk: Llama, cfg: &LlamaConfig, device: &Device) -> Self {
+        Self {
+            trunk,
+            head: Param::from_tensor(Tensor::zeros([cfg.d_model, 1], device)),
+        }
+    }
+
+    /// V at every position of left-padded `tokens`, `[B, T]`.
+    pub fn values(
+        &self,
+        cfg: &LlamaConfig,
+        tokens: &[Vec<u32>],
+        pads: &[usize],
+        device: &Device,
+    ) -> Tensor<2> {
+        let h = self.trunk.hidden(cfg, tokens, pads, device);
+        let [b, t, d] = h.dims();
+        h.reshape([b * t, d])
+            .matmul(self.head.val())
+            .reshape([b, t])
+    }
+
+    pub fn save(
+        &self,
+        dir: &Path,
+        cfg: &LlamaConfig,
+        tok: &TextTokenizer,
+    ) -> Result<(), hf::CheckpointError> {
+        hf::save(dir, cfg, &self.trunk, tok)?;
+        let w = self.head.val();
+        let d = w.dims()[0];
+        let v: Vec<f32> = w
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        hf::write_safetensors(
+            &dir.join(HEAD_FILE),
+            &[("value_head.weight".into(), vec![1, d], v)],
+        )
+    }
+
+    pub fn load(dir: &Path, device: &Device) -> Result<(Self, LlamaConfig), hf::CheckpointError> {
+        let c = hf::load(dir, device)?;
+        let path = dir.join(HEAD_FILE);
+        let mut t = hf::read_safetensors(&path)?;
+        let bad = || hf::CheckpointError::File {
+            path: path.display().to_string(),
+            msg: format!("`value_head.weight` [1, {}] is missing", c.cfg.d_model),
+        };
+        let (shape, w) = t.remove("value_head.weight").ok_or_else(bad)?;
+        if shape != [1, c.cfg.d_model] {
+            return Err(bad());
+        }
+        let mut head = Param::from_tensor(Tensor::<2>::from_data(
+            TensorData::new(w, [c.cfg.d_model, 1]),
+            device,
+        ));
+        head.id = burn::module::ParamId::from(0x7661_6c75_6568_6561u64 | (1 << 63));
+        Ok((
+            Self {
+                trunk: c.model,
+                head,
+            },
+            c.cfg,
+        ))
+    }
+}
