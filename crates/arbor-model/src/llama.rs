@@ -149,7 +149,7 @@ impl KvCache {
 
 /// A stable parameter id per tensor name, so that optimizer state saved with one process's
 /// model matches the parameters of a model loaded from a checkpoint in another.
-fn param_id(name: &str) -> ParamId {
+pub fn param_id(name: &str) -> ParamId {
     // FNV-1a with the top bit set, away from the small counters burn hands out.
     let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)

@@ -14,4 +14,4 @@ pub mod trainer;
 pub mod value;
 
 pub use config::{Algo, TrainConfig};
-pub use trainer::{train, RunOptions, StartModel, Summary, TrainError};
+pub use trainer::{train, Probe, RunOptions, StartModel, Summary, TrainError};

@@ -133,6 +133,30 @@ impl Run<'_> {
         )
     }
 
+    /// OREO's per-unit ρ, values, KL and rewards for a batch of trajectories.
+    fn oreo_inputs(&mut self, policy: &Llama, value: &ValueModel, batch: &Batch<'_>, ids: &[usize], ex: &[&Prepared]) -> OreoInputs {
+        let device = self.device.clone();
+        let keep = self.cfg.alpha() > 0.0;
+        let mask = batch.action_mask(&device);
+        let pass = token_pass(policy, &self.lcfg, batch, &device, keep);
+        let (ref_lp, ref_dist) = self.reference(batch, ids, keep);
+        let units = Units::new(batch, self.cfg.oreo_level, &device);
+        let rho_tok = (pass.logprobs - ref_lp) * mask.clone();
+        let kl_tok = match (pass.dist, ref_dist) {
+            (Some(p), Some(r)) => exact_kl(p, r) * mask,
+            _ => rho_tok.zeros_like(),
+        };
+        let v = value.values(&self.lcfg, &batch.tokens, &batch.pads, &device).narrow(1, 0, batch.len - 1);
+        let rewards: Vec<f32> = ex.iter().map(|e| e.reward as f32).collect();
+        OreoInputs {
+            rho: units.sum(rho_tok),
+            values: units.at_start(v),
+            kl: units.sum(kl_tok),
+            mask: units.mask.clone(),
+            reward: Tensor::from_data(TensorData::new(rewards, [ex.len()]), &device),
+        }
+    }
+
     fn loss(&mut self, policy: &Llama, value: Option<&ValueModel>, ex: &[&Prepared]) -> LossOut {
         let ids: Vec<usize> = ex.iter().flat_map(|e| e.seqs.iter().copied()).collect();
         let encoded = std::mem::take(&mut self.encoded);
@@ -177,27 +201,7 @@ impl Run<'_> {
             }
             Algo::Oreo => {
                 let alpha = self.cfg.alpha();
-                let keep = alpha > 0.0;
-                let pass = token_pass(policy, &self.lcfg, &batch, &device, keep);
-                let (ref_lp, ref_dist) = self.reference(&batch, &ids, keep);
-                let units = Units::new(&batch, self.cfg.oreo_level, &device);
-                let rho_tok = (pass.logprobs - ref_lp) * mask.clone();
-                let kl_tok = match (pass.dist, ref_dist) {
-                    (Some(p), Some(r)) => exact_kl(p, r) * mask,
-                    _ => rho_tok.zeros_like(),
-                };
-                let v = value
-                    .expect("OREO has a critic")
-                    .values(&self.lcfg, &batch.tokens, &batch.pads, &device)
-                    .narrow(1, 0, batch.len - 1);
-                let rewards: Vec<f32> = ex.iter().map(|e| e.reward as f32).collect();
-                let x = OreoInputs {
-                    rho: units.sum(rho_tok),
-                    values: units.at_start(v),
-                    kl: units.sum(kl_tok),
-                    mask: units.mask.clone(),
-                    reward: Tensor::from_data(TensorData::new(rewards, [ex.len()]), &device),
-                };
+                let x = self.oreo_inputs(policy, value.expect("OREO has a critic"), &batch, &ids, ex);
                 let vloss = oreo_value_loss(&x, beta);
                 let (ploss, bellman, kl) = oreo_policy_loss(&x, beta, alpha);
                 let v0 = x
@@ -516,9 +520,9 @@ pub fn train(
         ref_cache: vec![None; encoded.len()],
         encoded,
     };
-    let mut policy = start.model.clone().fork(&ad);
+    let mut policy = start.model.clone().fork(&ad).train();
     let mut value = (cfg.algo == Algo::Oreo)
-        .then(|| ValueModel::new(start.model.clone(), &start.cfg, &plain).fork(&ad));
+        .then(|| ValueModel::new(start.model.clone(), &start.cfg, &plain).fork(&ad).train());
     let mut opt_p = optimizer(cfg);
     let mut opt_v = optimizer(cfg);
     let columns: Vec<&str> = match cfg.algo {
@@ -568,14 +572,14 @@ pub fn train(
         first_step = state["step"].as_u64().unwrap_or(0) as usize;
         let c = arbor_model::hf::load(&ck.join("policy"), &plain)
             .map_err(|e| TrainError::Io(e.to_string()))?;
-        policy = c.model.fork(&ad);
+        policy = c.model.fork(&ad).train();
         opt_p = opt_p
             .load(ck.join("optim-policy.bpk"))
             .map_err(|e| TrainError::Io(format!("{}: {e:?}", ck.display())))?;
         if value.is_some() {
             let (v, _) = ValueModel::load(&ck.join("value"), &plain)
                 .map_err(|e| TrainError::Io(e.to_string()))?;
-            value = Some(v.fork(&ad));
+            value = Some(v.fork(&ad).train());
             opt_v = opt_v
                 .load(ck.join("optim-value.bpk"))
                 .map_err(|e| TrainError::Io(format!("{}: {e:?}", ck.display())))?;
@@ -803,4 +807,46 @@ fn save_checkpoint(
     std::fs::rename(&tmp, &ck).map_err(io(&ck))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
+}
+
+/// The training losses of a fixed set of examples, outside the training loop: for gradient
+/// checks and for measuring one step's cost (`arbor bench train`).
+pub struct Probe<'a> {
+    run: Run<'a>,
+    prepared: Vec<Prepared>,
+}
+
+impl<'a> Probe<'a> {
+    /// `device` is the plain device; losses are built on its autodiff mode.
+    pub fn new(cfg: &'a TrainConfig, start: &StartModel, examples: Vec<Example>, device: &Device) -> Result<Self, TrainError> {
+        let (encoded, prepared, _) = prepare(cfg.algo, &start.tokenizer, examples, cfg.max_len)?;
+        let run = Run { cfg, lcfg: start.cfg.clone(), device: device.clone().autodiff(), plain: device.clone(), reference: start.model.clone(), ref_cache: vec![None; encoded.len()], encoded };
+        Ok(Self { run, prepared })
+    }
+
+    /// (policy loss, critic loss) of every example as one batch; models on the autodiff device.
+    pub fn losses(&mut self, policy: &Llama, value: Option<&ValueModel>) -> (Tensor<1>, Option<Tensor<1>>) {
+        let prepared = std::mem::take(&mut self.prepared);
+        let out = self.run.loss(policy, value, &prepared.iter().collect::<Vec<_>>());
+        self.prepared = prepared;
+        (out.policy, out.value)
+    }
+
+    /// OREO's inputs for every example as one batch (the gradient checks rebuild the loss from them).
+    pub fn oreo_inputs(&mut self, policy: &Llama, value: &ValueModel) -> OreoInputs {
+        let ids: Vec<usize> = self.prepared.iter().flat_map(|e| e.seqs.iter().copied()).collect();
+        let encoded = std::mem::take(&mut self.run.encoded);
+        let prepared = std::mem::take(&mut self.prepared);
+        let batch = Batch::new(ids.iter().map(|&i| &encoded[i]).collect());
+        let x = self.run.oreo_inputs(policy, value, &batch, &ids, &prepared.iter().collect::<Vec<_>>());
+        drop(batch);
+        self.run.encoded = encoded;
+        self.prepared = prepared;
+        x
+    }
+
+    /// Response tokens in the batch.
+    pub fn action_tokens(&self) -> usize {
+        self.prepared.iter().flat_map(|p| &p.seqs).map(|&s| self.run.encoded[s].tokens.len() - self.run.encoded[s].prompt_len).sum()
+    }
 }

@@ -18,6 +18,13 @@ pub struct ValueModel {
 /// The head's file inside a value checkpoint directory (the trunk is an ordinary HF checkpoint).
 pub const HEAD_FILE: &str = "value_head.safetensors";
 
+/// The head's parameter, with a stable id so optimizer state survives a checkpoint.
+pub fn head_param(w: Tensor<2>) -> Param<Tensor<2>> {
+    let mut p = Param::from_tensor(w);
+    p.id = arbor_model::llama::param_id("value_head.weight");
+    p
+}
+
 impl ValueModel {
     pub fn new(trunk: Llama, cfg: &LlamaConfig, device: &Device) -> Self {
         Self {
