@@ -52,6 +52,10 @@ enum Command {
     Export(cmd::tree::ExportArgs),
     /// Write trees as one self-contained HTML page (or Graphviz DOT).
     View(cmd::tree::ViewArgs),
+    /// Train a policy offline from exported data (DPO, OREO, TPO, SFT) in burn.
+    Train(cmd::train::TrainArgs),
+    /// Accuracy of a model on an environment's tasks (greedy, best-of-n or value-guided beam).
+    Eval(cmd::train::EvalArgs),
     /// Measure arbor's own speed; figures go to docs/benchmarks.md.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -96,6 +100,8 @@ fn main() -> std::process::ExitCode {
             Command::Search(a) => cmd::tree::search(a).await,
             Command::Export(a) => cmd::tree::export(a),
             Command::View(a) => cmd::tree::view(a),
+            Command::Train(a) => tokio::task::block_in_place(|| cmd::train::train(a)),
+            Command::Eval(a) => cmd::train::eval(a).await,
         }
     });
     match result {

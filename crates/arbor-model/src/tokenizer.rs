@@ -24,6 +24,7 @@ pub enum TokenizerError {
 }
 
 /// Text ↔ token ids, exactly as llama.cpp tokenizes for this model.
+#[derive(Clone)]
 pub struct TextTokenizer {
     /// Control tokens are recognised in the text.
     special: Tokenizer,
@@ -216,20 +217,22 @@ impl TextTokenizer {
         };
         let text = std::fs::read_to_string(dir.join("tokenizer.json"))
             .map_err(|e| bad("tokenizer.json", &e))?;
-        let special: Tokenizer = text.parse().map_err(|e| bad("tokenizer.json", &e))?;
-        // The same tokenizer with control markers as plain text: drop its added tokens.
-        let mut v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad("tokenizer.json", &e))?;
-        v["added_tokens"] = serde_json::Value::Array(Vec::new());
-        let plain: Tokenizer = v
-            .to_string()
-            .parse()
-            .map_err(|e| bad("tokenizer.json", &e))?;
         let cfg: serde_json::Value =
             match std::fs::read_to_string(dir.join("tokenizer_config.json")) {
                 Ok(t) => serde_json::from_str(&t).map_err(|e| bad("tokenizer_config.json", &e))?,
                 Err(_) => serde_json::Value::Null,
             };
+        Self::from_json(&text, &cfg).map_err(|e| bad("tokenizer.json", &e))
+    }
+
+    /// A tokenizer from `tokenizer.json` text and the `tokenizer_config.json` object.
+    fn from_json(text: &str, cfg: &serde_json::Value) -> Result<Self, TokenizerError> {
+        let build = |e: &dyn std::fmt::Display| TokenizerError::Build(e.to_string());
+        let special: Tokenizer = text.parse().map_err(|e| build(&e))?;
+        // The same tokenizer with control markers as plain text: drop its added tokens.
+        let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| build(&e))?;
+        v["added_tokens"] = serde_json::Value::Array(Vec::new());
+        let plain: Tokenizer = v.to_string().parse().map_err(|e| build(&e))?;
         let vocab = special.get_vocab(true);
         let size = vocab.values().map(|&i| i as usize + 1).max().unwrap_or(0);
         let mut tokens = vec![String::new(); size];
@@ -243,12 +246,11 @@ impl TextTokenizer {
                     .or_else(|| v.get("content").and_then(|c| c.as_str()))
             });
             let s =
-                s.ok_or_else(|| bad("tokenizer_config.json", &format!("`{key}` is missing")))?;
+                s.ok_or_else(|| build(&format!("tokenizer_config.json: `{key}` is missing")))?;
             special.token_to_id(s).ok_or_else(|| {
-                bad(
-                    "tokenizer_config.json",
-                    &format!("`{key}` {s:?} is not in the vocabulary"),
-                )
+                build(&format!(
+                    "tokenizer_config.json: `{key}` {s:?} is not in the vocabulary"
+                ))
             })
         };
         let eos = id_of("eos_token")?;
@@ -264,6 +266,47 @@ impl TextTokenizer {
             plain,
             tokens,
         })
+    }
+
+    /// A byte-level BPE of `vocab_size` tokens learned from `texts` (SmolLM's pre-tokenizer,
+    /// digits kept one by one, the same control tokens and ChatML template as
+    /// [`TextTokenizer::byte_level`]): short sequences for tiny models trained on one task family.
+    pub fn train_bpe(texts: &[String], vocab_size: usize) -> Result<Self, TokenizerError> {
+        use tokenizers::models::bpe::BpeTrainerBuilder;
+        use tokenizers::models::TrainerWrapper;
+        let build = |e: &dyn std::fmt::Display| TokenizerError::Build(e.to_string());
+        let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+        let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+            .vocab_size(vocab_size)
+            .min_frequency(2)
+            .show_progress(false)
+            .special_tokens(
+                specials
+                    .iter()
+                    .map(|s| AddedToken::from(s.to_string(), true))
+                    .collect(),
+            )
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .build()
+            .into();
+        let mut t = Tokenizer::new(BPE::default());
+        let pre: PreTokenizerWrapper = Sequence::new(vec![
+            Digits::new(true).into(),
+            ByteLevel::new(false, true, true).into(),
+        ])
+        .into();
+        t.with_pre_tokenizer(Some(pre));
+        t.with_decoder(Some(ByteLevelDecoder::default()));
+        t.train(&mut trainer, texts.iter()).map_err(|e| build(&e))?;
+        t.add_special_tokens(
+            &specials
+                .iter()
+                .map(|s| AddedToken::from(s.to_string(), true))
+                .collect::<Vec<_>>(),
+        );
+        let json = t.to_string(false).map_err(|e| build(&e))?;
+        let cfg = serde_json::json!({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "chat_template": include_str!("../../../prompts/chat/chatml.j2")});
+        Self::from_json(&json, &cfg)
     }
 
     /// Token ids of `text`; with `parse_special`, `<|…|>` control markers become their tokens.

@@ -8,8 +8,10 @@
 pub mod config;
 pub mod curves;
 pub mod data;
+pub mod eval;
 pub mod forward;
 pub mod losses;
+pub mod search;
 pub mod trainer;
 pub mod value;
 

@@ -25,6 +25,9 @@ pub struct DpoOptions {
     pub ipo: bool,
     /// Average log-ratios over tokens instead of summing them.
     pub length_normalize: bool,
+    /// Weight of the chosen response's per-token negative log-likelihood added to the loss
+    /// (DPO+NLL of Iterative RPO, Pang et al. 2024; TRL's `rpo_alpha`). 0 is plain DPO.
+    pub nll_weight: f64,
 }
 
 impl Default for DpoOptions {
@@ -34,6 +37,7 @@ impl Default for DpoOptions {
             label_smoothing: 0.0,
             ipo: false,
             length_normalize: false,
+            nll_weight: 0.0,
         }
     }
 }

@@ -134,7 +134,14 @@ impl Run<'_> {
     }
 
     /// OREO's per-unit ρ, values, KL and rewards for a batch of trajectories.
-    fn oreo_inputs(&mut self, policy: &Llama, value: &ValueModel, batch: &Batch<'_>, ids: &[usize], ex: &[&Prepared]) -> OreoInputs {
+    fn oreo_inputs(
+        &mut self,
+        policy: &Llama,
+        value: &ValueModel,
+        batch: &Batch<'_>,
+        ids: &[usize],
+        ex: &[&Prepared],
+    ) -> OreoInputs {
         let device = self.device.clone();
         let keep = self.cfg.alpha() > 0.0;
         let mask = batch.action_mask(&device);
@@ -146,7 +153,9 @@ impl Run<'_> {
             (Some(p), Some(r)) => exact_kl(p, r) * mask,
             _ => rho_tok.zeros_like(),
         };
-        let v = value.values(&self.lcfg, &batch.tokens, &batch.pads, &device).narrow(1, 0, batch.len - 1);
+        let v = value
+            .values(&self.lcfg, &batch.tokens, &batch.pads, &device)
+            .narrow(1, 0, batch.len - 1);
         let rewards: Vec<f32> = ex.iter().map(|e| e.reward as f32).collect();
         OreoInputs {
             rho: units.sum(rho_tok),
@@ -177,14 +186,32 @@ impl Run<'_> {
             Algo::Dpo => {
                 let pass = token_pass(policy, &self.lcfg, &batch, &device, false);
                 let (ref_lp, _) = self.reference(&batch, &ids, false);
+                let n = ex.len();
+                // Rows alternate chosen, rejected.
+                let chosen_nll = {
+                    let t = batch.len - 1;
+                    let lp = (pass.logprobs.clone() * mask.clone())
+                        .reshape([n, 2, t])
+                        .narrow(1, 0, 1)
+                        .reshape([n, t]);
+                    let m = mask
+                        .clone()
+                        .reshape([n, 2, t])
+                        .narrow(1, 0, 1)
+                        .reshape([n, t]);
+                    lp.sum().neg() / m.sum().clamp_min(1.0)
+                };
                 let sums =
                     sequence_logratio(pass.logprobs - ref_lp, mask, self.cfg.dpo.length_normalize);
-                // Rows alternate chosen, rejected.
-                let n = ex.len();
                 let sums = sums.reshape([n, 2]);
                 let chosen = sums.clone().narrow(1, 0, 1).reshape([n]);
                 let rejected = sums.narrow(1, 1, 1).reshape([n]);
                 let (loss, z) = dpo(chosen.clone(), rejected.clone(), &self.cfg.dpo_with_beta());
+                let loss = if self.cfg.dpo.nll_weight > 0.0 {
+                    loss + chosen_nll.clone().mul_scalar(self.cfg.dpo.nll_weight)
+                } else {
+                    loss
+                };
                 let acc = mean_of(z.clone().greater_elem(0.0).float());
                 let metrics = vec![
                     ("loss", scalar(loss.clone())),
@@ -192,6 +219,7 @@ impl Run<'_> {
                     ("reward_rejected", beta * mean_of(rejected.detach())),
                     ("margin", mean_of(z.detach())),
                     ("reward_accuracy", acc),
+                    ("chosen_nll", scalar(chosen_nll)),
                 ];
                 LossOut {
                     policy: loss,
@@ -201,7 +229,8 @@ impl Run<'_> {
             }
             Algo::Oreo => {
                 let alpha = self.cfg.alpha();
-                let x = self.oreo_inputs(policy, value.expect("OREO has a critic"), &batch, &ids, ex);
+                let x =
+                    self.oreo_inputs(policy, value.expect("OREO has a critic"), &batch, &ids, ex);
                 let vloss = oreo_value_loss(&x, beta);
                 let (ploss, bellman, kl) = oreo_policy_loss(&x, beta, alpha);
                 let v0 = x
@@ -521,8 +550,11 @@ pub fn train(
         encoded,
     };
     let mut policy = start.model.clone().fork(&ad).train();
-    let mut value = (cfg.algo == Algo::Oreo)
-        .then(|| ValueModel::new(start.model.clone(), &start.cfg, &plain).fork(&ad).train());
+    let mut value = (cfg.algo == Algo::Oreo).then(|| {
+        ValueModel::new(start.model.clone(), &start.cfg, &plain)
+            .fork(&ad)
+            .train()
+    });
     let mut opt_p = optimizer(cfg);
     let mut opt_v = optimizer(cfg);
     let columns: Vec<&str> = match cfg.algo {
@@ -534,6 +566,7 @@ pub fn train(
             "reward_rejected",
             "margin",
             "reward_accuracy",
+            "chosen_nll",
             "eval_loss",
             "eval_reward_accuracy",
         ],
@@ -818,27 +851,56 @@ pub struct Probe<'a> {
 
 impl<'a> Probe<'a> {
     /// `device` is the plain device; losses are built on its autodiff mode.
-    pub fn new(cfg: &'a TrainConfig, start: &StartModel, examples: Vec<Example>, device: &Device) -> Result<Self, TrainError> {
+    pub fn new(
+        cfg: &'a TrainConfig,
+        start: &StartModel,
+        examples: Vec<Example>,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
         let (encoded, prepared, _) = prepare(cfg.algo, &start.tokenizer, examples, cfg.max_len)?;
-        let run = Run { cfg, lcfg: start.cfg.clone(), device: device.clone().autodiff(), plain: device.clone(), reference: start.model.clone(), ref_cache: vec![None; encoded.len()], encoded };
+        let run = Run {
+            cfg,
+            lcfg: start.cfg.clone(),
+            device: device.clone().autodiff(),
+            plain: device.clone(),
+            reference: start.model.clone(),
+            ref_cache: vec![None; encoded.len()],
+            encoded,
+        };
         Ok(Self { run, prepared })
     }
 
     /// (policy loss, critic loss) of every example as one batch; models on the autodiff device.
-    pub fn losses(&mut self, policy: &Llama, value: Option<&ValueModel>) -> (Tensor<1>, Option<Tensor<1>>) {
+    pub fn losses(
+        &mut self,
+        policy: &Llama,
+        value: Option<&ValueModel>,
+    ) -> (Tensor<1>, Option<Tensor<1>>) {
         let prepared = std::mem::take(&mut self.prepared);
-        let out = self.run.loss(policy, value, &prepared.iter().collect::<Vec<_>>());
+        let out = self
+            .run
+            .loss(policy, value, &prepared.iter().collect::<Vec<_>>());
         self.prepared = prepared;
         (out.policy, out.value)
     }
 
     /// OREO's inputs for every example as one batch (the gradient checks rebuild the loss from them).
     pub fn oreo_inputs(&mut self, policy: &Llama, value: &ValueModel) -> OreoInputs {
-        let ids: Vec<usize> = self.prepared.iter().flat_map(|e| e.seqs.iter().copied()).collect();
+        let ids: Vec<usize> = self
+            .prepared
+            .iter()
+            .flat_map(|e| e.seqs.iter().copied())
+            .collect();
         let encoded = std::mem::take(&mut self.run.encoded);
         let prepared = std::mem::take(&mut self.prepared);
         let batch = Batch::new(ids.iter().map(|&i| &encoded[i]).collect());
-        let x = self.run.oreo_inputs(policy, value, &batch, &ids, &prepared.iter().collect::<Vec<_>>());
+        let x = self.run.oreo_inputs(
+            policy,
+            value,
+            &batch,
+            &ids,
+            &prepared.iter().collect::<Vec<_>>(),
+        );
         drop(batch);
         self.run.encoded = encoded;
         self.prepared = prepared;
@@ -847,6 +909,10 @@ impl<'a> Probe<'a> {
 
     /// Response tokens in the batch.
     pub fn action_tokens(&self) -> usize {
-        self.prepared.iter().flat_map(|p| &p.seqs).map(|&s| self.run.encoded[s].tokens.len() - self.run.encoded[s].prompt_len).sum()
+        self.prepared
+            .iter()
+            .flat_map(|p| &p.seqs)
+            .map(|&s| self.run.encoded[s].tokens.len() - self.run.encoded[s].prompt_len)
+            .sum()
     }
 }
