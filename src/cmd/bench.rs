@@ -27,6 +27,9 @@ pub enum BenchCommand {
     Tree(super::bench_tree::TreeBenchArgs),
     /// arbor synth against distilabel 1.5.3 on the same mock at 200 ms latency.
     Synth(super::bench_synth::SynthBenchArgs),
+    /// One DPO or OREO training step on SmolLM2-135M: arbor (burn, CPU) against PyTorch on the
+    /// same checkpoint, batch and loss: tokens/s and peak memory.
+    Train(super::bench_train::TrainBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -134,6 +137,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Model(a) => model(a).await,
         BenchCommand::Tree(a) => super::bench_tree::run(a).await,
         BenchCommand::Synth(a) => super::bench_synth::run(a).await,
+        BenchCommand::Train(a) => tokio::task::block_in_place(|| super::bench_train::run(a)),
     }
 }
 

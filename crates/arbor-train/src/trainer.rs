@@ -503,7 +503,10 @@ pub fn train(
     cfg.validate().map_err(TrainError::Config)?;
     let dirs = OutDir(out.to_path_buf());
     std::fs::create_dir_all(out).map_err(io(out))?;
-    let (examples, bad) = read_examples(data).map_err(TrainError::Data)?;
+    let (mut examples, bad) = read_examples(data).map_err(TrainError::Data)?;
+    // A canonical order first: searches write trees as they finish, and the run must depend
+    // only on the data and the seed, not on the order of the file's rows.
+    examples.sort_by_cached_key(|e| format!("{e:?}"));
     for b in &bad {
         tracing::warn!("skipped {}", b.message);
     }
@@ -905,6 +908,23 @@ impl<'a> Probe<'a> {
         self.run.encoded = encoded;
         self.prepared = prepared;
         x
+    }
+
+    /// The batch as token ids, for other implementations to compute the same loss on:
+    /// per example its sequences (`tokens`, `prompt_len`, `step_ends`) and reward.
+    pub fn batch_json(&self) -> serde_json::Value {
+        let ex: Vec<serde_json::Value> = self
+            .prepared
+            .iter()
+            .map(|p| {
+                let seqs: Vec<serde_json::Value> = p.seqs.iter().map(|&i| {
+                    let e = &self.run.encoded[i];
+                    json!({"tokens": e.tokens, "prompt_len": e.prompt_len, "step_ends": e.step_ends})
+                }).collect();
+                json!({"seqs": seqs, "reward": p.reward, "scores": p.scores})
+            })
+            .collect();
+        json!({"algo": self.run.cfg.algo.name(), "beta": self.run.cfg.beta(), "alpha": self.run.cfg.alpha(), "examples": ex})
     }
 
     /// Response tokens in the batch.
