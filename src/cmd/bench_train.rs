@@ -7,10 +7,11 @@ use std::time::Instant;
 use anyhow::Context;
 use arbor_model::EmbeddedModel;
 use arbor_train::data::Example;
+use arbor_train::optim::{adamw, clip_global_norm};
 use arbor_train::value::ValueModel;
 use arbor_train::{Algo, Probe, StartModel, TrainConfig};
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use serde_json::{json, Value};
 
 use crate::resources::run_measured;
@@ -110,18 +111,7 @@ fn worker(a: &TrainBenchArgs, dir: &Path) -> anyhow::Result<()> {
             .fork(&ad)
             .train()
     });
-    let optim = || {
-        AdamWConfig::new()
-            .with_beta_1(0.9)
-            .with_beta_2(0.95)
-            .with_epsilon(1e-8)
-            .with_weight_decay(0.0)
-            .with_grad_clipping(Some(
-                burn::optim::grad_clipping::GradientClippingConfig::Norm(1.0),
-            ))
-            .init()
-    };
-    let (mut op, mut ov) = (optim(), optim());
+    let (mut op, mut ov) = (adamw(0.0), adamw(0.0));
     let tokens = probe.action_tokens();
     let mut times = Vec::new();
     let mut losses = Vec::new();
@@ -130,10 +120,12 @@ fn worker(a: &TrainBenchArgs, dir: &Path) -> anyhow::Result<()> {
         let (pl, vl) = probe.losses(&policy, value.as_ref());
         losses.push(json!({"policy": pl.clone().into_scalar::<f32>(), "value": vl.as_ref().map(|v| v.clone().into_scalar::<f32>())}));
         if let (Some(vl), Some(v)) = (vl, value.take()) {
-            let g = GradientsParams::from_grads(vl.backward(), &v);
+            let mut g = GradientsParams::from_grads(vl.backward(), &v);
+            clip_global_norm(&v, &mut g, 1.0);
             value = Some(ov.step(1e-5, v, g));
         }
-        let g = GradientsParams::from_grads(pl.backward(), &policy);
+        let mut g = GradientsParams::from_grads(pl.backward(), &policy);
+        clip_global_norm(&policy, &mut g, 1.0);
         policy = op.step(1e-5, policy, g);
         times.push(t.elapsed().as_secs_f64());
     }
@@ -209,7 +201,7 @@ pub fn run(a: TrainBenchArgs) -> anyhow::Result<()> {
         )?)
     };
     let (ra, rt) = (read(&out_a)?, read(&out_t)?);
-    let row = |r: &Value, peak: u64| json!({"impl": r["impl"], "step_s": r["step_s"], "tokens_per_s": r["tokens_per_s"], "peak_rss_mib": peak as f64 / 1048576.0, "first_loss": r["losses"][0]});
+    let row = |r: &Value, peak: u64| json!({"impl": r["impl"], "step_s": r["step_s"], "tokens_per_s": r["tokens_per_s"], "peak_rss_mib": peak as f64 / 1048576.0, "losses": r["losses"]});
     println!(
         "{}",
         json!({"algo": algo, "batch": a.batch, "tokens_per_step": ra["tokens_per_step"], "arbor": row(&ra, ua.peak_rss_bytes), "torch": row(&rt, ut.peak_rss_bytes)})

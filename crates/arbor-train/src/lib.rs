@@ -11,6 +11,7 @@ pub mod data;
 pub mod eval;
 pub mod forward;
 pub mod losses;
+pub mod optim;
 pub mod search;
 pub mod trainer;
 pub mod value;

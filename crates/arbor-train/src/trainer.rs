@@ -10,8 +10,7 @@ use std::time::Instant;
 use arbor_model::llama::{Llama, LlamaConfig};
 use arbor_model::tokenizer::TextTokenizer;
 use burn::module::Module;
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -25,6 +24,7 @@ use crate::losses::{
     adaptive_step_weights, dpo, oreo_policy_loss, oreo_value_loss, sequence_logratio, tpo,
     OreoInputs,
 };
+use crate::optim::{adamw, clip_global_norm};
 use crate::value::ValueModel;
 
 #[derive(Debug, thiserror::Error)]
@@ -474,16 +474,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
     move |e| TrainError::Io(format!("{}: {e}", path.display()))
 }
 
-fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
-    AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.95)
-        .with_epsilon(1e-8)
-        .with_weight_decay(cfg.weight_decay as f32)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.clip as f32)))
-        .init()
-}
-
 /// Options of one call besides the config.
 pub struct RunOptions {
     pub resume: bool,
@@ -558,8 +548,8 @@ pub fn train(
             .fork(&ad)
             .train()
     });
-    let mut opt_p = optimizer(cfg);
-    let mut opt_v = optimizer(cfg);
+    let mut opt_p = adamw(cfg.weight_decay);
+    let mut opt_v = adamw(cfg.weight_decay);
     let columns: Vec<&str> = match cfg.algo {
         Algo::Sft => vec!["lr", "nll", "eval_nll"],
         Algo::Dpo => vec![
@@ -586,7 +576,7 @@ pub fn train(
         Algo::Tpo => vec!["lr", "loss", "margin_best_worst", "eval_loss"],
     }
     .into_iter()
-    .chain(["tokens_per_s"])
+    .chain(["grad_norm", "value_grad_norm", "tokens_per_s"])
     .collect();
     let mut curves = Curves::new(&columns);
 
@@ -690,14 +680,20 @@ pub fn train(
             parts += 1;
         }
         // The critic steps before the actor.
+        let mut norms = Vec::new();
         if let Some(v) = value.take() {
-            value = Some(opt_v.step(lr_v, v, acc_v.grads()));
+            let mut g = acc_v.grads();
+            norms.push(("value_grad_norm", clip_global_norm(&v, &mut g, cfg.clip)));
+            value = Some(opt_v.step(lr_v, v, g));
         }
-        policy = opt_p.step(lr, policy, acc_p.grads());
+        let mut g = acc_p.grads();
+        norms.push(("grad_norm", clip_global_norm(&policy, &mut g, cfg.clip)));
+        policy = opt_p.step(lr, policy, g);
         tokens_total += step_tokens;
         let mut row: Vec<(&str, f64)> = sums
             .iter()
             .map(|(k, x)| (*k, x / parts.max(1) as f64))
+            .chain(norms)
             .collect();
         row.push(("lr", lr));
         row.push((
