@@ -30,7 +30,7 @@ impl Algo {
 pub struct TrainConfig {
     pub algo: Algo,
     pub epochs: usize,
-    /// Stop after this many optimizer steps (the schedule still spans `epochs`).
+    /// Stop after this many optimizer steps; the warm-up and cosine span the steps that run.
     pub max_steps: Option<usize>,
     /// Examples per micro-batch (a DPO pair, an OREO trajectory, a TPO list count as one).
     pub batch_size: usize,

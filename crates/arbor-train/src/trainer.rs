@@ -526,10 +526,12 @@ pub fn train(
     let train_set = prepared;
     let n = train_set.len();
     let micro_total = (n * cfg.epochs).div_ceil(cfg.batch_size);
-    let schedule_steps = micro_total.div_ceil(cfg.grad_accum).max(1);
+    // The learning-rate schedule spans the steps that will run (`max_steps` cuts the epochs).
+    let epoch_steps = micro_total.div_ceil(cfg.grad_accum).max(1);
     let total_steps = cfg
         .max_steps
-        .map_or(schedule_steps, |m| m.min(schedule_steps));
+        .map_or(epoch_steps, |m| m.clamp(1, epoch_steps));
+    let schedule_steps = total_steps;
 
     let plain = device.clone();
     let ad = device.clone().autodiff();
