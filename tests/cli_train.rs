@@ -241,6 +241,37 @@ fn dpo_and_oreo_raise_held_out_accuracy_of_a_tiny_llama() {
         "999",
     ]);
     assert_eq!(r["errors"], 0, "{r}");
+
+    // ... and tree search, as arbor-tree's `learned` evaluator.
+    let lt = d.join("learned-trees");
+    let (ok, _, err) = arbor(&[
+        "search",
+        "--env",
+        "math",
+        "--env-config",
+        s(&d.join("env.toml")),
+        "--trees",
+        "4",
+        "--seed",
+        "7",
+        "--algo",
+        "beam",
+        "--gguf",
+        s(&oreo),
+        "--evaluator",
+        "learned",
+        "--value",
+        s(&oreo.join("value")),
+        "--out",
+        s(&lt),
+    ]);
+    assert!(ok, "{err}");
+    let trees = std::fs::read_to_string(lt.join("trees.jsonl")).unwrap();
+    assert_eq!(trees.lines().count(), 4);
+    assert!(
+        trees.contains("\"value_estimate\""),
+        "the critic's values are recorded on the nodes"
+    );
 }
 
 fn pairs(dir: &Path) -> PathBuf {
@@ -255,6 +286,25 @@ fn pairs(dir: &Path) -> PathBuf {
     let p = dir.join("pairs.jsonl");
     write_jsonl(&p, &rows);
     p
+}
+
+/// A one-layer random Llama and 48 preference pairs (reference solution over a wrong answer).
+fn tiny_and_pairs(d: &Path) -> (PathBuf, PathBuf) {
+    let tiny = d.join("tiny");
+    let (ok, _, err) = arbor(&[
+        "model",
+        "init",
+        "--out",
+        s(&tiny),
+        "--layers",
+        "1",
+        "--d-model",
+        "32",
+        "--d-ff",
+        "64",
+    ]);
+    assert!(ok, "{err}");
+    (tiny, pairs(d))
 }
 
 fn curves_without_timing(dir: &Path) -> Vec<String> {
@@ -277,21 +327,7 @@ fn curves_without_timing(dir: &Path) -> Vec<String> {
 fn a_killed_run_resumes_to_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let tiny = d.join("tiny");
-    let (ok, _, err) = arbor(&[
-        "model",
-        "init",
-        "--out",
-        s(&tiny),
-        "--layers",
-        "1",
-        "--d-model",
-        "32",
-        "--d-ff",
-        "64",
-    ]);
-    assert!(ok, "{err}");
-    let data = pairs(d);
+    let (tiny, data) = tiny_and_pairs(d);
     let args = |out: &Path| -> Vec<String> {
         [
             "train",
@@ -368,21 +404,7 @@ fn a_killed_run_resumes_to_the_same_result() {
 fn bad_rows_are_reported_with_file_and_line_and_the_rest_trains() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let tiny = d.join("tiny");
-    let (ok, _, err) = arbor(&[
-        "model",
-        "init",
-        "--out",
-        s(&tiny),
-        "--layers",
-        "1",
-        "--d-model",
-        "32",
-        "--d-ff",
-        "64",
-    ]);
-    assert!(ok, "{err}");
-    let data = pairs(d);
+    let (tiny, data) = tiny_and_pairs(d);
     let mut text = std::fs::read_to_string(&data).unwrap();
     text.push_str("{\"prompt\": \"Q\", \"chosen\": 3, \"rejected\": \"x\"}\nnot json\n");
     std::fs::write(&data, text).unwrap();

@@ -25,6 +25,8 @@ pub enum EvaluatorKind {
     SelfEval,
     /// Monte Carlo rollouts to the end, scored by the verifier.
     Rollout,
+    /// A critic trained by `arbor train --algo oreo` (`[evaluator] value = "DIR"` or `--value`).
+    Learned,
 }
 
 /// `--config` for `arbor search`: every flag is also a key here.
@@ -59,6 +61,8 @@ impl Default for PolicyFile {
 pub struct EvaluatorFile {
     pub kind: EvaluatorKind,
     pub rollouts: usize,
+    /// The critic directory of the `learned` evaluator (`OUT/value` of an OREO run).
+    pub value: Option<PathBuf>,
 }
 
 impl Default for EvaluatorFile {
@@ -66,6 +70,7 @@ impl Default for EvaluatorFile {
         Self {
             kind: EvaluatorKind::SelfEval,
             rollouts: 2,
+            value: None,
         }
     }
 }
@@ -105,6 +110,9 @@ pub struct SearchArgs {
     target: crate::models::ModelArgs,
     #[arg(long, value_enum)]
     evaluator: Option<EvaluatorKind>,
+    /// The critic of `--evaluator learned`.
+    #[arg(long)]
+    value: Option<PathBuf>,
     #[arg(long)]
     iterations: Option<usize>,
     #[arg(long)]
@@ -150,6 +158,9 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
     if let Some(x) = a.max_depth {
         cfg.max_depth = x;
     }
+    if a.value.is_some() {
+        file.evaluator.value = a.value.clone();
+    }
     if let Some(x) = a.evaluator {
         file.evaluator.kind = x;
     }
@@ -183,6 +194,11 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
         (EvaluatorKind::SelfEval, Some((model, model_name))) => Arc::new(SelfEval { model, model_name }),
         (EvaluatorKind::SelfEval, None) => anyhow::bail!("self-evaluation needs a model; use --evaluator terminal or rollout with --policy synthetic"),
         (EvaluatorKind::Rollout, _) => Arc::new(Rollout { policy: policy.clone(), n: file.evaluator.rollouts.max(1), delimiter: "\n".into() }),
+        (EvaluatorKind::Learned, _) => {
+            let dir = file.evaluator.value.clone().ok_or_else(|| anyhow::anyhow!("--evaluator learned needs --value DIR (the `value/` of an OREO run)"))?;
+            let v = arbor_train::search::LearnedValue::load(&dir, burn::tensor::Device::flex()).map_err(anyhow::Error::msg)?;
+            Arc::new(arbor_tree::evaluate::Learned(Arc::new(v)))
+        }
     };
     let searcher = Searcher::new(env, policy, evaluator, file.search);
 

@@ -23,6 +23,46 @@ pub enum TokenizerError {
     Template(String),
 }
 
+/// The control tokens of the tokenizers arbor builds for tiny models (ChatML's markers).
+const TINY_SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+
+/// SmolLM's pre-tokenizer: digits one by one, then GPT-2 byte-level without a prefix space.
+fn smollm_pre() -> PreTokenizerWrapper {
+    Sequence::new(vec![
+        Digits::new(true).into(),
+        ByteLevel::new(false, true, true).into(),
+    ])
+    .into()
+}
+
+/// A byte-level BPE tokenizer with `controls` as special tokens, and the same tokenizer without
+/// them (control markers read as plain text): `(special, plain)`.
+fn bpe_pair(
+    vocab: tokenizers::models::bpe::Vocab,
+    merges: Vec<(String, String)>,
+    pre: PreTokenizerWrapper,
+    controls: &[String],
+) -> Result<(Tokenizer, Tokenizer), TokenizerError> {
+    let build = |with_special: bool| -> Result<Tokenizer, TokenizerError> {
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab.clone(), merges.clone())
+            .build()
+            .map_err(|e| TokenizerError::Build(e.to_string()))?;
+        let mut t = Tokenizer::new(bpe);
+        t.with_pre_tokenizer(Some(pre.clone()));
+        t.with_decoder(Some(ByteLevelDecoder::default()));
+        if with_special {
+            let specials: Vec<AddedToken> = controls
+                .iter()
+                .map(|c| AddedToken::from(c.clone(), true))
+                .collect();
+            t.add_special_tokens(&specials);
+        }
+        Ok(t)
+    };
+    Ok((build(true)?, build(false)?))
+}
+
 /// Text ↔ token ids, exactly as llama.cpp tokenizes for this model.
 #[derive(Clone)]
 pub struct TextTokenizer {
@@ -91,39 +131,25 @@ impl TextTokenizer {
             .enumerate()
             .map(|(i, t)| (t.clone(), i as u32))
             .collect();
-        let build = |with_special: bool| -> Result<Tokenizer, TokenizerError> {
-            let bpe = BPE::builder()
-                .vocab_and_merges(vocab.clone(), merges.clone())
-                .build()
-                .map_err(|e| TokenizerError::Build(e.to_string()))?;
-            let mut t = Tokenizer::new(bpe);
-            let byte_level = ByteLevel::new(false, true, true);
-            let pre_tok: PreTokenizerWrapper = match pre {
-                // SmolLM: digits one by one, then GPT-2 byte-level without a prefix space.
-                "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
-                "gpt2" | "default" => byte_level.into(),
-                other => {
-                    return Err(TokenizerError::Build(format!(
-                        "pre-tokenizer `{other}` is not supported (smollm, gpt2 are)"
-                    )))
-                }
-            };
-            t.with_pre_tokenizer(Some(pre_tok));
-            t.with_decoder(Some(ByteLevelDecoder::default()));
-            if with_special {
-                let specials: Vec<AddedToken> = types
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &ty)| ty == CONTROL)
-                    .map(|(i, _)| AddedToken::from(tokens[i].clone(), true))
-                    .collect();
-                t.add_special_tokens(&specials);
+        let pre_tok = match pre {
+            "smollm" => smollm_pre(),
+            "gpt2" | "default" => ByteLevel::new(false, true, true).into(),
+            other => {
+                return Err(TokenizerError::Build(format!(
+                    "pre-tokenizer `{other}` is not supported (smollm, gpt2 are)"
+                )))
             }
-            Ok(t)
         };
+        let controls: Vec<String> = types
+            .iter()
+            .enumerate()
+            .filter(|(_, &ty)| ty == CONTROL)
+            .map(|(i, _)| tokens[i].clone())
+            .collect();
+        let (special, plain) = bpe_pair(vocab, merges, pre_tok, &controls)?;
         Ok(Self {
-            special: build(true)?,
-            plain: build(false)?,
+            special,
+            plain,
             bos: g.meta_u64("tokenizer.ggml.bos_token_id")? as u32,
             eos: g.meta_u64("tokenizer.ggml.eos_token_id")? as u32,
             vocab_size: tokens.len(),
@@ -145,40 +171,18 @@ impl TextTokenizer {
             a.sort_unstable();
             a.into_iter().map(String::from).collect()
         };
-        let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
-        tokens.extend(specials.iter().map(|s| s.to_string()));
+        tokens.extend(TINY_SPECIALS.iter().map(|s| s.to_string()));
         let vocab: tokenizers::models::bpe::Vocab = tokens
             .iter()
             .enumerate()
             .map(|(i, t)| (t.clone(), i as u32))
             .collect();
-        let build = |with_special: bool| -> Result<Tokenizer, TokenizerError> {
-            let bpe = BPE::builder()
-                .vocab_and_merges(vocab.clone(), Vec::new())
-                .build()
-                .map_err(|e| TokenizerError::Build(e.to_string()))?;
-            let mut t = Tokenizer::new(bpe);
-            let pre: PreTokenizerWrapper = Sequence::new(vec![
-                Digits::new(true).into(),
-                ByteLevel::new(false, true, true).into(),
-            ])
-            .into();
-            t.with_pre_tokenizer(Some(pre));
-            t.with_decoder(Some(ByteLevelDecoder::default()));
-            if with_special {
-                t.add_special_tokens(
-                    &specials
-                        .iter()
-                        .map(|s| AddedToken::from(s.to_string(), true))
-                        .collect::<Vec<_>>(),
-                );
-            }
-            Ok(t)
-        };
+        let specials: Vec<String> = TINY_SPECIALS.iter().map(|s| s.to_string()).collect();
+        let (special, plain) = bpe_pair(vocab, Vec::new(), smollm_pre(), &specials)?;
         let id = |s: &str| tokens.iter().position(|t| t == s).expect("special listed") as u32;
         Ok(Self {
-            special: build(true)?,
-            plain: build(false)?,
+            special,
+            plain,
             bos: id("<|im_start|>"),
             eos: id("<|im_end|>"),
             vocab_size: tokens.len(),
@@ -275,7 +279,7 @@ impl TextTokenizer {
         use tokenizers::models::bpe::BpeTrainerBuilder;
         use tokenizers::models::TrainerWrapper;
         let build = |e: &dyn std::fmt::Display| TokenizerError::Build(e.to_string());
-        let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+        let specials = TINY_SPECIALS;
         let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
             .vocab_size(vocab_size)
             .min_frequency(2)
@@ -290,12 +294,7 @@ impl TextTokenizer {
             .build()
             .into();
         let mut t = Tokenizer::new(BPE::default());
-        let pre: PreTokenizerWrapper = Sequence::new(vec![
-            Digits::new(true).into(),
-            ByteLevel::new(false, true, true).into(),
-        ])
-        .into();
-        t.with_pre_tokenizer(Some(pre));
+        t.with_pre_tokenizer(Some(smollm_pre()));
         t.with_decoder(Some(ByteLevelDecoder::default()));
         t.train(&mut trainer, texts.iter()).map_err(|e| build(&e))?;
         t.add_special_tokens(
