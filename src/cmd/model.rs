@@ -67,14 +67,8 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
         rms_eps: 1e-5,
         context: a.context,
     };
-    if a.heads == 0
-        || a.kv_heads == 0
-        || a.d_model % a.heads != 0
-        || a.heads % a.kv_heads != 0
-        || (a.d_model / a.heads) % 2 != 0
-    {
-        anyhow::bail!("--heads must divide --d-model into even head dimensions and be a multiple of --kv-heads");
-    }
+    cfg.validate()
+        .map_err(|m| anyhow::anyhow!("--layers/--d-model/--heads/--kv-heads: {m}"))?;
     let device = burn::tensor::Device::flex();
     let llama = match Llama::load(
         &cfg,

@@ -154,17 +154,7 @@ fn config_from_json(v: &Value, path: &Path) -> Result<(LlamaConfig, bool), Check
             .unwrap_or(1e-5),
         context: u("max_position_embeddings").unwrap_or(2048),
     };
-    if cfg.n_heads == 0
-        || cfg.n_kv_heads == 0
-        || cfg.d_model % cfg.n_heads != 0
-        || cfg.n_heads % cfg.n_kv_heads != 0
-        || cfg.head_dim() % 2 != 0
-    {
-        return Err(err(
-            path,
-            "head counts do not divide the model width into even head dimensions",
-        ));
-    }
+    cfg.validate().map_err(|m| err(path, m))?;
     Ok((
         cfg,
         v.get("tie_word_embeddings")

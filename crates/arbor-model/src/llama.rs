@@ -55,17 +55,24 @@ impl LlamaConfig {
             key: "llama.*".into(),
             msg: msg.into(),
         };
-        if cfg.n_heads == 0
-            || cfg.n_kv_heads == 0
-            || cfg.d_model % cfg.n_heads != 0
-            || cfg.n_heads % cfg.n_kv_heads != 0
-        {
-            return Err(bad("head counts do not divide the model width"));
-        }
-        if (cfg.d_model / cfg.n_heads) % 2 != 0 || cfg.vocab == 0 || cfg.n_layers == 0 {
-            return Err(bad("odd head dimension, empty vocabulary or no layers"));
-        }
+        cfg.validate().map_err(|m| bad(&m))?;
         Ok(cfg)
+    }
+
+    /// The shape rules every source of a config (GGUF, `config.json`, `arbor model init`) must
+    /// meet before a network is built from it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.n_heads == 0
+            || self.n_kv_heads == 0
+            || self.d_model % self.n_heads != 0
+            || self.n_heads % self.n_kv_heads != 0
+        {
+            return Err("head counts do not divide the model width (heads must divide d_model and be a multiple of kv heads)".into());
+        }
+        if self.head_dim() % 2 != 0 || self.vocab == 0 || self.n_layers == 0 {
+            return Err("odd head dimension, empty vocabulary or no layers".into());
+        }
+        Ok(())
     }
 
     pub fn head_dim(&self) -> usize {
