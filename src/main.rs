@@ -1,8 +1,6 @@
 //! `arbor`: the command-line front of the arbor engine.
 mod cmd;
-mod models;
 mod progress;
-mod resources;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -58,7 +56,7 @@ enum Command {
     Eval(cmd::train::EvalArgs),
     /// Measure arbor's own speed; figures go to docs/benchmarks.md.
     #[command(subcommand)]
-    Bench(cmd::bench::BenchCommand),
+    Bench(arbor_bench::BenchCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -95,7 +93,7 @@ fn main() -> std::process::ExitCode {
             Command::Tokenize(a) => cmd::model::tokenize(a),
             Command::Generate(a) => cmd::model::generate(a).await,
             Command::Serve(a) => cmd::model::serve(a).await,
-            Command::Bench(b) => cmd::bench::run(b).await,
+            Command::Bench(b) => arbor_bench::run(b).await,
             Command::Synth(a) => cmd::synth::run(a).await,
             Command::Search(a) => cmd::tree::search(a).await,
             Command::Export(a) => cmd::tree::export(a),

@@ -1,7 +1,10 @@
-//! Progress bars that share stderr with log lines: every log line is written while the bars
-//! are suspended, so neither tears the other. Bars hide themselves when stderr is not a terminal.
+//! Progress bars that share stderr with log lines (every log line is written while the bars
+//! are suspended, so neither tears the other; bars hide themselves when stderr is not a
+//! terminal), a ticker that refreshes a bar from live counters, and Ctrl-C as a stop flag.
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -29,4 +32,50 @@ pub fn bar(total: u64) -> ProgressBar {
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
     multi().add(ProgressBar::new(total).with_style(style))
+}
+
+/// A bar refreshed five times a second by `message(bar, seconds since start)`.
+pub struct Ticker {
+    pub bar: ProgressBar,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub fn ticker<F>(total: u64, mut message: F) -> Ticker
+where
+    F: FnMut(&ProgressBar, f64) -> String + Send + 'static,
+{
+    let bar = bar(total);
+    let b = bar.clone();
+    let started = Instant::now();
+    let task = tokio::spawn(async move {
+        loop {
+            let m = message(&b, started.elapsed().as_secs_f64().max(1e-3));
+            b.set_message(m);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    Ticker { bar, task }
+}
+
+impl Ticker {
+    pub fn finish(self) {
+        self.task.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
+/// A flag set by the first Ctrl-C (the job finishes what is in flight); a second one exits.
+pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: finishing the items in flight (Ctrl-C again to abort)");
+            s.store(true, Ordering::Relaxed);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    stop
 }

@@ -3,7 +3,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use arbor_core::Message;
-use arbor_llm::{EndpointConfig, LanguageModel, LlmRequest, OpenAiClient, SamplingParams};
+use arbor_llm::{LanguageModel, LlmRequest, SamplingParams};
+use arbor_openai::{EndpointConfig, OpenAiClient};
 use arbor_model::fetch::arbor_home;
 
 mod common;

@@ -366,7 +366,7 @@ fn a_handful_of_items_against_a_real_llama_cpp_server() {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/serve_xllamacpp.py");
     let server = rt
-        .block_on(arbor_llm::llamacpp::LlamaCppServer::start(
+        .block_on(arbor_serve::llamacpp::LlamaCppServer::start(
             &home.join("venv/bin/python"),
             &script,
             &home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),

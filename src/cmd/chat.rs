@@ -3,10 +3,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arbor_core::Message;
-use arbor_llm::{
-    CachedModel, EndpointConfig, LanguageModel, LlmRequest, OpenAiClient, ResponseCache,
-    SamplingParams,
-};
+use arbor_llm::{CachedModel, LanguageModel, LlmRequest, ResponseCache, SamplingParams};
+use arbor_openai::{EndpointConfig, OpenAiClient};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
@@ -14,7 +12,7 @@ pub struct ChatArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     #[command(flatten)]
-    target: crate::models::ModelArgs,
+    target: crate::cmd::model::ModelArgs,
     /// Number of choices.
     #[arg(long, default_value_t = 1)]
     n: u32,

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use arbor_llm::mock::{FaultRates, MockConfig, MockServer};
+use arbor_serve::mock::{FaultRates, MockConfig, MockServer};
 
 #[derive(clap::Args)]
 pub struct MockArgs {

@@ -5,7 +5,8 @@ use anyhow::Context;
 use arbor_model::fetch::{fetch, resolve_model};
 use arbor_model::gguf::Gguf;
 use arbor_model::tokenizer::TextTokenizer;
-use arbor_model::{EmbeddedBackend, EmbeddedModel, GenerateOptions};
+use arbor_model::init::{init_tiny, TinySpec};
+use arbor_model::{DeviceKind, EmbeddedBackend, EmbeddedModel, GenerateOptions};
 use serde_json::json;
 
 #[derive(clap::Subcommand)]
@@ -46,61 +47,35 @@ pub struct InitArgs {
 }
 
 fn init(a: InitArgs) -> anyhow::Result<()> {
-    use arbor_model::llama::{Llama, LlamaConfig, RandomInit};
-    use rand::SeedableRng;
-    let tok = match &a.corpus {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
-            let docs: Vec<String> = text.lines().map(str::to_string).collect();
-            TextTokenizer::train_bpe(&docs, a.vocab_size)?
-        }
-        None => TextTokenizer::byte_level()?,
-    };
-    let cfg = LlamaConfig {
-        n_layers: a.layers,
+    let spec = TinySpec {
+        layers: a.layers,
         d_model: a.d_model,
+        heads: a.heads,
+        kv_heads: a.kv_heads,
         d_ff: a.d_ff,
-        n_heads: a.heads,
-        n_kv_heads: a.kv_heads,
-        vocab: tok.vocab_size,
-        rope_base: 10_000.0,
-        rms_eps: 1e-5,
         context: a.context,
+        seed: a.seed,
+        corpus: a.corpus,
+        vocab_size: a.vocab_size,
     };
-    cfg.validate()
-        .map_err(|m| anyhow::anyhow!("--layers/--d-model/--heads/--kv-heads: {m}"))?;
-    let device = burn::tensor::Device::flex();
-    let llama = match Llama::load(
-        &cfg,
-        &mut RandomInit(rand::rngs::StdRng::seed_from_u64(a.seed)),
-        &device,
-    ) {
-        Ok(l) => l,
-        Err(e) => match e {},
-    };
-    EmbeddedModel::from_parts(cfg, tok, llama, device, "tiny".into()).save_hf(&a.out)?;
+    init_tiny(&spec, &a.out)?;
     println!("{}", a.out.display());
     Ok(())
 }
 
-/// Which device runs the model.
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum DeviceArg {
-    Cpu,
-    #[cfg(feature = "gpu-wgpu")]
-    Wgpu,
-    #[cfg(feature = "gpu-cuda")]
-    Cuda,
-}
-
-pub fn device(d: DeviceArg) -> burn::tensor::Device {
-    match d {
-        DeviceArg::Cpu => burn::tensor::Device::flex(),
-        #[cfg(feature = "gpu-wgpu")]
-        DeviceArg::Wgpu => burn::tensor::Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-        #[cfg(feature = "gpu-cuda")]
-        DeviceArg::Cuda => burn::tensor::Device::cuda(0),
-    }
+/// Which model a command talks to: a server, or (without `--base-url`) the embedded model.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1. Without it the
+    /// embedded model answers.
+    #[arg(long)]
+    pub base_url: Option<url::Url>,
+    /// Model name on that server.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Without a server: another GGUF instead of the embedded default.
+    #[arg(long)]
+    pub gguf: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -131,8 +106,9 @@ pub struct GenerateArgs {
     /// Print prompt ids, generated ids and their log-probs as JSON.
     #[arg(long)]
     json: bool,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: DeviceArg,
+    /// cpu, or wgpu / cuda in builds with that feature.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceKind,
     prompt: String,
 }
 
@@ -145,8 +121,9 @@ pub struct ServeArgs {
     /// Requests run together at most.
     #[arg(long, default_value_t = 16)]
     max_batch: usize,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: DeviceArg,
+    /// cpu, or wgpu / cuda in builds with that feature.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceKind,
 }
 
 pub async fn run(cmd: ModelCommand) -> anyhow::Result<()> {
@@ -173,10 +150,10 @@ pub fn tokenize(a: TokenizeArgs) -> anyhow::Result<()> {
 }
 
 /// Loads the model off the async runtime (dequantizing takes a few seconds).
-async fn load(model: Option<PathBuf>, d: DeviceArg) -> anyhow::Result<EmbeddedModel> {
+async fn load(model: Option<PathBuf>, d: DeviceKind) -> anyhow::Result<EmbeddedModel> {
     tokio::task::spawn_blocking(move || {
         let path = resolve_model(model.as_deref())?;
-        EmbeddedModel::load(&path, device(d)).with_context(|| format!("loading {}", path.display()))
+        EmbeddedModel::load(&path, d.device()).with_context(|| format!("loading {}", path.display()))
     })
     .await?
 }
@@ -221,7 +198,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let m = load(a.model.clone(), a.device).await?;
     let backend: Arc<dyn arbor_llm::LanguageModel> =
         Arc::new(EmbeddedBackend::start(m, a.max_batch));
-    let (addr, task) = arbor_llm::serve::serve(backend, a.port)
+    let (addr, task) = arbor_serve::serve::serve(backend, a.port)
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", a.port))?;
     println!("http://{addr}/v1");

@@ -3,19 +3,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arbor_model::fetch::resolve_model;
-use arbor_model::EmbeddedModel;
+use arbor_core::config::{load_toml, Overrides};
+use arbor_model::{DeviceKind, EmbeddedBackend, EMBEDDED};
 use arbor_train::forward::Level;
-use arbor_train::search::{LearnedValue, SearchParams, Strategy};
-use arbor_train::{Algo, RunOptions, StartModel, TrainConfig};
+use arbor_train::{Algo, LearnedValue, RunOptions, StartModel, TrainConfig};
+use arbor_tree::evaluate::ValueFunction;
 use arbor_tree::policy::LlmStepPolicy;
+use arbor_tree::search::decode::{DecodeParams, Strategy};
 
-use crate::cmd::model::{device, DeviceArg};
+use crate::cmd::parse_enum;
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    #[arg(long, value_enum)]
-    algo: AlgoArg,
+    /// sft, dpo, oreo or tpo.
+    #[arg(long, value_parser = parse_enum::<Algo>)]
+    algo: Algo,
     /// An `arbor export` file (JSONL or Parquet) in the algorithm's format.
     #[arg(long)]
     data: PathBuf,
@@ -26,8 +28,9 @@ pub struct TrainArgs {
     /// `curves.csv`, `curves.svg`, `train.json`, `checkpoint/`.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: DeviceArg,
+    /// cpu, or wgpu / cuda in builds with that feature.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceKind,
     /// `train.toml` (docs/formats.md); the flags below override its keys.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -49,8 +52,8 @@ pub struct TrainArgs {
     #[arg(long)]
     alpha: Option<f64>,
     /// OREO: token, step or response.
-    #[arg(long)]
-    level: Option<String>,
+    #[arg(long, value_parser = parse_enum::<Level>)]
+    level: Option<Level>,
     #[arg(long)]
     save_every: Option<usize>,
     #[arg(long)]
@@ -62,78 +65,27 @@ pub struct TrainArgs {
     quiet: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum AlgoArg {
-    Sft,
-    Dpo,
-    Oreo,
-    Tpo,
-}
-
-fn model_path(model: &str) -> anyhow::Result<PathBuf> {
-    let given = (model != "embedded").then(|| PathBuf::from(model));
-    Ok(resolve_model(given.as_deref())?)
-}
-
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
-    let mut cfg: TrainConfig = match &a.config {
-        Some(p) => {
-            toml::from_str(&std::fs::read_to_string(p).with_context(|| p.display().to_string())?)
-                .map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e.message()))?
-        }
-        None => TrainConfig::default(),
+    let mut o = Overrides::default();
+    o.set("algo", Some(a.algo))
+        .set("epochs", a.epochs)
+        .set("max_steps", a.max_steps)
+        .set("batch_size", a.batch_size)
+        .set("grad_accum", a.grad_accum)
+        .set("lr", a.lr)
+        .set("beta", a.beta)
+        .set("alpha", a.alpha)
+        .set("oreo_level", a.level)
+        .set("save_every", a.save_every)
+        .set("eval_every", a.eval_every)
+        .set("seed", a.seed);
+    let cfg: TrainConfig = load_toml(a.config.as_deref(), &o).map_err(anyhow::Error::msg)?;
+    let start = StartModel::load(&a.model, a.device)?;
+    let opts = RunOptions {
+        resume: a.resume,
+        progress: !a.quiet,
     };
-    cfg.algo = match a.algo {
-        AlgoArg::Sft => Algo::Sft,
-        AlgoArg::Dpo => Algo::Dpo,
-        AlgoArg::Oreo => Algo::Oreo,
-        AlgoArg::Tpo => Algo::Tpo,
-    };
-    macro_rules! set {
-        ($($f:ident),*) => { $( if let Some(v) = a.$f { cfg.$f = v; } )* };
-    }
-    set!(epochs, batch_size, grad_accum, lr, save_every, eval_every, seed);
-    if a.max_steps.is_some() {
-        cfg.max_steps = a.max_steps;
-    }
-    if a.beta.is_some() {
-        cfg.beta = a.beta;
-    }
-    if a.alpha.is_some() {
-        cfg.alpha = a.alpha;
-    }
-    if let Some(l) = &a.level {
-        cfg.oreo_level = match l.as_str() {
-            "token" => Level::Token,
-            "step" => Level::Step,
-            "response" => Level::Response,
-            other => anyhow::bail!("--level {other}: expected token, step or response"),
-        };
-    }
-    let path = model_path(&a.model)?;
-    let dev = device(a.device);
-    let m = EmbeddedModel::load(&path, dev.clone())
-        .with_context(|| format!("loading {}", path.display()))?;
-    let start = StartModel {
-        cfg: m.cfg.clone(),
-        tokenizer: m.tokenizer.clone(),
-        model: m.llama().clone(),
-        source: std::fs::canonicalize(&path)
-            .unwrap_or(path)
-            .display()
-            .to_string(),
-    };
-    let s = arbor_train::train(
-        &cfg,
-        &a.data,
-        start,
-        &a.out,
-        &dev,
-        RunOptions {
-            resume: a.resume,
-            progress: !a.quiet,
-        },
-    )?;
+    let s = arbor_train::train(&cfg, &a.data, start, &a.out, opts)?;
     for r in &s.skipped_rows {
         eprintln!("skipped {r}");
     }
@@ -161,8 +113,9 @@ pub struct EvalArgs {
     /// The critic for best-of-n and value-beam (default: MODEL/value).
     #[arg(long)]
     value: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "greedy")]
-    search: SearchArg,
+    /// greedy, sample, best-of-n or value-beam.
+    #[arg(long, default_value = "greedy")]
+    search: Strategy,
     /// Tasks to evaluate.
     #[arg(long, default_value_t = 100)]
     n: usize,
@@ -184,51 +137,37 @@ pub struct EvalArgs {
     out: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum SearchArg {
-    Greedy,
-    Sample,
-    BestOfN,
-    ValueBeam,
-}
-
 pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let env: Arc<dyn arbor_envs::Environment> =
         Arc::from(arbor_envs::by_name(&a.env, a.env_config.as_deref())?);
     let tasks = env.sample(a.n, a.seed)?;
-    let path = model_path(&a.model)?;
+    let given = (a.model != "embedded").then(|| PathBuf::from(&a.model));
+    let path = arbor_model::fetch::resolve_model(given.as_deref())?;
     let p2 = path.clone();
     let backend =
-        tokio::task::spawn_blocking(move || arbor_model::EmbeddedBackend::load_default(Some(&p2)))
-            .await??;
-    let mut policy = LlmStepPolicy::new(Arc::new(backend), crate::models::EMBEDDED);
-    let strategy = match a.search {
-        SearchArg::Greedy => Strategy::Greedy,
-        SearchArg::Sample => Strategy::Sample,
-        SearchArg::BestOfN => Strategy::BestOfN,
-        SearchArg::ValueBeam => Strategy::ValueBeam,
-    };
+        tokio::task::spawn_blocking(move || EmbeddedBackend::load_default(Some(&p2))).await??;
+    let mut policy = LlmStepPolicy::new(Arc::new(backend), EMBEDDED);
+    let strategy = a.search;
     policy.temperature = if strategy == Strategy::Greedy {
         0.0
     } else {
         a.temperature
     };
     policy.seed = Some(a.seed);
-    let value = match strategy {
-        Strategy::Greedy | Strategy::Sample => None,
-        _ => {
-            let dir = a.value.clone().unwrap_or_else(|| path.join("value"));
-            let v = LearnedValue::load(&dir, burn::tensor::Device::flex()).map_err(|e| anyhow::anyhow!("{e} (best-of-n and value-beam need a critic: `arbor train --algo oreo` writes OUT/value)"))?;
-            Some(Arc::new(v))
-        }
+    let value = if strategy.needs_value() {
+        let dir = a.value.clone().unwrap_or_else(|| path.join("value"));
+        let v = LearnedValue::load(&dir, DeviceKind::Cpu).map_err(|e| anyhow::anyhow!("{e} (best-of-n and value-beam need a critic: `arbor train --algo oreo` writes OUT/value)"))?;
+        Some(Arc::new(v) as Arc<dyn ValueFunction>)
+    } else {
+        None
     };
-    let params = SearchParams {
+    let params = DecodeParams {
         strategy,
         width: a.width,
         max_depth: a.max_depth,
     };
     let report =
-        arbor_train::eval::evaluate(env, &tasks, Arc::new(policy), value, &params, a.concurrency)
+        arbor_tree::eval::evaluate(env, &tasks, Arc::new(policy), value, &params, a.concurrency)
             .await;
     if let Some(out) = &a.out {
         std::fs::write(out, serde_json::to_string_pretty(&report)?)

@@ -16,10 +16,24 @@ pub fn content_hash<T: Serialize + ?Sized>(value: &T) -> String {
     hex::encode(Sha256::digest(canonical_json(value).as_bytes()))
 }
 
+/// 64-bit FNV-1a of a byte stream: a fast, stable, non-cryptographic hash for ids that must
+/// agree across processes (parameter ids, synthetic step choices), where sha256 is overkill.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        assert_eq!(fnv1a(*b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a(*b"a"), 0xaf63dc4c8601ec8c);
+    }
 
     #[test]
     fn key_order_does_not_change_the_hash() {

@@ -1,10 +1,12 @@
-//! Shared types for arbor: chat messages, content-addressed ids and row tables (JSONL/Parquet).
+//! Shared types for arbor: chat messages, content-addressed ids, row tables (JSONL/Parquet) and
+//! config files with command-line overrides.
 //!
 //! Every other crate speaks these types; this crate depends on nothing of arbor's.
 
+pub mod config;
 mod id;
 mod message;
 pub mod table;
 
-pub use id::{canonical_json, content_hash};
+pub use id::{canonical_json, content_hash, fnv1a};
 pub use message::{Message, Role, ToolCall, ToolSpec};

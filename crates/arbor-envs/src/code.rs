@@ -1,8 +1,8 @@
 //! Python function-writing tasks with hidden unit tests, scored in the sandbox.
 use std::path::PathBuf;
 
-use arbor_tools::sandbox::{Limits, PythonRunner};
-use arbor_tools::unit_tests::run_unit_tests;
+use arbor_checks::sandbox::{Limits, PythonRunner};
+use arbor_checks::unit_tests::run_unit_tests;
 use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -8,9 +8,12 @@ pub mod code;
 mod env;
 pub mod household;
 pub mod math;
+pub mod prompt;
 mod registry;
+mod replay;
 mod task;
 
 pub use env::{EnvError, Environment, Episode, Step, Verification};
 pub use registry::{by_name, names};
-pub use task::Task;
+pub use replay::{replay, Outcome};
+pub use task::{read_tasks, Task};

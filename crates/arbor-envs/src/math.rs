@@ -3,9 +3,9 @@
 //! answer is checked by arbor-tools' verifier.
 use std::path::{Path, PathBuf};
 
-use arbor_tools::calculator;
-use arbor_tools::number::{format_exact, parse_number};
-use arbor_tools::verifier::{self, Method};
+use arbor_checks::calculator;
+use arbor_checks::number::{format_exact, parse_number};
+use arbor_checks::verifier::{self, Method};
 use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -21,3 +21,20 @@ impl Task {
         self.metadata.get(key)
     }
 }
+
+/// Tasks from a JSONL or Parquet file (`arbor env sample` writes them); a bad row is an error
+/// naming its file and line.
+pub fn read_tasks(path: &std::path::Path) -> Result<Vec<Task>, crate::EnvError> {
+    let bad = |line: usize, msg: String| crate::EnvError::BadFile {
+        path: path.display().to_string(),
+        line,
+        msg,
+    };
+    let rows = arbor_core::table::read_rows(path).map_err(|e| crate::EnvError::Io(e.to_string()))?;
+    rows.into_iter()
+        .map(|row| {
+            let v = row.value.map_err(|e| bad(row.line, e))?;
+            serde_json::from_value(v).map_err(|e| bad(row.line, e.to_string()))
+        })
+        .collect()
+}

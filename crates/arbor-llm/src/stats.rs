@@ -1,28 +1,9 @@
-//! Request and token accounting per endpoint.
+//! A model's request and token accounting as `LanguageModel::stats` reports it.
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::{LlmError, Usage};
-
-/// Live counters, updated by every caller of one endpoint.
-#[derive(Debug, Default)]
-pub struct EndpointStats {
-    requests: AtomicU64,
-    succeeded: AtomicU64,
-    failed: AtomicU64,
-    attempts: AtomicU64,
-    retries: AtomicU64,
-    n_fallbacks: AtomicU64,
-    prompt_tokens: AtomicU64,
-    completion_tokens: AtomicU64,
-    errors: Mutex<BTreeMap<&'static str, u64>>,
-}
-
-/// A copy of the counters at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StatsSnapshot {
     pub endpoint: String,
@@ -40,55 +21,6 @@ pub struct StatsSnapshot {
     pub completion_tokens: u64,
     /// Failed attempts by kind (`http_429`, `timeout`, …).
     pub errors: BTreeMap<String, u64>,
-}
-
-impl EndpointStats {
-    pub(crate) fn request(&self) {
-        self.requests.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn attempt(&self, is_retry: bool) {
-        self.attempts.fetch_add(1, Relaxed);
-        if is_retry {
-            self.retries.fetch_add(1, Relaxed);
-        }
-    }
-    pub(crate) fn attempt_failed(&self, e: &LlmError) {
-        *self.errors.lock().entry(e.kind()).or_default() += 1;
-    }
-    pub(crate) fn finished(&self, ok: bool, usage: Usage) {
-        if ok {
-            self.succeeded.fetch_add(1, Relaxed);
-        } else {
-            self.failed.fetch_add(1, Relaxed);
-        }
-        self.prompt_tokens.fetch_add(usage.prompt_tokens, Relaxed);
-        self.completion_tokens
-            .fetch_add(usage.completion_tokens, Relaxed);
-    }
-    pub(crate) fn n_fallback(&self) {
-        self.n_fallbacks.fetch_add(1, Relaxed);
-    }
-
-    pub fn snapshot(&self, endpoint: &str) -> StatsSnapshot {
-        StatsSnapshot {
-            endpoint: endpoint.to_string(),
-            requests: self.requests.load(Relaxed),
-            succeeded: self.succeeded.load(Relaxed),
-            failed: self.failed.load(Relaxed),
-            attempts: self.attempts.load(Relaxed),
-            retries: self.retries.load(Relaxed),
-            cache_hits: 0,
-            n_fallbacks: self.n_fallbacks.load(Relaxed),
-            prompt_tokens: self.prompt_tokens.load(Relaxed),
-            completion_tokens: self.completion_tokens.load(Relaxed),
-            errors: self
-                .errors
-                .lock()
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-        }
-    }
 }
 
 impl fmt::Display for StatsSnapshot {

@@ -309,15 +309,7 @@ impl EmbeddedModel {
             )));
         }
         // Prefill every prompt once, left-padded to the longest.
-        let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
-        let padded: Vec<Vec<u32>> = prompts
-            .iter()
-            .map(|p| {
-                std::iter::repeat_n(0u32, longest - p.len())
-                    .chain(p.iter().copied())
-                    .collect()
-            })
-            .collect();
+        let (padded, pads) = crate::host::left_pad(prompts);
         let mut prefill = KvCache::new(&self.cfg, prompts.len(), capacity, &self.device);
         let first = self.rows_to_vec(self.model.forward(
             &self.cfg,

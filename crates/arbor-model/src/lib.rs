@@ -3,15 +3,24 @@
 //! [`gguf`] reads the file, [`tokenizer`] builds the tokenizer and chat template from its
 //! metadata, [`llama`] is the network, [`generate`] does batched decoding with a KV cache and
 //! teacher-forced scoring, [`fetch`] downloads and verifies the default model, [`hf`] reads and writes Hugging Face
-//! checkpoints (what training produces).
+//! checkpoints (what training produces), [`host`] moves values between host vectors and tensors,
+//! [`init`] writes tiny random models, `Models` opens the model behind a role (a server or
+//! this crate's embedded model), `DeviceKind` names a device without burn types.
 
 pub mod backend;
+mod device;
 pub mod fetch;
 pub mod generate;
 pub mod gguf;
 pub mod hf;
+pub mod host;
+pub mod init;
 pub mod llama;
+mod open;
+pub mod quant;
 pub mod tokenizer;
 
 pub use backend::EmbeddedBackend;
+pub use device::DeviceKind;
+pub use open::{Models, EMBEDDED};
 pub use generate::{EmbeddedModel, Finish, GenerateOptions, Generated, ModelError, Scored};

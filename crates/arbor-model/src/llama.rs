@@ -158,10 +158,7 @@ impl KvCache {
 /// model matches the parameters of a model loaded from a checkpoint in another.
 pub fn param_id(name: &str) -> ParamId {
     // FNV-1a with the top bit set, away from the small counters burn hands out.
-    let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    });
-    ParamId::from(h | (1 << 63))
+    ParamId::from(arbor_core::fnv1a(name.bytes()) | (1 << 63))
 }
 
 fn with_id<T: burn::module::Parameter>(name: &str, mut p: Param<T>) -> Param<T> {

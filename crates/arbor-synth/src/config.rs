@@ -162,6 +162,17 @@ impl SynthConfig {
         Ok(())
     }
 
+    /// Unset reward and optimizer roles follow the judge.
+    pub fn with_role_defaults(mut self) -> Self {
+        for r in [&mut self.reward, &mut self.optimizer] {
+            if r.url.is_none() && r.model.is_none() {
+                r.url = self.judge.url.clone();
+                r.model = self.judge.model.clone();
+            }
+        }
+        self
+    }
+
     /// What must match for `--resume` to continue a job: everything that shapes the output.
     /// (Concurrency and strictness do not change the pairs, so they may differ on resume.)
     pub fn fingerprint(&self) -> String {

@@ -34,6 +34,42 @@ impl RoleModel {
             ..Default::default()
         }
     }
+
+    /// Asks the role for one JSON object: `req` (built by [`Self::json_request`], which
+    /// constrains the answer to the schema where the server can) goes out, through the tool loop
+    /// when `tools` is given, and the answer's first JSON object comes back with the tool calls
+    /// made on the way. Callers read their fields leniently (small models quote numbers).
+    async fn ask_json(
+        &self,
+        role: &'static str,
+        req: LlmRequest,
+        tools: Option<(&ToolRegistry, ToolMode, usize)>,
+    ) -> Result<(Value, Vec<ToolOutcome>), MoveError> {
+        let (text, calls) = match tools {
+            None => {
+                let c = self.model.generate(&req).await.map_err(model_err(role))?;
+                (c.text().to_string(), Vec::new())
+            }
+            Some((registry, mode, rounds)) => {
+                let run = run_with_tools(&self.model, &req, registry, mode, rounds)
+                    .await
+                    .map_err(model_err(role))?;
+                (run.text, run.calls)
+            }
+        };
+        let v = first_json_object(&text).ok_or_else(|| MoveError::Parse {
+            role,
+            msg: format!("no JSON object in {:?}", clip(&text)),
+        })?;
+        Ok((v, calls))
+    }
+
+    /// A chat request of one user message under `schema`.
+    fn json_request(&self, user: String, seed: u64, schema: &Value) -> LlmRequest {
+        let mut params = self.params(1, seed);
+        params.json_schema = Some(schema.clone());
+        LlmRequest::chat(&self.name, vec![Message::user(user)]).with_params(params)
+    }
 }
 
 pub struct Players {
@@ -42,7 +78,6 @@ pub struct Players {
     pub reward: RoleModel,
     pub optimizer: RoleModel,
     pub tools: ToolRegistry,
-    pub http: http::JsonClient,
 }
 
 /// Why a move failed.
@@ -111,26 +146,34 @@ pub fn first_json_object(text: &str) -> Option<Value> {
 /// Reads `{"scores": [...], "rationale": "..."}` with exactly `n` numbers.
 pub fn parse_scores(text: &str, n: usize) -> Result<(Vec<f64>, String), String> {
     let v = first_json_object(text).ok_or_else(|| format!("no JSON object in {:?}", clip(text)))?;
+    scores_of(&v, n)
+}
+
+/// A number, or a string holding one (small models quote their numbers).
+fn number(v: &Value) -> Option<f64> {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|x| x.trim().parse().ok()))
+}
+
+fn text_field(v: &Value, k: &str) -> String {
+    v.get(k).and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+/// `scores` (exactly `n` numbers) and `rationale` of a judge's answer.
+fn scores_of(v: &Value, n: usize) -> Result<(Vec<f64>, String), String> {
+    let shown = || clip(&v.to_string());
     let scores: Vec<f64> = v
         .get("scores")
         .and_then(Value::as_array)
-        .ok_or_else(|| format!("no `scores` list in {:?}", clip(text)))?
+        .ok_or_else(|| format!("no `scores` list in {:?}", shown()))?
         .iter()
-        .map(|s| {
-            s.as_f64()
-                .or_else(|| s.as_str().and_then(|x| x.trim().parse().ok()))
-        })
+        .map(number)
         .collect::<Option<_>>()
-        .ok_or_else(|| format!("`scores` holds a non-number in {:?}", clip(text)))?;
+        .ok_or_else(|| format!("`scores` holds a non-number in {:?}", shown()))?;
     if scores.len() != n {
         return Err(format!("{} scores for {n} candidates", scores.len()));
     }
-    let rationale = v
-        .get("rationale")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    Ok((scores, rationale))
+    Ok((scores, text_field(v, "rationale")))
 }
 
 fn clip(s: &str) -> String {
@@ -221,36 +264,22 @@ impl Players {
             "judge",
             context! { instructions => judge.text, prompt => item.prompt_text(), reference => item.reference, candidates => shown, tools => tools },
         );
-        let mut params = self.judge.params(1, seed(cfg, item, round, order));
-        params.json_schema = Some(schema_scores(shown.len()));
-        let req = LlmRequest::chat(&self.judge.name, vec![Message::user(user)]).with_params(params);
-        let (text, calls) = if tools.is_empty() {
-            let c = self
-                .judge
-                .model
-                .generate(&req)
-                .await
-                .map_err(model_err("judge"))?;
-            (c.text().to_string(), Vec::new())
+        let schema = schema_scores(shown.len());
+        let req = self
+            .judge
+            .json_request(user, seed(cfg, item, round, order), &schema);
+        let mode = if cfg.tool_use == ToolUse::Text {
+            ToolMode::Text
         } else {
-            let mode = if cfg.tool_use == ToolUse::Text {
-                ToolMode::Text
-            } else {
-                ToolMode::Native
-            };
-            let run = run_with_tools(
-                &self.judge.model,
-                &req,
-                &self.tools,
-                mode,
-                cfg.max_tool_rounds,
-            )
-            .await
-            .map_err(model_err("judge"))?;
-            (run.text, run.calls)
+            ToolMode::Native
         };
-        let (scores, rationale) = parse_scores(&text, shown.len())
-            .map_err(|msg| MoveError::Parse { role: "judge", msg })?;
+        let with_tools = (!tools.is_empty()).then_some((&self.tools, mode, cfg.max_tool_rounds));
+        let (v, calls) = self
+            .judge
+            .ask_json("judge", req, with_tools)
+            .await?;
+        let (scores, rationale) =
+            scores_of(&v, shown.len()).map_err(|msg| MoveError::Parse { role: "judge", msg })?;
         Ok((scores, rationale, calls))
     }
 
@@ -308,7 +337,8 @@ impl Players {
         })
     }
 
-    /// The reward gate: how good the pair is as training data.
+    /// The reward gate: how good the pair is as training data. A judge-kind reward answers
+    /// prompts/synth/reward.j2; an endpoint-kind reward gets the pair as a JSON body.
     pub async fn reward(
         &self,
         cfg: &SynthConfig,
@@ -317,71 +347,27 @@ impl Players {
         rejected: &str,
         round: u32,
     ) -> Result<RewardVerdict, MoveError> {
-        if cfg.reward_kind == RewardKind::Endpoint {
-            let url = self.reward.config.url.as_ref().ok_or(MoveError::Parse {
-                role: "reward",
-                msg: "no reward.url".into(),
-            })?;
+        let r = &self.reward;
+        let schema = json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 1, "maximum": 10}, "critique": {"type": "string", "maxLength": 400}}, "required": ["score", "critique"]});
+        let (v, _) = if cfg.reward_kind == RewardKind::Endpoint {
             let body = json!({"prompt": item.prompt_text(), "chosen": chosen, "rejected": rejected, "reference": item.reference});
-            let v = self
-                .http
-                .post_json(url.as_str(), &body)
-                .await
-                .map_err(|msg| MoveError::Model {
-                    role: "reward",
-                    msg,
-                })?;
-            let score = v
-                .get("score")
-                .and_then(Value::as_f64)
-                .ok_or(MoveError::Parse {
-                    role: "reward",
-                    msg: format!("no numeric `score` in {v}"),
-                })?;
-            let critique = v
-                .get("critique")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            return Ok(RewardVerdict { score, critique });
-        }
-        let user = render(
-            "reward",
-            context! { prompt => item.prompt_text(), reference => item.reference, chosen => chosen, rejected => rejected },
-        );
-        let mut params = self.reward.params(1, seed(cfg, item, round, "reward"));
-        params.json_schema = Some(
-            json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 1, "maximum": 10}, "critique": {"type": "string", "maxLength": 400}}, "required": ["score", "critique"]}),
-        );
-        let req =
-            LlmRequest::chat(&self.reward.name, vec![Message::user(user)]).with_params(params);
-        let c = self
-            .reward
-            .model
-            .generate(&req)
-            .await
-            .map_err(model_err("reward"))?;
-        let v = first_json_object(c.text()).ok_or_else(|| MoveError::Parse {
+            let req = LlmRequest::text(&r.name, body.to_string());
+            r.ask_json("reward", req, None).await?
+        } else {
+            let user = render(
+                "reward",
+                context! { prompt => item.prompt_text(), reference => item.reference, chosen => chosen, rejected => rejected },
+            );
+            let req = r.json_request(user, seed(cfg, item, round, "reward"), &schema);
+            r.ask_json("reward", req, None).await?
+        };
+        let score = v.get("score").and_then(number).ok_or_else(|| MoveError::Parse {
             role: "reward",
-            msg: format!("no JSON object in {:?}", clip(c.text())),
+            msg: format!("no numeric `score` in {v}"),
         })?;
-        let score = v
-            .get("score")
-            .and_then(|s| {
-                s.as_f64()
-                    .or_else(|| s.as_str().and_then(|x| x.trim().parse().ok()))
-            })
-            .ok_or_else(|| MoveError::Parse {
-                role: "reward",
-                msg: format!("no numeric `score` in {v}"),
-            })?;
         Ok(RewardVerdict {
             score,
-            critique: v
-                .get("critique")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
+            critique: text_field(&v, "critique"),
         })
     }
 
@@ -404,24 +390,10 @@ impl Players {
             chosen => chosen, rejected => rejected, rationale => judgement.rationale,
             reward_score => verdict.score, critique => verdict.critique },
         );
-        let mut params = self
-            .optimizer
-            .params(1, seed(cfg, item, round, "optimizer"));
-        params.json_schema = Some(
-            json!({"type": "object", "properties": {"target_prompt": {"type": "string", "maxLength": 1200}, "judge_prompt": {"type": "string", "maxLength": 1200}}, "required": ["target_prompt", "judge_prompt"]}),
-        );
-        let req =
-            LlmRequest::chat(&self.optimizer.name, vec![Message::user(user)]).with_params(params);
-        let c = self
-            .optimizer
-            .model
-            .generate(&req)
-            .await
-            .map_err(model_err("optimizer"))?;
-        let v = first_json_object(c.text()).ok_or_else(|| MoveError::Parse {
-            role: "optimizer",
-            msg: format!("no JSON object in {:?}", clip(c.text())),
-        })?;
+        let schema = json!({"type": "object", "properties": {"target_prompt": {"type": "string", "maxLength": 1200}, "judge_prompt": {"type": "string", "maxLength": 1200}}, "required": ["target_prompt", "judge_prompt"]});
+        let o = &self.optimizer;
+        let req = o.json_request(user, seed(cfg, item, round, "optimizer"), &schema);
+        let (v, _) = o.ask_json("optimizer", req, None).await?;
         let field = |k: &str| {
             v.get(k)
                 .and_then(Value::as_str)
@@ -438,33 +410,6 @@ impl Players {
                 .map(PromptVersion::new)
                 .unwrap_or_else(|| prompts.judge.clone()),
         })
-    }
-}
-
-/// JSON over HTTP, for numeric reward endpoints.
-pub mod http {
-    #[derive(Clone, Default)]
-    pub struct JsonClient(reqwest::Client);
-
-    impl JsonClient {
-        pub async fn post_json(
-            &self,
-            url: &str,
-            body: &serde_json::Value,
-        ) -> Result<serde_json::Value, String> {
-            let r = self
-                .0
-                .post(url)
-                .json(body)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = r.status();
-            if !status.is_success() {
-                return Err(format!("HTTP {status}"));
-            }
-            r.json().await.map_err(|e| e.to_string())
-        }
     }
 }
 

@@ -53,6 +53,35 @@ pub struct ItemRecord {
     pub input: Option<Value>,
 }
 
+impl ItemRecord {
+    /// A record with its identity, status and rounds; the caller fills in what it knows.
+    pub fn new(index: usize, id: String, status: Status, rounds: u32) -> Self {
+        Self {
+            index,
+            id,
+            status,
+            rounds,
+            cause: None,
+            line: None,
+            rows: Vec::new(),
+            provenance: Vec::new(),
+            wins: Vec::new(),
+            judge_scores: Vec::new(),
+            reward_scores: Vec::new(),
+            rankings_agree: None,
+            input: None,
+        }
+    }
+
+    /// A dead letter: the item could not be played (bad input, failing calls or answers).
+    pub fn dead(index: usize, id: String, rounds: u32, cause: String) -> Self {
+        Self {
+            cause: Some(cause),
+            ..Self::new(index, id, Status::Dead, rounds)
+        }
+    }
+}
+
 pub struct Journal {
     file: File,
 }

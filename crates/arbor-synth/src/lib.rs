@@ -6,15 +6,21 @@
 //! - [`input`]: JSONL/Parquet items with per-line errors.
 //! - [`prompts`]: templates (prompts/synth), prompt versions, the lagged prompt pool.
 //! - [`game`]: the moves (sample, judge in two orders, pair, reward, optimize).
-//! - [`engine`]: the actors and channels; [`journal`]: durable progress for exact resume;
+//! - `play`: one item's rounds as an async state machine; [`engine`]: admission under the
+//!   in-flight limit and the journal actor; [`journal`]: durable progress for exact resume;
 //!   [`output`]: the dataset files and card.
+//! - [`job`]: the job as a library call (open with resume checks, run, summary).
 
 pub mod config;
 pub mod engine;
 pub mod game;
 pub mod input;
+pub mod job;
 pub mod journal;
 pub mod output;
+mod play;
+pub mod progress;
 pub mod prompts;
 
 pub use config::SynthConfig;
+pub use job::{Job, JobError, Summary};

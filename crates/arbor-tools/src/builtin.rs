@@ -6,10 +6,10 @@ use arbor_core::ToolSpec;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use crate::retrieval::Bm25Index;
-use crate::sandbox::PythonRunner;
+use arbor_checks::retrieval::Bm25Index;
+use arbor_checks::sandbox::PythonRunner;
 use crate::tool::{Tool, ToolRegistry};
-use crate::{calculator, format, unit_tests, verifier};
+use arbor_checks::{calculator, format, unit_tests, verifier};
 
 fn spec(name: &str, description: &str, parameters: Value) -> ToolSpec {
     ToolSpec {

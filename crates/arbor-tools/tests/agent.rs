@@ -3,8 +3,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arbor_core::Message;
-use arbor_llm::mock::{MockConfig, MockServer};
-use arbor_llm::{Endpoint, EndpointConfig, LanguageModel, LlmRequest, OpenAiClient};
+use arbor_serve::mock::{MockConfig, MockServer};
+use arbor_llm::{LanguageModel, LlmRequest};
+use arbor_openai::{Endpoint, EndpointConfig, OpenAiClient};
 use arbor_tools::agent::{run_with_tools, ToolMode};
 use arbor_tools::builtin::pure_tools;
 

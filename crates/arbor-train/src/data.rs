@@ -35,6 +35,18 @@ pub enum Example {
     },
 }
 
+impl Example {
+    /// What kind of example this is, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Example::Sft { .. } => "sft",
+            Example::Pair { .. } => "a preference pair",
+            Example::Trajectory { .. } => "an OREO trajectory",
+            Example::List { .. } => "a TPO list",
+        }
+    }
+}
+
 /// A row that could not be read, with where and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BadRow {

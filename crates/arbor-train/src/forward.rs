@@ -3,7 +3,7 @@
 //! a loss works on (tokens, steps, whole responses).
 use arbor_model::llama::{Llama, LlamaConfig};
 use arbor_model::tokenizer::TextTokenizer;
-use arbor_tree::prompt::step_prompt;
+use arbor_envs::prompt::step_prompt;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -57,16 +57,9 @@ pub struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     pub fn new(seqs: Vec<&'a Encoded>) -> Self {
+        let (tokens, pads) =
+            arbor_model::host::left_pad(&seqs.iter().map(|s| &s.tokens).collect::<Vec<_>>());
         let len = seqs.iter().map(|s| s.tokens.len()).max().unwrap_or(0);
-        let pads: Vec<usize> = seqs.iter().map(|s| len - s.tokens.len()).collect();
-        let tokens = seqs
-            .iter()
-            .map(|s| {
-                std::iter::repeat_n(0u32, len - s.tokens.len())
-                    .chain(s.tokens.iter().copied())
-                    .collect()
-            })
-            .collect();
         Self {
             seqs,
             tokens,

@@ -185,12 +185,7 @@ pub fn tpo(
         .sum_dim(2)
         .squeeze_dim::<2>(2)
         .mul_scalar(beta); // [B, N]
-    let s_now: Vec<f64> = s
-        .clone()
-        .into_data()
-        .convert::<f64>()
-        .try_to_vec::<f64>()
-        .expect("f64");
+    let s_now = arbor_model::host::to_f64(s.clone());
     let mut lambda = vec![0f32; b * n * n];
     for (row, sc) in scores.iter().enumerate() {
         let live: Vec<usize> = (0..n)
@@ -285,7 +280,7 @@ mod tests {
         let rho = t2(&[&[0.5, 0.25], &[-0.5, 9.0]]);
         let mask = t2(&[&[1.0, 1.0], &[1.0, 0.0]]);
         let sums = sequence_logratio(rho, mask, false);
-        let sums_v: Vec<f32> = sums.clone().into_data().try_to_vec::<f32>().unwrap();
+        let sums_v = arbor_model::host::to_f32(sums.clone());
         assert_eq!(sums_v, vec![0.75, -0.5]);
         let (c, r) = (sums.clone().narrow(0, 0, 1), sums.narrow(0, 1, 1));
         let o = DpoOptions {

@@ -57,11 +57,7 @@ impl ValueModel {
         hf::save(dir, cfg, &self.trunk, tok)?;
         let w = self.head.val();
         let d = w.dims()[0];
-        let v: Vec<f32> = w
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32");
+        let v = arbor_model::host::to_f32(w);
         hf::write_safetensors(
             &dir.join(HEAD_FILE),
             &[("value_head.weight".into(), vec![1, d], v)],

@@ -2,6 +2,7 @@
 //! derivative of the loss with respect to a weight matches (L(w+ε) − L(w−ε)) / 2ε.
 use std::collections::HashMap;
 
+use arbor_model::host::{to_f32, to_f64};
 use arbor_model::llama::{param_id, Llama, LlamaConfig, RandomInit, WeightSource};
 use arbor_model::tokenizer::TextTokenizer;
 use arbor_train::data::Example;
@@ -111,7 +112,7 @@ fn examples(algo: Algo) -> Vec<Example> {
 }
 
 fn vec2(t: Tensor<2>) -> Vec<f64> {
-    t.into_data().convert::<f64>().try_to_vec().unwrap()
+    to_f64(t)
 }
 
 /// OREO's policy loss with its stop-gradient parts frozen at the base point: values V₀ and
@@ -122,13 +123,7 @@ fn oreo_policy_surrogate(x: &OreoInputs, v0: &[f64], s0: &[f64], beta: f64, alph
         vec2(x.kl.clone()),
         vec2(x.mask.clone()),
     );
-    let r: Vec<f64> = x
-        .reward
-        .clone()
-        .into_data()
-        .convert::<f64>()
-        .try_to_vec()
-        .unwrap();
+    let r: Vec<f64> = to_f64(x.reward.clone());
     let k = rho.len() / r.len();
     let mut total = 0.0;
     for b in 0..r.len() {
@@ -169,10 +164,11 @@ fn check_eps(cfg: &TrainConfig, name: &str, critic: bool, eps: f32) {
         cfg: lcfg.clone(),
         tokenizer: tok,
         model: base.clone(),
+        device: Device::flex(),
         source: "tiny".into(),
     };
     let ad = Device::flex().autodiff();
-    let mut probe = Probe::new(cfg, &start, examples(cfg.algo), &Device::flex()).unwrap();
+    let mut probe = Probe::new(cfg, &start, examples(cfg.algo)).unwrap();
     // The policy starts away from the reference so that ρ ≠ 0.
     let policy0 = with_weight(&lcfg, &base, "blk.0.ffn_down.weight", 3, 0.5);
     let head = Tensor::<2>::from_data(
@@ -232,22 +228,12 @@ fn check_eps(cfg: &TrainConfig, name: &str, critic: bool, eps: f32) {
             let v = value_of(&subject).fork(&ad).train();
             let (_, vl) = probe.losses(&policy0.clone().fork(&ad).train(), Some(&v));
             let g = GradientsParams::from_grads(vl.unwrap().backward(), &v);
-            g.get::<2>(param_id(name))
-                .expect("gradient")
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec()
-                .unwrap()
+            to_f32(g.get::<2>(param_id(name)).expect("gradient"))
         } else {
             let v = (cfg.algo == Algo::Oreo).then(|| value_of(&base).fork(&ad).train());
             let (pl, _) = probe.losses(&m, v.as_ref());
             let g = GradientsParams::from_grads(pl.backward(), &m);
-            g.get::<2>(param_id(name))
-                .expect("gradient")
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec()
-                .unwrap()
+            to_f32(g.get::<2>(param_id(name)).expect("gradient"))
         }
     };
     let (idx, &g) = grad

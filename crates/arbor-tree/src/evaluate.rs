@@ -1,14 +1,13 @@
 //! Evaluators: the value of a non-terminal state. Terminal states are always scored by the
-//! environment's own verifier (see [`crate::search::replay`]); these estimate everything else.
+//! environment's own verifier (see `arbor_envs::replay`); these estimate everything else.
 use std::sync::Arc;
 
-use arbor_envs::{Environment, Task};
+use arbor_envs::{replay, Environment, Task};
 use arbor_llm::{LanguageModel, LlmRequest, SamplingParams};
 use async_trait::async_trait;
 
 use crate::policy::StepPolicy;
 use crate::prompt::self_eval_prompt;
-use crate::search::replay;
 use crate::{Evaluation, SearchError};
 
 /// What an evaluator sees: the environment, the task and the steps of the state.
@@ -151,10 +150,16 @@ impl Evaluator for Rollout {
     }
 }
 
-/// A learned state-value function V(s) (trained by arbor-train's OREO critic).
+/// A learned state-value function V(s) (arbor-train's OREO critic is one).
 #[async_trait]
 pub trait ValueFunction: Send + Sync {
-    async fn value(&self, question: &str, steps: &[String]) -> Result<f64, SearchError>;
+    /// V of each path's state, in order. A `finished` path is valued at the state before its
+    /// last action (a critic is trained on states that precede actions).
+    async fn values(
+        &self,
+        question: &str,
+        paths: &[(Vec<String>, bool)],
+    ) -> Result<Vec<f64>, SearchError>;
 }
 
 /// Uses a [`ValueFunction`] as the evaluator.
@@ -163,9 +168,12 @@ pub struct Learned(pub Arc<dyn ValueFunction>);
 #[async_trait]
 impl Evaluator for Learned {
     async fn evaluate(&self, input: &EvalInput<'_>) -> Result<Evaluation, SearchError> {
-        let v = self.0.value(&input.task.prompt, input.steps).await?;
+        let v = self
+            .0
+            .values(&input.task.prompt, &[(input.steps.to_vec(), false)])
+            .await?;
         Ok(Evaluation {
-            value_estimate: Some(v),
+            value_estimate: v.first().copied(),
             ..Default::default()
         })
     }

@@ -4,12 +4,17 @@
 //! - [`select`]: UCT and PUCT.
 //! - [`policy`], [`evaluate`]: what proposes steps (any `LanguageModel`) and what scores states
 //!   (verifier, self-evaluation, rollouts, a learned value).
-//! - [`search`]: MCTS, Tree-of-Thought BFS/DFS and step beam search over an arbor-envs environment.
+//! - [`search`]: MCTS, Tree-of-Thought BFS/DFS and step beam search over an arbor-envs
+//!   environment; tree-less decoding (greedy, best-of-n, value-guided beam) in `search::decode`.
+//! - [`eval`]: accuracy on a task set with a Wilson interval.
 //! - [`export`]: training data (DPO, step-DPO, TPO, OREO, PRM, SFT, KTO, llm-reasoners tree logs).
 //! - [`view`]: a self-contained HTML viewer and Graphviz DOT.
+//! - [`job`]: `search.toml`, the policy and evaluator it names, a search run into a directory.
 
+pub mod eval;
 pub mod evaluate;
 pub mod export;
+pub mod job;
 pub mod policy;
 pub mod prompt;
 pub mod search;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use arbor_llm::{LanguageModel, LlmRequest, SamplingParams};
 use async_trait::async_trait;
 
-use crate::prompt::step_prompt;
+use arbor_envs::prompt::step_prompt;
 use crate::SearchError;
 
 /// A proposed next step with its log-probability under the policy, when known.
@@ -87,14 +87,11 @@ impl LlmStepPolicy {
 }
 
 fn fxhash(question: &str, steps: &[String]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in question
-        .bytes()
-        .chain(steps.iter().flat_map(|s| s.bytes().chain([0u8])))
-    {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
-    }
-    h
+    arbor_core::fnv1a(
+        question
+            .bytes()
+            .chain(steps.iter().flat_map(|s| s.bytes().chain([0u8]))),
+    )
 }
 
 #[async_trait]

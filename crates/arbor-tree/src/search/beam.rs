@@ -3,7 +3,7 @@
 //! at the depth limit (children there are terminal).
 use arbor_envs::Task;
 
-use super::Searcher;
+use super::searcher::Searcher;
 use crate::{SearchError, Tree};
 
 pub async fn run(s: &Searcher, task: &Task) -> Result<Tree, SearchError> {

@@ -7,7 +7,7 @@
 //! the losses are taken back before the real values are backed up.
 use arbor_envs::Task;
 
-use super::{node_value, Searcher};
+use super::searcher::{node_value, Searcher};
 use crate::select::{best_child, Rule};
 use crate::{NodeId, SearchError, Tree};
 

@@ -2,7 +2,7 @@
 //! DFS walks best-first into children whose value reaches `threshold`, within `max_nodes`.
 use arbor_envs::Task;
 
-use super::Searcher;
+use super::searcher::Searcher;
 use crate::{NodeId, SearchError, Tree};
 
 /// Non-terminal children of `ids`, best value first (ties keep insertion order).

@@ -1,0 +1,282 @@
+//! The OpenAI-compatible HTTP backend (`/v1/chat/completions`, `/v1/completions`): works with
+//! vLLM, llama.cpp's server, Ollama and OpenAI.
+use std::sync::Arc;
+
+use arbor_llm::{CallMeta, Completion, LanguageModel, LlmError, LlmRequest, StatsSnapshot, Usage};
+use async_trait::async_trait;
+
+use crate::wire::{json_post_body, json_post_completion, parse_response, request_body};
+use crate::{retry, ApiKey, ConfigError, Endpoint, EndpointConfig};
+
+/// A client for one OpenAI-compatible endpoint. Clones share the connection pool and the
+/// endpoint's limits.
+#[derive(Clone)]
+pub struct OpenAiClient {
+    cfg: Arc<EndpointConfig>,
+    http: reqwest::Client,
+    endpoint: Arc<Endpoint>,
+    api_key: Option<ApiKey>,
+    wire: Wire,
+}
+
+/// What travels over the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// OpenAI chat / legacy completions.
+    OpenAi,
+    /// A JSON service (a numeric reward model): the prompt text is a JSON object POSTed to the
+    /// base URL itself, and the reply body is the completion's text.
+    JsonPost,
+}
+
+impl OpenAiClient {
+    /// A client sharing limits with every other client of the same base URL in this process.
+    pub fn new(cfg: EndpointConfig) -> Result<Self, ConfigError> {
+        let endpoint = Endpoint::shared(&cfg);
+        Self::with_endpoint(cfg, endpoint)
+    }
+
+    /// A client over given endpoint state (tests use a private one).
+    pub fn with_endpoint(
+        cfg: EndpointConfig,
+        endpoint: Arc<Endpoint>,
+    ) -> Result<Self, ConfigError> {
+        cfg.validate("endpoint")?;
+        let api_key = cfg.api_key()?;
+        let http = endpoint.http.clone();
+        Ok(Self {
+            cfg: Arc::new(cfg),
+            http,
+            endpoint,
+            api_key,
+            wire: Wire::OpenAi,
+        })
+    }
+
+    /// A client for a JSON service at the base URL (a reward endpoint: POST `{…}` → `{…}`)
+    /// with the same limits, retries, breaker and accounting as a model server. Requests carry
+    /// the JSON body as their text prompt.
+    pub fn json_post(cfg: EndpointConfig) -> Result<Self, ConfigError> {
+        let mut c = Self::new(cfg)?;
+        c.wire = Wire::JsonPost;
+        Ok(c)
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.cfg
+    }
+
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// One request with retries, backoff, limits and the breaker. Not counted as a logical
+    /// request: `generate` does that.
+    async fn call_with_retry(&self, req: &LlmRequest) -> Result<Completion, LlmError> {
+        let ep = &self.endpoint;
+        let est = req.estimated_tokens();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Err(open) = ep.breaker.check() {
+                return Err(give_up(attempt - 1, open));
+            }
+            let permit = ep.limiter.acquire(est).await;
+            ep.stats.attempt(attempt > 1);
+            let result = self.send_once(req).await;
+            drop(permit);
+            match result {
+                Ok(mut c) => {
+                    ep.breaker.record_success();
+                    ep.limiter.settle_tokens(est, c.usage.total());
+                    c.meta.attempts = attempt;
+                    return Ok(c);
+                }
+                Err(e) => {
+                    ep.stats.attempt_failed(&e);
+                    if !e.is_retryable() {
+                        return Err(give_up(attempt - 1, e));
+                    }
+                    ep.breaker.record_failure(&e);
+                    if attempt >= self.cfg.retry.max_attempts {
+                        return Err(give_up(attempt, e));
+                    }
+                    let wait = retry::delay_after(&self.cfg.retry, attempt, &e);
+                    tracing::debug!(endpoint = %ep.name, attempt, error = %e, wait_ms = wait.as_millis() as u64, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn send_once(&self, req: &LlmRequest) -> Result<Completion, LlmError> {
+        let ep = &self.endpoint.name;
+        let (url, body) = match self.wire {
+            Wire::OpenAi => {
+                let (path, body) = request_body(req);
+                (self.cfg.url_for(path), body)
+            }
+            Wire::JsonPost => (
+                self.cfg.base_url.clone(),
+                json_post_body(req).map_err(LlmError::Invalid)?,
+            ),
+        };
+        let mut rb = self
+            .http
+            .post(url)
+            .timeout(self.cfg.timeout())
+            .json(&body);
+        if let Some(key) = &self.api_key {
+            rb = rb.bearer_auth(key.expose());
+        }
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                LlmError::Timeout {
+                    endpoint: ep.clone(),
+                    after: self.cfg.timeout(),
+                }
+            } else {
+                LlmError::Connect {
+                    endpoint: ep.clone(),
+                    detail: error_chain(&e),
+                }
+            }
+        };
+        let resp = rb.send().await.map_err(transport)?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry::parse_retry_after);
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            let body = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
+            return Err(LlmError::Http {
+                endpoint: ep.clone(),
+                status: status.as_u16(),
+                body,
+                retry_after,
+            });
+        }
+        let parsed = match self.wire {
+            Wire::OpenAi => parse_response(&bytes, req),
+            Wire::JsonPost => json_post_completion(&bytes),
+        };
+        parsed.map_err(|detail| LlmError::BadResponse {
+            endpoint: ep.clone(),
+            detail,
+        })
+    }
+
+    /// Emulates `n` with `count` single-choice requests with distinct seeds, indices from `first`.
+    async fn fan_out(
+        &self,
+        req: &LlmRequest,
+        count: u32,
+        first: u32,
+    ) -> Result<Completion, LlmError> {
+        let base = req.params.seed.unwrap_or_else(rand::random);
+        let calls = (0..count).map(|i| {
+            let mut one = req.clone();
+            one.params.n = 1;
+            one.params.seed = Some(base.wrapping_add(u64::from(first + i)));
+            async move { self.call_with_retry(&one).await }
+        });
+        let mut out = Completion {
+            model: req.model.clone(),
+            choices: Vec::new(),
+            usage: Usage::default(),
+            meta: CallMeta::default(),
+        };
+        for (i, r) in futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let c = r?;
+            out.model = c.model;
+            out.usage += c.usage;
+            out.meta.attempts += c.meta.attempts;
+            if let Some(mut ch) = c.choices.into_iter().next() {
+                ch.index = first + i as u32;
+                out.choices.push(ch);
+            }
+        }
+        out.meta.n_fallback = true;
+        Ok(out)
+    }
+
+    async fn generate_inner(&self, req: &LlmRequest) -> Result<Completion, LlmError> {
+        let n = req.params.n.max(1);
+        if n > 1 && self.endpoint.ignores_n() {
+            self.endpoint.stats.n_fallback();
+            return self.fan_out(req, n, 0).await;
+        }
+        let mut c = self.call_with_retry(req).await?;
+        let got = c.choices.len() as u32;
+        if got < n {
+            // The server ignored `n` (llama.cpp builds without it, some proxies): fill up with
+            // single-choice requests and remember, so later requests fan out directly.
+            if got == 1 {
+                self.endpoint
+                    .ignores_n
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(endpoint = %self.endpoint.name, "server ignores n > 1; using parallel requests");
+            }
+            self.endpoint.stats.n_fallback();
+            let rest = self.fan_out(req, n - got, got).await?;
+            c.choices.extend(rest.choices);
+            c.usage += rest.usage;
+            c.meta.attempts += rest.meta.attempts;
+            c.meta.n_fallback = true;
+        }
+        Ok(c)
+    }
+}
+
+#[async_trait]
+impl LanguageModel for OpenAiClient {
+    async fn generate(&self, req: &LlmRequest) -> Result<Completion, LlmError> {
+        let stats = &self.endpoint.stats;
+        stats.request();
+        let r = self.generate_inner(req).await;
+        match &r {
+            Ok(c) => stats.finished(true, c.usage),
+            Err(_) => stats.finished(false, Usage::default()),
+        }
+        r
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ({})", self.endpoint.name, self.cfg.model)
+    }
+
+    fn stats(&self) -> Option<StatsSnapshot> {
+        Some(self.endpoint.stats.snapshot(&self.endpoint.name))
+    }
+}
+
+fn give_up(attempts: u32, last: LlmError) -> LlmError {
+    if attempts <= 1 || matches!(last, LlmError::Exhausted { .. }) {
+        last
+    } else {
+        LlmError::Exhausted {
+            attempts,
+            last: Box::new(last),
+        }
+    }
+}
+
+/// reqwest's top-level message is terse ("error sending request"); the cause says why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+

@@ -1,0 +1,128 @@
+//! The OpenAI client against the mock: n fallback, shared limits, logprobs, the cache.
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arbor_serve::mock::{MockConfig, MockServer};
+use arbor_llm::{CachedModel, LanguageModel, LlmRequest, ResponseCache, SamplingParams};
+use arbor_openai::{EndpointConfig, OpenAiClient};
+use common::{chat, client};
+
+#[tokio::test]
+async fn n_is_emulated_when_the_server_ignores_it() {
+    let server = MockServer::start(
+        MockConfig {
+            ignore_n: true,
+            ..Default::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let c = client(&server.base_url(), |_| {});
+    let mut req = chat("pick one", 5);
+    req.params.n = 4;
+    let first = c.generate(&req).await.unwrap();
+    assert_eq!(first.choices.len(), 4);
+    assert!(first.meta.n_fallback);
+    let texts: HashSet<_> = first.choices.iter().map(|c| c.text.clone()).collect();
+    assert_eq!(texts.len(), 4, "fallback samples must use distinct seeds");
+    assert_eq!(
+        first.choices.iter().map(|c| c.index).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!(
+        server.stats().requests,
+        4,
+        "one native try, then three singles"
+    );
+    // Now known: the next request fans out at once.
+    let second = c.generate(&req).await.unwrap();
+    assert_eq!(second.choices, first.choices, "same seed, same samples");
+    assert_eq!(server.stats().requests, 8);
+}
+
+#[tokio::test]
+async fn native_n_and_logprobs() {
+    let server = MockServer::start(MockConfig::default(), 0).await.unwrap();
+    let c = client(&server.base_url(), |_| {});
+    let mut req = chat("hello", 1);
+    req.params.n = 3;
+    req.params.logprobs = true;
+    req.params.top_logprobs = 2;
+    let r = c.generate(&req).await.unwrap();
+    assert_eq!(r.choices.len(), 3);
+    assert!(!r.meta.n_fallback);
+    assert_eq!(server.stats().requests, 1);
+    for ch in &r.choices {
+        let lp = ch.logprobs.as_ref().expect("logprobs asked for");
+        assert!(!lp.is_empty());
+        assert_eq!(
+            lp.iter().map(|t| t.token.as_str()).collect::<String>(),
+            ch.text
+        );
+        assert!(lp.iter().all(|t| t.logprob < 0.0 && t.top.len() == 2));
+    }
+    let text = LlmRequest::text("mock", "Once upon").with_params(SamplingParams {
+        logprobs: true,
+        max_tokens: Some(5),
+        ..Default::default()
+    });
+    let r = c.generate(&text).await.unwrap();
+    assert!(r.choices[0].logprobs.as_ref().unwrap().len() <= 5);
+    assert!(r.usage.completion_tokens > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_limit_is_shared_by_every_client_of_an_endpoint() {
+    let server = MockServer::start(
+        MockConfig {
+            latency: Duration::from_millis(50),
+            ..Default::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let mut cfg = EndpointConfig::new(server.base_url().parse().unwrap(), "mock");
+    cfg.limits.max_in_flight = 3;
+    // Two clients built separately, as two actors of a job would.
+    let a = Arc::new(OpenAiClient::new(cfg.clone()).unwrap());
+    let b = Arc::new(OpenAiClient::new(cfg).unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24u64 {
+        let m = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move { m.generate(&chat(format!("q{i}"), i)).await.unwrap() });
+    }
+    while tasks.join_next().await.is_some() {}
+    let s = server.stats();
+    assert_eq!(s.requests, 24);
+    assert_eq!(s.peak_in_flight, 3, "limit not shared or not reached");
+}
+
+#[tokio::test]
+async fn a_rerun_makes_zero_requests_for_cached_items() {
+    let server = MockServer::start(MockConfig::default(), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = || async {
+        let cache = Arc::new(ResponseCache::open(dir.path()).unwrap());
+        let m = CachedModel::new(Arc::new(client(&server.base_url(), |_| {})), cache);
+        let mut out = Vec::new();
+        for i in 0..20u64 {
+            out.push(m.generate(&chat(format!("c{i}"), i)).await.unwrap());
+        }
+        (out, m.stats().unwrap())
+    };
+    let (first, s1) = run().await;
+    assert_eq!(server.stats().requests, 20);
+    assert_eq!(s1.cache_hits, 0);
+    let (second, s2) = run().await;
+    assert_eq!(server.stats().requests, 20, "the rerun went to the server");
+    assert_eq!(s2.cache_hits, 20);
+    assert!(second.iter().all(|c| c.meta.cached));
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!(a.choices, b.choices);
+    }
+}

@@ -1,0 +1,199 @@
+//! A synthesis job in a directory, as a library call: [`Job::open`] reads the input, applies
+//! strict mode and pins the job (`job.json`: what `--resume` must match); [`Job::run`] opens the
+//! role models, plays every item and writes the dataset files.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arbor_llm::{CachedModel, LanguageModel, ModelOpener, ModelSpec, ResponseCache};
+use serde_json::json;
+
+use crate::config::{RewardKind, RoleConfig, SynthConfig};
+use crate::progress::Progress;
+use crate::game::{Players, RoleModel};
+use crate::input::{read_items, BadRow, Item};
+use crate::output::{write_all, Counts, ModelNames};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Model(#[from] arbor_llm::LlmError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub counts: Counts,
+    pub total_rows: usize,
+    /// Pairs counted by the progress (a resumed job's earlier items included).
+    pub pairs_counted: u64,
+    pub seconds: f64,
+    /// A stop request ended admission: the job must be resumed to finish.
+    pub interrupted: bool,
+}
+
+pub struct Job {
+    cfg: SynthConfig,
+    out: PathBuf,
+    resume: bool,
+    items: Vec<Result<Item, BadRow>>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> JobError + '_ {
+    move |e| JobError::Io(format!("{}: {e}", path.display()))
+}
+
+impl Job {
+    /// Prepares the job in `out`: role defaults and validation of `cfg`, the input rows (with
+    /// `strict`, the first malformed row is an error), and the job file, which a resumed job
+    /// must match.
+    pub fn open(input: &Path, out: &Path, cfg: SynthConfig, resume: bool) -> Result<Self, JobError> {
+        let cfg = cfg.with_role_defaults();
+        cfg.validate().map_err(JobError::Config)?;
+        std::fs::create_dir_all(out).map_err(io(out))?;
+        let items = read_items(input).map_err(|e| JobError::Input(e.to_string()))?;
+        if cfg.strict {
+            if let Some(bad) = items.iter().find_map(|i| i.as_ref().err()) {
+                return Err(JobError::Input(format!("{} (--strict)", bad.cause)));
+            }
+        }
+        let job_path = out.join("job.json");
+        let job = json!({"format": "arbor.synth-job/1", "config": cfg.fingerprint(), "input_rows": items.len(), "input": input.display().to_string()});
+        if resume && job_path.exists() {
+            let text = std::fs::read_to_string(&job_path).map_err(io(&job_path))?;
+            let old: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| JobError::Io(format!("{}: {e}", job_path.display())))?;
+            for k in ["config", "input_rows"] {
+                if old[k] != job[k] {
+                    return Err(JobError::Config(format!("{}: field `{k}` differs from this run ({} vs {}): resume with the same input and settings, or start a new --out", job_path.display(), old[k], job[k])));
+                }
+            }
+        } else {
+            let text = serde_json::to_string_pretty(&job).expect("JSON values serialize");
+            std::fs::write(&job_path, text).map_err(io(&job_path))?;
+        }
+        Ok(Self {
+            cfg,
+            out: out.to_path_buf(),
+            resume,
+            items,
+        })
+    }
+
+    pub fn config(&self) -> &SynthConfig {
+        &self.cfg
+    }
+
+    pub fn total_rows(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The malformed input rows (they become dead letters).
+    pub fn malformed(&self) -> impl Iterator<Item = &BadRow> {
+        self.items.iter().filter_map(|i| i.as_ref().err())
+    }
+
+    /// Opens the four roles through `opener` (every call answered from the job's response log
+    /// when it was made before), plays every item not yet journaled and writes the dataset
+    /// files. Setting `stop` ends admission; the items in flight finish.
+    pub async fn run(
+        self,
+        opener: &dyn ModelOpener,
+        stop: Arc<AtomicBool>,
+        progress: Arc<Progress>,
+    ) -> Result<Summary, JobError> {
+        let cfg = self.cfg;
+        let log = self.out.join("calls.log");
+        let cache =
+            Arc::new(ResponseCache::open_log(&log).map_err(|e| JobError::Io(e.to_string()))?);
+        // Room for every item's calls in flight at once (two judge orders, reward pairs).
+        let in_flight = cfg.max_in_flight * 2 + 8;
+        let role = |r: &RoleConfig, json_service: bool| {
+            let cache = cache.clone();
+            let spec = ModelSpec {
+                url: r.url.as_ref().map(|u| u.to_string()),
+                model: r.model.clone(),
+                max_in_flight: Some(in_flight),
+                timeout_secs: r.timeout_secs,
+            };
+            let r = r.clone();
+            async move {
+                let (model, name) = if json_service {
+                    json_service_model(&spec)?
+                } else {
+                    opener.open(&spec).await?
+                };
+                let model: Arc<dyn LanguageModel> = Arc::new(CachedModel::new(model, cache));
+                Ok::<_, JobError>(RoleModel {
+                    model,
+                    name,
+                    config: r,
+                })
+            }
+        };
+        let endpoint_reward = cfg.reward_kind == RewardKind::Endpoint && !cfg.no_gate;
+        let players = Players {
+            target: role(&cfg.target, false).await?,
+            judge: role(&cfg.judge, false).await?,
+            reward: role(&cfg.reward, endpoint_reward).await?,
+            optimizer: role(&cfg.optimizer, false).await?,
+            tools: arbor_tools::builtin::pure_tools(Duration::from_secs(10)),
+        };
+        let names = ModelNames {
+            target: players.target.name.clone(),
+            judge: players.judge.name.clone(),
+            reward: players.reward.name.clone(),
+            optimizer: players.optimizer.name.clone(),
+        };
+        let started = Instant::now();
+        let total_rows = self.items.len();
+        let (records, interrupted) = crate::engine::run(
+            cfg.clone(),
+            players,
+            self.items,
+            &self.out.join("journal.jsonl"),
+            self.resume,
+            stop,
+            progress.clone(),
+        )
+        .await
+        .map_err(JobError::Io)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let counts = write_all(&self.out, &records, &cfg, &names, total_rows)
+            .map_err(|e| JobError::Io(e.to_string()))?;
+        Ok(Summary {
+            counts,
+            total_rows,
+            pairs_counted: progress.pairs.load(Ordering::Relaxed),
+            seconds,
+            interrupted,
+        })
+    }
+}
+
+/// A numeric reward endpoint (POST `{prompt, chosen, rejected, reference}` → `{score,
+/// critique?}`) as a model, with a server's limits, retries and breaker.
+fn json_service_model(spec: &ModelSpec) -> Result<arbor_llm::OpenedModel, JobError> {
+    let url = spec
+        .url
+        .as_deref()
+        .ok_or_else(|| JobError::Config("reward_kind = \"endpoint\" needs reward.url".into()))?;
+    let url = url
+        .parse()
+        .map_err(|e| JobError::Config(format!("reward.url `{url}`: {e}")))?;
+    let name = spec.model.clone().unwrap_or_else(|| "reward".into());
+    let mut cfg = arbor_openai::EndpointConfig::new(url, &name);
+    if let Some(t) = spec.timeout_secs {
+        cfg.timeout_secs = t;
+    }
+    let client =
+        arbor_openai::OpenAiClient::json_post(cfg).map_err(|e| JobError::Config(e.to_string()))?;
+    Ok((Arc::new(client), name))
+}
