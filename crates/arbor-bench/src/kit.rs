@@ -26,6 +26,17 @@ pub fn spawn_arbor_server(args: &[&str]) -> anyhow::Result<(ServerChild, url::Ur
     Ok((child, url))
 }
 
+/// A fresh `arbor mock-server` child answering after `latency_ms`.
+pub fn spawn_mock(latency_ms: u64) -> anyhow::Result<(ServerChild, url::Url)> {
+    spawn_arbor_server(&[
+        "mock-server",
+        "--port",
+        "0",
+        "--latency-ms",
+        &latency_ms.to_string(),
+    ])
+}
+
 /// A server child process (the mock, `arbor serve`, llama.cpp), killed when dropped.
 pub struct ServerChild(pub Child);
 

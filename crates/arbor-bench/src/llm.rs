@@ -8,7 +8,7 @@ use arbor_llm::{LanguageModel, LlmRequest, SamplingParams};
 use arbor_openai::{EndpointConfig, OpenAiClient};
 use serde::Serialize;
 
-use crate::kit::spawn_arbor_server;
+use crate::kit::spawn_mock;
 use crate::resources;
 
 #[derive(clap::Args)]
@@ -53,13 +53,7 @@ pub async fn run(a: LlmBenchArgs) -> anyhow::Result<()> {
     let (_child, url, latency) = match &a.base_url {
         Some(u) => (None, u.clone(), None),
         None => {
-            let (c, u) = spawn_arbor_server(&[
-                "mock-server",
-                "--port",
-                "0",
-                "--latency-ms",
-                &a.latency_ms.to_string(),
-            ])?;
+            let (c, u) = spawn_mock(a.latency_ms)?;
             (Some(c), u, Some(a.latency_ms))
         }
     };

@@ -59,13 +59,7 @@ pub async fn run(a: SynthBenchArgs) -> anyhow::Result<()> {
         &cfg,
         "candidates = 2\nrounds = 1\nboth_orders = false\ntool_use = \"none\"\nno_gate = true\n",
     )?;
-    let (mock, url) = crate::kit::spawn_arbor_server(&[
-        "mock-server",
-        "--port",
-        "0",
-        "--latency-ms",
-        &a.latency_ms.to_string(),
-    ])?;
+    let (mock, url) = crate::kit::spawn_mock(a.latency_ms)?;
     let base = url.as_str().trim_end_matches('/').to_string();
     let base = if base.ends_with("/v1") {
         base

@@ -230,7 +230,7 @@ impl EmbeddedModel {
 
     fn rows_to_vec(&self, logits: Tensor<3>) -> Vec<Vec<f32>> {
         let [b, t, v] = logits.dims();
-        let flat: Vec<f32> = logits.into_data().try_into_vec().expect("logits are f32");
+        let flat = crate::host::to_f32(logits);
         (0..b * t)
             .map(|i| flat[i * v..(i + 1) * v].to_vec())
             .collect()

@@ -321,13 +321,7 @@ impl Llama {
         fn data<const D: usize>(p: &Param<Tensor<D>>) -> (Vec<usize>, Vec<f32>) {
             let t = p.val();
             let shape = t.dims().to_vec();
-            (
-                shape,
-                t.into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .expect("weights are f32"),
-            )
+            (shape, crate::host::to_f32(t))
         }
         let mut out = Vec::new();
         let mut push =

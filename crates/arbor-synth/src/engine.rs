@@ -122,6 +122,7 @@ pub async fn run(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
+        while running.try_join_next().is_some() {}
         let (sh, tx) = (shared.clone(), tx.clone());
         running.spawn(async move {
             let rec = played(&sh, Arc::new(item), prompts).await;

@@ -10,7 +10,7 @@ use crate::data::Example;
 use crate::forward::Batch;
 use crate::losses::OreoInputs;
 use crate::objective::oreo::oreo_inputs;
-use crate::objective::Prepared;
+use crate::objective::{LossInput, Prepared};
 use crate::start::StartModel;
 use crate::trainer::Trainer;
 use crate::value::ValueModel;
@@ -53,7 +53,14 @@ impl Probe {
         let ex: Vec<&Prepared> = t.data.examples.iter().collect();
         let ids: Vec<usize> = ex.iter().flat_map(|e| e.seqs.iter().copied()).collect();
         let batch = Batch::new(ids.iter().map(|&i| &t.data.encoded[i]).collect());
-        oreo_inputs(&mut t.cx, policy, value, &batch, &ids, &ex)
+        let x = LossInput {
+            policy,
+            value: Some(value),
+            batch: &batch,
+            ids: &ids,
+            ex: &ex,
+        };
+        oreo_inputs(&mut t.cx, &x)
     }
 
     /// The batch as token ids, for other implementations to compute the same loss on:

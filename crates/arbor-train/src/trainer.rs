@@ -12,7 +12,9 @@ use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use crate::config::TrainConfig;
 use crate::data::Example;
 use crate::forward::Batch;
-use crate::objective::{for_algo, prepare, Context, LossOut, Objective, Prepared, PreparedSet};
+use crate::objective::{
+    for_algo, prepare, Context, LossInput, LossOut, Objective, Prepared, PreparedSet,
+};
 use crate::optim::{adamw, clip_global_norm};
 use crate::start::StartModel;
 use crate::value::ValueModel;
@@ -177,7 +179,14 @@ fn loss_of(
     let ex: Vec<&Prepared> = idx.iter().map(|&i| &data.examples[i]).collect();
     let ids: Vec<usize> = ex.iter().flat_map(|e| e.seqs.iter().copied()).collect();
     let batch = Batch::new(ids.iter().map(|&i| &data.encoded[i]).collect());
-    objective.loss(cx, policy, value, &batch, &ids, &ex)
+    let x = LossInput {
+        policy,
+        value,
+        batch: &batch,
+        ids: &ids,
+        ex: &ex,
+    };
+    objective.loss(cx, &x)
 }
 
 fn add_metrics(sums: &mut Metrics, metrics: &[(&'static str, f64)], weight: f64) {

@@ -67,16 +67,18 @@ pub trait Objective: Send {
     /// The sequences of one example: `Ok(None)` skips it (an incorrect trajectory for SFT),
     /// `Err` hands back an example of a kind the objective cannot train on.
     fn sequences(&self, ex: Example) -> Result<Option<Sequences>, Example>;
-    /// The loss of a batch: `batch` holds the rows of `ex` in order, `ids` their sequence ids.
-    fn loss(
-        &self,
-        cx: &mut Context,
-        policy: &Llama,
-        value: Option<&ValueModel>,
-        batch: &Batch<'_>,
-        ids: &[usize],
-        ex: &[&Prepared],
-    ) -> LossOut;
+    /// The loss of a batch.
+    fn loss(&self, cx: &mut Context, x: &LossInput<'_>) -> LossOut;
+}
+
+/// A batch as a loss sees it: the models, and the rows of `ex` in order (`ids`: the rows'
+/// sequence ids).
+pub struct LossInput<'a> {
+    pub policy: &'a Llama,
+    pub value: Option<&'a ValueModel>,
+    pub batch: &'a Batch<'a>,
+    pub ids: &'a [usize],
+    pub ex: &'a [&'a Prepared],
 }
 
 /// The device and frozen reference a loss computes with.

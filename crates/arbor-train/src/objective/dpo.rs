@@ -1,13 +1,11 @@
 //! DPO (and IPO, cDPO, length-normalised DPO, DPO+NLL as in Iterative RPO; step-DPO through
 //! the pair's shared prefix). Rows alternate chosen, rejected.
-use arbor_model::llama::Llama;
 
-use super::core::{mean_of, scalar, Context, LossOut, Objective, Prepared, Sequences};
+use super::core::{mean_of, scalar, Context, LossInput, LossOut, Objective, Sequences};
 use crate::config::Algo;
 use crate::data::Example;
-use crate::forward::{token_pass, Batch};
+use crate::forward::token_pass;
 use crate::losses::{dpo, sequence_logratio, DpoOptions};
-use crate::value::ValueModel;
 
 pub struct Dpo;
 
@@ -42,21 +40,14 @@ impl Objective for Dpo {
             other => Err(other),
         }
     }
-    fn loss(
-        &self,
-        cx: &mut Context,
-        policy: &Llama,
-        _value: Option<&ValueModel>,
-        batch: &Batch<'_>,
-        ids: &[usize],
-        ex: &[&Prepared],
-    ) -> LossOut {
+    fn loss(&self, cx: &mut Context, x: &LossInput<'_>) -> LossOut {
+        let (policy, batch) = (x.policy, x.batch);
         let device = cx.device.clone();
         let beta = cx.cfg.beta();
         let mask = batch.action_mask(&device);
         let pass = token_pass(policy, &cx.lcfg, batch, &device, false);
-        let (ref_lp, _) = cx.reference(batch, ids, false);
-        let n = ex.len();
+        let (ref_lp, _) = cx.reference(batch, x.ids, false);
+        let n = x.ex.len();
         let t = batch.len - 1;
         let chosen_rows = |x: burn::tensor::Tensor<2>| {
             x.reshape([n, 2, t]).narrow(1, 0, 1).reshape([n, t])

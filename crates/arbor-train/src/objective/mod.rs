@@ -7,7 +7,9 @@ pub mod oreo;
 pub mod sft;
 pub mod tpo;
 
-pub use self::core::{prepare, Context, LossOut, Objective, Prepared, PreparedSet, Sequences};
+pub use self::core::{
+    prepare, Context, LossInput, LossOut, Objective, Prepared, PreparedSet, Sequences,
+};
 use crate::config::Algo;
 
 /// The objective that trains `algo`.

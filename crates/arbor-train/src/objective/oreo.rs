@@ -1,31 +1,25 @@
 //! OREO (Wang et al. 2024): the soft-Bellman value loss for the critic and the policy loss at
 //! token, step or response level, with the exact full-vocabulary KL.
-use arbor_model::llama::Llama;
 use burn::tensor::{Tensor, TensorData};
 
-use super::core::{mean_of, scalar, Context, LossOut, Objective, Prepared, Sequences};
+use super::core::{mean_of, scalar, Context, LossInput, LossOut, Objective, Sequences};
 use crate::config::Algo;
 use crate::data::Example;
-use crate::forward::{exact_kl, token_pass, Batch, Units};
+use crate::forward::{exact_kl, token_pass, Units};
 use crate::losses::{oreo_policy_loss, oreo_value_loss, OreoInputs};
-use crate::value::ValueModel;
 
 pub struct Oreo;
 
-/// OREO's per-unit ρ, values, KL and rewards for a batch of trajectories.
-pub fn oreo_inputs(
-    cx: &mut Context,
-    policy: &Llama,
-    value: &ValueModel,
-    batch: &Batch<'_>,
-    ids: &[usize],
-    ex: &[&Prepared],
-) -> OreoInputs {
+/// OREO's per-unit ρ, values, KL and rewards for a batch of trajectories (the critic is
+/// `x.value`).
+pub fn oreo_inputs(cx: &mut Context, x: &LossInput<'_>) -> OreoInputs {
+    let (policy, batch, ex) = (x.policy, x.batch, x.ex);
+    let value = x.value.expect("OREO has a critic");
     let device = cx.device.clone();
     let keep = cx.cfg.alpha() > 0.0;
     let mask = batch.action_mask(&device);
     let pass = token_pass(policy, &cx.lcfg, batch, &device, keep);
-    let (ref_lp, ref_dist) = cx.reference(batch, ids, keep);
+    let (ref_lp, ref_dist) = cx.reference(batch, x.ids, keep);
     let units = Units::new(batch, cx.cfg.oreo_level, &device);
     let rho_tok = (pass.logprobs - ref_lp) * mask.clone();
     let kl_tok = match (pass.dist, ref_dist) {
@@ -71,17 +65,10 @@ impl Objective for Oreo {
             other => Err(other),
         }
     }
-    fn loss(
-        &self,
-        cx: &mut Context,
-        policy: &Llama,
-        value: Option<&ValueModel>,
-        batch: &Batch<'_>,
-        ids: &[usize],
-        ex: &[&Prepared],
-    ) -> LossOut {
+    fn loss(&self, cx: &mut Context, x: &LossInput<'_>) -> LossOut {
+        let ex = x.ex;
         let (beta, alpha) = (cx.cfg.beta(), cx.cfg.alpha());
-        let x = oreo_inputs(cx, policy, value.expect("OREO has a critic"), batch, ids, ex);
+        let x = oreo_inputs(cx, x);
         let vloss = oreo_value_loss(&x, beta);
         let (ploss, bellman, kl) = oreo_policy_loss(&x, beta, alpha);
         let v0 = x

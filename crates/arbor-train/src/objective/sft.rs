@@ -1,11 +1,9 @@
 //! Supervised fine-tuning; on OREO trajectories, rejection sampling (the correct ones only).
-use arbor_model::llama::Llama;
 
-use super::core::{scalar, Context, LossOut, Objective, Prepared, Sequences};
+use super::core::{scalar, Context, LossInput, LossOut, Objective, Sequences};
 use crate::config::Algo;
 use crate::data::Example;
-use crate::forward::{token_pass, Batch};
-use crate::value::ValueModel;
+use crate::forward::token_pass;
 
 pub struct Sft;
 
@@ -30,15 +28,8 @@ impl Objective for Sft {
             other => Err(other),
         }
     }
-    fn loss(
-        &self,
-        cx: &mut Context,
-        policy: &Llama,
-        _value: Option<&ValueModel>,
-        batch: &Batch<'_>,
-        _ids: &[usize],
-        _ex: &[&Prepared],
-    ) -> LossOut {
+    fn loss(&self, cx: &mut Context, x: &LossInput<'_>) -> LossOut {
+        let (policy, batch) = (x.policy, x.batch);
         let mask = batch.action_mask(&cx.device);
         let pass = token_pass(policy, &cx.lcfg, batch, &cx.device, false);
         let nll = (pass.logprobs * mask.clone()).sum().neg() / mask.sum().clamp_min(1.0);

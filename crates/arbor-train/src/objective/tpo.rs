@@ -1,15 +1,13 @@
 //! TPO (Liao et al. 2024): listwise preference over ranked responses with LiPO-λ weights and
 //! adaptive step weights from the responses' step representations.
 use arbor_model::host::to_f32;
-use arbor_model::llama::Llama;
 use burn::tensor::{Tensor, TensorData};
 
-use super::core::{scalar, Context, LossOut, Objective, Prepared, Sequences};
+use super::core::{scalar, Context, LossInput, LossOut, Objective, Sequences};
 use crate::config::Algo;
 use crate::data::Example;
-use crate::forward::{token_pass, Batch, Level, Units};
+use crate::forward::{token_pass, Level, Units};
 use crate::losses::{adaptive_step_weights, tpo};
-use crate::value::ValueModel;
 
 pub struct Tpo;
 
@@ -41,19 +39,12 @@ impl Objective for Tpo {
             other => Err(other),
         }
     }
-    fn loss(
-        &self,
-        cx: &mut Context,
-        policy: &Llama,
-        _value: Option<&ValueModel>,
-        batch: &Batch<'_>,
-        ids: &[usize],
-        ex: &[&Prepared],
-    ) -> LossOut {
+    fn loss(&self, cx: &mut Context, x: &LossInput<'_>) -> LossOut {
+        let (policy, batch, ex) = (x.policy, x.batch, x.ex);
         let device = cx.device.clone();
         let mask = batch.action_mask(&device);
         let pass = token_pass(policy, &cx.lcfg, batch, &device, false);
-        let (ref_lp, _) = cx.reference(batch, ids, false);
+        let (ref_lp, _) = cx.reference(batch, x.ids, false);
         let units = Units::new(batch, Level::Step, &device);
         let k = units.mask.dims()[1];
         let step_rho = units.sum((pass.logprobs - ref_lp) * mask);
