@@ -52,6 +52,8 @@ enum Command {
     View(cmd::tree::ViewArgs),
     /// Train a policy offline from exported data (DPO, OREO, TPO, SFT) in burn.
     Train(cmd::train::TrainArgs),
+    /// Search with the current policy, export, train, evaluate, and again: π_0 → π_1 → …
+    Loop(cmd::iterate::LoopArgs),
     /// Accuracy of a model on an environment's tasks (greedy, best-of-n or value-guided beam).
     Eval(cmd::train::EvalArgs),
     /// Measure arbor's own speed; figures go to docs/benchmarks.md.
@@ -100,6 +102,7 @@ fn main() -> std::process::ExitCode {
             Command::View(a) => cmd::tree::view(a),
             Command::Train(a) => tokio::task::block_in_place(|| cmd::train::train(a)),
             Command::Eval(a) => cmd::train::eval(a).await,
+            Command::Loop(a) => cmd::iterate::run(a).await,
         }
     });
     match result {

@@ -422,3 +422,43 @@ fn a_handful_of_items_against_a_real_llama_cpp_server() {
         );
     }
 }
+
+#[test]
+fn a_job_directory_is_continued_only_with_resume_and_only_on_the_same_input() {
+    let m = mock(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, answer: u32| {
+        let p = dir.path().join(name);
+        let rows: String = (0..4)
+            .map(|i| format!("{{\"id\":\"q{i}\",\"prompt\":\"What is {i}+{answer}?\",\"reference\":\"{}\"}}\n", i + answer))
+            .collect();
+        std::fs::write(&p, rows).unwrap();
+        p
+    };
+    let (a, b) = (write("a.jsonl", 1), write("b.jsonl", 2));
+    let out = dir.path().join("out");
+    let run = |input: &Path, extra: &[&str]| {
+        arbor(
+            &[
+                synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url),
+                vec!["--no-gate"],
+                extra.to_vec(),
+            ]
+            .concat(),
+        )
+    };
+    let (ok, _, err) = run(&a, &[]);
+    assert!(ok, "{err}");
+    let pairs = std::fs::read_to_string(out.join("pairs.jsonl")).unwrap();
+    // The same command again without --resume: refused, naming the flag; nothing rewritten.
+    let (ok, _, err) = run(&a, &[]);
+    assert!(!ok && err.contains("--resume"), "{err}");
+    // Another input of the same row count is not mixed into the job.
+    let (ok, _, err) = run(&b, &["--resume"]);
+    assert!(!ok && err.contains("input_sha256"), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("pairs.jsonl")).unwrap(), pairs);
+    // The same input resumes (nothing left to do).
+    let (ok, _, err) = run(&a, &["--resume"]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("pairs.jsonl")).unwrap(), pairs);
+}

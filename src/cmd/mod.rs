@@ -2,6 +2,7 @@
 //! the crates (`arbor bench` is arbor-bench).
 pub mod chat;
 pub mod env;
+pub mod iterate;
 pub mod mock;
 pub mod model;
 pub mod synth;

@@ -16,6 +16,14 @@ pub fn content_hash<T: Serialize + ?Sized>(value: &T) -> String {
     hex::encode(Sha256::digest(canonical_json(value).as_bytes()))
 }
 
+/// Hex sha256 of a file's bytes (what a resumed job checks its input against).
+pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(path)?;
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
 /// 64-bit FNV-1a of a byte stream: a fast, stable, non-cryptographic hash for ids that must
 /// agree across processes (parameter ids, synthetic step choices), where sha256 is overkill.
 pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {

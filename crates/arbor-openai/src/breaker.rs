@@ -15,8 +15,9 @@ struct State {
     last_error: String,
     /// Set while open: no attempt passes before this instant.
     open_until: Option<Instant>,
-    /// Half-open: one probe is out; others wait for its verdict.
-    probing: bool,
+    /// Half-open: the id of the one probe that is out; others wait for its verdict.
+    probing: Option<u64>,
+    probes: u64,
 }
 
 #[derive(Debug)]
@@ -36,19 +37,30 @@ impl Breaker {
                 last_success: Instant::now(),
                 last_error: String::new(),
                 open_until: None,
-                probing: false,
+                probing: None,
+                probes: 0,
             }),
         }
     }
 
-    /// May an attempt go out now? While open, fails fast with the reason.
-    pub fn check(&self) -> Result<(), LlmError> {
+    /// May an attempt go out now? While open, fails fast with the reason. Keep the permit
+    /// for the attempt: a half-open probe that ends without a recorded verdict (a
+    /// non-retryable error, a dropped future) hands the probe back when its permit drops, so
+    /// the breaker never stays half-open for good.
+    pub fn check(&self) -> Result<Permit<'_>, LlmError> {
         let mut s = self.state.lock();
         match s.open_until {
-            None => Ok(()),
-            Some(until) if Instant::now() >= until && !s.probing => {
-                s.probing = true;
-                Ok(())
+            None => Ok(Permit {
+                breaker: self,
+                probe: None,
+            }),
+            Some(until) if Instant::now() >= until && s.probing.is_none() => {
+                s.probes += 1;
+                s.probing = Some(s.probes);
+                Ok(Permit {
+                    breaker: self,
+                    probe: s.probing,
+                })
             }
             Some(_) => Err(LlmError::CircuitOpen {
                 endpoint: self.endpoint.clone(),
@@ -64,7 +76,7 @@ impl Breaker {
         s.consecutive_failures = 0;
         s.last_success = Instant::now();
         s.open_until = None;
-        s.probing = false;
+        s.probing = None;
     }
 
     /// Records a failed attempt; returns true if this failure opened the breaker.
@@ -73,8 +85,7 @@ impl Breaker {
         s.consecutive_failures += 1;
         s.last_error = err.to_string();
         let cooldown = Duration::from_secs_f64(self.cfg.cooldown_secs);
-        if s.probing {
-            s.probing = false;
+        if s.probing.take().is_some() {
             s.open_until = Some(Instant::now() + cooldown);
             return false;
         }
@@ -87,6 +98,25 @@ impl Breaker {
             return true;
         }
         false
+    }
+}
+
+/// Leave to make one attempt (see [`Breaker::check`]).
+#[must_use]
+#[derive(Debug)]
+pub struct Permit<'a> {
+    breaker: &'a Breaker,
+    probe: Option<u64>,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.probe {
+            let mut s = self.breaker.state.lock();
+            if s.probing == Some(id) {
+                s.probing = None;
+            }
+        }
     }
 }
 
@@ -121,10 +151,36 @@ mod tests {
         assert_eq!(e.kind(), "circuit_open");
         assert!(e.to_string().contains("refused"), "{e}");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(b.check().is_ok(), "one probe after the cooldown");
+        let probe = b.check();
+        assert!(probe.is_ok(), "one probe after the cooldown");
         assert!(b.check().is_err(), "only one probe at a time");
         b.record_success();
+        drop(probe);
         assert!(b.check().is_ok());
+    }
+
+    #[test]
+    fn a_probe_without_a_verdict_hands_the_probe_back() {
+        let b = Breaker::new(
+            "e",
+            BreakerConfig {
+                min_failures: 1,
+                window_secs: 0.0,
+                cooldown_secs: 0.05,
+            },
+        );
+        assert!(b.record_failure(&err()));
+        std::thread::sleep(Duration::from_millis(60));
+        // The probe ends in a non-retryable error (nothing recorded) or its future is dropped.
+        let probe = b.check().unwrap();
+        assert!(b.check().is_err(), "only one probe at a time");
+        drop(probe);
+        assert!(b.check().is_ok(), "the next caller probes again");
+        // A failed probe re-opens the breaker for another cooldown.
+        let probe = b.check().unwrap();
+        b.record_failure(&err());
+        drop(probe);
+        assert!(b.check().is_err(), "re-opened after a failed probe");
     }
 
     #[test]

@@ -78,9 +78,11 @@ impl OpenAiClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            if let Err(open) = ep.breaker.check() {
-                return Err(give_up(attempt - 1, open));
-            }
+            // Held for the attempt (see `Breaker::check`).
+            let _probe = match ep.breaker.check() {
+                Ok(p) => p,
+                Err(open) => return Err(give_up(attempt - 1, open)),
+            };
             let permit = ep.limiter.acquire(est).await;
             ep.stats.attempt(attempt > 1);
             let result = self.send_once(req).await;

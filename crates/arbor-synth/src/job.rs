@@ -53,7 +53,8 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> JobError + '_ {
 impl Job {
     /// Prepares the job in `out`: role defaults and validation of `cfg`, the input rows (with
     /// `strict`, the first malformed row is an error), and the job file, which a resumed job
-    /// must match.
+    /// must match (config, row count and the input's sha256). Without `resume`, a directory
+    /// that already holds a job is refused.
     pub fn open(input: &Path, out: &Path, cfg: SynthConfig, resume: bool) -> Result<Self, JobError> {
         let cfg = cfg.with_role_defaults();
         cfg.validate().map_err(JobError::Config)?;
@@ -65,13 +66,24 @@ impl Job {
             }
         }
         let job_path = out.join("job.json");
-        let job = json!({"format": "arbor.synth-job/1", "config": cfg.fingerprint(), "input_rows": items.len(), "input": input.display().to_string()});
+        let journal = out.join("journal.jsonl");
+        if !resume && std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0) {
+            return Err(JobError::Config(format!(
+                "{} holds a synth job ({}); run the same command with --resume to continue it, or choose a new --out",
+                out.display(),
+                journal.display()
+            )));
+        }
+        let sha = arbor_core::file_sha256(input).map_err(io(input))?;
+        let job = json!({"format": "arbor.synth-job/1", "config": cfg.fingerprint(), "input_rows": items.len(),
+                         "input_sha256": sha, "input": input.display().to_string()});
         if resume && job_path.exists() {
             let text = std::fs::read_to_string(&job_path).map_err(io(&job_path))?;
             let old: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| JobError::Io(format!("{}: {e}", job_path.display())))?;
-            for k in ["config", "input_rows"] {
-                if old[k] != job[k] {
+            // (Jobs written before `input_sha256` existed are checked on the rest.)
+            for k in ["config", "input_rows", "input_sha256"] {
+                if old[k] != job[k] && !(k == "input_sha256" && old[k].is_null()) {
                     return Err(JobError::Config(format!("{}: field `{k}` differs from this run ({} vs {}): resume with the same input and settings, or start a new --out", job_path.display(), old[k], job[k])));
                 }
             }

@@ -1,6 +1,8 @@
 //! Checkpoints of a run (`OUT/checkpoint/`): the policy and critic as checkpoints, both
-//! optimizers' state and `state.json` (step, start model, config). A new checkpoint is written
-//! beside the old one and swapped in; [`restore`] refuses a checkpoint of another start or config.
+//! optimizers' state and `state.json` (step, start model, config), written last, so a directory
+//! with `state.json` is complete. A new checkpoint is written to `checkpoint.tmp` and swapped in
+//! through `checkpoint.old`; a kill at any point leaves at least one complete directory, and
+//! [`restore`] takes the newest complete one (refusing one of another start or config).
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -60,14 +62,25 @@ pub fn save(out: &Path, t: &Trainer, start: &StartModel, step: usize) -> Result<
 /// Restores the trainer from `OUT/checkpoint` when there is one; returns the step it was
 /// saved after (0 without a checkpoint).
 pub fn restore(out: &Path, t: &mut Trainer, start: &StartModel) -> Result<usize, TrainError> {
-    let ck = dir(out);
-    if !ck.join("state.json").is_file() {
-        return Ok(0);
+    let mut complete = Vec::new();
+    for name in ["checkpoint", "checkpoint.old", "checkpoint.tmp"] {
+        let ck = out.join(name);
+        let Ok(text) = std::fs::read_to_string(ck.join("state.json")) else {
+            continue;
+        };
+        let state: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|x| TrainError::Io(format!("{}: {x}", ck.join("state.json").display())))?;
+        complete.push((state["step"].as_u64().unwrap_or(0), ck, state));
     }
+    // The newest; on a tie the first named (the swapped-in one).
+    let Some((_, ck, state)) = complete
+        .into_iter()
+        .rev()
+        .max_by_key(|(step, _, _)| *step)
+    else {
+        return Ok(0);
+    };
     let e = err(&ck);
-    let text = std::fs::read_to_string(ck.join("state.json")).map_err(|x| e(&x))?;
-    let state: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|x| TrainError::Io(format!("{}: {x}", ck.display())))?;
     if state["source"] != json!(start.source)
         || state["config"] != serde_json::to_value(&t.cfg).expect("configs serialize")
     {
@@ -83,11 +96,68 @@ pub fn restore(out: &Path, t: &mut Trainer, start: &StartModel) -> Result<usize,
     let opt = std::mem::replace(&mut t.opt_policy, crate::optim::adamw(t.cfg.weight_decay));
     t.opt_policy = opt.load(ck.join("optim-policy.bpk")).map_err(|x| e(&x))?;
     if t.value.is_some() {
-        let (v, _) =
-            ValueModel::load(&ck.join("value"), &plain).map_err(|x| TrainError::Io(x.to_string()))?;
+        let (v, _) = ValueModel::load(&ck.join("value"), &plain)
+            .map_err(|x| TrainError::Io(x.to_string()))?;
         t.value = Some(v.fork(&ad).train());
         let opt = std::mem::replace(&mut t.opt_value, crate::optim::adamw(t.cfg.weight_decay));
         t.opt_value = opt.load(ck.join("optim-value.bpk")).map_err(|x| e(&x))?;
     }
     Ok(state["step"].as_u64().unwrap_or(0) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arbor_model::init::{init_tiny, TinySpec};
+    use arbor_model::DeviceKind;
+
+    use crate::config::{Algo, TrainConfig};
+
+    fn tiny(dir: &Path) -> StartModel {
+        let spec = TinySpec {
+            layers: 1,
+            d_model: 16,
+            heads: 2,
+            kv_heads: 1,
+            d_ff: 32,
+            context: 64,
+            seed: 2,
+            corpus: None,
+            vocab_size: 0,
+        };
+        init_tiny(&spec, dir).unwrap();
+        StartModel::load(&dir.display().to_string(), DeviceKind::Cpu).unwrap()
+    }
+
+    #[test]
+    fn a_kill_anywhere_in_the_swap_leaves_the_newest_checkpoint_to_resume_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = tiny(&dir.path().join("start"));
+        let cfg = TrainConfig {
+            algo: Algo::Oreo,
+            ..TrainConfig::default()
+        };
+        let out = dir.path().join("out");
+        let t = Trainer::new(&cfg, &start);
+        save(&out, &t, &start, 3).unwrap();
+        save(&out, &t, &start, 6).unwrap();
+        let restored = |out: &Path| restore(out, &mut Trainer::new(&cfg, &start), &start).unwrap();
+        assert_eq!(restored(&out), 6);
+        // Killed between the two renames: only `checkpoint.old` is left.
+        std::fs::rename(out.join("checkpoint"), out.join("checkpoint.old")).unwrap();
+        assert_eq!(restored(&out), 6);
+        // Killed after removing the old one, before the new one was renamed into place.
+        std::fs::rename(out.join("checkpoint.old"), out.join("checkpoint.tmp")).unwrap();
+        assert_eq!(restored(&out), 6);
+        // A half-written new checkpoint (no state.json yet) beside a complete old one.
+        std::fs::rename(out.join("checkpoint.tmp"), out.join("checkpoint")).unwrap();
+        std::fs::create_dir_all(out.join("checkpoint.tmp/policy")).unwrap();
+        assert_eq!(restored(&out), 6);
+        // Another config is refused, not silently restarted.
+        let other = TrainConfig {
+            lr: 1e-3,
+            ..cfg.clone()
+        };
+        assert!(restore(&out, &mut Trainer::new(&other, &start), &start).is_err());
+    }
 }

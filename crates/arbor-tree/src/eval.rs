@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use arbor_envs::{replay, Environment, Task};
 use futures::stream::{self, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::evaluate::ValueFunction;
 use crate::policy::StepPolicy;
 use crate::search::decode::{solve, DecodeParams};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskResult {
     pub task_id: String,
     pub correct: bool,
@@ -20,7 +20,7 @@ pub struct TaskResult {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub n: usize,
     pub correct: usize,

@@ -40,7 +40,7 @@ pub enum PolicyKind {
 }
 
 /// `search.toml`: every `arbor search` flag is also a key here.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchFile {
     pub search: SearchConfig,
@@ -48,7 +48,7 @@ pub struct SearchFile {
     pub evaluator: EvaluatorFile,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyFile {
     pub kind: PolicyKind,
@@ -68,7 +68,7 @@ impl Default for PolicyFile {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvaluatorFile {
     pub kind: EvaluatorKind,

@@ -1,0 +1,75 @@
+//! `loop.toml`: the environment's task slices, the search (`[search]`, `[policy]`,
+//! `[evaluator]` as in search.toml), the training (`[train]` as in train.toml) and the
+//! evaluation. Every `arbor loop` flag is also a key here.
+use arbor_train::{Algo, TrainConfig};
+use arbor_tree::job::{EvaluatorFile, EvaluatorKind, PolicyFile, SearchFile};
+use arbor_tree::SearchConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopConfig {
+    pub env: String,
+    pub iterations: usize,
+    /// Fresh training tasks searched per iteration (iteration t samples with seed `seed + t`).
+    pub tasks_per_iteration: usize,
+    /// Held-out tasks, the same for every iteration (sampled with `eval_seed`).
+    pub eval_tasks: usize,
+    pub eval_seed: u64,
+    /// Steps at most in an evaluated solution.
+    pub eval_max_depth: usize,
+    /// Trees (and evaluation tasks) in flight at once.
+    pub concurrency: usize,
+    pub seed: u64,
+    pub search: SearchConfig,
+    pub policy: PolicyFile,
+    pub evaluator: EvaluatorFile,
+    pub train: TrainConfig,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            env: "math".into(),
+            iterations: 1,
+            tasks_per_iteration: 16,
+            eval_tasks: 50,
+            eval_seed: 1_000_003,
+            eval_max_depth: 10,
+            concurrency: 8,
+            seed: 0,
+            search: SearchConfig::default(),
+            policy: PolicyFile::default(),
+            evaluator: EvaluatorFile {
+                kind: EvaluatorKind::Terminal,
+                ..EvaluatorFile::default()
+            },
+            train: TrainConfig {
+                algo: Algo::Sft,
+                ..TrainConfig::default()
+            },
+        }
+    }
+}
+
+impl LoopConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.iterations == 0 || self.tasks_per_iteration == 0 || self.eval_tasks == 0 {
+            return Err("iterations, tasks_per_iteration and eval_tasks must be at least 1".into());
+        }
+        if self.evaluator.kind == EvaluatorKind::Learned {
+            return Err("the loop's search cannot use the learned evaluator yet".into());
+        }
+        self.search.validate()?;
+        self.train.validate()
+    }
+
+    /// The search job of an iteration (search.toml's tables).
+    pub fn search_file(&self) -> SearchFile {
+        SearchFile {
+            search: self.search.clone(),
+            policy: self.policy.clone(),
+            evaluator: self.evaluator.clone(),
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The loop's stages. Each stage of iteration t works in `DIR/iter-<t>/` and ends by writing its
+//! marker, `<stage>.json` (its summary and wall time), through a temporary file and a rename:
+//! a stage with a marker is finished and is never run again; one without is run again from the
+//! start (training from its own last checkpoint). The report is rebuilt from the markers, so a
+//! resumed loop reports what an uninterrupted one would.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arbor_envs::{Environment, Task};
+use arbor_llm::{ModelOpener, ModelSpec};
+use arbor_model::{DeviceKind, EmbeddedBackend, Models, EMBEDDED};
+use arbor_train::{Algo, RunOptions, StartModel, TrainError};
+use arbor_tree::export::{export, ExportOptions, Format};
+use arbor_tree::job::{run_to_dir, PolicyKind};
+use arbor_tree::policy::LlmStepPolicy;
+use arbor_tree::search::decode::{DecodeParams, Strategy};
+use arbor_tree::Searcher;
+use serde_json::{json, Value};
+
+use crate::config::LoopConfig;
+use crate::report::{IterationReport, LoopReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error("{0}")]
+    Config(String),
+    #[error("iteration {iteration}, {stage}: {msg}")]
+    Stage {
+        iteration: usize,
+        stage: &'static str,
+        msg: String,
+    },
+    #[error("stopped before iteration {iteration}, {stage}")]
+    Interrupted { iteration: usize, stage: &'static str },
+}
+
+/// Told when a stage starts and when it is reused from an earlier run.
+pub trait Observer: Send + Sync {
+    fn stage(&self, iteration: usize, stage: &str, reused: bool);
+}
+
+struct Ctx<'a> {
+    cfg: &'a LoopConfig,
+    out: &'a Path,
+    env: Arc<dyn Environment>,
+    eval_tasks: Vec<Task>,
+    stop: &'a AtomicBool,
+    obs: &'a dyn Observer,
+}
+
+fn iter_dir(out: &Path, t: usize) -> PathBuf {
+    out.join(format!("iter-{t}"))
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+fn write_json(path: &Path, v: &Value) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(v).expect("JSON values serialize"))?;
+    std::fs::rename(tmp, path)
+}
+
+/// The export format that trains `algo` (SFT is rejection sampling: the correct trajectories).
+fn format_for(algo: Algo) -> Format {
+    match algo {
+        Algo::Sft | Algo::Oreo => Format::Oreo,
+        Algo::Dpo => Format::Dpo,
+        Algo::Tpo => Format::Tpo,
+    }
+}
+
+impl Ctx<'_> {
+    /// Runs `stage` of iteration `t` unless its marker exists; returns the marker.
+    async fn stage<F, Fut>(&self, t: usize, stage: &'static str, run: F) -> Result<Value, LoopError>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: std::future::Future<Output = Result<Value, String>>,
+    {
+        let dir = iter_dir(self.out, t);
+        let marker = dir.join(format!("{stage}.json"));
+        if let Some(v) = read_json(&marker) {
+            self.obs.stage(t, stage, true);
+            return Ok(v);
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(LoopError::Interrupted {
+                iteration: t,
+                stage,
+            });
+        }
+        self.obs.stage(t, stage, false);
+        let err = |msg: String| LoopError::Stage {
+            iteration: t,
+            stage,
+            msg,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        let started = Instant::now();
+        let mut v = run(dir).await.map_err(err)?;
+        v["seconds"] = json!(started.elapsed().as_secs_f64());
+        write_json(&marker, &v).map_err(|e| err(format!("{}: {e}", marker.display())))?;
+        Ok(v)
+    }
+
+    /// Greedy accuracy of `model` on the held-out tasks.
+    async fn eval(&self, t: usize, model: &Path) -> Result<Value, LoopError> {
+        let (cfg, env, tasks) = (self.cfg, self.env.clone(), &self.eval_tasks);
+        self.stage(t, "eval", |dir| async move {
+            let p = model.to_path_buf();
+            let backend = tokio::task::spawn_blocking(move || EmbeddedBackend::load_default(Some(&p)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            let mut policy = LlmStepPolicy::new(Arc::new(backend), EMBEDDED);
+            policy.temperature = 0.0;
+            policy.seed = Some(cfg.eval_seed);
+            let params = DecodeParams {
+                strategy: Strategy::Greedy,
+                width: 1,
+                max_depth: cfg.eval_max_depth,
+            };
+            let r = arbor_tree::eval::evaluate(env, tasks, Arc::new(policy), None, &params, cfg.concurrency)
+                .await;
+            let results = dir.join("eval-results.json");
+            std::fs::write(&results, serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?)
+                .map_err(|e| format!("{}: {e}", results.display()))?;
+            Ok(json!({"model": model, "n": r.n, "correct": r.correct, "accuracy": r.accuracy, "ci95": [r.ci95.0, r.ci95.1]}))
+        })
+        .await
+    }
+
+    /// Trees over a fresh slice of training tasks, searched with `model`.
+    async fn search(&self, t: usize, model: &Path) -> Result<Value, LoopError> {
+        let cfg = self.cfg;
+        let env = self.env.clone();
+        self.stage(t, "search", |dir| async move {
+            let tasks = env
+                .sample(cfg.tasks_per_iteration, cfg.seed.wrapping_add(t as u64))
+                .map_err(|e| e.to_string())?;
+            let file = cfg.search_file();
+            let opened = match file.policy.kind {
+                PolicyKind::Synthetic => None,
+                PolicyKind::Llm => Some(
+                    Models::new(Some(model.to_path_buf()))
+                        .open(&ModelSpec::default())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                ),
+            };
+            let seed = cfg.seed.wrapping_add(t as u64);
+            let (policy, evaluator) = file
+                .build(&tasks, opened, None, seed)
+                .map_err(|e| e.to_string())?;
+            let searcher = Searcher::new(env, policy, evaluator, file.search.clone());
+            let s = run_to_dir(&searcher, &tasks, cfg.concurrency, &dir.join("trees"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let trees = arbor_tree::load_path(&s.trees_path).map_err(|e| e.to_string())?.trees;
+            let correct_leaves: usize = trees
+                .iter()
+                .map(|tr| {
+                    tr.graph
+                        .node_weights()
+                        .filter(|n| n.terminal && n.eval.verified == Some(true))
+                        .count()
+                })
+                .sum();
+            Ok(json!({"model": model, "trees": s.ok, "failed": s.failed, "correct_leaves": correct_leaves,
+                      "nodes": searcher.counters.nodes.load(Ordering::Relaxed)}))
+        })
+        .await
+    }
+
+    /// The iteration's trees as training rows in the algorithm's format.
+    async fn export(&self, t: usize) -> Result<Value, LoopError> {
+        let format = format_for(self.cfg.train.algo);
+        self.stage(t, "export", |dir| async move {
+            let trees = arbor_tree::load_path(&dir.join("trees/trees.jsonl"))
+                .map_err(|e| e.to_string())?
+                .trees;
+            let rows = export(&trees, format, &ExportOptions::default());
+            arbor_core::table::write_rows(&dir.join("data.jsonl"), &rows)
+                .map_err(|e| e.to_string())?;
+            Ok(json!({"format": format.name(), "rows": rows.len()}))
+        })
+        .await
+    }
+
+    /// π_t trained from π_{t−1} (`prev`) on the iteration's rows; without usable rows π_{t−1}
+    /// is carried over and the reason recorded.
+    async fn train(&self, t: usize, prev: &Path) -> Result<Value, LoopError> {
+        let cfg = self.cfg.train.clone();
+        self.stage(t, "train", |dir| async move {
+            let prev_s = prev.display().to_string();
+            let (data, out) = (dir.join("data.jsonl"), dir.join("model"));
+            let result = tokio::task::spawn_blocking(move || {
+                let start = StartModel::load(&prev_s, DeviceKind::Cpu)?;
+                let opts = RunOptions {
+                    resume: true,
+                    progress: false,
+                };
+                arbor_train::train(&cfg, &data, start, &out, opts)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            match result {
+                Ok(s) => Ok(json!({"model": dir.join("model"), "steps": s.steps, "examples": s.examples,
+                                   "last": s.last.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()})),
+                Err(TrainError::Data(msg)) => {
+                    Ok(json!({"model": prev, "skipped": format!("trained nothing: {msg}")}))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+    }
+}
+
+/// Runs (or resumes) the loop from the model at `start` into `out`. `stop` ends it between
+/// stages with [`LoopError::Interrupted`]; what finished stays finished.
+pub async fn run(
+    cfg: &LoopConfig,
+    start: &Path,
+    out: &Path,
+    resume: bool,
+    stop: &AtomicBool,
+    obs: &dyn Observer,
+) -> Result<LoopReport, LoopError> {
+    cfg.validate().map_err(LoopError::Config)?;
+    let io = |e: std::io::Error| LoopError::Config(format!("{}: {e}", out.display()));
+    let pin = out.join("loop.json");
+    let job = json!({"format": "arbor.loop/1", "start": start, "config": serde_json::to_value(cfg).map_err(|e| LoopError::Config(e.to_string()))?});
+    match read_json(&pin) {
+        Some(old) if resume => {
+            // More iterations may be asked of a resumed loop; nothing else may change.
+            let (mut a, mut b) = (old.clone(), job.clone());
+            a["config"]["iterations"] = json!(0);
+            b["config"]["iterations"] = json!(0);
+            if a != b {
+                return Err(LoopError::Config(format!(
+                    "{}: the loop there was started with another model or config; resume with the same settings, or choose a new --out",
+                    pin.display()
+                )));
+            }
+        }
+        Some(_) => {
+            return Err(LoopError::Config(format!(
+                "{} holds a loop; run the same command with --resume to continue it, or choose a new --out",
+                out.display()
+            )))
+        }
+        None => {
+            std::fs::create_dir_all(out).map_err(io)?;
+            write_json(&pin, &job).map_err(io)?;
+        }
+    }
+    let env: Arc<dyn Environment> = Arc::from(
+        arbor_envs::by_name(&cfg.env, None).map_err(|e| LoopError::Config(e.to_string()))?,
+    );
+    let eval_tasks = env
+        .sample(cfg.eval_tasks, cfg.eval_seed)
+        .map_err(|e| LoopError::Config(e.to_string()))?;
+    let cx = Ctx {
+        cfg,
+        out,
+        env,
+        eval_tasks,
+        stop,
+        obs,
+    };
+    let mut report = LoopReport {
+        format: "arbor.loop-report/1".into(),
+        algo: cfg.train.algo.name().into(),
+        env: cfg.env.clone(),
+        iterations: Vec::new(),
+    };
+    let e0 = cx.eval(0, start).await?;
+    report.iterations.push(iteration(0, &[("eval", &e0)]));
+    report.write(&out.join("report.json")).map_err(io)?;
+    let mut model = start.to_path_buf();
+    for t in 1..=cfg.iterations {
+        let s = cx.search(t, &model).await?;
+        let x = cx.export(t).await?;
+        let tr = cx.train(t, &model).await?;
+        model = tr["model"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| model.clone());
+        let e = cx.eval(t, &model).await?;
+        report.iterations.push(iteration(
+            t,
+            &[("search", &s), ("export", &x), ("train", &tr), ("eval", &e)],
+        ));
+        report.write(&out.join("report.json")).map_err(io)?;
+    }
+    Ok(report)
+}
+
+/// An iteration's report row from its stage markers.
+fn iteration(t: usize, stages: &[(&str, &Value)]) -> IterationReport {
+    let get = |stage: &str| stages.iter().find(|s| s.0 == stage).map(|s| s.1);
+    let n = |stage: &str, k: &str| get(stage).and_then(|v| v[k].as_u64()).map(|x| x as usize);
+    let e = get("eval");
+    IterationReport {
+        iteration: t,
+        model: e.and_then(|v| v["model"].as_str()).unwrap_or("").to_string(),
+        trees: n("search", "trees"),
+        failed_searches: n("search", "failed"),
+        correct_leaves: n("search", "correct_leaves"),
+        rows: n("export", "rows"),
+        train_steps: n("train", "steps"),
+        train_examples: n("train", "examples"),
+        train_skipped: get("train").and_then(|v| v["skipped"].as_str()).map(str::to_string),
+        eval_n: n("eval", "n").unwrap_or(0),
+        eval_correct: n("eval", "correct").unwrap_or(0),
+        accuracy: e.and_then(|v| v["accuracy"].as_f64()).unwrap_or(0.0),
+        ci95: (
+            e.and_then(|v| v["ci95"][0].as_f64()).unwrap_or(0.0),
+            e.and_then(|v| v["ci95"][1].as_f64()).unwrap_or(1.0),
+        ),
+        seconds: stages
+            .iter()
+            .filter_map(|(k, v)| v["seconds"].as_f64().map(|s| (k.to_string(), s)))
+            .collect(),
+    }
+}

@@ -1,0 +1,69 @@
+//! `arbor loop`: flags onto `loop.toml` keys, then `arbor_loop::run`.
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use arbor_core::config::{load_toml, Overrides};
+use arbor_loop::{LoopConfig, LoopError, Observer};
+use arbor_train::Algo;
+
+use crate::cmd::parse_enum;
+
+#[derive(clap::Args)]
+pub struct LoopArgs {
+    /// The environment whose tasks are searched and evaluated (math, household, code).
+    #[arg(long)]
+    env: Option<String>,
+    /// π_0: `embedded`, a GGUF file, or a checkpoint directory.
+    #[arg(long, default_value = "embedded")]
+    model: String,
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// sft (rejection sampling), dpo, oreo or tpo.
+    #[arg(long, value_parser = parse_enum::<Algo>)]
+    algo: Option<Algo>,
+    #[arg(long)]
+    out: PathBuf,
+    /// loop.toml (docs/formats.md); the flags override its keys.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue the loop in --out at the stage where it stopped.
+    #[arg(long)]
+    resume: bool,
+}
+
+struct Print;
+
+impl Observer for Print {
+    fn stage(&self, iteration: usize, stage: &str, reused: bool) {
+        let how = if reused { "done earlier" } else { "running" };
+        eprintln!("iteration {iteration}: {stage} ({how})");
+    }
+}
+
+pub async fn run(a: LoopArgs) -> anyhow::Result<()> {
+    let mut o = Overrides::default();
+    o.set("env", a.env.as_ref())
+        .set("iterations", a.iterations)
+        .set("train.algo", a.algo);
+    let cfg: LoopConfig = load_toml(a.config.as_deref(), &o).map_err(anyhow::Error::msg)?;
+    let given = (a.model != "embedded").then(|| PathBuf::from(&a.model));
+    let start = arbor_model::fetch::resolve_model(given.as_deref())?;
+    let stop = crate::progress::stop_on_ctrl_c();
+    match arbor_loop::run(&cfg, &start, &a.out, a.resume, &stop, &Print).await {
+        Ok(report) => {
+            print!("{}", report.table());
+            eprintln!("report: {}", a.out.join("report.json").display());
+            Ok(())
+        }
+        Err(e @ LoopError::Interrupted { .. }) => {
+            eprintln!("{e}: run the same command with --resume to continue");
+            std::process::exit(130);
+        }
+        Err(e) => {
+            if stop.load(Ordering::Relaxed) {
+                eprintln!("stopped: run the same command with --resume to continue");
+            }
+            Err(e.into())
+        }
+    }
+}

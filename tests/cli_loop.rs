@@ -1,0 +1,159 @@
+//! `arbor loop` end to end on a tiny random Llama: the stages of every iteration land in
+//! `iter-<t>/`, π_0 is evaluated as iteration 0, a finished loop resumes to the same report
+//! without running anything again, and a loop killed with SIGKILL resumes to the report of an
+//! uninterrupted one.
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use common::{arbor, ARBOR};
+use serde_json::Value;
+
+const LOOP_TOML: &str = r#"
+env = "math"
+tasks_per_iteration = 4
+eval_tasks = 6
+eval_max_depth = 2
+[search]
+algo = "beam"
+max_depth = 3
+width = 2
+beam = 2
+[policy]
+kind = "synthetic"
+[evaluator]
+kind = "terminal"
+[train]
+algo = "sft"
+max_steps = 2
+batch_size = 2
+save_every = 1
+"#;
+
+fn report(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+/// The report without what depends on the clock or the directory.
+fn essence(r: &Value) -> Vec<Value> {
+    r["iterations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let mut i = i.clone();
+            i.as_object_mut().unwrap().remove("seconds");
+            i.as_object_mut().unwrap().remove("model");
+            i
+        })
+        .collect()
+}
+
+#[test]
+fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    let (ok, _, err) = arbor(&["model", "init", "--out", model.to_str().unwrap(), "--seed", "4"]);
+    assert!(ok, "{err}");
+    let cfg = dir.path().join("loop.toml");
+    std::fs::write(&cfg, LOOP_TOML).unwrap();
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "loop",
+            "--model",
+            model.to_str().unwrap(),
+            "--iterations",
+            "2",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |a: &[String]| arbor(&a.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let once = dir.path().join("once");
+    let started = Instant::now();
+    let (ok, table, err) = run(&args(&once));
+    let took = started.elapsed();
+    assert!(ok, "{err}");
+    let r = report(&once);
+    let its = r["iterations"].as_array().unwrap();
+    assert_eq!(its.len(), 3, "{r}");
+    for (t, it) in its.iter().enumerate() {
+        assert_eq!(it["iteration"], t);
+        assert_eq!(it["eval_n"], 6, "{it}");
+        assert!(once.join(format!("iter-{t}/eval.json")).is_file());
+    }
+    for t in 1..=2 {
+        let it = &its[t];
+        // The synthetic policy answers right on its first option: every tree has a correct
+        // leaf, so rejection sampling has data and trains the configured steps.
+        assert_eq!(it["trees"], 4, "{it}");
+        assert!(it["correct_leaves"].as_u64().unwrap() >= 4, "{it}");
+        assert!(it["rows"].as_u64().unwrap() > 0, "{it}");
+        assert_eq!(it["train_steps"], 2, "{it}");
+        let d = once.join(format!("iter-{t}"));
+        assert!(d.join("trees/trees.jsonl").is_file() && d.join("data.jsonl").is_file());
+        assert!(d.join("model/config.json").is_file());
+    }
+    // Iteration 2 searched and trained from iteration 1's policy, not from π_0.
+    let search2: Value = serde_json::from_str(
+        &std::fs::read_to_string(once.join("iter-2/search.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        search2["model"].as_str().unwrap().ends_with("iter-1/model"),
+        "{search2}"
+    );
+    assert!(table.contains("accuracy"), "{table}");
+
+    // Resumed when finished: every stage reused, the same report.
+    let mut again = args(&once);
+    again.push("--resume".into());
+    let (ok, _, err) = run(&again);
+    assert!(ok, "{err}");
+    assert!(!err.contains("(running)") && err.contains("(done earlier)"), "{err}");
+    assert_eq!(report(&once), r);
+    // Without --resume the directory is not taken over.
+    let (ok, _, err) = run(&args(&once));
+    assert!(!ok && err.contains("--resume"), "{err}");
+
+    // Killed again and again a third of a whole run's time after each (re)start: every
+    // attempt gets further, and kills land inside different stages.
+    let killed = dir.path().join("killed");
+    let mut landed = 0;
+    for frac in [0.3; 6] {
+        let mut a = args(&killed);
+        if killed.join("loop.json").exists() {
+            a.push("--resume".into());
+        }
+        let mut child = Command::new(ARBOR)
+            .args(&a)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(took.mul_f64(frac));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            landed += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(landed >= 2, "only {landed} kills landed before the loop finished");
+    let mut a = args(&killed);
+    a.push("--resume".into());
+    let (ok, _, err) = run(&a);
+    assert!(ok, "{err}");
+    assert_eq!(essence(&report(&killed)), essence(&r));
+    // The same policy: the trained weights agree byte for byte.
+    for t in 1..=2 {
+        let w = |out: &Path| std::fs::read(out.join(format!("iter-{t}/model/model.safetensors"))).unwrap();
+        assert!(w(&killed) == w(&once), "iteration {t}'s weights differ after resume");
+    }
+}
