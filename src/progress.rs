@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 pub fn multi() -> &'static MultiProgress {
     static M: OnceLock<MultiProgress> = OnceLock::new();
@@ -64,18 +65,29 @@ impl Ticker {
     }
 }
 
-/// A flag set by the first Ctrl-C (the job finishes what is in flight); a second one exits.
+/// A flag set by the first Ctrl-C or SIGTERM (the job finishes what is in flight); a second
+/// one exits at once.
 pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: finishing the items in flight (Ctrl-C again to abort)");
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        if signalled(&mut term).await {
+            eprintln!("interrupted: finishing the work in flight (Ctrl-C again to abort)");
             s.store(true, Ordering::Relaxed);
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if signalled(&mut term).await {
                 std::process::exit(130);
             }
         }
     });
     stop
+}
+
+async fn signalled(term: &mut Signal) -> bool {
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.is_ok(),
+        r = term.recv() => r.is_some(),
+    }
 }

@@ -157,3 +157,87 @@ fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_repo
         assert!(w(&killed) == w(&once), "iteration {t}'s weights differ after resume");
     }
 }
+
+#[test]
+fn sigterm_stops_between_stages_and_says_how_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    let (ok, _, err) = arbor(&["model", "init", "--out", model.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let cfg = dir.path().join("loop.toml");
+    std::fs::write(&cfg, LOOP_TOML).unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "loop",
+        "--model",
+        model.to_str().unwrap(),
+        "--iterations",
+        "30",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let child = Command::new(ARBOR)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    // What finished stays finished: the resumed loop runs only the rest.
+    let finished = report(&out)["iterations"].as_array().unwrap().len();
+    assert!(finished < 31, "the loop was not stopped");
+    let mut resumed: Vec<&str> = args.to_vec();
+    resumed[4] = "3";
+    let stop_at = finished.min(3);
+    let (ok, _, err) = arbor(&[&resumed[..], &["--resume"]].concat());
+    assert!(ok, "{err}");
+    assert_eq!(report(&out)["iterations"].as_array().unwrap().len(), 4);
+    assert!(
+        err.matches("(done earlier)").count() >= stop_at,
+        "{err}"
+    );
+}
+
+#[test]
+fn an_oreo_loop_evaluates_with_its_critic_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    let (ok, _, err) = arbor(&["model", "init", "--out", model.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let cfg = dir.path().join("loop.toml");
+    std::fs::write(&cfg, LOOP_TOML.replace("algo = \"sft\"", "algo = \"oreo\"")).unwrap();
+    let out = dir.path().join("out");
+    let (ok, _, err) = arbor(&[
+        "loop",
+        "--model",
+        model.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let r = report(&out);
+    assert_eq!(r["algo"], "oreo");
+    let it = &r["iterations"][1];
+    assert_eq!(it["train_steps"], 2, "{it}");
+    assert!(out.join("iter-1/model/value/config.json").is_file());
+    // π_0 has no critic; π_1 is also scored by value-guided beam search.
+    assert!(r["iterations"][0]["value_beam_accuracy"].is_null(), "{r}");
+    assert!(it["value_beam_accuracy"].is_f64(), "{it}");
+    let eval: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("iter-1/eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(eval["value_beam"]["width"], 4, "{eval}");
+}

@@ -18,6 +18,8 @@ pub struct LoopConfig {
     pub eval_seed: u64,
     /// Steps at most in an evaluated solution.
     pub eval_max_depth: usize,
+    /// Beam width B of value-guided evaluation (when the policy has a critic).
+    pub eval_beam: usize,
     /// Trees (and evaluation tasks) in flight at once.
     pub concurrency: usize,
     pub seed: u64,
@@ -36,6 +38,7 @@ impl Default for LoopConfig {
             eval_tasks: 50,
             eval_seed: 1_000_003,
             eval_max_depth: 10,
+            eval_beam: 4,
             concurrency: 8,
             seed: 0,
             search: SearchConfig::default(),

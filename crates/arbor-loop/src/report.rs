@@ -25,6 +25,8 @@ pub struct IterationReport {
     pub eval_correct: usize,
     pub accuracy: f64,
     pub ci95: (f64, f64),
+    /// With a critic: accuracy of value-guided beam search (`eval.json` has its interval).
+    pub value_beam_accuracy: Option<f64>,
     /// Wall seconds of each stage that ran in this process (a resumed stage keeps its old
     /// figure).
     pub seconds: Vec<(String, f64)>,

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arbor_envs::{Environment, Task};
-use arbor_llm::{ModelOpener, ModelSpec};
+use arbor_llm::{LanguageModel, ModelOpener, ModelSpec};
 use arbor_model::{DeviceKind, EmbeddedBackend, Models, EMBEDDED};
-use arbor_train::{Algo, RunOptions, StartModel, TrainError};
+use arbor_train::{Algo, LearnedValue, RunOptions, StartModel, TrainError};
 use arbor_tree::export::{export, ExportOptions, Format};
 use arbor_tree::job::{run_to_dir, PolicyKind};
 use arbor_tree::policy::LlmStepPolicy;
@@ -115,7 +115,8 @@ impl Ctx<'_> {
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
-            let mut policy = LlmStepPolicy::new(Arc::new(backend), EMBEDDED);
+            let backend: Arc<dyn LanguageModel> = Arc::new(backend);
+            let mut policy = LlmStepPolicy::new(backend.clone(), EMBEDDED);
             policy.temperature = 0.0;
             policy.seed = Some(cfg.eval_seed);
             let params = DecodeParams {
@@ -123,12 +124,30 @@ impl Ctx<'_> {
                 width: 1,
                 max_depth: cfg.eval_max_depth,
             };
-            let r = arbor_tree::eval::evaluate(env, tasks, Arc::new(policy), None, &params, cfg.concurrency)
+            let r = arbor_tree::eval::evaluate(env.clone(), tasks, Arc::new(policy), None, &params, cfg.concurrency)
                 .await;
             let results = dir.join("eval-results.json");
             std::fs::write(&results, serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?)
                 .map_err(|e| format!("{}: {e}", results.display()))?;
-            Ok(json!({"model": model, "n": r.n, "correct": r.correct, "accuracy": r.accuracy, "ci95": [r.ci95.0, r.ci95.1]}))
+            let mut v = json!({"model": model, "n": r.n, "correct": r.correct, "accuracy": r.accuracy, "ci95": [r.ci95.0, r.ci95.1]});
+            // With a critic (OREO), also value-guided step beam search (OREO §4.4), sampling
+            // at the search temperature.
+            let critic = model.join("value");
+            if critic.join("config.json").is_file() {
+                let value = LearnedValue::load(&critic, DeviceKind::Cpu)?;
+                let mut sampler = LlmStepPolicy::new(backend, EMBEDDED);
+                sampler.temperature = cfg.policy.temperature;
+                sampler.seed = Some(cfg.eval_seed);
+                let params = DecodeParams {
+                    strategy: Strategy::ValueBeam,
+                    width: cfg.eval_beam,
+                    max_depth: cfg.eval_max_depth,
+                };
+                let b = arbor_tree::eval::evaluate(env, tasks, Arc::new(sampler), Some(Arc::new(value)), &params, cfg.concurrency)
+                    .await;
+                v["value_beam"] = json!({"width": cfg.eval_beam, "correct": b.correct, "accuracy": b.accuracy, "ci95": [b.ci95.0, b.ci95.1]});
+            }
+            Ok(v)
         })
         .await
     }
@@ -318,6 +337,7 @@ fn iteration(t: usize, stages: &[(&str, &Value)]) -> IterationReport {
         eval_n: n("eval", "n").unwrap_or(0),
         eval_correct: n("eval", "correct").unwrap_or(0),
         accuracy: e.and_then(|v| v["accuracy"].as_f64()).unwrap_or(0.0),
+        value_beam_accuracy: e.and_then(|v| v["value_beam"]["accuracy"].as_f64()),
         ci95: (
             e.and_then(|v| v["ci95"][0].as_f64()).unwrap_or(0.0),
             e.and_then(|v| v["ci95"][1].as_f64()).unwrap_or(1.0),
