@@ -51,6 +51,33 @@ fn essence(r: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// `report.html` reaches nothing outside itself and renders its table (one row per
+/// iteration) in headless Chromium.
+fn report_page_loads_in_chromium(out: &Path, iterations: usize) {
+    let page = out.join("report.html");
+    let text = std::fs::read_to_string(&page).unwrap();
+    // (SVG's xmlns is a name, not a request.)
+    let outside = text.replace("http://www.w3.org/2000/svg", "");
+    for banned in ["http://", "https://", "src=", "href="] {
+        assert!(!outside.contains(banned), "the page must not reach the network: {banned}");
+    }
+    assert!(text.matches("<svg").count() > iterations - 1, "accuracy and training plots");
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("headless Chromium is missing: install Debian's `chromium` package, as .ci/run does");
+    let dom = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", page.display()))
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let table = dom.split("id=\"iterations\"").nth(1).expect("the iterations table");
+    let table = table.split("</table>").next().unwrap();
+    assert_eq!(table.matches("<tr>").count(), iterations + 1, "{table}");
+}
+
 #[test]
 fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,6 +138,7 @@ fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_repo
         "{search2}"
     );
     assert!(table.contains("accuracy"), "{table}");
+    report_page_loads_in_chromium(&once, 3);
 
     // Resumed when finished: every stage reused, the same report.
     let mut again = args(&once);

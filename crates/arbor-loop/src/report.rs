@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -71,5 +72,97 @@ impl LoopReport {
             );
         }
         s
+    }
+
+    /// `report.html`: one self-contained page (no outside requests): accuracy by iteration
+    /// with its interval (plotters SVG, inline), the table, each iteration's training curves
+    /// (`iter-<t>/model/curves.svg`, inline) and the config.
+    pub fn html(&self, out: &Path, config: &str) -> String {
+        let esc = |t: &str| {
+            t.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        let mut s = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>arbor loop</title>\n<style>body{font-family:sans-serif;margin:2em;max-width:1100px} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:4px 8px;text-align:right} pre{background:#f6f6f6;padding:1em}</style></head><body>\n");
+        let _ = writeln!(
+            s,
+            "<h1>arbor loop: {} on {}</h1>\n<h2>Held-out accuracy (95% Wilson interval)</h2>\n{}",
+            esc(&self.algo),
+            esc(&self.env),
+            self.accuracy_svg()
+        );
+        s.push_str("<h2>Iterations</h2>\n<table id=\"iterations\"><tr><th>iteration</th><th>trees</th><th>correct leaves</th><th>rows</th><th>steps</th><th>accuracy</th><th>95% CI</th><th>value-guided beam</th></tr>\n");
+        let opt = |x: Option<usize>| x.map_or("–".to_string(), |v| v.to_string());
+        for r in &self.iterations {
+            let _ = writeln!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>[{:.1}, {:.1}]</td><td>{}</td></tr>",
+                r.iteration,
+                opt(r.trees),
+                opt(r.correct_leaves),
+                opt(r.rows),
+                opt(r.train_steps),
+                100.0 * r.accuracy,
+                100.0 * r.ci95.0,
+                100.0 * r.ci95.1,
+                r.value_beam_accuracy
+                    .map_or("–".to_string(), |a| format!("{:.1}%", 100.0 * a))
+            );
+        }
+        s.push_str("</table>\n");
+        for r in self.iterations.iter().filter(|r| r.iteration > 0) {
+            let curves = out.join(format!("iter-{}/model/curves.svg", r.iteration));
+            if let Ok(svg) = std::fs::read_to_string(&curves) {
+                let svg = svg.trim_start_matches(|c| c != '<');
+                let svg = svg.strip_prefix("<?xml").map_or(svg, |x| &x[x.find('>').map_or(0, |i| i + 1)..]);
+                let _ = writeln!(s, "<h2>Training, iteration {}</h2>\n{svg}", r.iteration);
+            } else if let Some(why) = &r.train_skipped {
+                let _ = writeln!(s, "<h2>Training, iteration {}</h2>\n<p>{}</p>", r.iteration, esc(why));
+            }
+        }
+        let _ = writeln!(s, "<h2>Config</h2>\n<pre>{}</pre>\n</body></html>", esc(config));
+        s
+    }
+
+    /// Accuracy (%) by iteration with its interval as vertical bars.
+    fn accuracy_svg(&self) -> String {
+        let mut buf = String::new();
+        {
+            let root = SVGBackend::with_string(&mut buf, (640, 320)).into_drawing_area();
+            let _ = root.fill(&WHITE);
+            let n = self.iterations.len().max(2) as f64;
+            let top = self
+                .iterations
+                .iter()
+                .map(|r| 100.0 * r.ci95.1)
+                .fold(10.0, f64::max);
+            let chart = ChartBuilder::on(&root)
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(48)
+                .build_cartesian_2d(-0.5..n - 0.5, 0.0..top * 1.05);
+            if let Ok(mut chart) = chart {
+                let _ = chart
+                    .configure_mesh()
+                    .x_desc("iteration")
+                    .y_desc("accuracy %")
+                    .x_labels(self.iterations.len().max(2))
+                    .x_label_formatter(&|x| format!("{x:.0}"))
+                    .draw();
+                let pts: Vec<(f64, f64)> = self
+                    .iterations
+                    .iter()
+                    .map(|r| (r.iteration as f64, 100.0 * r.accuracy))
+                    .collect();
+                let _ = chart.draw_series(LineSeries::new(pts.clone(), BLUE.stroke_width(2)));
+                let _ = chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, BLUE.filled())));
+                let _ = chart.draw_series(self.iterations.iter().map(|r| {
+                    let x = r.iteration as f64;
+                    PathElement::new(vec![(x, 100.0 * r.ci95.0), (x, 100.0 * r.ci95.1)], BLUE)
+                }));
+            }
+            let _ = root.present();
+        }
+        buf
     }
 }

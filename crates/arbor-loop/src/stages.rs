@@ -297,9 +297,14 @@ pub async fn run(
         env: cfg.env.clone(),
         iterations: Vec::new(),
     };
+    let config = toml_of(cfg);
+    let write = |report: &LoopReport| -> Result<(), LoopError> {
+        report.write(&out.join("report.json")).map_err(io)?;
+        std::fs::write(out.join("report.html"), report.html(out, &config)).map_err(io)
+    };
     let e0 = cx.eval(0, start).await?;
     report.iterations.push(iteration(0, &[("eval", &e0)]));
-    report.write(&out.join("report.json")).map_err(io)?;
+    write(&report)?;
     let mut model = start.to_path_buf();
     for t in 1..=cfg.iterations {
         let s = cx.search(t, &model).await?;
@@ -314,9 +319,13 @@ pub async fn run(
             t,
             &[("search", &s), ("export", &x), ("train", &tr), ("eval", &e)],
         ));
-        report.write(&out.join("report.json")).map_err(io)?;
+        write(&report)?;
     }
     Ok(report)
+}
+
+fn toml_of(cfg: &LoopConfig) -> String {
+    toml::to_string(cfg).unwrap_or_else(|e| format!("(config not shown: {e})"))
 }
 
 /// An iteration's report row from its stage markers.
