@@ -7,6 +7,7 @@ use arbor_model::tokenizer::TextTokenizer;
 use arbor_model::{DeviceKind, EmbeddedModel};
 use burn::tensor::Device;
 
+use crate::value::{ValueModel, HEAD_FILE};
 use crate::TrainError;
 
 pub struct StartModel {
@@ -17,6 +18,9 @@ pub struct StartModel {
     pub device: Device,
     /// Names the start in checkpoints, so a resume with another model is refused.
     pub source: String,
+    /// The critic that came with the model (the `value/` of an OREO output): OREO continues
+    /// it instead of starting a fresh one, so the loop carries the critic between iterations.
+    pub critic: Option<ValueModel>,
 }
 
 impl StartModel {
@@ -29,7 +33,16 @@ impl StartModel {
         let device = device.device();
         let m = EmbeddedModel::load(&path, device.clone())
             .map_err(|e| TrainError::Config(format!("loading {}: {e}", path.display())))?;
+        let value = path.join("value");
+        let critic = if value.join(HEAD_FILE).is_file() {
+            let (v, _) = ValueModel::load(&value, &device)
+                .map_err(|e| TrainError::Config(format!("loading {}: {e}", value.display())))?;
+            Some(v)
+        } else {
+            None
+        };
         Ok(Self {
+            critic,
             cfg: m.cfg.clone(),
             tokenizer: m.tokenizer.clone(),
             model: m.llama().clone(),
@@ -39,5 +52,51 @@ impl StartModel {
                 .display()
                 .to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arbor_model::init::{init_tiny, TinySpec};
+    use burn::module::Module;
+    use burn::tensor::Tensor;
+
+    use crate::config::{Algo, TrainConfig};
+    use crate::value::head_param;
+    use crate::Trainer;
+
+    #[test]
+    fn an_oreo_output_starts_oreo_again_with_its_critic() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = TinySpec {
+            layers: 1,
+            d_model: 16,
+            heads: 2,
+            kv_heads: 1,
+            d_ff: 32,
+            context: 64,
+            seed: 5,
+            corpus: None,
+            vocab_size: 0,
+        };
+        init_tiny(&spec, dir.path()).unwrap();
+        let plain = StartModel::load(&dir.path().display().to_string(), DeviceKind::Cpu).unwrap();
+        assert!(plain.critic.is_none());
+        let head = || Tensor::<2>::ones([16, 1], &plain.device);
+        ValueModel {
+            trunk: plain.model.clone(),
+            head: head_param(head()),
+        }
+        .save(&dir.path().join("value"), &plain.cfg, &plain.tokenizer)
+        .unwrap();
+        let start = StartModel::load(&dir.path().display().to_string(), DeviceKind::Cpu).unwrap();
+        let cfg = TrainConfig {
+            algo: Algo::Oreo,
+            ..TrainConfig::default()
+        };
+        let t = Trainer::new(&cfg, &start);
+        let got = t.value.as_ref().unwrap().valid().head.val();
+        assert_eq!(arbor_model::host::to_f32(got), vec![1.0; 16]);
     }
 }

@@ -43,7 +43,11 @@ impl Trainer {
         let objective = for_algo(cfg.algo);
         let policy = start.model.clone().fork(&cx.device).train();
         let value = objective.has_critic().then(|| {
-            ValueModel::new(start.model.clone(), &start.cfg, &start.device)
+            let fresh = || ValueModel::new(start.model.clone(), &start.cfg, &start.device);
+            start
+                .critic
+                .clone()
+                .unwrap_or_else(fresh)
                 .fork(&cx.device)
                 .train()
         });

@@ -166,6 +166,7 @@ fn check_eps(cfg: &TrainConfig, name: &str, critic: bool, eps: f32) {
         model: base.clone(),
         device: Device::flex(),
         source: "tiny".into(),
+        critic: None,
     };
     let ad = Device::flex().autodiff();
     let mut probe = Probe::new(cfg, &start, examples(cfg.algo)).unwrap();
