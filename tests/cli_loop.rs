@@ -4,7 +4,7 @@
 //! uninterrupted one.
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -31,6 +31,16 @@ max_steps = 2
 batch_size = 2
 save_every = 1
 "#;
+
+/// A tiny random model and a loop.toml (`toml`) in `dir`.
+fn setup(dir: &Path, toml: &str) -> (PathBuf, PathBuf) {
+    let model = dir.join("tiny");
+    let (ok, _, err) = arbor(&["model", "init", "--out", model.to_str().unwrap(), "--seed", "4"]);
+    assert!(ok, "{err}");
+    let cfg = dir.join("loop.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    (model, cfg)
+}
 
 fn report(out: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
@@ -81,11 +91,7 @@ fn report_page_loads_in_chromium(out: &Path, iterations: usize) {
 #[test]
 fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_report() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
-    let (ok, _, err) = arbor(&["model", "init", "--out", model.to_str().unwrap(), "--seed", "4"]);
-    assert!(ok, "{err}");
-    let cfg = dir.path().join("loop.toml");
-    std::fs::write(&cfg, LOOP_TOML).unwrap();
+    let (model, cfg) = setup(dir.path(), LOOP_TOML);
     let args = |out: &Path| -> Vec<String> {
         [
             "loop",
@@ -189,11 +195,7 @@ fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_repo
 #[test]
 fn sigterm_stops_between_stages_and_says_how_to_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
-    let (ok, _, err) = arbor(&["model", "init", "--out", model.to_str().unwrap()]);
-    assert!(ok, "{err}");
-    let cfg = dir.path().join("loop.toml");
-    std::fs::write(&cfg, LOOP_TOML).unwrap();
+    let (model, cfg) = setup(dir.path(), LOOP_TOML);
     let out = dir.path().join("out");
     let args = [
         "loop",
@@ -240,11 +242,7 @@ fn sigterm_stops_between_stages_and_says_how_to_resume() {
 #[test]
 fn an_oreo_loop_evaluates_with_its_critic_too() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
-    let (ok, _, err) = arbor(&["model", "init", "--out", model.to_str().unwrap()]);
-    assert!(ok, "{err}");
-    let cfg = dir.path().join("loop.toml");
-    std::fs::write(&cfg, LOOP_TOML.replace("algo = \"sft\"", "algo = \"oreo\"")).unwrap();
+    let (model, cfg) = setup(dir.path(), &LOOP_TOML.replace("algo = \"sft\"", "algo = \"oreo\""));
     let out = dir.path().join("out");
     let (ok, _, err) = arbor(&[
         "loop",
@@ -268,4 +266,46 @@ fn an_oreo_loop_evaluates_with_its_critic_too() {
         serde_json::from_str(&std::fs::read_to_string(out.join("iter-1/eval.json")).unwrap())
             .unwrap();
     assert_eq!(eval["value_beam"]["width"], 4, "{eval}");
+}
+
+#[test]
+fn dpo_trains_against_the_previous_policy_or_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = setup(dir.path(), LOOP_TOML);
+    // The first step's DPO reward of iteration 2: β·log π/π_ref of the chosen answers at
+    // π = π_1, so 0 against π_1 (up to float rounding between the two forward paths) and not
+    // against π_0, which π_1 moved away from.
+    let first_reward = |reference: &str| -> f64 {
+        let cfg = dir.path().join(format!("{reference}.toml"));
+        let toml = LOOP_TOML
+            .replace("algo = \"sft\"", "algo = \"dpo\"\nlr = 0.001")
+            .replace("env = \"math\"", &format!("env = \"math\"\nreference = \"{reference}\""));
+        std::fs::write(&cfg, toml).unwrap();
+        let out = dir.path().join(reference);
+        let (ok, _, err) = arbor(&[
+            "loop",
+            "--model",
+            model.to_str().unwrap(),
+            "--iterations",
+            "2",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        let it1 = &report(&out)["iterations"][1];
+        assert_eq!(it1["train_steps"], 2, "π_1 must differ from π_0: {it1}");
+        let csv = std::fs::read_to_string(out.join("iter-2/model/curves.csv")).unwrap();
+        let mut lines = csv.lines();
+        let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = head.iter().position(|c| *c == "reward_chosen").unwrap();
+        lines.next().unwrap().split(',').nth(col).unwrap().parse().unwrap()
+    };
+    let (previous, start) = (first_reward("previous"), first_reward("start"));
+    assert!(previous.abs() < 1e-5, "against π_1: {previous}");
+    assert!(
+        start.abs() > 100.0 * previous.abs().max(1e-6),
+        "against π_0: {start} (against π_1: {previous})"
+    );
 }

@@ -1,6 +1,7 @@
 //! `arbor loop`: flags onto `loop.toml` keys, then `arbor_loop::run`.
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use arbor_core::config::{load_toml, Overrides};
 use arbor_loop::{LoopConfig, LoopError, Observer};
@@ -31,12 +32,19 @@ pub struct LoopArgs {
     resume: bool,
 }
 
-struct Print;
+/// One line per stage, with the time since the loop started (logs go to the same stderr).
+struct Print(Instant);
 
 impl Observer for Print {
     fn stage(&self, iteration: usize, stage: &str, reused: bool) {
         let how = if reused { "done earlier" } else { "running" };
-        eprintln!("iteration {iteration}: {stage} ({how})");
+        let s = self.0.elapsed().as_secs();
+        eprintln!(
+            "[{:02}:{:02}:{:02}] iteration {iteration}: {stage} ({how})",
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        );
     }
 }
 
@@ -49,7 +57,8 @@ pub async fn run(a: LoopArgs) -> anyhow::Result<()> {
     let given = (a.model != "embedded").then(|| PathBuf::from(&a.model));
     let start = arbor_model::fetch::resolve_model(given.as_deref())?;
     let stop = crate::progress::stop_on_ctrl_c();
-    match arbor_loop::run(&cfg, &start, &a.out, a.resume, &stop, &Print).await {
+    let print = Print(Instant::now());
+    match arbor_loop::run(&cfg, &start, &a.out, a.resume, &stop, &print).await {
         Ok(report) => {
             print!("{}", report.table());
             eprintln!("report: {}", a.out.join("report.json").display());

@@ -6,6 +6,17 @@ use arbor_tree::job::{EvaluatorFile, EvaluatorKind, PolicyFile, SearchFile};
 use arbor_tree::SearchConfig;
 use serde::{Deserialize, Serialize};
 
+/// The frozen reference of iteration t's training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reference {
+    /// π_{t−1}, the policy being trained from (as in Iterative RPO).
+    #[default]
+    Previous,
+    /// π_0, the loop's start.
+    Start,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoopConfig {
@@ -23,6 +34,8 @@ pub struct LoopConfig {
     /// Trees (and evaluation tasks) in flight at once.
     pub concurrency: usize,
     pub seed: u64,
+    /// The reference model of the DPO / OREO / TPO terms.
+    pub reference: Reference,
     pub search: SearchConfig,
     pub policy: PolicyFile,
     pub evaluator: EvaluatorFile,
@@ -41,6 +54,7 @@ impl Default for LoopConfig {
             eval_beam: 4,
             concurrency: 8,
             seed: 0,
+            reference: Reference::Previous,
             search: SearchConfig::default(),
             policy: PolicyFile::default(),
             evaluator: EvaluatorFile {

@@ -53,23 +53,47 @@ impl LoopReport {
         std::fs::rename(tmp, path)
     }
 
-    /// The per-iteration table.
-    pub fn table(&self) -> String {
-        let mut s = String::from("iter  trees  correct leaves  rows  steps  accuracy  95% CI\n");
+    /// The table's header and one row of cells per iteration.
+    fn rows(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let head = vec![
+            "iteration", "trees", "correct leaves", "rows", "steps", "accuracy", "95% CI",
+            "value beam",
+        ];
         let opt = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
-        for r in &self.iterations {
-            let _ = writeln!(
-                s,
-                "{:>4}  {:>5}  {:>14}  {:>4}  {:>5}  {:>7.1}%  [{:.1}, {:.1}]",
-                r.iteration,
-                opt(r.trees),
-                opt(r.correct_leaves),
-                opt(r.rows),
-                opt(r.train_steps),
-                100.0 * r.accuracy,
-                100.0 * r.ci95.0,
-                100.0 * r.ci95.1
-            );
+        let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+        let rows = self
+            .iterations
+            .iter()
+            .map(|r| {
+                vec![
+                    r.iteration.to_string(),
+                    opt(r.trees),
+                    opt(r.correct_leaves),
+                    opt(r.rows),
+                    opt(r.train_steps),
+                    pct(r.accuracy),
+                    format!("[{:.1}, {:.1}]", 100.0 * r.ci95.0, 100.0 * r.ci95.1),
+                    r.value_beam_accuracy.map_or("-".to_string(), pct),
+                ]
+            })
+            .collect();
+        (head, rows)
+    }
+
+    /// The per-iteration table, in aligned columns.
+    pub fn table(&self) -> String {
+        let (head, rows) = self.rows();
+        let width: Vec<usize> = (0..head.len())
+            .map(|c| rows.iter().map(|r| r[c].len()).chain([head[c].len()]).max().unwrap_or(0))
+            .collect();
+        let mut s = String::new();
+        for cells in std::iter::once(head.iter().map(|h| h.to_string()).collect()).chain(rows) {
+            let line: Vec<String> = cells
+                .iter()
+                .zip(&width)
+                .map(|(c, w)| format!("{c:>w$}"))
+                .collect();
+            let _ = writeln!(s, "{}", line.join("  "));
         }
         s
     }
@@ -91,23 +115,18 @@ impl LoopReport {
             esc(&self.env),
             self.accuracy_svg()
         );
-        s.push_str("<h2>Iterations</h2>\n<table id=\"iterations\"><tr><th>iteration</th><th>trees</th><th>correct leaves</th><th>rows</th><th>steps</th><th>accuracy</th><th>95% CI</th><th>value-guided beam</th></tr>\n");
-        let opt = |x: Option<usize>| x.map_or("–".to_string(), |v| v.to_string());
-        for r in &self.iterations {
-            let _ = writeln!(
-                s,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>[{:.1}, {:.1}]</td><td>{}</td></tr>",
-                r.iteration,
-                opt(r.trees),
-                opt(r.correct_leaves),
-                opt(r.rows),
-                opt(r.train_steps),
-                100.0 * r.accuracy,
-                100.0 * r.ci95.0,
-                100.0 * r.ci95.1,
-                r.value_beam_accuracy
-                    .map_or("–".to_string(), |a| format!("{:.1}%", 100.0 * a))
-            );
+        let (head, rows) = self.rows();
+        s.push_str("<h2>Iterations</h2>\n<table id=\"iterations\"><tr>");
+        for h in head {
+            let _ = write!(s, "<th>{h}</th>");
+        }
+        s.push_str("</tr>\n");
+        for cells in rows {
+            s.push_str("<tr>");
+            for c in cells {
+                let _ = write!(s, "<td>{}</td>", esc(&c));
+            }
+            s.push_str("</tr>\n");
         }
         s.push_str("</table>\n");
         for r in self.iterations.iter().filter(|r| r.iteration > 0) {

@@ -19,7 +19,7 @@ use arbor_tree::search::decode::{DecodeParams, Strategy};
 use arbor_tree::Searcher;
 use serde_json::{json, Value};
 
-use crate::config::LoopConfig;
+use crate::config::{LoopConfig, Reference};
 use crate::report::{IterationReport, LoopReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -209,15 +209,21 @@ impl Ctx<'_> {
         .await
     }
 
-    /// π_t trained from π_{t−1} (`prev`) on the iteration's rows; without usable rows π_{t−1}
-    /// is carried over and the reason recorded.
-    async fn train(&self, t: usize, prev: &Path) -> Result<Value, LoopError> {
+    /// π_t trained from π_{t−1} (`prev`) on the iteration's rows, against the configured
+    /// reference (`start` is π_0); without usable rows π_{t−1} is carried over and the reason
+    /// recorded.
+    async fn train(&self, t: usize, prev: &Path, start: &Path) -> Result<Value, LoopError> {
         let cfg = self.cfg.train.clone();
+        let reference = (self.cfg.reference == Reference::Start && prev != start)
+            .then(|| start.display().to_string());
         self.stage(t, "train", |dir| async move {
             let prev_s = prev.display().to_string();
             let (data, out) = (dir.join("data.jsonl"), dir.join("model"));
             let result = tokio::task::spawn_blocking(move || {
-                let start = StartModel::load(&prev_s, DeviceKind::Cpu)?;
+                let mut start = StartModel::load(&prev_s, DeviceKind::Cpu)?;
+                if let Some(r) = reference {
+                    start = start.with_reference(StartModel::load(&r, DeviceKind::Cpu)?)?;
+                }
                 let opts = RunOptions {
                     resume: true,
                     progress: false,
@@ -309,7 +315,7 @@ pub async fn run(
     for t in 1..=cfg.iterations {
         let s = cx.search(t, &model).await?;
         let x = cx.export(t).await?;
-        let tr = cx.train(t, &model).await?;
+        let tr = cx.train(t, &model, start).await?;
         model = tr["model"]
             .as_str()
             .map(PathBuf::from)

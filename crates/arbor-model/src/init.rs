@@ -24,6 +24,23 @@ pub struct TinySpec {
     pub vocab_size: usize,
 }
 
+impl TinySpec {
+    /// The smallest useful model (one layer, width 16, byte-level tokens): for tests.
+    pub fn minimal(seed: u64) -> Self {
+        Self {
+            layers: 1,
+            d_model: 16,
+            heads: 2,
+            kv_heads: 1,
+            d_ff: 32,
+            context: 256,
+            seed,
+            corpus: None,
+            vocab_size: 0,
+        }
+    }
+}
+
 /// Writes the tiny model as a checkpoint directory at `out`.
 pub fn init_tiny(spec: &TinySpec, out: &Path) -> Result<(), ModelError> {
     let tok = match &spec.corpus {

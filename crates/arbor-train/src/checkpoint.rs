@@ -114,17 +114,7 @@ mod tests {
     use crate::config::{Algo, TrainConfig};
 
     fn tiny(dir: &Path) -> StartModel {
-        let spec = TinySpec {
-            layers: 1,
-            d_model: 16,
-            heads: 2,
-            kv_heads: 1,
-            d_ff: 32,
-            context: 64,
-            seed: 2,
-            corpus: None,
-            vocab_size: 0,
-        };
+        let spec = TinySpec::minimal(2);
         init_tiny(&spec, dir).unwrap();
         StartModel::load(&dir.display().to_string(), DeviceKind::Cpu).unwrap()
     }

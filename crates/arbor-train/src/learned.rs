@@ -98,17 +98,7 @@ mod tests {
 
     /// A zero-headed critic over a tiny random model, as `arbor train --algo oreo` writes it.
     fn critic(dir: &Path) -> LearnedValue {
-        let spec = TinySpec {
-            layers: 1,
-            d_model: 16,
-            heads: 2,
-            kv_heads: 1,
-            d_ff: 32,
-            context: 256,
-            seed: 1,
-            corpus: None,
-            vocab_size: 0,
-        };
+        let spec = TinySpec::minimal(1);
         init_tiny(&spec, &dir.join("policy")).unwrap();
         let start =
             crate::StartModel::load(&dir.join("policy").display().to_string(), DeviceKind::Cpu)

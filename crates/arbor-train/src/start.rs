@@ -21,9 +21,26 @@ pub struct StartModel {
     /// The critic that came with the model (the `value/` of an OREO output): OREO continues
     /// it instead of starting a fresh one, so the loop carries the critic between iterations.
     pub critic: Option<ValueModel>,
+    /// The frozen reference when it is not the start itself (the loop's `reference = "start"`
+    /// trains π_t against π_0).
+    pub reference: Option<Llama>,
 }
 
 impl StartModel {
+    /// Trains against `reference` (a model of the same shape) instead of the start; its name
+    /// joins the start's in checkpoints.
+    pub fn with_reference(mut self, reference: StartModel) -> Result<Self, TrainError> {
+        if reference.cfg != self.cfg {
+            return Err(TrainError::Config(format!(
+                "the reference {} has another shape than the start {}",
+                reference.source, self.source
+            )));
+        }
+        self.source = format!("{} (reference {})", self.source, reference.source);
+        self.reference = Some(reference.model);
+        Ok(self)
+    }
+
     /// `embedded` (the fetched SmolLM2 GGUF), a GGUF file, or a Hugging Face checkpoint
     /// directory, loaded on `device`.
     pub fn load(model: &str, device: DeviceKind) -> Result<Self, TrainError> {
@@ -43,6 +60,7 @@ impl StartModel {
         };
         Ok(Self {
             critic,
+            reference: None,
             cfg: m.cfg.clone(),
             tokenizer: m.tokenizer.clone(),
             model: m.llama().clone(),
@@ -69,17 +87,7 @@ mod tests {
     #[test]
     fn an_oreo_output_starts_oreo_again_with_its_critic() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = TinySpec {
-            layers: 1,
-            d_model: 16,
-            heads: 2,
-            kv_heads: 1,
-            d_ff: 32,
-            context: 64,
-            seed: 5,
-            corpus: None,
-            vocab_size: 0,
-        };
+        let spec = TinySpec::minimal(5);
         init_tiny(&spec, dir.path()).unwrap();
         let plain = StartModel::load(&dir.path().display().to_string(), DeviceKind::Cpu).unwrap();
         assert!(plain.critic.is_none());

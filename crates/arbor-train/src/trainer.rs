@@ -39,7 +39,8 @@ pub type Metrics = Vec<(String, f64)>;
 
 impl Trainer {
     pub fn new(cfg: &TrainConfig, start: &StartModel) -> Self {
-        let cx = Context::new(cfg, start.cfg.clone(), start.model.clone(), &start.device);
+        let reference = start.reference.clone().unwrap_or_else(|| start.model.clone());
+        let cx = Context::new(cfg, start.cfg.clone(), reference, &start.device);
         let objective = for_algo(cfg.algo);
         let policy = start.model.clone().fork(&cx.device).train();
         let value = objective.has_critic().then(|| {

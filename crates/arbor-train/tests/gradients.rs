@@ -167,6 +167,7 @@ fn check_eps(cfg: &TrainConfig, name: &str, critic: bool, eps: f32) {
         device: Device::flex(),
         source: "tiny".into(),
         critic: None,
+        reference: None,
     };
     let ad = Device::flex().autodiff();
     let mut probe = Probe::new(cfg, &start, examples(cfg.algo)).unwrap();
