@@ -559,3 +559,35 @@ fn dot_output_lists_every_node() {
     );
     assert!(text.starts_with("digraph arbor {"));
 }
+
+#[test]
+fn an_interrupted_search_resumes_keeping_the_trees_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = synthetic_trees(dir.path(), "mcts", 8);
+    let lines = |p: &Path| -> Vec<String> {
+        let mut l: Vec<String> = std::fs::read_to_string(p.join("trees.jsonl"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        l.sort();
+        l
+    };
+    let all = lines(&full);
+    assert_eq!(all.len(), 8);
+    // A search killed after three trees, in the middle of writing the fourth.
+    let cut = dir.path().join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    let text = std::fs::read_to_string(full.join("trees.jsonl")).unwrap();
+    let kept: Vec<&str> = text.lines().take(3).collect();
+    let torn = &text.lines().nth(3).unwrap()[..40];
+    std::fs::write(cut.join("trees.jsonl"), format!("{}\n{torn}", kept.join("\n"))).unwrap();
+    let (ok, _, err) = arbor(&[
+        "search", "--policy", "synthetic", "--evaluator", "terminal", "--algo", "mcts",
+        "--trees", "8", "--out", cut.to_str().unwrap(), "--resume",
+    ]);
+    assert!(ok, "{err}");
+    // Only the five missing trees were searched, and the result is the uninterrupted one.
+    assert!(err.contains("5 trees (0 failed, 3 kept from before)"), "{err}");
+    assert_eq!(lines(&cut), all);
+}

@@ -58,6 +58,9 @@ pub struct SearchArgs {
     concurrency: usize,
     #[arg(long)]
     out: PathBuf,
+    /// Keep the trees an interrupted search wrote to --out and search only the other tasks.
+    #[arg(long)]
+    resume: bool,
 }
 
 fn parse_algo(s: &str) -> Result<Algo, String> {
@@ -111,12 +114,17 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
             c.best_value()
         )
     });
-    let result = run_to_dir(&searcher, &tasks, a.concurrency, &a.out).await;
+    let result = run_to_dir(&searcher, &tasks, a.concurrency, &a.out, a.resume).await;
     ticker.finish();
     let s = result?;
     let c = &searcher.counters;
+    let kept = if s.kept > 0 {
+        format!(", {} kept from before", s.kept)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{} trees ({} failed) in {:.1}s: {} nodes, {} policy calls, {} evaluations -> {}",
+        "{} trees ({} failed{kept}) in {:.1}s: {} nodes, {} policy calls, {} evaluations -> {}",
         s.ok,
         s.failed,
         s.seconds,
@@ -125,7 +133,7 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
         c.evaluations.load(Ordering::Relaxed),
         s.trees_path.display()
     );
-    if s.ok == 0 && s.failed > 0 {
+    if s.ok + s.kept == 0 && s.failed > 0 {
         anyhow::bail!("every search failed; see {}", s.errors_path.display());
     }
     Ok(())

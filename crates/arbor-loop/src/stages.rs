@@ -175,7 +175,8 @@ impl Ctx<'_> {
                 .build(&tasks, opened, None, seed)
                 .map_err(|e| e.to_string())?;
             let searcher = Searcher::new(env, policy, evaluator, file.search.clone());
-            let s = run_to_dir(&searcher, &tasks, cfg.concurrency, &dir.join("trees"))
+            // A rerun after a kill keeps the trees already written.
+            let s = run_to_dir(&searcher, &tasks, cfg.concurrency, &dir.join("trees"), true)
                 .await
                 .map_err(|e| e.to_string())?;
             let trees = arbor_tree::load_path(&s.trees_path).map_err(|e| e.to_string())?.trees;
@@ -188,8 +189,8 @@ impl Ctx<'_> {
                         .count()
                 })
                 .sum();
-            Ok(json!({"model": model, "trees": s.ok, "failed": s.failed, "correct_leaves": correct_leaves,
-                      "nodes": searcher.counters.nodes.load(Ordering::Relaxed)}))
+            Ok(json!({"model": model, "trees": s.ok + s.kept, "failed": s.failed, "correct_leaves": correct_leaves,
+                      "nodes": trees.iter().map(|tr| tr.graph.node_count()).sum::<usize>()}))
         })
         .await
     }

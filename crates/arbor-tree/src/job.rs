@@ -155,7 +155,10 @@ impl SearchFile {
 /// What [`run_to_dir`] did.
 #[derive(Debug, Clone)]
 pub struct SearchSummary {
+    /// Trees searched by this call.
     pub ok: usize,
+    /// Trees kept from an interrupted earlier call (`resume`).
+    pub kept: usize,
     pub failed: usize,
     pub seconds: f64,
     pub trees_path: PathBuf,
@@ -163,12 +166,15 @@ pub struct SearchSummary {
 }
 
 /// Searches every task (`concurrency` trees at once) and writes each tree to `out/trees.jsonl`
-/// as it finishes, each failure to `out/errors.jsonl`. Fails only when writing fails.
+/// as it finishes, each failure to `out/errors.jsonl`. With `resume`, the trees an interrupted
+/// call wrote are kept (a line torn by a kill is dropped) and only the other tasks are searched;
+/// failed ones are searched again. Fails only when writing fails.
 pub async fn run_to_dir(
     searcher: &Searcher,
     tasks: &[Task],
     concurrency: usize,
     out: &Path,
+    resume: bool,
 ) -> Result<SearchSummary, SearchError> {
     let io = |p: &Path| {
         let p = p.display().to_string();
@@ -177,8 +183,23 @@ pub async fn run_to_dir(
     std::fs::create_dir_all(out).map_err(io(out))?;
     let trees_path = out.join("trees.jsonl");
     let errors_path = out.join("errors.jsonl");
-    let mut trees_out =
-        std::io::BufWriter::new(std::fs::File::create(&trees_path).map_err(io(&trees_path))?);
+    let kept = if resume && trees_path.is_file() {
+        keep_finished(&trees_path, tasks)?
+    } else {
+        std::fs::File::create(&trees_path).map_err(io(&trees_path))?;
+        Default::default()
+    };
+    let todo: Vec<Task> = tasks
+        .iter()
+        .filter(|t| !kept.contains(&t.id))
+        .cloned()
+        .collect();
+    let tasks = &todo[..];
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&trees_path)
+        .map_err(io(&trees_path))?;
+    let mut trees_out = std::io::BufWriter::new(file);
     let mut errors_out = std::fs::File::create(&errors_path).map_err(io(&errors_path))?;
     let started = Instant::now();
     let (mut ok, mut failed, mut io_error) = (0usize, 0usize, None);
@@ -209,9 +230,33 @@ pub async fn run_to_dir(
     }
     Ok(SearchSummary {
         ok,
+        kept: kept.len(),
         failed,
         seconds: started.elapsed().as_secs_f64(),
         trees_path,
         errors_path,
     })
+}
+
+/// Rewrites `trees.jsonl` with the readable trees of `tasks` it holds (a torn last line, or a
+/// tree of another task, is dropped) and returns their task ids.
+fn keep_finished(
+    path: &Path,
+    tasks: &[Task],
+) -> Result<std::collections::BTreeSet<String>, SearchError> {
+    let wanted: std::collections::BTreeSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+    let loaded = crate::store::load_jsonl(path)?;
+    let mut ids = std::collections::BTreeSet::new();
+    let mut text = String::new();
+    for tree in loaded.trees {
+        if wanted.contains(tree.id.as_str()) && ids.insert(tree.id.clone()) {
+            text.push_str(&tree.to_json_line());
+            text.push('\n');
+        }
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    let err = |e: std::io::Error| SearchError::Other(format!("{}: {e}", path.display()));
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    Ok(ids)
 }
