@@ -42,6 +42,26 @@ fn setup(dir: &Path, toml: &str) -> (PathBuf, PathBuf) {
     (model, cfg)
 }
 
+/// `arbor loop` of `model` with `cfg` into `out` for `iterations`.
+fn loop_args(model: &Path, cfg: &Path, out: &Path, iterations: usize) -> Vec<String> {
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    vec![
+        "loop".into(),
+        "--model".into(),
+        p(model),
+        "--iterations".into(),
+        iterations.to_string(),
+        "--config".into(),
+        p(cfg),
+        "--out".into(),
+        p(out),
+    ]
+}
+
+fn run(args: &[String]) -> (bool, String, String) {
+    arbor(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 fn report(out: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
 }
@@ -92,22 +112,7 @@ fn report_page_loads_in_chromium(out: &Path, iterations: usize) {
 fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_report() {
     let dir = tempfile::tempdir().unwrap();
     let (model, cfg) = setup(dir.path(), LOOP_TOML);
-    let args = |out: &Path| -> Vec<String> {
-        [
-            "loop",
-            "--model",
-            model.to_str().unwrap(),
-            "--iterations",
-            "2",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec()
-    };
-    let run = |a: &[String]| arbor(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let args = |out: &Path| loop_args(&model, &cfg, out, 2);
 
     let once = dir.path().join("once");
     let started = Instant::now();
@@ -197,17 +202,7 @@ fn sigterm_stops_between_stages_and_says_how_to_resume() {
     let dir = tempfile::tempdir().unwrap();
     let (model, cfg) = setup(dir.path(), LOOP_TOML);
     let out = dir.path().join("out");
-    let args = [
-        "loop",
-        "--model",
-        model.to_str().unwrap(),
-        "--iterations",
-        "30",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let args = loop_args(&model, &cfg, &out, 30);
     let child = Command::new(ARBOR)
         .args(args)
         .stdout(Stdio::null())
@@ -227,10 +222,10 @@ fn sigterm_stops_between_stages_and_says_how_to_resume() {
     // What finished stays finished: the resumed loop runs only the rest.
     let finished = report(&out)["iterations"].as_array().unwrap().len();
     assert!(finished < 31, "the loop was not stopped");
-    let mut resumed: Vec<&str> = args.to_vec();
-    resumed[4] = "3";
+    let mut resumed = loop_args(&model, &cfg, &out, 3);
+    resumed.push("--resume".into());
     let stop_at = finished.min(3);
-    let (ok, _, err) = arbor(&[&resumed[..], &["--resume"]].concat());
+    let (ok, _, err) = run(&resumed);
     assert!(ok, "{err}");
     assert_eq!(report(&out)["iterations"].as_array().unwrap().len(), 4);
     assert!(
@@ -244,15 +239,7 @@ fn an_oreo_loop_evaluates_with_its_critic_too() {
     let dir = tempfile::tempdir().unwrap();
     let (model, cfg) = setup(dir.path(), &LOOP_TOML.replace("algo = \"sft\"", "algo = \"oreo\""));
     let out = dir.path().join("out");
-    let (ok, _, err) = arbor(&[
-        "loop",
-        "--model",
-        model.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = run(&loop_args(&model, &cfg, &out, 1));
     assert!(ok, "{err}");
     let r = report(&out);
     assert_eq!(r["algo"], "oreo");
@@ -282,17 +269,7 @@ fn dpo_trains_against_the_previous_policy_or_the_start() {
             .replace("env = \"math\"", &format!("env = \"math\"\nreference = \"{reference}\""));
         std::fs::write(&cfg, toml).unwrap();
         let out = dir.path().join(reference);
-        let (ok, _, err) = arbor(&[
-            "loop",
-            "--model",
-            model.to_str().unwrap(),
-            "--iterations",
-            "2",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let (ok, _, err) = run(&loop_args(&model, &cfg, &out, 2));
         assert!(ok, "{err}");
         let it1 = &report(&out)["iterations"][1];
         assert_eq!(it1["train_steps"], 2, "π_1 must differ from π_0: {it1}");
