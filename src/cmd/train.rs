@@ -114,7 +114,7 @@ pub struct EvalArgs {
     #[arg(long)]
     value: Option<PathBuf>,
     /// greedy, sample, best-of-n or value-beam.
-    #[arg(long, default_value = "greedy")]
+    #[arg(long, default_value = "greedy", value_parser = parse_enum::<Strategy>)]
     search: Strategy,
     /// Tasks to evaluate.
     #[arg(long, default_value_t = 100)]

@@ -16,6 +16,15 @@ pub fn content_hash<T: Serialize + ?Sized>(value: &T) -> String {
     hex::encode(Sha256::digest(canonical_json(value).as_bytes()))
 }
 
+/// Writes `bytes` to `path` through `<path>.tmp` and a rename, so a kill leaves the old file
+/// or the new one, never half of one.
+pub fn write_atomic(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Hex sha256 of a file's bytes (what a resumed job checks its input against).
 pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
     let mut h = Sha256::new();

@@ -8,5 +8,5 @@ mod id;
 mod message;
 pub mod table;
 
-pub use id::{canonical_json, content_hash, file_sha256, fnv1a};
+pub use id::{canonical_json, content_hash, file_sha256, fnv1a, write_atomic};
 pub use message::{Message, Role, ToolCall, ToolSpec};

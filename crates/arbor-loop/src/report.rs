@@ -42,17 +42,6 @@ pub struct LoopReport {
 }
 
 impl LoopReport {
-    pub fn read(path: &Path) -> Option<Self> {
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-    }
-
-    /// Written to a temporary file and renamed, so a kill never leaves half a report.
-    pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(self).expect("reports serialize"))?;
-        std::fs::rename(tmp, path)
-    }
-
     /// The table's header and one row of cells per iteration.
     fn rows(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
         let head = vec![

@@ -59,9 +59,7 @@ fn read_json(path: &Path) -> Option<Value> {
 }
 
 fn write_json(path: &Path, v: &Value) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(v).expect("JSON values serialize"))?;
-    std::fs::rename(tmp, path)
+    arbor_core::write_atomic(path, serde_json::to_string_pretty(v).expect("JSON values serialize"))
 }
 
 /// The export format that trains `algo` (SFT is rejection sampling: the correct trajectories).
@@ -306,8 +304,9 @@ pub async fn run(
     };
     let config = toml_of(cfg);
     let write = |report: &LoopReport| -> Result<(), LoopError> {
-        report.write(&out.join("report.json")).map_err(io)?;
-        std::fs::write(out.join("report.html"), report.html(out, &config)).map_err(io)
+        let json = serde_json::to_string_pretty(report).expect("reports serialize");
+        arbor_core::write_atomic(&out.join("report.json"), json).map_err(io)?;
+        arbor_core::write_atomic(&out.join("report.html"), report.html(out, &config)).map_err(io)
     };
     let e0 = cx.eval(0, start).await?;
     report.iterations.push(iteration(0, &[("eval", &e0)]));

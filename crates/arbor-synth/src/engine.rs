@@ -140,8 +140,7 @@ pub async fn run(
 
 /// Plays one item; a panic inside becomes the item's dead letter instead of a lost item.
 async fn played(sh: &Shared, item: Arc<Item>, prompts: PromptPair) -> ItemRecord {
-    let (index, id) = (item.index, item.id.clone());
-    let input = serde_json::to_value(&*item).ok();
+    let kept = item.clone();
     match std::panic::AssertUnwindSafe(play(sh, item, prompts))
         .catch_unwind()
         .await
@@ -153,8 +152,9 @@ async fn played(sh: &Shared, item: Arc<Item>, prompts: PromptPair) -> ItemRecord
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            let mut rec = ItemRecord::dead(index, id, 0, format!("internal error: {msg}"));
-            rec.input = input;
+            let cause = format!("internal error: {msg}");
+            let mut rec = ItemRecord::dead(kept.index, kept.id.clone(), 0, cause);
+            rec.input = serde_json::to_value(&*kept).ok();
             rec
         }
     }

@@ -143,12 +143,6 @@ pub fn first_json_object(text: &str) -> Option<Value> {
     None
 }
 
-/// Reads `{"scores": [...], "rationale": "..."}` with exactly `n` numbers.
-pub fn parse_scores(text: &str, n: usize) -> Result<(Vec<f64>, String), String> {
-    let v = first_json_object(text).ok_or_else(|| format!("no JSON object in {:?}", clip(text)))?;
-    scores_of(&v, n)
-}
-
 /// A number, or a string holding one (small models quote their numbers).
 fn number(v: &Value) -> Option<f64> {
     v.as_f64()
@@ -416,6 +410,12 @@ impl Players {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A judge's answer as `ask_json` and `judge_once` read it.
+    fn parse_scores(text: &str, n: usize) -> Result<(Vec<f64>, String), String> {
+        let v = first_json_object(text).ok_or("no JSON object")?;
+        scores_of(&v, n)
+    }
 
     #[test]
     fn scores_parse_from_prose_and_pairs_follow_the_ranking() {

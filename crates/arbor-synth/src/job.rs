@@ -99,10 +99,6 @@ impl Job {
         })
     }
 
-    pub fn config(&self) -> &SynthConfig {
-        &self.cfg
-    }
-
     pub fn total_rows(&self) -> usize {
         self.items.len()
     }

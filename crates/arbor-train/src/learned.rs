@@ -38,7 +38,7 @@ impl LearnedValue {
 
     /// V of each path's state. A finished path is read one token before its end, at the state
     /// before its last action: the critic was trained on states that precede actions.
-    pub fn values_blocking(
+    fn values_blocking(
         &self,
         question: &str,
         paths: &[(Vec<String>, bool)],

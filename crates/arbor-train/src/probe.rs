@@ -87,11 +87,6 @@ impl Probe {
         self.trainer.action_tokens(&self.all())
     }
 
-    /// The trainer over the probe's examples (its optimizer steps are `arbor bench train`'s).
-    pub fn trainer(&mut self) -> &mut Trainer {
-        &mut self.trainer
-    }
-
     /// One optimizer step on every example as one batch at learning rate `lr`; returns the
     /// metrics.
     pub fn step(&mut self, lr: f64) -> Vec<(String, f64)> {

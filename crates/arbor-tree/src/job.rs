@@ -186,7 +186,6 @@ pub async fn run_to_dir(
     let kept = if resume && trees_path.is_file() {
         keep_finished(&trees_path, tasks)?
     } else {
-        std::fs::File::create(&trees_path).map_err(io(&trees_path))?;
         Default::default()
     };
     let todo: Vec<Task> = tasks
@@ -195,8 +194,12 @@ pub async fn run_to_dir(
         .cloned()
         .collect();
     let tasks = &todo[..];
+    // Appended to after the kept trees; truncated for a fresh search.
     let file = std::fs::OpenOptions::new()
-        .append(true)
+        .create(true)
+        .write(true)
+        .append(!kept.is_empty())
+        .truncate(kept.is_empty())
         .open(&trees_path)
         .map_err(io(&trees_path))?;
     let mut trees_out = std::io::BufWriter::new(file);
@@ -254,9 +257,7 @@ fn keep_finished(
             text.push('\n');
         }
     }
-    let tmp = path.with_extension("jsonl.tmp");
-    let err = |e: std::io::Error| SearchError::Other(format!("{}: {e}", path.display()));
-    std::fs::write(&tmp, text).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
+    arbor_core::write_atomic(path, text)
+        .map_err(|e| SearchError::Other(format!("{}: {e}", path.display())))?;
     Ok(ids)
 }

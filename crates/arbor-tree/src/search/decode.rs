@@ -29,14 +29,6 @@ impl Strategy {
     }
 }
 
-impl std::str::FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        serde_json::from_value(serde_json::Value::String(s.into()))
-            .map_err(|_| format!("unknown strategy `{s}` (greedy, sample, best-of-n, value-beam)"))
-    }
-}
-
 /// A finished (or cut-off) solution.
 #[derive(Debug, Clone)]
 pub struct Solution {
