@@ -162,3 +162,88 @@ async fn serve_answers_openai_clients() {
         .is_some_and(|l| !l.is_empty()));
     assert!(t.usage.prompt_tokens > 0 && t.usage.completion_tokens > 0);
 }
+
+/// POSTs `body` to the llama.cpp server at `base` (its native endpoints) and returns the JSON.
+async fn post(base: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let url = format!("{}{path}", base.trim_end_matches("/v1"));
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    serde_json::from_str(&r.text().await.unwrap()).unwrap()
+}
+
+/// `arbor model export-gguf`: llama.cpp (xllamacpp) loads the exported SmolLM2 (f32), renders its
+/// chat template and tokenizes exactly as the golden data says, and decodes greedily the ids
+/// arbor decodes, at every position before arbor's top-2 margin first falls under 0.1 (a near
+/// tie that float rounding may flip). A tiny model with a learned BPE exports, loads and
+/// tokenizes the same way too. Catches: a wrong RoPE row order or tensor layout (greedy ids
+/// diverge at once), missing merges or control-token types (tokenization differs), a dropped
+/// chat template.
+#[test]
+fn exported_gguf_serves_in_llama_cpp_with_arbor_greedy_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let home = arbor_home();
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/serve_xllamacpp.py");
+    let golden = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/golden/smollm2/forward_cases.jsonl");
+    let cases: Vec<serde_json::Value> = std::fs::read_to_string(golden)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let smol = d.join("smol.gguf");
+    let (ok, _, err) = arbor(&["model", "export-gguf", "embedded", smol.to_str().unwrap(), "--type", "f32"]);
+    assert!(ok, "{err}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(arbor_serve::llamacpp::LlamaCppServer::start(&home.join("venv/bin/python"), &script, &smol, 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut compared = 0;
+    for c in &cases {
+        let rendered = rt.block_on(post(&server.base_url, "/apply-template", serde_json::json!({"messages": c["messages"]})));
+        assert_eq!(rendered["prompt"], c["rendered"], "chat template");
+        let ids = rt.block_on(post(&server.base_url, "/tokenize", serde_json::json!({"content": c["rendered"], "parse_special": true})));
+        assert_eq!(ids["tokens"], c["prompt_ids"], "tokenization");
+        let n = c["reference_greedy_ids"].as_array().unwrap().len();
+        let theirs = rt.block_on(post(&server.base_url, "/completion", serde_json::json!({"prompt": c["prompt_ids"], "n_predict": n, "temperature": 0.0, "return_tokens": true, "cache_prompt": false})));
+        let (ok, out, err) = arbor(&["generate", "--model", smol.to_str().unwrap(), "--max-tokens", &n.to_string(), "--json", c["rendered"].as_str().unwrap()]);
+        assert!(ok, "{err}");
+        let ours: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(ours["prompt_ids"], c["prompt_ids"]);
+        for (i, top) in ours["top_logprobs"].as_array().unwrap().iter().enumerate() {
+            let margin = top[0][1].as_f64().unwrap() - top[1][1].as_f64().unwrap();
+            if margin < 0.1 {
+                break;
+            }
+            assert_eq!(theirs["tokens"][i], ours["generated_ids"][i], "position {i} of {}", c["rendered"]);
+            compared += 1;
+        }
+    }
+    assert!(compared >= 30, "only {compared} positions were compared");
+    drop(server);
+
+    // A tiny model with a BPE learned from a corpus.
+    std::fs::write(d.join("corpus.txt"), "Tom has 3 apples and buys 5 more.\nThe answer is 8.\nHow many apples does he have now?\n".repeat(20)).unwrap();
+    let tiny = d.join("tiny");
+    let (ok, _, err) = arbor(&["model", "init", "--out", tiny.to_str().unwrap(), "--corpus", d.join("corpus.txt").to_str().unwrap(), "--vocab-size", "300"]);
+    assert!(ok, "{err}");
+    let tiny_gguf = d.join("tiny.gguf");
+    let (ok, _, err) = arbor(&["model", "export-gguf", tiny.to_str().unwrap(), tiny_gguf.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let server = rt
+        .block_on(arbor_serve::llamacpp::LlamaCppServer::start(&home.join("venv/bin/python"), &script, &tiny_gguf, 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for text in ["Tom has 13 apples and buys 5 more.", "<|im_start|>user\nHow many?<|im_end|>\n"] {
+        let theirs = rt.block_on(post(&server.base_url, "/tokenize", serde_json::json!({"content": text, "parse_special": true})));
+        let (ok, out, err) = arbor(&["generate", "--model", tiny.to_str().unwrap(), "--max-tokens", "1", "--json", text]);
+        assert!(ok, "{err}");
+        let ours: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(theirs["tokens"], ours["prompt_ids"], "{text}");
+    }
+}

@@ -17,6 +17,29 @@ pub enum ModelCommand {
     /// Write a randomly initialised Llama with a byte-level tokenizer as a Hugging Face
     /// checkpoint directory: a tiny model to train from scratch (tests, experiments).
     Init(InitArgs),
+    /// Write a model (`embedded`, a GGUF file or a checkpoint directory such as `arbor train`
+    /// writes) as a GGUF file that llama.cpp serves: weights in f32 or f16, with the tokenizer
+    /// and chat template in its metadata.
+    ExportGguf(ExportGgufArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ExportGgufArgs {
+    model: String,
+    out: PathBuf,
+    /// f32 or f16 (norms stay f32).
+    #[arg(long = "type", default_value = "f16")]
+    ty: arbor_model::OutType,
+}
+
+fn export_gguf(a: ExportGgufArgs) -> anyhow::Result<()> {
+    let given = (a.model != "embedded").then(|| PathBuf::from(&a.model));
+    let path = resolve_model(given.as_deref())?;
+    let m = EmbeddedModel::load(&path, DeviceKind::Cpu.device())
+        .with_context(|| format!("loading {}", path.display()))?;
+    m.save_gguf(&a.out, a.ty)?;
+    println!("{}", a.out.display());
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -134,6 +157,7 @@ pub async fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ModelCommand::Init(a) => init(a),
+        ModelCommand::ExportGguf(a) => tokio::task::spawn_blocking(move || export_gguf(a)).await?,
     }
 }
 

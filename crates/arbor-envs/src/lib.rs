@@ -14,6 +14,6 @@ mod replay;
 mod task;
 
 pub use env::{EnvError, Environment, Episode, Step, Verification};
-pub use registry::{by_name, names};
+pub use registry::{by_name, names, with_table};
 pub use replay::{replay, Outcome};
 pub use task::{read_tasks, Task};

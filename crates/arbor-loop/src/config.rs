@@ -1,10 +1,12 @@
-//! `loop.toml`: the environment's task slices, the search (`[search]`, `[policy]`,
+//! `loop.toml`: the environment (`env`, its keys in `[environment]`) and its task slices, the search (`[search]`, `[policy]`,
 //! `[evaluator]` as in search.toml), the training (`[train]` as in train.toml) and the
 //! evaluation. Every `arbor loop` flag is also a key here.
 use arbor_train::{Algo, TrainConfig};
 use arbor_tree::job::{EvaluatorFile, EvaluatorKind, PolicyFile, SearchFile};
 use arbor_tree::SearchConfig;
 use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, LlamaCppFile};
 
 /// The frozen reference of iteration t's training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -21,6 +23,8 @@ pub enum Reference {
 #[serde(deny_unknown_fields, default)]
 pub struct LoopConfig {
     pub env: String,
+    /// The environment's own config keys (its config file's, e.g. environments/math/config.toml).
+    pub environment: toml::Table,
     pub iterations: usize,
     /// Fresh training tasks searched per iteration (iteration t samples with seed `seed + t`).
     pub tasks_per_iteration: usize,
@@ -36,6 +40,9 @@ pub struct LoopConfig {
     pub seed: u64,
     /// The reference model of the DPO / OREO / TPO terms.
     pub reference: Reference,
+    /// Where π_t runs for search and evaluation (embedded, or llamacpp with `[llamacpp]`).
+    pub backend: Backend,
+    pub llamacpp: LlamaCppFile,
     pub search: SearchConfig,
     pub policy: PolicyFile,
     pub evaluator: EvaluatorFile,
@@ -46,6 +53,7 @@ impl Default for LoopConfig {
     fn default() -> Self {
         Self {
             env: "math".into(),
+            environment: toml::Table::new(),
             iterations: 1,
             tasks_per_iteration: 16,
             eval_tasks: 50,
@@ -55,6 +63,8 @@ impl Default for LoopConfig {
             concurrency: 8,
             seed: 0,
             reference: Reference::Previous,
+            backend: Backend::Embedded,
+            llamacpp: LlamaCppFile::default(),
             search: SearchConfig::default(),
             policy: PolicyFile::default(),
             evaluator: EvaluatorFile {
@@ -77,6 +87,7 @@ impl LoopConfig {
         if self.evaluator.kind == EvaluatorKind::Learned {
             return Err("the loop's search cannot use the learned evaluator yet".into());
         }
+        self.llamacpp.validate()?;
         self.search.validate()?;
         self.train.validate()
     }

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arbor_envs::{Environment, Task};
-use arbor_llm::{LanguageModel, ModelOpener, ModelSpec};
-use arbor_model::{DeviceKind, EmbeddedBackend, Models, EMBEDDED};
+use arbor_model::DeviceKind;
 use arbor_train::{Algo, LearnedValue, RunOptions, StartModel, TrainError};
 use arbor_tree::export::{export, ExportOptions, Format};
 use arbor_tree::job::{run_to_dir, PolicyKind};
@@ -19,6 +18,7 @@ use arbor_tree::search::decode::{DecodeParams, Strategy};
 use arbor_tree::Searcher;
 use serde_json::{json, Value};
 
+use crate::backend;
 use crate::config::{LoopConfig, Reference};
 use crate::report::{IterationReport, LoopReport};
 
@@ -108,13 +108,8 @@ impl Ctx<'_> {
     async fn eval(&self, t: usize, model: &Path) -> Result<Value, LoopError> {
         let (cfg, env, tasks) = (self.cfg, self.env.clone(), &self.eval_tasks);
         self.stage(t, "eval", |dir| async move {
-            let p = model.to_path_buf();
-            let backend = tokio::task::spawn_blocking(move || EmbeddedBackend::load_default(Some(&p)))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            let backend: Arc<dyn LanguageModel> = Arc::new(backend);
-            let mut policy = LlmStepPolicy::new(backend.clone(), EMBEDDED);
+            let pi = backend::open(cfg.backend, &cfg.llamacpp, model, &dir).await?;
+            let mut policy = LlmStepPolicy::new(pi.model.clone(), &pi.name);
             policy.temperature = 0.0;
             policy.seed = Some(cfg.eval_seed);
             let params = DecodeParams {
@@ -133,7 +128,7 @@ impl Ctx<'_> {
             let critic = model.join("value");
             if critic.join("config.json").is_file() {
                 let value = LearnedValue::load(&critic, DeviceKind::Cpu)?;
-                let mut sampler = LlmStepPolicy::new(backend, EMBEDDED);
+                let mut sampler = LlmStepPolicy::new(pi.model.clone(), &pi.name);
                 sampler.temperature = cfg.policy.temperature;
                 sampler.seed = Some(cfg.eval_seed);
                 let params = DecodeParams {
@@ -159,15 +154,11 @@ impl Ctx<'_> {
                 .sample(cfg.tasks_per_iteration, cfg.seed.wrapping_add(t as u64))
                 .map_err(|e| e.to_string())?;
             let file = cfg.search_file();
-            let opened = match file.policy.kind {
+            let pi = match file.policy.kind {
                 PolicyKind::Synthetic => None,
-                PolicyKind::Llm => Some(
-                    Models::new(Some(model.to_path_buf()))
-                        .open(&ModelSpec::default())
-                        .await
-                        .map_err(|e| e.to_string())?,
-                ),
+                PolicyKind::Llm => Some(backend::open(cfg.backend, &cfg.llamacpp, model, &dir).await?),
             };
+            let opened = pi.as_ref().map(|p| (p.model.clone(), p.name.clone()));
             let seed = cfg.seed.wrapping_add(t as u64);
             let (policy, evaluator) = file
                 .build(&tasks, opened, None, seed)
@@ -283,7 +274,8 @@ pub async fn run(
         }
     }
     let env: Arc<dyn Environment> = Arc::from(
-        arbor_envs::by_name(&cfg.env, None).map_err(|e| LoopError::Config(e.to_string()))?,
+        arbor_envs::with_table(&cfg.env, cfg.environment.clone(), "loop config [environment]")
+            .map_err(|e| LoopError::Config(e.to_string()))?,
     );
     let eval_tasks = env
         .sample(cfg.eval_tasks, cfg.eval_seed)

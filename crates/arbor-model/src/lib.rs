@@ -2,7 +2,7 @@
 //!
 //! [`gguf`] reads the file, [`tokenizer`] builds the tokenizer and chat template from its
 //! metadata, [`llama`] is the network, [`generate`] does batched decoding with a KV cache and
-//! teacher-forced scoring, [`fetch`] downloads and verifies the default model, [`hf`] reads and writes Hugging Face
+//! teacher-forced scoring, `gguf_write` exports a model as GGUF for llama.cpp, [`fetch`] downloads and verifies the default model, [`hf`] reads and writes Hugging Face
 //! checkpoints (what training produces), [`host`] moves values between host vectors and tensors,
 //! [`init`] writes tiny random models, `Models` opens the model behind a role (a server or
 //! this crate's embedded model), `DeviceKind` names a device without burn types.
@@ -12,6 +12,7 @@ mod device;
 pub mod fetch;
 pub mod generate;
 pub mod gguf;
+mod gguf_write;
 pub mod hf;
 pub mod host;
 pub mod init;
@@ -22,5 +23,6 @@ pub mod tokenizer;
 
 pub use backend::EmbeddedBackend;
 pub use device::DeviceKind;
+pub use gguf_write::OutType;
 pub use open::{Models, EMBEDDED};
 pub use generate::{EmbeddedModel, Finish, GenerateOptions, Generated, ModelError, Scored};

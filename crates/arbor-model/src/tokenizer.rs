@@ -63,6 +63,14 @@ fn bpe_pair(
     Ok((build(true)?, build(false)?))
 }
 
+/// A vocabulary in GGUF's terms ([`TextTokenizer::gguf_vocab`]).
+pub struct GgufVocab {
+    pub tokens: Vec<String>,
+    pub types: Vec<i32>,
+    pub merges: Vec<String>,
+    pub chat_template: Option<String>,
+}
+
 /// Text ↔ token ids, exactly as llama.cpp tokenizes for this model.
 #[derive(Clone)]
 pub struct TextTokenizer {
@@ -332,6 +340,42 @@ impl TextTokenizer {
     pub fn token_text(&self, id: u32) -> String {
         self.decode(&[id])
             .unwrap_or_else(|_| self.tokens.get(id as usize).cloned().unwrap_or_default())
+    }
+
+    /// The vocabulary as GGUF stores it: tokens by id, their types (control for the special
+    /// tokens, normal otherwise), the BPE merges as "a b", the chat template.
+    pub fn gguf_vocab(&self) -> Result<GgufVocab, TokenizerError> {
+        let bad = |m: &str| TokenizerError::Build(format!("tokenizer for GGUF: {m}"));
+        let v: serde_json::Value = serde_json::from_str(
+            &self.special.to_string(false).map_err(|e| bad(&e.to_string()))?,
+        )
+        .map_err(|e| bad(&e.to_string()))?;
+        // tokenizer.json writes a merge as ["a", "b"] (or "a b" in older files).
+        let merges = v["model"]["merges"]
+            .as_array()
+            .ok_or_else(|| bad("no BPE merges"))?
+            .iter()
+            .map(|m| match m {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Array(p) => Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?)),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("a merge is neither \"a b\" nor [a, b]"))?;
+        let mut types = vec![1i32; self.tokens.len()];
+        for t in v["added_tokens"].as_array().into_iter().flatten() {
+            if let (Some(id), Some(true)) = (t["id"].as_u64(), t["special"].as_bool()) {
+                if let Some(ty) = types.get_mut(id as usize) {
+                    *ty = CONTROL as i32;
+                }
+            }
+        }
+        Ok(GgufVocab {
+            tokens: self.tokens.clone(),
+            types,
+            merges,
+            chat_template: self.chat_template.clone(),
+        })
     }
 
     /// Renders `messages` with the model's own chat template (`tokenizer.chat_template`).
