@@ -246,13 +246,43 @@ fn an_oreo_loop_evaluates_with_its_critic_too() {
     let it = &r["iterations"][1];
     assert_eq!(it["train_steps"], 2, "{it}");
     assert!(out.join("iter-1/model/value/config.json").is_file());
-    // π_0 has no critic; π_1 is also scored by value-guided beam search.
+    // π_0 has no critic; π_1 is also scored by value-guided beam search, best-of-K by value and
+    // one sample (K = eval_beam), and its critic's AUC is reported when the greedy paths hold
+    // both right and wrong answers.
     assert!(r["iterations"][0]["value_beam_accuracy"].is_null(), "{r}");
-    assert!(it["value_beam_accuracy"].is_f64(), "{it}");
+    for k in ["value_beam_accuracy", "best_of_k_accuracy", "sample_accuracy"] {
+        assert!(it[k].is_f64(), "{k}: {it}");
+    }
     let eval: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("iter-1/eval.json")).unwrap())
             .unwrap();
-    assert_eq!(eval["value_beam"]["width"], 4, "{eval}");
+    assert_eq!(eval["critic"]["width"], 4, "{eval}");
+    assert!(eval["critic"].get("critic_auc").is_some(), "{eval}");
+    assert!(it["vs_previous"]["n"] == 6, "the gain over π_0 is paired on the 6 tasks: {it}");
+}
+
+/// `backend = "llamacpp"`: π_t is exported as GGUF and served by llama.cpp (xllamacpp) for the
+/// search and the evaluation; the trees name the server's model.
+#[test]
+fn the_llama_cpp_backend_searches_and_evaluates_on_a_server_of_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/serve_xllamacpp.py");
+    let toml = LOOP_TOML
+        .replace("kind = \"synthetic\"", "kind = \"llm\"\nmax_step_tokens = 16")
+        .replace("env = \"math\"", "env = \"math\"\nbackend = \"llamacpp\"")
+        .replace("[search]", &format!("[llamacpp]\nparallel = 2\nscript = {:?}\n[search]", script.to_str().unwrap()));
+    let (model, cfg) = setup(dir.path(), &toml);
+    let out = dir.path().join("out");
+    let (ok, _, err) = run(&loop_args(&model, &cfg, &out, 1));
+    assert!(ok, "{err}");
+    let it = &report(&out)["iterations"][1];
+    assert_eq!(it["trees"], 4, "{it}");
+    assert_eq!(it["eval_n"], 6, "{it}");
+    for f in ["iter-0/policy.gguf", "iter-1/policy.gguf"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let trees = std::fs::read_to_string(out.join("iter-1/trees/trees.jsonl")).unwrap();
+    assert!(trees.contains("\"policy\""), "the trees were searched on the server's model");
 }
 
 #[test]

@@ -65,7 +65,13 @@ impl Default for LoopConfig {
             reference: Reference::Previous,
             backend: Backend::Embedded,
             llamacpp: LlamaCppFile::default(),
-            search: SearchConfig::default(),
+            // Small enough that the README's loop on the embedded model finishes in minutes
+            // on 2 cores; larger budgets are keys of loop.toml.
+            search: SearchConfig {
+                iterations: 4,
+                width: 2,
+                ..SearchConfig::default()
+            },
             policy: PolicyFile::default(),
             evaluator: EvaluatorFile {
                 kind: EvaluatorKind::Terminal,

@@ -26,8 +26,14 @@ pub struct IterationReport {
     pub eval_correct: usize,
     pub accuracy: f64,
     pub ci95: (f64, f64),
-    /// With a critic: accuracy of value-guided beam search (`eval.json` has its interval).
+    /// With a critic (`eval.json` has the intervals): accuracy of value-guided beam search of
+    /// width K, of best-of-K by value and of one sample, and the critic's AUC on the greedy paths.
     pub value_beam_accuracy: Option<f64>,
+    pub best_of_k_accuracy: Option<f64>,
+    pub sample_accuracy: Option<f64>,
+    pub critic_auc: Option<f64>,
+    /// The held-out gain over the previous iteration's policy, paired on the same tasks.
+    pub vs_previous: Option<arbor_tree::eval::Paired>,
     /// Wall seconds of each stage that ran in this process (a resumed stage keeps its old
     /// figure).
     pub seconds: Vec<(String, f64)>,
@@ -46,7 +52,8 @@ impl LoopReport {
     fn rows(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
         let head = vec![
             "iteration", "trees", "correct leaves", "rows", "steps", "accuracy", "95% CI",
-            "value beam",
+            "gain (paired 95% CI)",
+            "value beam", "best-of-K", "sample", "critic AUC",
         ];
         let opt = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
         let pct = |x: f64| format!("{:.1}%", 100.0 * x);
@@ -62,7 +69,13 @@ impl LoopReport {
                     opt(r.train_steps),
                     pct(r.accuracy),
                     format!("[{:.1}, {:.1}]", 100.0 * r.ci95.0, 100.0 * r.ci95.1),
+                    r.vs_previous.as_ref().map_or("-".to_string(), |p| {
+                        format!("{:+.1} [{:+.1}, {:+.1}]", 100.0 * p.difference, 100.0 * p.ci95.0, 100.0 * p.ci95.1)
+                    }),
                     r.value_beam_accuracy.map_or("-".to_string(), pct),
+                    r.best_of_k_accuracy.map_or("-".to_string(), pct),
+                    r.sample_accuracy.map_or("-".to_string(), pct),
+                    r.critic_auc.map_or("-".to_string(), |a| format!("{a:.3}")),
                 ]
             })
             .collect();

@@ -11,6 +11,7 @@ use std::time::Instant;
 use arbor_envs::{Environment, Task};
 use arbor_model::DeviceKind;
 use arbor_train::{Algo, LearnedValue, RunOptions, StartModel, TrainError};
+use arbor_tree::eval::{paired, Report};
 use arbor_tree::export::{export, ExportOptions, Format};
 use arbor_tree::job::{run_to_dir, PolicyKind};
 use arbor_tree::policy::LlmStepPolicy;
@@ -106,7 +107,7 @@ impl Ctx<'_> {
 
     /// Greedy accuracy of `model` on the held-out tasks.
     async fn eval(&self, t: usize, model: &Path) -> Result<Value, LoopError> {
-        let (cfg, env, tasks) = (self.cfg, self.env.clone(), &self.eval_tasks);
+        let (cfg, env, tasks, out) = (self.cfg, self.env.clone(), &self.eval_tasks, self.out);
         self.stage(t, "eval", |dir| async move {
             let pi = backend::open(cfg.backend, &cfg.llamacpp, model, &dir).await?;
             let mut policy = LlmStepPolicy::new(pi.model.clone(), &pi.name);
@@ -123,22 +124,25 @@ impl Ctx<'_> {
             std::fs::write(&results, serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?)
                 .map_err(|e| format!("{}: {e}", results.display()))?;
             let mut v = json!({"model": model, "n": r.n, "correct": r.correct, "accuracy": r.accuracy, "ci95": [r.ci95.0, r.ci95.1]});
-            // With a critic (OREO), also value-guided step beam search (OREO §4.4), sampling
-            // at the search temperature.
+            // The gain over π_{t−1}, paired on the same tasks.
+            if t > 0 {
+                let prev = iter_dir(out, t - 1).join("eval-results.json");
+                let prev: Report = serde_json::from_str(
+                    &std::fs::read_to_string(&prev).map_err(|e| format!("{}: {e}", prev.display()))?,
+                )
+                .map_err(|e| format!("{}: {e}", prev.display()))?;
+                v["vs_previous"] = json!(paired(&prev, &r));
+            }
+            // With a critic (OREO): its AUC, and value-guided search against sampling (OREO
+            // §4.4), sampling at the search temperature.
             let critic = model.join("value");
             if critic.join("config.json").is_file() {
                 let value = LearnedValue::load(&critic, DeviceKind::Cpu)?;
                 let mut sampler = LlmStepPolicy::new(pi.model.clone(), &pi.name);
                 sampler.temperature = cfg.policy.temperature;
                 sampler.seed = Some(cfg.eval_seed);
-                let params = DecodeParams {
-                    strategy: Strategy::ValueBeam,
-                    width: cfg.eval_beam,
-                    max_depth: cfg.eval_max_depth,
-                };
-                let b = arbor_tree::eval::evaluate(env, tasks, Arc::new(sampler), Some(Arc::new(value)), &params, cfg.concurrency)
-                    .await;
-                v["value_beam"] = json!({"width": cfg.eval_beam, "correct": b.correct, "accuracy": b.accuracy, "ci95": [b.ci95.0, b.ci95.1]});
+                v["critic"] = crate::critic::measure(env, tasks, &r, Arc::new(sampler), Arc::new(value), cfg.eval_beam, cfg.eval_max_depth, cfg.concurrency)
+                    .await?;
             }
             Ok(v)
         })
@@ -344,7 +348,11 @@ fn iteration(t: usize, stages: &[(&str, &Value)]) -> IterationReport {
         eval_n: n("eval", "n").unwrap_or(0),
         eval_correct: n("eval", "correct").unwrap_or(0),
         accuracy: e.and_then(|v| v["accuracy"].as_f64()).unwrap_or(0.0),
-        value_beam_accuracy: e.and_then(|v| v["value_beam"]["accuracy"].as_f64()),
+        value_beam_accuracy: e.and_then(|v| v["critic"]["value_beam"]["accuracy"].as_f64()),
+        best_of_k_accuracy: e.and_then(|v| v["critic"]["best_of_k"]["accuracy"].as_f64()),
+        sample_accuracy: e.and_then(|v| v["critic"]["sample"]["accuracy"].as_f64()),
+        critic_auc: e.and_then(|v| v["critic"]["critic_auc"].as_f64()),
+        vs_previous: e.and_then(|v| serde_json::from_value(v["vs_previous"].clone()).ok()),
         ci95: (
             e.and_then(|v| v["ci95"][0].as_f64()).unwrap_or(0.0),
             e.and_then(|v| v["ci95"][1].as_f64()).unwrap_or(1.0),

@@ -43,6 +43,49 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
     ((mid - half).max(0.0), (mid + half).min(1.0))
 }
 
+/// Accuracy of `b` minus accuracy of `a` on the same tasks (matched by id), paired: the
+/// difference, its 95% interval and McNemar's z = (wins − losses) / √(wins + losses), where a
+/// win is a task `b` solves and `a` does not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paired {
+    pub n: usize,
+    pub wins: usize,
+    pub losses: usize,
+    pub difference: f64,
+    pub ci95: (f64, f64),
+    pub z: f64,
+}
+
+pub fn paired(a: &Report, b: &Report) -> Paired {
+    let before: std::collections::HashMap<&str, bool> =
+        a.results.iter().map(|r| (r.task_id.as_str(), r.correct)).collect();
+    let (mut n, mut wins, mut losses) = (0, 0, 0);
+    for r in &b.results {
+        if let Some(&was) = before.get(r.task_id.as_str()) {
+            n += 1;
+            match (was, r.correct) {
+                (false, true) => wins += 1,
+                (true, false) => losses += 1,
+                _ => {}
+            }
+        }
+    }
+    let nf = n.max(1) as f64;
+    let d = (wins as f64 - losses as f64) / nf;
+    // Variance of the mean of per-task differences in {−1, 0, 1}.
+    let var = ((wins + losses) as f64 / nf - d * d) / nf;
+    let half = 1.96 * var.max(0.0).sqrt();
+    let disc = (wins + losses) as f64;
+    Paired {
+        n,
+        wins,
+        losses,
+        difference: d,
+        ci95: (d - half, d + half),
+        z: if disc > 0.0 { (wins as f64 - losses as f64) / disc.sqrt() } else { 0.0 },
+    }
+}
+
 /// Solves every task (`concurrency` at once, so model calls batch) and verifies the answers.
 /// A task whose search fails counts as wrong and keeps its error.
 pub async fn evaluate(
@@ -97,6 +140,41 @@ pub async fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(correct: &[bool]) -> Report {
+        let results: Vec<TaskResult> = correct
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| TaskResult {
+                task_id: format!("t{i}"),
+                correct: c,
+                steps: Vec::new(),
+                value: None,
+                error: None,
+            })
+            .collect();
+        let k = correct.iter().filter(|c| **c).count();
+        Report {
+            n: correct.len(),
+            correct: k,
+            accuracy: k as f64 / correct.len() as f64,
+            ci95: wilson(k, correct.len()),
+            results,
+        }
+    }
+
+    #[test]
+    fn paired_difference_counts_wins_and_losses_on_the_same_tasks() {
+        let a = report(&[true, false, false, false, true]);
+        let b = report(&[true, true, true, false, false]);
+        let p = paired(&a, &b);
+        assert_eq!((p.n, p.wins, p.losses), (5, 2, 1));
+        assert!((p.difference - 0.2).abs() < 1e-12);
+        assert!((p.z - 1.0 / 3f64.sqrt()).abs() < 1e-12);
+        // var = (3/5 − 0.04) / 5 = 0.112
+        assert!((p.ci95.1 - (0.2 + 1.96 * 0.112f64.sqrt())).abs() < 1e-12);
+        assert_eq!(paired(&a, &a).z, 0.0);
+    }
 
     #[test]
     fn wilson_interval_matches_the_formula() {
