@@ -210,6 +210,11 @@ fn sigterm_stops_between_stages_and_says_how_to_resume() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(400));
+    // One loop per directory: a second one is refused while the first runs.
+    let mut second = loop_args(&model, &cfg, &out, 3);
+    second.push("--resume".into());
+    let (ok, _, err) = run(&second);
+    assert!(!ok && err.contains("another arbor loop is running"), "{err}");
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

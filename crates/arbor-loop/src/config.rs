@@ -53,7 +53,16 @@ impl Default for LoopConfig {
     fn default() -> Self {
         Self {
             env: "math".into(),
-            environment: toml::Table::new(),
+            // One-step problems with small numbers: SmolLM2-135M solves some (15% greedy), so
+            // the README's loop finds correct trajectories to learn from; the environment's own
+            // default (2–4 steps, values to 100) it almost never solves.
+            environment: toml::toml! {
+                max_episode_steps = 3
+                [generator]
+                min_steps = 1
+                max_steps = 1
+                max_value = 10
+            },
             iterations: 1,
             tasks_per_iteration: 16,
             eval_tasks: 50,

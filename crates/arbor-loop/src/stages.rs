@@ -277,6 +277,15 @@ pub async fn run(
             write_json(&pin, &job).map_err(io)?;
         }
     }
+    // One loop per directory: a second process (say, one still finishing its stage after a
+    // Ctrl-C) would write its markers into this loop's stages.
+    let lock = std::fs::File::create(out.join(".lock")).map_err(io)?;
+    if lock.try_lock().is_err() {
+        return Err(LoopError::Config(format!(
+            "another arbor loop is running in {}; wait for it to stop",
+            out.display()
+        )));
+    }
     let env: Arc<dyn Environment> = Arc::from(
         arbor_envs::with_table(&cfg.env, cfg.environment.clone(), "loop config [environment]")
             .map_err(|e| LoopError::Config(e.to_string()))?,

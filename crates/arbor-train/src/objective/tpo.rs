@@ -16,7 +16,7 @@ impl Objective for Tpo {
         Algo::Tpo
     }
     fn metrics(&self) -> &'static [&'static str] {
-        &["loss", "margin_best_worst"]
+        &["loss", "margin_best_worst", "best_nll"]
     }
     fn eval_metrics(&self) -> &'static [&'static str] {
         &["loss"]
@@ -44,6 +44,20 @@ impl Objective for Tpo {
         let device = cx.device.clone();
         let mask = batch.action_mask(&device);
         let pass = token_pass(policy, &cx.lcfg, batch, &device, false);
+        // Optional NLL of each list's best response (Iterative RPO's term; not in the TPO
+        // paper): the weight is `[dpo] nll_weight`.
+        let nll_weight = cx.cfg.dpo.nll_weight;
+        let best_nll = (nll_weight > 0.0).then(|| {
+            let mut sel = vec![0f32; batch.rows()];
+            let mut row = 0;
+            for e in ex {
+                sel[row] = 1.0;
+                row += e.seqs.len();
+            }
+            let sel = Tensor::<2>::from_data(TensorData::new(sel, [batch.rows(), 1]), &device);
+            let m = mask.clone() * sel;
+            (pass.logprobs.clone() * m.clone()).sum().neg() / m.sum().clamp_min(1.0)
+        });
         let (ref_lp, _) = cx.reference(batch, x.ids, false);
         let units = Units::new(batch, Level::Step, &device);
         let k = units.mask.dims()[1];
@@ -104,11 +118,17 @@ impl Objective for Tpo {
             .map(|(b, e)| (sv[b * n_max] - sv[b * n_max + e.seqs.len() - 1]) as f64)
             .collect();
         let top_margin = margins.iter().sum::<f64>() / margins.len().max(1) as f64;
+        let mut metrics = vec![("margin_best_worst", top_margin)];
+        let loss = match best_nll {
+            Some(nll) => {
+                metrics.push(("best_nll", scalar(nll.clone())));
+                loss + nll.mul_scalar(nll_weight)
+            }
+            None => loss,
+        };
+        metrics.insert(0, ("loss", scalar(loss.clone())));
         LossOut {
-            metrics: vec![
-                ("loss", scalar(loss.clone())),
-                ("margin_best_worst", top_margin),
-            ],
+            metrics,
             policy: loss,
             value: None,
         }
