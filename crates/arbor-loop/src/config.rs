@@ -65,7 +65,7 @@ impl Default for LoopConfig {
             },
             iterations: 1,
             tasks_per_iteration: 16,
-            eval_tasks: 50,
+            eval_tasks: 30,
             eval_seed: 1_000_003,
             eval_max_depth: 10,
             eval_beam: 4,
