@@ -77,8 +77,8 @@ impl Default for LoopConfig {
             // Small enough that the README's loop on the embedded model finishes in minutes
             // on 2 cores; larger budgets are keys of loop.toml.
             search: SearchConfig {
-                iterations: 4,
-                width: 2,
+                iterations: 8,
+                width: 3,
                 ..SearchConfig::default()
             },
             policy: PolicyFile::default(),
