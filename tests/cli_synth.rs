@@ -359,6 +359,45 @@ fn malformed_rows_are_dead_lettered_with_their_line_or_stop_the_job_with_strict(
     assert_eq!(journal, vec![(0, "p1".to_string()), (1, "p2".to_string())]);
 }
 
+/// A JSON answer cut at the token limit is shown back to the model with the error
+/// (`json_repairs`) instead of dead-lettering the item. Caught if repairs are never sent (as many
+/// dead letters with them as without), or if the cause does not say the answer was cut.
+#[test]
+fn json_answers_cut_at_the_token_limit_are_repaired_before_the_item_dies() {
+    let m = mock(&["--fault-cut-answer", "0.25"]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = tasks(dir.path(), 40);
+    let dead_with = |repairs: u32| {
+        let cfg = dir.path().join(format!("synth-{repairs}.toml"));
+        std::fs::write(&cfg, format!("json_repairs = {repairs}\n")).unwrap();
+        let out = dir.path().join(format!("out-{repairs}"));
+        let mut args = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url);
+        args.extend(["--config", cfg.to_str().unwrap()]);
+        let (ok, _, err) = arbor(&args);
+        assert!(ok, "{err}");
+        assert_eq!(jsonl(&out.join("journal.jsonl")).len(), 40);
+        jsonl(&out.join("dead_letter.jsonl"))
+    };
+    let without = dead_with(0);
+    // Three JSON answers per item (judge in both orders, reward): ~58% of items hit a cut one.
+    assert!(without.len() >= 10, "{} dead letters without repairs", without.len());
+    for d in &without {
+        let cause = d["cause"].as_str().unwrap();
+        assert!(cause.contains("cut at the token limit"), "{cause}");
+    }
+    let with = dead_with(3);
+    eprintln!("dead letters: {} without repairs, {} with 3", without.len(), with.len());
+    assert!(
+        with.len() * 4 <= without.len(),
+        "{} dead letters with repairs against {} without",
+        with.len(),
+        without.len()
+    );
+    for d in &with {
+        assert!(d["cause"].as_str().unwrap().contains("after 3 repairs"), "{d}");
+    }
+}
+
 #[test]
 fn a_handful_of_items_against_a_real_llama_cpp_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -14,7 +14,8 @@ pub struct MockArgs {
     /// Seed of the replies and the fault draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Rate of every fault kind at once (each kind gets this rate); per-kind flags override it.
+    /// Rate of every transport fault at once (each kind gets this rate); per-kind flags override
+    /// it.
     #[arg(long, default_value_t = 0.0)]
     faults: f64,
     /// Rate of 429 answers with Retry-After.
@@ -38,6 +39,10 @@ pub struct MockArgs {
     /// Rate of 200 answers with empty `choices`.
     #[arg(long)]
     fault_empty_choices: Option<f64>,
+    /// Rate of answers cut half way with finish_reason "length" (a JSON answer that never
+    /// closes); not part of --faults.
+    #[arg(long)]
+    fault_cut_answer: Option<f64>,
     /// Retry-After seconds sent with 429s.
     #[arg(long, default_value_t = 1)]
     retry_after_s: u64,
@@ -64,6 +69,7 @@ impl MockArgs {
         set(&mut f.truncated, self.fault_truncated);
         set(&mut f.wrong_schema, self.fault_wrong_schema);
         set(&mut f.empty_choices, self.fault_empty_choices);
+        set(&mut f.cut_answer, self.fault_cut_answer);
         MockConfig {
             latency: Duration::from_millis(self.latency_ms),
             seed: self.seed,

@@ -95,6 +95,9 @@ pub struct SynthConfig {
     /// earlier, so the prompts each item sees do not depend on timing (exact resume). Items of
     /// epoch e wait for epoch e-2 to finish, so keep it at least `max_in_flight / 2`.
     pub pool_epoch: usize,
+    /// Times an unreadable JSON answer (judge, reward, optimizer) is shown back to the model
+    /// with the error before the item becomes a dead letter.
+    pub json_repairs: u32,
 }
 
 impl Default for SynthConfig {
@@ -136,6 +139,7 @@ impl Default for SynthConfig {
             both_orders: true,
             seed: 0,
             pool_epoch: 256,
+            json_repairs: 2,
         }
     }
 }

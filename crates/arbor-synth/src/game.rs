@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arbor_core::{content_hash, Message};
-use arbor_llm::{LanguageModel, LlmRequest, SamplingParams};
+use arbor_llm::{FinishReason, LanguageModel, LlmRequest, Prompt, SamplingParams};
 use arbor_tools::agent::{run_with_tools, ToolMode};
 use arbor_tools::tool::{ToolOutcome, ToolRegistry};
 use minijinja::context;
@@ -35,33 +35,67 @@ impl RoleModel {
         }
     }
 
-    /// Asks the role for one JSON object: `req` (built by [`Self::json_request`], which
-    /// constrains the answer to the schema where the server can) goes out, through the tool loop
-    /// when `tools` is given, and the answer's first JSON object comes back with the tool calls
-    /// made on the way. Callers read their fields leniently (small models quote numbers).
-    async fn ask_json(
+    /// Asks the role for one JSON object and reads it with `read`: `req` (built by
+    /// [`Self::json_request`], which constrains the answer to the schema where the server can)
+    /// goes out, through the tool loop when `tools` is given. An answer that holds no JSON
+    /// object, or one `read` rejects, is shown back to the model with the error
+    /// (prompts/synth/repair.j2) up to `repairs` times before the move fails: a constrained
+    /// sampler can still be cut at `max_tokens`, and an unconstrained one can break the schema.
+    async fn ask_json<T>(
         &self,
         role: &'static str,
-        req: LlmRequest,
+        mut req: LlmRequest,
         tools: Option<(&ToolRegistry, ToolMode, usize)>,
-    ) -> Result<(Value, Vec<ToolOutcome>), MoveError> {
-        let (text, calls) = match tools {
-            None => {
-                let c = self.model.generate(&req).await.map_err(model_err(role))?;
-                (c.text().to_string(), Vec::new())
+        repairs: u32,
+        read: impl Fn(&Value) -> Result<T, String>,
+    ) -> Result<(T, Vec<ToolOutcome>), MoveError> {
+        let mut all_calls = Vec::new();
+        for attempt in 0..=repairs {
+            let (text, calls, cut) = match tools {
+                None => {
+                    let c = self.model.generate(&req).await.map_err(model_err(role))?;
+                    let cut = c
+                        .choices
+                        .first()
+                        .is_some_and(|ch| ch.finish_reason == FinishReason::Length);
+                    (c.text().to_string(), Vec::new(), cut)
+                }
+                Some((registry, mode, rounds)) => {
+                    let run = run_with_tools(&self.model, &req, registry, mode, rounds)
+                        .await
+                        .map_err(model_err(role))?;
+                    (run.text, run.calls, run.cut)
+                }
+            };
+            all_calls.extend(calls);
+            let read = first_json_object(&text)
+                .ok_or_else(|| format!("no JSON object in {:?}", clip(&text)))
+                .and_then(|v| read(&v));
+            let error = match read {
+                Ok(v) => return Ok((v, all_calls)),
+                Err(e) if cut => format!("{e} (the answer was cut at the token limit)"),
+                Err(e) => e,
+            };
+            let Prompt::Chat(messages) = &mut req.prompt else {
+                return Err(MoveError::Parse { role, msg: error });
+            };
+            if attempt == repairs {
+                let msg = if repairs == 0 {
+                    error
+                } else {
+                    format!("{error}; still unreadable after {repairs} repairs")
+                };
+                return Err(MoveError::Parse { role, msg });
             }
-            Some((registry, mode, rounds)) => {
-                let run = run_with_tools(&self.model, &req, registry, mode, rounds)
-                    .await
-                    .map_err(model_err(role))?;
-                (run.text, run.calls)
-            }
-        };
-        let v = first_json_object(&text).ok_or_else(|| MoveError::Parse {
-            role,
-            msg: format!("no JSON object in {:?}", clip(&text)),
-        })?;
-        Ok((v, calls))
+            messages.push(Message::assistant(clip_to(&text, 400)));
+            messages.push(Message::user(render(
+                "repair",
+                context! { error => error, cut => cut },
+            )));
+            // A fresh draw: the same seed tends to repeat the same mistake.
+            req.params.seed = req.params.seed.map(|s| s.wrapping_add(u64::from(attempt) + 1));
+        }
+        unreachable!("the last attempt returns")
     }
 
     /// A chat request of one user message under `schema`.
@@ -171,7 +205,11 @@ fn scores_of(v: &Value, n: usize) -> Result<(Vec<f64>, String), String> {
 }
 
 fn clip(s: &str) -> String {
-    s.chars().take(160).collect()
+    clip_to(s, 160)
+}
+
+fn clip_to(s: &str, chars: usize) -> String {
+    s.chars().take(chars).collect()
 }
 
 /// Candidate indices ranked best first (ties: lower index first).
@@ -268,12 +306,12 @@ impl Players {
             ToolMode::Native
         };
         let with_tools = (!tools.is_empty()).then_some((&self.tools, mode, cfg.max_tool_rounds));
-        let (v, calls) = self
+        let ((scores, rationale), calls) = self
             .judge
-            .ask_json("judge", req, with_tools)
+            .ask_json("judge", req, with_tools, cfg.json_repairs, |v| {
+                scores_of(v, shown.len())
+            })
             .await?;
-        let (scores, rationale) =
-            scores_of(&v, shown.len()).map_err(|msg| MoveError::Parse { role: "judge", msg })?;
         Ok((scores, rationale, calls))
     }
 
@@ -343,26 +381,27 @@ impl Players {
     ) -> Result<RewardVerdict, MoveError> {
         let r = &self.reward;
         let schema = json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 1, "maximum": 10}, "critique": {"type": "string", "maxLength": 400}}, "required": ["score", "critique"]});
-        let (v, _) = if cfg.reward_kind == RewardKind::Endpoint {
+        let read = |v: &Value| {
+            let score = v
+                .get("score")
+                .and_then(number)
+                .ok_or_else(|| format!("no numeric `score` in {v}"))?;
+            Ok(RewardVerdict {
+                score,
+                critique: text_field(v, "critique"),
+            })
+        };
+        let req = if cfg.reward_kind == RewardKind::Endpoint {
             let body = json!({"prompt": item.prompt_text(), "chosen": chosen, "rejected": rejected, "reference": item.reference});
-            let req = LlmRequest::text(&r.name, body.to_string());
-            r.ask_json("reward", req, None).await?
+            LlmRequest::text(&r.name, body.to_string())
         } else {
             let user = render(
                 "reward",
                 context! { prompt => item.prompt_text(), reference => item.reference, chosen => chosen, rejected => rejected },
             );
-            let req = r.json_request(user, seed(cfg, item, round, "reward"), &schema);
-            r.ask_json("reward", req, None).await?
+            r.json_request(user, seed(cfg, item, round, "reward"), &schema)
         };
-        let score = v.get("score").and_then(number).ok_or_else(|| MoveError::Parse {
-            role: "reward",
-            msg: format!("no numeric `score` in {v}"),
-        })?;
-        Ok(RewardVerdict {
-            score,
-            critique: text_field(&v, "critique"),
-        })
+        Ok(r.ask_json("reward", req, None, cfg.json_repairs, read).await?.0)
     }
 
     /// Rewrites both prompts from a failed pair (textual feedback).
@@ -387,7 +426,9 @@ impl Players {
         let schema = json!({"type": "object", "properties": {"target_prompt": {"type": "string", "maxLength": 1200}, "judge_prompt": {"type": "string", "maxLength": 1200}}, "required": ["target_prompt", "judge_prompt"]});
         let o = &self.optimizer;
         let req = o.json_request(user, seed(cfg, item, round, "optimizer"), &schema);
-        let (v, _) = o.ask_json("optimizer", req, None).await?;
+        let (v, _) = o
+            .ask_json("optimizer", req, None, cfg.json_repairs, |v| Ok(v.clone()))
+            .await?;
         let field = |k: &str| {
             v.get(k)
                 .and_then(Value::as_str)

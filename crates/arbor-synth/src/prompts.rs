@@ -16,6 +16,7 @@ fn templates() -> &'static Environment<'static> {
             ("target", include_str!("../../../prompts/synth/target.j2")),
             ("judge", include_str!("../../../prompts/synth/judge.j2")),
             ("reward", include_str!("../../../prompts/synth/reward.j2")),
+            ("repair", include_str!("../../../prompts/synth/repair.j2")),
             (
                 "optimizer",
                 include_str!("../../../prompts/synth/optimizer.j2"),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arbor_core::Message;
-use arbor_llm::{LanguageModel, LlmError, LlmRequest, Prompt, Usage};
+use arbor_llm::{FinishReason, LanguageModel, LlmError, LlmRequest, Prompt, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{self, ParsedCall};
@@ -31,6 +31,9 @@ pub struct AgentRun {
     pub usage: Usage,
     /// The round budget ran out while the model still asked for tools.
     pub exhausted: bool,
+    /// The final answer stopped at `max_tokens` (`finish_reason: "length"`).
+    #[serde(default)]
+    pub cut: bool,
 }
 
 /// Runs `request` (a chat request) with `tools` available for up to `max_rounds` model calls.
@@ -65,6 +68,7 @@ pub async fn run_with_tools(
         messages: Vec::new(),
         usage: Usage::default(),
         exhausted: false,
+        cut: false,
     };
     for round in 0..max_rounds.max(1) {
         req.prompt = Prompt::Chat(messages.clone());
@@ -76,6 +80,7 @@ pub async fn run_with_tools(
             .next()
             .ok_or_else(|| LlmError::Invalid("model returned no choice".into()))?;
         let last_round = round + 1 == max_rounds.max(1);
+        run.cut = choice.finish_reason == FinishReason::Length;
         match mode {
             ToolMode::Native => {
                 if choice.tool_calls.is_empty() {

@@ -19,10 +19,13 @@ pub enum Fault {
     WrongSchema,
     /// HTTP 200 with `"choices": []`.
     EmptyChoices,
+    /// A well-formed reply whose text stops half way, `finish_reason: "length"`: the model's
+    /// fault, not the transport's (a JSON answer that never closes).
+    CutAnswer,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::RateLimited,
         Fault::ServerError,
         Fault::Unavailable,
@@ -30,6 +33,7 @@ impl Fault {
         Fault::Truncated,
         Fault::WrongSchema,
         Fault::EmptyChoices,
+        Fault::CutAnswer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +45,7 @@ impl Fault {
             Fault::Truncated => "truncated",
             Fault::WrongSchema => "wrong_schema",
             Fault::EmptyChoices => "empty_choices",
+            Fault::CutAnswer => "cut_answer",
         }
     }
 }
@@ -55,10 +60,12 @@ pub struct FaultRates {
     pub truncated: f64,
     pub wrong_schema: f64,
     pub empty_choices: f64,
+    pub cut_answer: f64,
 }
 
 impl FaultRates {
-    /// The same rate for every kind.
+    /// The same rate for every transport fault; a cut answer (a model's fault, which the
+    /// client cannot retry away) stays off.
     pub fn uniform(rate: f64) -> Self {
         Self {
             rate_limited: rate,
@@ -68,6 +75,7 @@ impl FaultRates {
             truncated: rate,
             wrong_schema: rate,
             empty_choices: rate,
+            cut_answer: 0.0,
         }
     }
 
@@ -80,6 +88,7 @@ impl FaultRates {
             Fault::Truncated => self.truncated,
             Fault::WrongSchema => self.wrong_schema,
             Fault::EmptyChoices => self.empty_choices,
+            Fault::CutAnswer => self.cut_answer,
         }
     }
 
@@ -128,7 +137,7 @@ mod tests {
         for i in 0..n {
             *counts.entry(rates.draw(7, i)).or_insert(0u32) += 1;
         }
-        for f in Fault::ALL {
+        for f in Fault::ALL.into_iter().filter(|f| *f != Fault::CutAnswer) {
             let share = f64::from(counts[&Some(f)]) / n as f64;
             assert!((share - 0.1).abs() < 0.01, "{f:?}: {share}");
         }

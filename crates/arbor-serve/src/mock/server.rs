@@ -64,7 +64,7 @@ struct Counters {
     requests: AtomicU64,
     ok: AtomicU64,
     bad_requests: AtomicU64,
-    faults: [AtomicU64; 7],
+    faults: [AtomicU64; Fault::ALL.len()],
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
 }
@@ -241,8 +241,31 @@ async fn serve(s: &Shared, path: &str, body: Bytes) -> Response {
             json_response(full)
         }
         Some(Fault::WrongSchema) => json_response(json!({"id": "mock", "object": "chat.completion", "output": {"text": "wrong shape"}}).to_string().into_bytes()),
+        Some(Fault::CutAnswer) => {
+            c.ok.fetch_add(1, Relaxed);
+            json_response(cut_answer(ok()).to_string().into_bytes())
+        }
         Some(Fault::EmptyChoices) => json_response(json!({"id": "mock", "object": "chat.completion", "choices": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0}}).to_string().into_bytes()),
     }
+}
+
+/// `reply` with every choice's text cut to half its characters and `finish_reason: "length"`.
+fn cut_answer(mut reply: Value) -> Value {
+    if let Some(choices) = reply.get_mut("choices").and_then(Value::as_array_mut) {
+        for ch in choices {
+            let at = if ch.get("text").is_some() {
+                "/text"
+            } else {
+                "/message/content"
+            };
+            if let Some(t @ Value::String(_)) = ch.pointer_mut(at) {
+                let s = t.as_str().unwrap_or_default();
+                *t = Value::String(s.chars().take(s.chars().count() / 2).collect());
+            }
+            ch["finish_reason"] = json!("length");
+        }
+    }
+    reply
 }
 
 /// Reads `GET /stats` of a mock server given its base URL (with or without `/v1`).
