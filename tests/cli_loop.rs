@@ -286,6 +286,14 @@ fn the_llama_cpp_backend_searches_and_evaluates_on_a_server_of_the_policy() {
     for f in ["iter-0/policy.gguf", "iter-1/policy.gguf"] {
         assert!(out.join(f).is_file(), "{f}");
     }
+    // π_0 is exported and served once, for its evaluation and iteration 1's search; π_1 anew.
+    let reused = |m: &str| {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(out.join(m)).unwrap()).unwrap();
+        v["policy_reused"].clone()
+    };
+    assert_eq!(reused("iter-0/eval.json"), false);
+    assert_eq!(reused("iter-1/search.json"), true);
+    assert_eq!(reused("iter-1/eval.json"), false);
     let trees = std::fs::read_to_string(out.join("iter-1/trees/trees.jsonl")).unwrap();
     assert!(trees.contains("\"policy\""), "the trees were searched on the server's model");
 }

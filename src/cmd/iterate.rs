@@ -1,9 +1,11 @@
 //! `arbor loop`: flags onto `loop.toml` keys, then `arbor_loop::run`.
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use arbor_core::config::{load_toml, Overrides};
+use arbor_core::Progress;
 use arbor_loop::{LoopConfig, LoopError, Observer};
 use arbor_train::Algo;
 
@@ -32,19 +34,56 @@ pub struct LoopArgs {
     resume: bool,
 }
 
-/// One line per stage, with the time since the loop started (logs go to the same stderr).
-struct Print(Instant);
+/// One line per stage, with the time since the loop started, and a bar of the running stage
+/// (hidden when stderr is not a terminal; logs are written around it).
+struct Print {
+    started: Instant,
+    progress: OnceLock<Arc<Progress>>,
+    bar: Mutex<Option<crate::progress::Ticker>>,
+}
+
+impl Print {
+    fn finish(&self) {
+        if let Some(t) = self.bar.lock().expect("bar lock").take() {
+            t.finish();
+        }
+    }
+}
 
 impl Observer for Print {
     fn stage(&self, iteration: usize, stage: &str, reused: bool) {
+        self.finish();
         let how = if reused { "done earlier" } else { "running" };
-        let s = self.0.elapsed().as_secs();
-        eprintln!(
-            "[{:02}:{:02}:{:02}] iteration {iteration}: {stage} ({how})",
-            s / 3600,
-            s / 60 % 60,
-            s % 60
-        );
+        let s = self.started.elapsed().as_secs();
+        crate::progress::multi().suspend(|| {
+            eprintln!(
+                "[{:02}:{:02}:{:02}] iteration {iteration}: {stage} ({how})",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            )
+        });
+        let Some(p) = self.progress.get().filter(|_| !reused).cloned() else {
+            return;
+        };
+        let unit = match stage {
+            "search" => "trees",
+            "eval" => "tasks",
+            "train" => "steps",
+            _ => "",
+        };
+        let what = format!("iteration {iteration}: {stage}, {unit}");
+        let ticker = crate::progress::ticker(0, move |bar, _| {
+            let (done, total) = p.get();
+            bar.set_length(total);
+            bar.set_position(done);
+            what.clone()
+        });
+        *self.bar.lock().expect("bar lock") = Some(ticker);
+    }
+
+    fn watch(&self, progress: Arc<Progress>) {
+        let _ = self.progress.set(progress);
     }
 }
 
@@ -57,8 +96,14 @@ pub async fn run(a: LoopArgs) -> anyhow::Result<()> {
     let given = (a.model != "embedded").then(|| PathBuf::from(&a.model));
     let start = arbor_model::fetch::resolve_model(given.as_deref())?;
     let stop = crate::progress::stop_on_ctrl_c();
-    let print = Print(Instant::now());
-    match arbor_loop::run(&cfg, &start, &a.out, a.resume, &stop, &print).await {
+    let print = Print {
+        started: Instant::now(),
+        progress: OnceLock::new(),
+        bar: Mutex::new(None),
+    };
+    let result = arbor_loop::run(&cfg, &start, &a.out, a.resume, &stop, &print).await;
+    print.finish();
+    match result {
         Ok(report) => {
             print!("{}", report.table());
             eprintln!("report: {}", a.out.join("report.json").display());

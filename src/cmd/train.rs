@@ -84,6 +84,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let opts = RunOptions {
         resume: a.resume,
         progress: !a.quiet,
+        counter: None,
     };
     let s = arbor_train::train(&cfg, &a.data, start, &a.out, opts)?;
     for r in &s.skipped_rows {
@@ -166,9 +167,23 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
         width: a.width,
         max_depth: a.max_depth,
     };
-    let report =
-        arbor_tree::eval::evaluate(env, &tasks, Arc::new(policy), value, &params, a.concurrency)
-            .await;
+    let progress = Arc::new(arbor_core::Progress::default());
+    let p = progress.clone();
+    let ticker = crate::progress::ticker(tasks.len() as u64, move |bar, _| {
+        bar.set_position(p.get().0);
+        "tasks".into()
+    });
+    let report = arbor_tree::eval::evaluate(
+        env,
+        &tasks,
+        Arc::new(policy),
+        value,
+        &params,
+        a.concurrency,
+        &progress,
+    )
+    .await;
+    ticker.finish();
     if let Some(out) = &a.out {
         std::fs::write(out, serde_json::to_string_pretty(&report)?)
             .with_context(|| out.display().to_string())?;

@@ -80,7 +80,7 @@ fn examples(algo: BenchAlgo, n: usize) -> anyhow::Result<Vec<Example>> {
             }
             match algo {
                 BenchAlgo::Dpo => Example::Pair {
-                    question: t.prompt.clone(),
+                    question: t.prompt.as_str().into(),
                     prefix: vec![],
                     chosen: gold,
                     rejected: wrong,

@@ -6,7 +6,9 @@
 pub mod config;
 mod id;
 mod message;
+pub mod progress;
 pub mod table;
 
 pub use id::{canonical_json, content_hash, file_sha256, fnv1a, write_atomic};
 pub use message::{Message, Role, ToolCall, ToolSpec};
+pub use progress::Progress;

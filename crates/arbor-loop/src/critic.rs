@@ -3,6 +3,7 @@
 //! sampling with the same number of policy samples.
 use std::sync::Arc;
 
+use arbor_core::Progress;
 use arbor_envs::{Environment, Task};
 use arbor_tree::eval::{evaluate, Report};
 use arbor_tree::policy::StepPolicy;
@@ -71,6 +72,7 @@ pub async fn measure(
     k: usize,
     max_depth: usize,
     concurrency: usize,
+    progress: &Progress,
 ) -> Result<Value, String> {
     let auc = state_auc(tasks, greedy, value.as_ref()).await?;
     let mut out = json!({"critic_auc": auc, "width": k});
@@ -85,7 +87,7 @@ pub async fn measure(
             max_depth,
         };
         let v = strategy.needs_value().then(|| value.clone());
-        let r = evaluate(env.clone(), tasks, sampler.clone(), v, &params, concurrency).await;
+        let r = evaluate(env.clone(), tasks, sampler.clone(), v, &params, concurrency, progress).await;
         out[key] = summary(&r);
     }
     Ok(out)

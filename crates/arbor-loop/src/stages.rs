@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arbor_core::Progress;
 use arbor_envs::{Environment, Task};
 use arbor_model::DeviceKind;
 use arbor_train::{Algo, LearnedValue, RunOptions, StartModel, TrainError};
@@ -40,6 +41,9 @@ pub enum LoopError {
 /// Told when a stage starts and when it is reused from an earlier run.
 pub trait Observer: Send + Sync {
     fn stage(&self, iteration: usize, stage: &str, reused: bool);
+    /// Given once, before the first stage: the running stage's units done of its total (trees
+    /// searched, tasks evaluated, training steps), for a live display.
+    fn watch(&self, _progress: Arc<Progress>) {}
 }
 
 struct Ctx<'a> {
@@ -49,6 +53,10 @@ struct Ctx<'a> {
     eval_tasks: Vec<Task>,
     stop: &'a AtomicBool,
     obs: &'a dyn Observer,
+    progress: Arc<Progress>,
+    /// The policy last opened, kept from the evaluation of π_t for the search of iteration
+    /// t+1 (the same model): one GGUF export and one server per policy, not one per stage.
+    open: tokio::sync::Mutex<Option<(PathBuf, Arc<backend::Policy>)>>,
 }
 
 fn iter_dir(out: &Path, t: usize) -> PathBuf {
@@ -73,6 +81,22 @@ fn format_for(algo: Algo) -> Format {
 }
 
 impl Ctx<'_> {
+    /// `model` opened on the configured backend in `dir`, or the one already open; the flag
+    /// says which.
+    async fn policy(&self, model: &Path, dir: &Path) -> Result<(Arc<backend::Policy>, bool), String> {
+        let mut open = self.open.lock().await;
+        if let Some((path, pi)) = open.as_ref() {
+            if path == model {
+                return Ok((pi.clone(), true));
+            }
+        }
+        // Stop the old server before starting the next.
+        *open = None;
+        let pi = Arc::new(backend::open(self.cfg.backend, &self.cfg.llamacpp, model, dir).await?);
+        *open = Some((model.to_path_buf(), pi.clone()));
+        Ok((pi, false))
+    }
+
     /// Runs `stage` of iteration `t` unless its marker exists; returns the marker.
     async fn stage<F, Fut>(&self, t: usize, stage: &'static str, run: F) -> Result<Value, LoopError>
     where
@@ -91,6 +115,7 @@ impl Ctx<'_> {
                 stage,
             });
         }
+        self.progress.start(0, 0);
         self.obs.stage(t, stage, false);
         let err = |msg: String| LoopError::Stage {
             iteration: t,
@@ -109,7 +134,7 @@ impl Ctx<'_> {
     async fn eval(&self, t: usize, model: &Path) -> Result<Value, LoopError> {
         let (cfg, env, tasks, out) = (self.cfg, self.env.clone(), &self.eval_tasks, self.out);
         self.stage(t, "eval", |dir| async move {
-            let pi = backend::open(cfg.backend, &cfg.llamacpp, model, &dir).await?;
+            let (pi, reused) = self.policy(model, &dir).await?;
             let mut policy = LlmStepPolicy::new(pi.model.clone(), &pi.name);
             policy.temperature = 0.0;
             policy.seed = Some(cfg.eval_seed);
@@ -118,12 +143,12 @@ impl Ctx<'_> {
                 width: 1,
                 max_depth: cfg.eval_max_depth,
             };
-            let r = arbor_tree::eval::evaluate(env.clone(), tasks, Arc::new(policy), None, &params, cfg.concurrency)
+            let r = arbor_tree::eval::evaluate(env.clone(), tasks, Arc::new(policy), None, &params, cfg.concurrency, &self.progress)
                 .await;
             let results = dir.join("eval-results.json");
             std::fs::write(&results, serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?)
                 .map_err(|e| format!("{}: {e}", results.display()))?;
-            let mut v = json!({"model": model, "n": r.n, "correct": r.correct, "accuracy": r.accuracy, "ci95": [r.ci95.0, r.ci95.1]});
+            let mut v = json!({"model": model, "policy_reused": reused, "n": r.n, "correct": r.correct, "accuracy": r.accuracy, "ci95": [r.ci95.0, r.ci95.1]});
             // The gain over π_{t−1}, paired on the same tasks.
             if t > 0 {
                 let prev = iter_dir(out, t - 1).join("eval-results.json");
@@ -141,7 +166,7 @@ impl Ctx<'_> {
                 let mut sampler = LlmStepPolicy::new(pi.model.clone(), &pi.name);
                 sampler.temperature = cfg.policy.temperature;
                 sampler.seed = Some(cfg.eval_seed);
-                v["critic"] = crate::critic::measure(env, tasks, &r, Arc::new(sampler), Arc::new(value), cfg.eval_beam, cfg.eval_max_depth, cfg.concurrency)
+                v["critic"] = crate::critic::measure(env, tasks, &r, Arc::new(sampler), Arc::new(value), cfg.eval_beam, cfg.eval_max_depth, cfg.concurrency, &self.progress)
                     .await?;
             }
             Ok(v)
@@ -158,9 +183,12 @@ impl Ctx<'_> {
                 .sample(cfg.tasks_per_iteration, cfg.seed.wrapping_add(t as u64))
                 .map_err(|e| e.to_string())?;
             let file = cfg.search_file();
-            let pi = match file.policy.kind {
-                PolicyKind::Synthetic => None,
-                PolicyKind::Llm => Some(backend::open(cfg.backend, &cfg.llamacpp, model, &dir).await?),
+            let (pi, reused) = match file.policy.kind {
+                PolicyKind::Synthetic => (None, false),
+                PolicyKind::Llm => {
+                    let (pi, reused) = self.policy(model, &dir).await?;
+                    (Some(pi), reused)
+                }
             };
             let opened = pi.as_ref().map(|p| (p.model.clone(), p.name.clone()));
             let seed = cfg.seed.wrapping_add(t as u64);
@@ -169,7 +197,7 @@ impl Ctx<'_> {
                 .map_err(|e| e.to_string())?;
             let searcher = Searcher::new(env, policy, evaluator, file.search.clone());
             // A rerun after a kill keeps the trees already written.
-            let s = run_to_dir(&searcher, &tasks, cfg.concurrency, &dir.join("trees"), true)
+            let s = run_to_dir(&searcher, &tasks, cfg.concurrency, &dir.join("trees"), true, &self.progress)
                 .await
                 .map_err(|e| e.to_string())?;
             let trees = arbor_tree::load_path(&s.trees_path).map_err(|e| e.to_string())?.trees;
@@ -182,7 +210,7 @@ impl Ctx<'_> {
                         .count()
                 })
                 .sum();
-            Ok(json!({"model": model, "trees": s.ok + s.kept, "failed": s.failed, "correct_leaves": correct_leaves,
+            Ok(json!({"model": model, "policy_reused": reused, "trees": s.ok + s.kept, "failed": s.failed, "correct_leaves": correct_leaves,
                       "nodes": trees.iter().map(|tr| tr.graph.node_count()).sum::<usize>()}))
         })
         .await
@@ -211,8 +239,11 @@ impl Ctx<'_> {
         let reference = (self.cfg.reference == Reference::Start && prev != start)
             .then(|| start.display().to_string());
         self.stage(t, "train", |dir| async move {
+            // π_{t−1}'s server is done with; its memory goes to training.
+            *self.open.lock().await = None;
             let prev_s = prev.display().to_string();
             let (data, out) = (dir.join("data.jsonl"), dir.join("model"));
+            let counter = self.progress.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let mut start = StartModel::load(&prev_s, DeviceKind::Cpu)?;
                 if let Some(r) = reference {
@@ -221,6 +252,7 @@ impl Ctx<'_> {
                 let opts = RunOptions {
                     resume: true,
                     progress: false,
+                    counter: Some(counter),
                 };
                 arbor_train::train(&cfg, &data, start, &out, opts)
             })
@@ -300,7 +332,10 @@ pub async fn run(
         eval_tasks,
         stop,
         obs,
+        open: tokio::sync::Mutex::new(None),
+        progress: Arc::new(Progress::default()),
     };
+    obs.watch(cx.progress.clone());
     let mut report = LoopReport {
         format: "arbor.loop-report/1".into(),
         algo: cfg.train.algo.name().into(),

@@ -3,9 +3,12 @@
 //! a loss works on (tokens, steps, whole responses).
 use arbor_model::llama::{Llama, LlamaConfig};
 use arbor_model::tokenizer::TextTokenizer;
+use arbor_core::Message;
 use arbor_envs::prompt::step_prompt;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::data::Question;
 
 /// A prompt and response as token ids, with where each response step ends.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,24 +19,52 @@ pub struct Encoded {
     pub step_ends: Vec<usize>,
 }
 
-/// The prompt is the tree search's step prompt (question and `prefix` steps), so training sees
-/// exactly what search and evaluation show the model; each step is one line.
+/// A task's prompt is the tree search's step prompt (question and `prefix` steps), so training
+/// sees exactly what search and evaluation show the model; each step is one line. A
+/// conversation is rendered with the model's chat template and its one response closed as the
+/// template closes an assistant turn; plain text is followed by the response and the
+/// end-of-sequence token.
 pub fn encode(
     tok: &TextTokenizer,
-    question: &str,
+    question: &Question,
     prefix: &[String],
     steps: &[String],
 ) -> Result<Encoded, String> {
-    let mut tokens = tok
-        .encode(&step_prompt(question, prefix), true)
-        .map_err(|e| e.to_string())?;
+    let special = |text: &str| tok.encode(text, true).map_err(|e| e.to_string());
+    let (mut tokens, responses): (Vec<u32>, Vec<Vec<u32>>) = match question {
+        Question::Task(q) => (
+            special(&step_prompt(q, prefix))?,
+            steps
+                .iter()
+                .map(|s| tok.encode(&format!("{s}\n"), false).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?,
+        ),
+        Question::Chat(messages) => {
+            let [reply] = steps else {
+                return Err(format!("a chat reply is one response, not {} steps", steps.len()));
+            };
+            let prompt = tok.render_chat(messages, true).map_err(|e| e.to_string())?;
+            let mut turn = messages.clone();
+            turn.push(Message::assistant(reply.as_str()));
+            let full = tok.render_chat(&turn, false).map_err(|e| e.to_string())?;
+            let closed = full.strip_prefix(&prompt).ok_or(
+                "the chat template renders the conversation differently once it has a reply",
+            )?;
+            (special(&prompt)?, vec![special(closed)?])
+        }
+        Question::Text(prompt) => {
+            let [reply] = steps else {
+                return Err(format!("a reply is one response, not {} steps", steps.len()));
+            };
+            let mut r = tok.encode(reply, false).map_err(|e| e.to_string())?;
+            r.push(tok.eos);
+            (tok.encode(prompt, false).map_err(|e| e.to_string())?, vec![r])
+        }
+    };
     let prompt_len = tokens.len();
-    let mut step_ends = Vec::with_capacity(steps.len());
-    for s in steps {
-        tokens.extend(
-            tok.encode(&format!("{s}\n"), false)
-                .map_err(|e| e.to_string())?,
-        );
+    let mut step_ends = Vec::with_capacity(responses.len());
+    for r in responses {
+        tokens.extend(r);
         step_ends.push(tokens.len());
     }
     if prompt_len == 0 || tokens.len() == prompt_len {
@@ -244,5 +275,40 @@ impl Units {
         let counts = self.agg.clone().sum_dim(2).clamp_min(1.0); // [B, K, 1]
                                                                  // Position j's token is token j+1, whose own hidden state is at index j+1.
         self.agg.clone().matmul(hidden.narrow(1, 1, t - 1)) / counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task is the step prompt with a line per step; a conversation goes through the chat
+    /// template and its reply ends with the end-of-turn token, which the model must learn to
+    /// emit; plain text ends with end-of-sequence.
+    #[test]
+    fn each_question_kind_renders_as_its_source_did() {
+        let tok = TextTokenizer::byte_level().unwrap();
+        let steps = vec!["2+2 = 4".to_string(), "The answer is 4".to_string()];
+        let task = encode(&tok, &"What is 2+2?".into(), &[], &steps).unwrap();
+        assert_eq!(
+            tok.decode(&task.tokens).unwrap(),
+            format!("{}2+2 = 4\nThe answer is 4\n", step_prompt("What is 2+2?", &[]))
+        );
+        assert_eq!(task.step_ends.len(), 2);
+
+        let convo = vec![Message::system("Be brief."), Message::user("What is 2+2?")];
+        let reply = vec!["4, since 2+2 = 4.".to_string()];
+        let chat = encode(&tok, &Question::Chat(convo.clone()), &[], &reply).unwrap();
+        let prompt = tok.render_chat(&convo, true).unwrap();
+        assert_eq!(tok.decode(&chat.tokens[..chat.prompt_len]).unwrap(), prompt);
+        assert!(prompt.contains("Be brief.") && prompt.ends_with("<|im_start|>assistant\n"));
+        let response = tok.decode(&chat.tokens[chat.prompt_len..]).unwrap();
+        assert!(response.starts_with("4, since 2+2 = 4.<|im_end|>"), "{response:?}");
+        assert!(chat.tokens[chat.prompt_len..].contains(&tok.eos));
+        assert!(encode(&tok, &Question::Chat(convo), &[], &steps).is_err());
+
+        let text = encode(&tok, &Question::Text("Q: 2+2? A:".into()), &[], &[" 4".into()]).unwrap();
+        assert_eq!(text.tokens.last(), Some(&tok.eos));
+        assert_eq!(tok.decode(&text.tokens[..text.prompt_len]).unwrap(), "Q: 2+2? A:");
     }
 }

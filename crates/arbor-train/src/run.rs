@@ -2,7 +2,10 @@
 //! steps (warm-up + cosine schedule, periodic evaluation and checkpoints, exact resume), and
 //! write the final policy (and critic), the curves and `train.json`.
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
+
+use arbor_core::Progress;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -19,7 +22,10 @@ use crate::TrainError;
 /// Options of one call besides the config.
 pub struct RunOptions {
     pub resume: bool,
+    /// A progress bar on stderr.
     pub progress: bool,
+    /// Finished steps of the run, for a display elsewhere (the loop's).
+    pub counter: Option<Arc<Progress>>,
 }
 
 pub struct Summary {
@@ -123,6 +129,9 @@ pub fn train(
             .expect("template"),
     );
     bar.set_position(first_step as u64);
+    if let Some(c) = &opts.counter {
+        c.start(first_step as u64, total_steps as u64);
+    }
     let started = Instant::now();
     let mut tokens_total = 0usize;
     let mut last = Vec::new();
@@ -157,6 +166,9 @@ pub fn train(
             get(&["tokens_per_s"]).unwrap_or(0.0)
         ));
         bar.inc(1);
+        if let Some(c) = &opts.counter {
+            c.inc();
+        }
         last = row;
         if done % cfg.save_every == 0 && done < total_steps {
             checkpoint::save(out, &t, &start, done)?;

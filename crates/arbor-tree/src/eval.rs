@@ -2,6 +2,7 @@
 //! [`crate::search::decode`]), with a Wilson 95% interval.
 use std::sync::Arc;
 
+use arbor_core::Progress;
 use arbor_envs::{replay, Environment, Task};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -86,8 +87,9 @@ pub fn paired(a: &Report, b: &Report) -> Paired {
     }
 }
 
-/// Solves every task (`concurrency` at once, so model calls batch) and verifies the answers.
-/// A task whose search fails counts as wrong and keeps its error.
+/// Solves every task (`concurrency` at once, so model calls batch) and verifies the answers,
+/// counting finished tasks in `progress`. A task whose search fails counts as wrong and keeps
+/// its error.
 pub async fn evaluate(
     env: Arc<dyn Environment>,
     tasks: &[Task],
@@ -95,7 +97,9 @@ pub async fn evaluate(
     value: Option<Arc<dyn ValueFunction>>,
     params: &DecodeParams,
     concurrency: usize,
+    progress: &Progress,
 ) -> Report {
+    progress.start(0, tasks.len() as u64);
     let results: Vec<TaskResult> = stream::iter(tasks.iter().map(|t| {
         let (env, policy, value) = (env.clone(), policy.clone(), value.clone());
         async move {
@@ -110,13 +114,15 @@ pub async fn evaluate(
                     error: None,
                 })
             };
-            run.await.unwrap_or_else(|e| TaskResult {
+            let r = run.await.unwrap_or_else(|e| TaskResult {
                 task_id: t.id.clone(),
                 correct: false,
                 steps: Vec::new(),
                 value: None,
                 error: Some(e.to_string()),
-            })
+            });
+            progress.inc();
+            r
         }
     }))
     .buffered(concurrency.max(1))

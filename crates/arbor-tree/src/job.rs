@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arbor_core::Progress;
 use arbor_envs::Task;
 use arbor_llm::OpenedModel;
 use serde::{Deserialize, Serialize};
@@ -166,7 +167,7 @@ pub struct SearchSummary {
 }
 
 /// Searches every task (`concurrency` trees at once) and writes each tree to `out/trees.jsonl`
-/// as it finishes, each failure to `out/errors.jsonl`. With `resume`, the trees an interrupted
+/// as it finishes, each failure to `out/errors.jsonl`, counting finished trees in `progress`. With `resume`, the trees an interrupted
 /// call wrote are kept (a line torn by a kill is dropped) and only the other tasks are searched;
 /// failed ones are searched again. Fails only when writing fails.
 pub async fn run_to_dir(
@@ -175,6 +176,7 @@ pub async fn run_to_dir(
     concurrency: usize,
     out: &Path,
     resume: bool,
+    progress: &Progress,
 ) -> Result<SearchSummary, SearchError> {
     let io = |p: &Path| {
         let p = p.display().to_string();
@@ -193,6 +195,7 @@ pub async fn run_to_dir(
         .filter(|t| !kept.contains(&t.id))
         .cloned()
         .collect();
+    progress.start(kept.len() as u64, tasks.len() as u64);
     let tasks = &todo[..];
     // Appended to after the kept trees; truncated for a fresh search.
     let file = std::fs::OpenOptions::new()
@@ -226,6 +229,7 @@ pub async fn run_to_dir(
             if let Err(e) = written {
                 io_error.get_or_insert(e);
             }
+            progress.inc();
         })
         .await;
     if let Some(e) = io_error {

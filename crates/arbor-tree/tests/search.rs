@@ -154,3 +154,34 @@ async fn many_trees_run_concurrently_and_export() {
         assert!(!rows.is_empty(), "{f:?} gave no rows");
     }
 }
+
+/// `run_to_dir` counts trees in its progress, kept trees of a resumed run included; a greedy
+/// evaluation counts its tasks.
+#[tokio::test]
+async fn progress_counts_trees_and_evaluated_tasks() {
+    let (s, tasks) = setup(Algo::Mcts, |c| c.iterations = 8);
+    let dir = tempfile::tempdir().unwrap();
+    let p = arbor_core::Progress::default();
+    arbor_tree::job::run_to_dir(&s, &tasks[..2], 2, dir.path(), false, &p)
+        .await
+        .unwrap();
+    assert_eq!(p.get(), (2, 2));
+    // Resumed with all four: two kept, two searched.
+    let p = arbor_core::Progress::default();
+    let sum = arbor_tree::job::run_to_dir(&s, &tasks, 2, dir.path(), true, &p)
+        .await
+        .unwrap();
+    assert_eq!((sum.kept, sum.ok), (2, 2));
+    assert_eq!(p.get(), (4, 4));
+
+    let env = Arc::new(MathEnv::new(MathConfig::default()).unwrap());
+    let policy = Arc::new(SyntheticPolicy::for_tasks(&tasks, 3));
+    let params = arbor_tree::search::decode::DecodeParams {
+        strategy: arbor_tree::search::decode::Strategy::Greedy,
+        width: 1,
+        max_depth: 8,
+    };
+    let p = arbor_core::Progress::default();
+    let r = arbor_tree::eval::evaluate(env, &tasks, policy, None, &params, 2, &p).await;
+    assert_eq!((r.n, p.get()), (4, (4, 4)));
+}

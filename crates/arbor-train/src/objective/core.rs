@@ -7,7 +7,7 @@ use arbor_model::tokenizer::TextTokenizer;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::{Algo, TrainConfig};
-use crate::data::Example;
+use crate::data::{Example, Question};
 use crate::forward::{encode, to_device, token_pass, Batch, Encoded};
 use crate::value::ValueModel;
 
@@ -22,7 +22,7 @@ pub fn mean_of(t: Tensor<1>) -> f64 {
 
 /// One example's sequences: (question, prefix steps, response steps) each.
 pub struct Sequences {
-    pub seqs: Vec<(String, Vec<String>, Vec<String>)>,
+    pub seqs: Vec<(Question, Vec<String>, Vec<String>)>,
     /// OREO: the trajectory's reward.
     pub reward: f64,
     /// TPO: the list's scores.
@@ -30,7 +30,7 @@ pub struct Sequences {
 }
 
 impl Sequences {
-    pub fn of(seqs: Vec<(String, Vec<String>, Vec<String>)>) -> Self {
+    pub fn of(seqs: Vec<(Question, Vec<String>, Vec<String>)>) -> Self {
         Self {
             seqs,
             reward: 0.0,

@@ -4,7 +4,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::core::{mean_of, scalar, Context, LossInput, LossOut, Objective, Sequences};
 use crate::config::Algo;
-use crate::data::Example;
+use crate::data::{Example, Question};
 use crate::forward::{exact_kl, token_pass, Units};
 use crate::losses::{oreo_policy_loss, oreo_value_loss, OreoInputs};
 
@@ -60,7 +60,7 @@ impl Objective for Oreo {
                 reward,
             } => Ok(Some(Sequences {
                 reward,
-                ..Sequences::of(vec![(question, vec![], steps)])
+                ..Sequences::of(vec![(Question::Task(question), vec![], steps)])
             })),
             other => Err(other),
         }

@@ -2,7 +2,7 @@
 
 use super::core::{scalar, Context, LossInput, LossOut, Objective, Sequences};
 use crate::config::Algo;
-use crate::data::Example;
+use crate::data::{Example, Question};
 use crate::forward::token_pass;
 
 pub struct Sft;
@@ -24,7 +24,8 @@ impl Objective for Sft {
                 question,
                 steps,
                 reward,
-            } => Ok((reward > 0.0).then(|| Sequences::of(vec![(question, vec![], steps)]))),
+            } => Ok((reward > 0.0)
+                .then(|| Sequences::of(vec![(Question::Task(question), vec![], steps)]))),
             other => Err(other),
         }
     }
