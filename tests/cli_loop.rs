@@ -266,6 +266,44 @@ fn an_oreo_loop_evaluates_with_its_critic_too() {
     assert!(it["vs_previous"]["n"] == 6, "the gain over π_0 is paired on the 6 tasks: {it}");
 }
 
+/// `[evaluator] kind = "learned"` in an OREO loop: π_0 has no critic, so iteration 1 searches
+/// with terminal verdicts; iteration 2's beam search ranks its states by π_1's critic. Caught if
+/// the critic is never loaded (no intermediate state valued) or the loop refuses the evaluator.
+#[test]
+fn an_oreo_loop_searches_with_the_critic_of_its_last_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = LOOP_TOML
+        .replace("algo = \"sft\"", "algo = \"oreo\"")
+        .replace("kind = \"terminal\"", "kind = \"learned\"");
+    let (model, cfg) = setup(dir.path(), &toml);
+    let out = dir.path().join("out");
+    let (ok, _, err) = run(&loop_args(&model, &cfg, &out, 2));
+    assert!(ok, "{err}");
+    let marker = |t: usize| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(format!("iter-{t}/search.json"))).unwrap()).unwrap()
+    };
+    assert!(marker(1)["evaluator"].as_str().unwrap().starts_with("terminal"), "{}", marker(1));
+    let critic = out.join("iter-1/model/value");
+    assert_eq!(marker(2)["evaluator"], format!("learned ({})", critic.display()));
+    // Values of the states that are not the end of a path: all 0 under terminal verdicts, the
+    // critic's V(s) under the learned evaluator.
+    let inner_values = |t: usize| -> Vec<f64> {
+        std::fs::read_to_string(out.join(format!("iter-{t}/trees/trees.jsonl")))
+            .unwrap()
+            .lines()
+            .flat_map(|l| {
+                let tree: Value = serde_json::from_str(l).unwrap();
+                tree["nodes"].as_array().unwrap().clone()
+            })
+            .filter(|n| n["terminal"] == false && n["depth"].as_u64() > Some(0))
+            .filter_map(|n| n["eval"]["value_estimate"].as_f64())
+            .collect()
+    };
+    assert!(inner_values(1).iter().all(|v| *v == 0.0));
+    let learned = inner_values(2);
+    assert!(!learned.is_empty() && learned.iter().any(|v| *v != 0.0), "{learned:?}");
+}
+
 /// `backend = "llamacpp"`: π_t is exported as GGUF and served by llama.cpp (xllamacpp) for the
 /// search and the evaluation; the trees name the server's model.
 #[test]

@@ -99,9 +99,6 @@ impl LoopConfig {
         if self.iterations == 0 || self.tasks_per_iteration == 0 || self.eval_tasks == 0 {
             return Err("iterations, tasks_per_iteration and eval_tasks must be at least 1".into());
         }
-        if self.evaluator.kind == EvaluatorKind::Learned {
-            return Err("the loop's search cannot use the learned evaluator yet".into());
-        }
         self.llamacpp.validate()?;
         self.search.validate()?;
         self.train.validate()

@@ -14,7 +14,8 @@ use arbor_model::DeviceKind;
 use arbor_train::{Algo, LearnedValue, RunOptions, StartModel, TrainError};
 use arbor_tree::eval::{paired, Report};
 use arbor_tree::export::{export, ExportOptions, Format};
-use arbor_tree::job::{run_to_dir, PolicyKind};
+use arbor_tree::evaluate::ValueFunction;
+use arbor_tree::job::{run_to_dir, EvaluatorKind, PolicyKind};
 use arbor_tree::policy::LlmStepPolicy;
 use arbor_tree::search::decode::{DecodeParams, Strategy};
 use arbor_tree::Searcher;
@@ -72,6 +73,26 @@ fn write_json(path: &Path, v: &Value) -> std::io::Result<()> {
 }
 
 /// The export format that trains `algo` (SFT is rejection sampling: the correct trajectories).
+/// The critic of the `learned` evaluator for a search with `model`: `[evaluator] value` when
+/// set, else the policy's own (`MODEL/value`, which OREO writes), if it has one.
+fn learned_critic(
+    cfg: &LoopConfig,
+    model: &Path,
+) -> Result<Option<(PathBuf, Arc<dyn ValueFunction>)>, String> {
+    if cfg.evaluator.kind != EvaluatorKind::Learned {
+        return Ok(None);
+    }
+    let dir = cfg.evaluator.value.clone().unwrap_or_else(|| model.join("value"));
+    if !dir.join("config.json").is_file() {
+        if cfg.evaluator.value.is_some() {
+            return Err(format!("[evaluator] value: no critic in {}", dir.display()));
+        }
+        return Ok(None);
+    }
+    let v = LearnedValue::load(&dir, DeviceKind::Cpu)?;
+    Ok(Some((dir, Arc::new(v) as Arc<dyn ValueFunction>)))
+}
+
 fn format_for(algo: Algo) -> Format {
     match algo {
         Algo::Sft | Algo::Oreo => Format::Oreo,
@@ -192,8 +213,22 @@ impl Ctx<'_> {
             };
             let opened = pi.as_ref().map(|p| (p.model.clone(), p.name.clone()));
             let seed = cfg.seed.wrapping_add(t as u64);
+            let (mut file, critic) = (file, learned_critic(cfg, model)?);
+            let evaluator_used = match (&critic, file.evaluator.kind) {
+                (Some((dir, _)), _) => {
+                    file.evaluator.value = Some(dir.clone());
+                    format!("learned ({})", dir.display())
+                }
+                (None, EvaluatorKind::Learned) => {
+                    // π_0 of an OREO loop has no critic yet: its trees are searched with the
+                    // terminal verdicts alone, and the next policy's critic takes over.
+                    file.evaluator.kind = EvaluatorKind::Terminal;
+                    "terminal (the policy has no critic yet)".to_string()
+                }
+                (None, kind) => json!(kind).as_str().unwrap_or_default().to_string(),
+            };
             let (policy, evaluator) = file
-                .build(&tasks, opened, None, seed)
+                .build(&tasks, opened, critic.map(|(_, v)| v), seed)
                 .map_err(|e| e.to_string())?;
             let searcher = Searcher::new(env, policy, evaluator, file.search.clone());
             // A rerun after a kill keeps the trees already written.
@@ -210,7 +245,7 @@ impl Ctx<'_> {
                         .count()
                 })
                 .sum();
-            Ok(json!({"model": model, "policy_reused": reused, "trees": s.ok + s.kept, "failed": s.failed, "correct_leaves": correct_leaves,
+            Ok(json!({"model": model, "policy_reused": reused, "evaluator": evaluator_used, "trees": s.ok + s.kept, "failed": s.failed, "correct_leaves": correct_leaves,
                       "nodes": trees.iter().map(|tr| tr.graph.node_count()).sum::<usize>()}))
         })
         .await
