@@ -255,7 +255,7 @@ fn an_oreo_loop_evaluates_with_its_critic_too() {
     // one sample (K = eval_beam), and its critic's AUC is reported when the greedy paths hold
     // both right and wrong answers.
     assert!(r["iterations"][0]["value_beam_accuracy"].is_null(), "{r}");
-    for k in ["value_beam_accuracy", "best_of_k_accuracy", "sample_accuracy"] {
+    for k in ["value_beam_accuracy", "best_of_k_accuracy", "majority_of_k_accuracy", "sample_accuracy"] {
         assert!(it[k].is_f64(), "{k}: {it}");
     }
     let eval: Value =

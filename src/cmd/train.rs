@@ -114,7 +114,7 @@ pub struct EvalArgs {
     /// The critic for best-of-n and value-beam (default: MODEL/value).
     #[arg(long)]
     value: Option<PathBuf>,
-    /// greedy, sample, best-of-n or value-beam.
+    /// greedy, sample, best-of-n, majority (vote of K samples) or value-beam.
     #[arg(long, default_value = "greedy", value_parser = parse_enum::<Strategy>)]
     search: Strategy,
     /// Tasks to evaluate.
@@ -123,7 +123,7 @@ pub struct EvalArgs {
     /// Task sampling seed (held-out tasks: a seed the training data did not use).
     #[arg(long, default_value_t = 1_000_003)]
     seed: u64,
-    /// K for best-of-n, B for value-beam.
+    /// K for best-of-n and majority, B for value-beam.
     #[arg(long, default_value_t = 4)]
     width: usize,
     #[arg(long, default_value_t = 0.8)]

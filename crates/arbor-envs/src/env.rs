@@ -58,4 +58,10 @@ pub trait Environment: Send + Sync {
     fn start(&self, task: &Task) -> Result<Box<dyn Episode>, EnvError>;
     /// Names of the arbor-tools tools a judge may use on this environment's tasks.
     fn judge_tools(&self) -> Vec<&'static str>;
+    /// The answer a finished path states, in a form equal answers share (majority voting
+    /// compares these); `None` when it states none. Default: its last step, trimmed.
+    fn answer_of(&self, steps: &[String]) -> Option<String> {
+        let last = steps.last()?.trim();
+        (!last.is_empty()).then(|| last.to_string())
+    }
 }

@@ -302,6 +302,12 @@ impl Environment for MathEnv {
     fn name(&self) -> &'static str {
         "math"
     }
+    /// The final answer as the verifier extracts and normalizes it ("12", "12.0" and "12.00"
+    /// are one answer).
+    fn answer_of(&self, steps: &[String]) -> Option<String> {
+        let e = verifier::extract(&steps.join("\n"))?;
+        Some(verifier::normalize(&e.raw).to_string())
+    }
     fn description(&self) -> &'static str {
         "GSM-style multi-step word problems (procedural, or a GSM8K file); steps are lines of reasoning, the last gives the answer"
     }

@@ -79,6 +79,7 @@ pub async fn measure(
     for (key, strategy, width) in [
         ("value_beam", Strategy::ValueBeam, k),
         ("best_of_k", Strategy::BestOfN, k),
+        ("majority_of_k", Strategy::Majority, k),
         ("sample", Strategy::Sample, 1),
     ] {
         let params = DecodeParams {

@@ -27,9 +27,12 @@ pub struct IterationReport {
     pub accuracy: f64,
     pub ci95: (f64, f64),
     /// With a critic (`eval.json` has the intervals): accuracy of value-guided beam search of
-    /// width K, of best-of-K by value and of one sample, and the critic's AUC on the greedy paths.
+    /// width K, of best-of-K by value, of the majority vote of K (the same K samples' kind,
+    /// selected without the critic) and of one sample, and the critic's AUC on the greedy paths.
     pub value_beam_accuracy: Option<f64>,
     pub best_of_k_accuracy: Option<f64>,
+    #[serde(default)]
+    pub majority_of_k_accuracy: Option<f64>,
     pub sample_accuracy: Option<f64>,
     pub critic_auc: Option<f64>,
     /// The held-out gain over the previous iteration's policy, paired on the same tasks.
@@ -53,7 +56,7 @@ impl LoopReport {
         let head = vec![
             "iteration", "trees", "correct leaves", "rows", "steps", "accuracy", "95% CI",
             "gain (paired 95% CI)",
-            "value beam", "best-of-K", "sample", "critic AUC",
+            "value beam", "best-of-K", "majority of K", "sample", "critic AUC",
         ];
         let opt = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
         let pct = |x: f64| format!("{:.1}%", 100.0 * x);
@@ -74,6 +77,7 @@ impl LoopReport {
                     }),
                     r.value_beam_accuracy.map_or("-".to_string(), pct),
                     r.best_of_k_accuracy.map_or("-".to_string(), pct),
+                    r.majority_of_k_accuracy.map_or("-".to_string(), pct),
                     r.sample_accuracy.map_or("-".to_string(), pct),
                     r.critic_auc.map_or("-".to_string(), |a| format!("{a:.3}")),
                 ]

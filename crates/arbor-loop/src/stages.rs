@@ -429,6 +429,7 @@ fn iteration(t: usize, stages: &[(&str, &Value)]) -> IterationReport {
         accuracy: e.and_then(|v| v["accuracy"].as_f64()).unwrap_or(0.0),
         value_beam_accuracy: e.and_then(|v| v["critic"]["value_beam"]["accuracy"].as_f64()),
         best_of_k_accuracy: e.and_then(|v| v["critic"]["best_of_k"]["accuracy"].as_f64()),
+        majority_of_k_accuracy: e.and_then(|v| v["critic"]["majority_of_k"]["accuracy"].as_f64()),
         sample_accuracy: e.and_then(|v| v["critic"]["sample"]["accuracy"].as_f64()),
         critic_auc: e.and_then(|v| v["critic"]["critic_auc"].as_f64()),
         vs_previous: e.and_then(|v| serde_json::from_value(v["vs_previous"].clone()).ok()),
