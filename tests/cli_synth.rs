@@ -398,6 +398,33 @@ fn json_answers_cut_at_the_token_limit_are_repaired_before_the_item_dies() {
     }
 }
 
+/// A panic while playing one item (injected in debug builds by ARBOR_TEST_PANIC_ITEM) costs
+/// that item alone: it is journaled as a dead letter with the panic's message, every other item
+/// is finished, and the exit status (70) says the job is not clean. Caught if the panic drops
+/// the item, kills the job, or exits 0.
+#[test]
+fn a_panic_in_one_item_is_a_dead_letter_and_fails_the_exit_status() {
+    let m = mock(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = tasks(dir.path(), 6);
+    let victim = jsonl(&input)[2]["id"].as_str().unwrap().to_string();
+    let out = dir.path().join("out");
+    let o = Command::new(ARBOR)
+        .args(synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url))
+        .env("ARBOR_TEST_PANIC_ITEM", &victim)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(70), "{err}");
+    assert!(err.contains("1 items hit an internal error"), "{err}");
+    assert_eq!(jsonl(&out.join("journal.jsonl")).len(), 6);
+    let dead = jsonl(&out.join("dead_letter.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["item_id"], victim.as_str());
+    assert!(dead[0]["cause"].as_str().unwrap().contains("injected by ARBOR_TEST_PANIC_ITEM"));
+    assert_eq!(jsonl(&out.join("provenance.jsonl")).len() + dead.len() + jsonl(&out.join("gated_out.jsonl")).len(), 6);
+}
+
 #[test]
 fn a_handful_of_items_against_a_real_llama_cpp_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();

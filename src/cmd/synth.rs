@@ -146,5 +146,13 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
         eprintln!("stopped early: run the same command with --resume to finish");
         std::process::exit(130);
     }
+    if c.internal > 0 {
+        // Every other item is written; the exit status must not call the job clean.
+        eprintln!(
+            "error: {} items hit an internal error (a bug in arbor, please report it); their inputs and causes are in dead_letter.jsonl",
+            c.internal
+        );
+        std::process::exit(70);
+    }
     Ok(())
 }

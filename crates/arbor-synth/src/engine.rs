@@ -138,6 +138,9 @@ pub async fn run(
     Ok((records, interrupted))
 }
 
+/// How the cause of an item lost to a bug in arbor (a panic) begins.
+pub const INTERNAL_ERROR: &str = "internal error: ";
+
 /// Plays one item; a panic inside becomes the item's dead letter instead of a lost item.
 async fn played(sh: &Shared, item: Arc<Item>, prompts: PromptPair) -> ItemRecord {
     let kept = item.clone();
@@ -152,7 +155,7 @@ async fn played(sh: &Shared, item: Arc<Item>, prompts: PromptPair) -> ItemRecord
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            let cause = format!("internal error: {msg}");
+            let cause = format!("{INTERNAL_ERROR}{msg}");
             let mut rec = ItemRecord::dead(kept.index, kept.id.clone(), 0, cause);
             rec.input = serde_json::to_value(&*kept).ok();
             rec

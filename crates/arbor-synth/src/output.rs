@@ -17,6 +17,8 @@ pub struct Counts {
     pub accepted: usize,
     pub gated_out: usize,
     pub dead: usize,
+    /// Dead letters from a bug in arbor (a panic caught while playing the item).
+    pub internal: usize,
     pub pairs: usize,
     pub rankings_agree: usize,
     pub judged: usize,
@@ -32,6 +34,9 @@ pub fn counts(records: &[ItemRecord]) -> Counts {
             Status::Accepted => c.accepted += 1,
             Status::GatedOut => c.gated_out += 1,
             Status::Dead => c.dead += 1,
+        }
+        if r.cause.as_deref().is_some_and(|m| m.starts_with(crate::engine::INTERNAL_ERROR)) {
+            c.internal += 1;
         }
         c.pairs += r.rows.len();
         if let Some(a) = r.rankings_agree {

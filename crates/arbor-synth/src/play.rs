@@ -49,6 +49,11 @@ struct Game {
 }
 
 pub(crate) async fn play(sh: &Shared, item: Arc<Item>, prompts: PromptPair) -> ItemRecord {
+    // Tests of the panic path (debug builds only): the item with this id panics.
+    #[cfg(debug_assertions)]
+    if std::env::var("ARBOR_TEST_PANIC_ITEM").is_ok_and(|id| id == item.id) {
+        panic!("injected by ARBOR_TEST_PANIC_ITEM");
+    }
     let cfg = &sh.cfg;
     let mut g = Game {
         item,
