@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -98,29 +98,70 @@ pub struct PythonRunner {
 
 /// Sandbox uids, one per concurrent run, far above any real account.
 const UID_BASE: u32 = 1_900_000;
-const UID_SLOTS: u32 = 4096;
-/// First in, first out, so a uid is reused only after every other slot has been.
-static FREE_UIDS: OnceLock<Mutex<VecDeque<u32>>> = OnceLock::new();
+/// How many: runs beyond this many at once wait for a free uid (never run as root).
+/// `ARBOR_SANDBOX_UIDS` lowers it (read once; for tests of the wait).
+fn uid_slots() -> u32 {
+    std::env::var("ARBOR_SANDBOX_UIDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=4096).contains(n))
+        .unwrap_or(4096)
+}
 
-struct UidLease(Option<u32>);
+/// The free uids, first in first out (a uid is reused only after every other slot has been),
+/// and a permit per free uid.
+struct UidPool {
+    free: Mutex<VecDeque<u32>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+static UIDS: OnceLock<UidPool> = OnceLock::new();
+
+/// A uid of the pool while the run lasts, or none when arbor is not root (the run then stays
+/// arbor's own uid, which the kernel's process limit does bind).
+struct UidLease(Option<(u32, tokio::sync::OwnedSemaphorePermit)>);
 
 impl UidLease {
-    fn take() -> Self {
+    async fn take() -> Self {
         if !is_root() {
             return Self(None);
         }
-        let pool =
-            FREE_UIDS.get_or_init(|| Mutex::new((0..UID_SLOTS).map(|i| UID_BASE + i).collect()));
-        Self(pool.lock().unwrap_or_else(|p| p.into_inner()).pop_front())
+        let pool = UIDS.get_or_init(|| {
+            let n = uid_slots();
+            UidPool {
+                free: Mutex::new((0..n).map(|i| UID_BASE + i).collect()),
+                permits: Arc::new(tokio::sync::Semaphore::new(n as usize)),
+            }
+        });
+        // Wait for a free uid: as root without one, the code would run with no process limit.
+        let permit = pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the uid semaphore is never closed");
+        let uid = pool
+            .free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+            .expect("a permit stands for a free uid");
+        Self(Some((uid, permit)))
+    }
+
+    fn uid(&self) -> Option<u32> {
+        self.0.as_ref().map(|(uid, _)| *uid)
     }
 }
 
 impl Drop for UidLease {
     fn drop(&mut self) {
-        if let (Some(uid), Some(pool)) = (self.0, FREE_UIDS.get()) {
-            pool.lock()
+        if let (Some((uid, permit)), Some(pool)) = (self.0.take(), UIDS.get()) {
+            pool.free
+                .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push_back(uid);
+            drop(permit);
         }
     }
 }
@@ -201,7 +242,7 @@ impl PythonRunner {
         files: &[(&str, &str)],
         stdin: &str,
     ) -> Result<RunOutput, SandboxError> {
-        let lease = UidLease::take();
+        let lease = UidLease::take().await;
         let scratch = tempfile::Builder::new()
             .prefix("arbor-sandbox-")
             .tempdir()?;
@@ -212,7 +253,7 @@ impl PythonRunner {
                 .ok_or_else(|| std::io::Error::other("bad file name"))?;
             std::fs::write(scratch.path().join(name), content)?;
         }
-        if let Some(uid) = lease.0 {
+        if let Some(uid) = lease.uid() {
             chown_tree(scratch.path(), uid)?;
         }
 
@@ -245,7 +286,7 @@ impl PythonRunner {
             .kill_on_drop(true)
             .process_group(0);
         let limits = self.limits.clone();
-        let uid = lease.0;
+        let uid = lease.uid();
         let nproc = if uid.is_some() {
             limits.max_processes
         } else {
@@ -317,11 +358,17 @@ impl PythonRunner {
             128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
         });
         let signal = (exit_code > 128 && exit_code < 128 + 65).then_some(exit_code - 128);
+        let elapsed = start.elapsed();
+        // CPU time never exceeds wall time: a SIGKILL sooner than the CPU limit came from
+        // elsewhere (the OOM killer, another process) and is reported as the signal alone.
+        let cpu_kill = signal == Some(libc::SIGXCPU)
+            || (signal == Some(libc::SIGKILL)
+                && elapsed.as_secs_f64() >= self.limits.cpu_secs as f64);
         let limit = if timed_out {
             Some(LimitHit::WallTime)
-        } else if signal == Some(libc::SIGXCPU) || signal == Some(libc::SIGKILL) {
+        } else if cpu_kill {
             Some(LimitHit::CpuTime)
-        } else if stderr.contains("MemoryError") {
+        } else if exit_code == 1 && uncaught_memory_error(&stderr) {
             Some(LimitHit::Memory)
         } else if stderr.contains("Resource temporarily unavailable")
             || stderr.contains("BlockingIOError")
@@ -339,7 +386,7 @@ impl PythonRunner {
             stderr,
             stdout_truncated,
             stderr_truncated,
-            elapsed_ms: start.elapsed().as_millis() as u64,
+            elapsed_ms: elapsed.as_millis() as u64,
             uid,
         })
     }
@@ -369,6 +416,17 @@ fn base_args() -> Vec<String> {
     }
     a.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(String::from));
     a
+}
+
+/// Whether Python died of an uncaught MemoryError: its traceback ends with that exception
+/// (not merely "MemoryError" printed by the code).
+fn uncaught_memory_error(stderr: &str) -> bool {
+    stderr.contains("Traceback (most recent call last):")
+        && stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l == "MemoryError" || l.starts_with("MemoryError: "))
 }
 
 fn chown_tree(dir: &Path, uid: u32) -> std::io::Result<()> {
