@@ -129,32 +129,49 @@ fn bad_config_gives_one_clear_error_naming_the_field() {
     }
 }
 
+/// The key travels (the mock refuses requests without it) and never reaches the output: not
+/// on success, not when the server rejects a wrong key and repeats it in its 401, not when
+/// retries run out on 500s, with trace logging on.
 #[test]
 fn api_key_is_sent_but_never_printed() {
-    let m = mock(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("k.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "base_url = \"{}\"\nmodel = \"mock\"\napi_key_env = \"ARBOR_TEST_KEY\"\n",
-            m.1
-        ),
-    )
-    .unwrap();
-    let out = Command::new(ARBOR)
-        .args(["chat", "--config", path.to_str().unwrap(), "--json", "hi"])
-        .env("ARBOR_TEST_KEY", "sk-very-secret")
-        .env("RUST_LOG", "trace")
-        .output()
+    let chat = |server: &Mock, key: &str, extra: &str| {
+        let path = dir.path().join("k.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "base_url = \"{}\"\nmodel = \"mock\"\napi_key_env = \"ARBOR_TEST_KEY\"\n{extra}",
+                server.1
+            ),
+        )
         .unwrap();
-    assert!(out.status.success());
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        let out = Command::new(ARBOR)
+            .args(["chat", "--config", path.to_str().unwrap(), "--json", "hi"])
+            .env("ARBOR_TEST_KEY", key)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), all)
+    };
+    let m = mock(&["--api-key", "sk-very-secret"]);
+    let (ok, all) = chat(&m, "sk-very-secret", "");
+    assert!(ok, "the key was not sent: {all}");
     assert!(!all.contains("sk-very-secret"), "key leaked into output");
+
+    let (ok, all) = chat(&m, "sk-wrong-secret", "");
+    assert!(!ok && all.contains("401"), "{all}");
+    assert!(all.contains("Incorrect API key provided"), "the server's message is shown: {all}");
+    assert!(!all.contains("sk-wrong-secret"), "the key the server repeated leaked: {all}");
+
+    let failing = mock(&["--api-key", "sk-very-secret", "--fault-500", "1.0"]);
+    let (ok, all) = chat(&failing, "sk-very-secret", "[retry]\nmax_attempts = 2\nbase_delay_ms = 1\n");
+    assert!(!ok && all.contains("500"), "{all}");
+    assert!(!all.contains("sk-very-secret"), "key leaked after retries: {all}");
 }
 
 #[test]

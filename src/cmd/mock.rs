@@ -52,6 +52,10 @@ pub struct MockArgs {
     /// Answer n > 1 with a single choice, like servers that ignore n.
     #[arg(long)]
     ignore_n: bool,
+    /// Require this API key (`Authorization: Bearer KEY`); other requests get a 401 that
+    /// repeats the header they sent.
+    #[arg(long)]
+    api_key: Option<String>,
 }
 
 impl MockArgs {
@@ -77,6 +81,7 @@ impl MockArgs {
             retry_after_secs: self.retry_after_s,
             hang: Duration::from_millis(self.hang_ms),
             ignore_n: self.ignore_n,
+            api_key: self.api_key.clone(),
         }
     }
 }

@@ -128,6 +128,15 @@ impl ApiKey {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// `text` (a server's error body) with the key cut out: some servers repeat the key they
+    /// were sent, and arbor prints their messages.
+    pub fn redact(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            return text.to_string();
+        }
+        text.replace(&self.0, "<redacted>")
+    }
 }
 
 impl fmt::Debug for ApiKey {

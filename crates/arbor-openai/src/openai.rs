@@ -152,8 +152,14 @@ impl OpenAiClient {
             .and_then(|v| v.to_str().ok())
             .and_then(retry::parse_retry_after);
         let bytes = resp.bytes().await.map_err(transport)?;
+        let redact = |text: String| match &self.api_key {
+            Some(k) => k.redact(&text),
+            None => text,
+        };
         if !status.is_success() {
-            let body = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
+            // Redacted before it is cut, so a key across the cut cannot leave half of itself.
+            let body = redact(String::from_utf8_lossy(&bytes).into_owned());
+            let body = body.chars().take(400).collect();
             return Err(LlmError::Http {
                 endpoint: ep.clone(),
                 status: status.as_u16(),
@@ -167,7 +173,7 @@ impl OpenAiClient {
         };
         parsed.map_err(|detail| LlmError::BadResponse {
             endpoint: ep.clone(),
-            detail,
+            detail: redact(detail),
         })
     }
 

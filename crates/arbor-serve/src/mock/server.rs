@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,6 +29,9 @@ pub struct MockConfig {
     pub hang: Duration,
     /// Answer `n > 1` with one choice, like servers that ignore `n`.
     pub ignore_n: bool,
+    /// The API key requests must carry (`Authorization: Bearer KEY`); a request without it
+    /// gets a 401 whose message repeats the header it sent, as careless servers do.
+    pub api_key: Option<String>,
 }
 
 impl Default for MockConfig {
@@ -40,6 +43,7 @@ impl Default for MockConfig {
             retry_after_secs: 1,
             hang: Duration::from_secs(600),
             ignore_n: false,
+            api_key: None,
         }
     }
 }
@@ -169,12 +173,35 @@ impl Drop for MockServer {
     }
 }
 
-async fn chat(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(denied) = unauthorized(&s, &headers) {
+        return denied;
+    }
     serve(&s, "chat/completions", body).await
 }
 
-async fn completions(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(denied) = unauthorized(&s, &headers) {
+        return denied;
+    }
     serve(&s, "completions", body).await
+}
+
+/// The 401 for a request without the configured key (counted as a bad request).
+fn unauthorized(s: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let want = s.cfg.api_key.as_deref()?;
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if sent.strip_prefix("Bearer ") == Some(want) {
+        return None;
+    }
+    s.counters.bad_requests.fetch_add(1, Relaxed);
+    Some(error_body(
+        StatusCode::UNAUTHORIZED,
+        &format!("Incorrect API key provided: {sent:?}"),
+    ))
 }
 
 async fn models() -> Json<Value> {
