@@ -126,3 +126,30 @@ async fn a_rerun_makes_zero_requests_for_cached_items() {
         assert_eq!(a.choices, b.choices);
     }
 }
+
+/// `requests_per_minute` as the server sees it: a full bucket (one minute's worth) may arrive at
+/// once, then one request per 60/rpm seconds. Caught if the limit never fires (every arrival
+/// within milliseconds) or fires only for the first caller.
+#[tokio::test]
+async fn requests_per_minute_holds_at_the_server() {
+    let server = MockServer::start(MockConfig::default(), 0).await.unwrap();
+    let rpm = 60;
+    let c = Arc::new(client(&server.base_url(), |cfg| {
+        cfg.limits.requests_per_minute = rpm;
+    }));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..rpm + 3 {
+        let c = c.clone();
+        tasks.spawn(async move { c.generate(&chat(format!("r{i}"), i)).await.unwrap() });
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut t = server.stats().arrivals;
+    t.sort_by(f64::total_cmp);
+    assert_eq!(t.len(), rpm as usize + 3);
+    let first = t[0];
+    assert!(t[rpm as usize - 1] - first < 0.5, "the bucket's burst: {:?}", &t[..3]);
+    for (k, at) in t[rpm as usize..].iter().enumerate() {
+        let due = (k + 1) as f64; // one second per request at 60/min
+        assert!(at - first >= due - 0.05, "request {} arrived at {:.2}s, due {due}s", rpm as usize + k, at - first);
+    }
+}

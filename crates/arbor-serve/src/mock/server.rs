@@ -61,10 +61,14 @@ pub struct MockStats {
     pub faults: BTreeMap<String, u64>,
     pub in_flight: u64,
     pub peak_in_flight: u64,
+    /// Arrival time of every API request, seconds since the server started (rate-limit tests).
+    #[serde(default)]
+    pub arrivals: Vec<f64>,
 }
 
 #[derive(Default)]
 struct Counters {
+    arrivals: std::sync::Mutex<Vec<f64>>,
     requests: AtomicU64,
     ok: AtomicU64,
     bad_requests: AtomicU64,
@@ -76,9 +80,15 @@ struct Counters {
 struct Shared {
     cfg: MockConfig,
     counters: Counters,
+    started: std::time::Instant,
 }
 
 impl Shared {
+    fn arrived(&self) {
+        let t = self.started.elapsed().as_secs_f64();
+        self.counters.arrivals.lock().unwrap_or_else(|p| p.into_inner()).push(t);
+    }
+
     fn stats(&self) -> MockStats {
         let c = &self.counters;
         MockStats {
@@ -92,6 +102,7 @@ impl Shared {
                 .collect(),
             in_flight: c.in_flight.load(Relaxed),
             peak_in_flight: c.peak_in_flight.load(Relaxed),
+            arrivals: c.arrivals.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }
@@ -132,6 +143,7 @@ impl MockServer {
         let shared = Arc::new(Shared {
             cfg,
             counters: Counters::default(),
+            started: std::time::Instant::now(),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -174,6 +186,7 @@ impl Drop for MockServer {
 }
 
 async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.arrived();
     if let Some(denied) = unauthorized(&s, &headers) {
         return denied;
     }
@@ -181,6 +194,7 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
 }
 
 async fn completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.arrived();
     if let Some(denied) = unauthorized(&s, &headers) {
         return denied;
     }
