@@ -430,6 +430,72 @@ mod tests {
         );
     }
 
+    /// The content of every oreo, sft and kto row, not only its columns: each trajectory's steps
+    /// with its own leaf's reward, the best correct path by Q when two are correct, each KTO
+    /// completion labelled by its own leaf.
+    #[test]
+    fn oreo_sft_and_kto_rows_carry_their_own_leaf() {
+        let (mut t, [_, b, a1, a2, b1]) = sample();
+        // A second correct leaf, under b, of Q 0.5 (one success, one failure backed up).
+        let b2 = t.add_child(b, "The answer is 4", 1.0).unwrap();
+        let node = t.node_mut(b2).unwrap();
+        node.terminal = true;
+        node.eval = Evaluation {
+            verified: Some(true),
+            ..Default::default()
+        };
+        t.backup(b2, 1.0).unwrap();
+        t.backup(b2, 0.0).unwrap();
+        let opts = ExportOptions::default();
+        let by_leaf = |rows: &[Value], key: &str| -> std::collections::BTreeMap<usize, Value> {
+            rows.iter()
+                .map(|r| (r[key].as_u64().unwrap() as usize, r.clone()))
+                .collect()
+        };
+        let oreo = by_leaf(&export(&[t.clone()], Format::Oreo, &opts), "leaf");
+        assert_eq!(oreo.len(), 4);
+        for (leaf, steps, reward) in [
+            (a1, vec!["2+2 = 4", "The answer is 4"], 1.0),
+            (a2, vec!["2+2 = 4", "The answer is 3"], 0.0),
+            (b1, vec!["2+2 = 5", "The answer is 5"], 0.0),
+            (b2, vec!["2+2 = 5", "The answer is 4"], 1.0),
+        ] {
+            let r = &oreo[&leaf.index()];
+            assert_eq!(r["steps"], json!(steps), "{r}");
+            assert_eq!(r["reward"], reward, "{r}");
+            assert_eq!(r["prompt"], "What is 2+2?");
+        }
+        let sft = export(&[t.clone()], Format::Sft, &opts);
+        assert_eq!(sft.len(), 1, "one row per tree");
+        assert_eq!(
+            sft[0]["messages"],
+            json!([{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "2+2 = 4\nThe answer is 4"}]),
+            "the correct leaf of higher Q (a1 over b2)"
+        );
+        let kto = export(&[t], Format::Kto, &opts);
+        let labels: std::collections::BTreeMap<String, bool> = kto
+            .iter()
+            .map(|r| {
+                (
+                    r["completion"][0]["content"].as_str().unwrap().to_string(),
+                    r["label"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("2+2 = 4\nThe answer is 4", true),
+                ("2+2 = 4\nThe answer is 3", false),
+                ("2+2 = 5\nThe answer is 5", false),
+                ("2+2 = 5\nThe answer is 4", true),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+        );
+    }
+
     #[test]
     fn treelog_selects_the_highest_q_edge() {
         let (t, [a, ..]) = sample();
