@@ -368,4 +368,51 @@ mod tests {
             .unwrap_err()
             .contains("not a JSON object"));
     }
+
+    /// JSON built from the keys and shapes the reader looks at, nested at random.
+    fn rows() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            "[a-z\\n ]{0,6}".prop_map(Value::from),
+            prop::sample::select(vec!["user", "assistant", "system", "robot"]).prop_map(Value::from),
+        ];
+        let keys = prop::sample::select(vec![
+            "prompt", "chosen", "rejected", "messages", "scores", "responses", "steps", "reward",
+            "question", "prefix", "tree_id", "role", "content",
+        ]);
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(keys.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// No row panics the reader; a refusal always says why.
+        #[test]
+        fn any_row_is_read_or_refused_with_a_reason(row in rows()) {
+            if let Err(e) = parse(&row) {
+                proptest::prop_assert!(!e.is_empty());
+            }
+        }
+
+        /// Any bytes as a file: every bad line is reported with the file and its line number.
+        #[test]
+        fn any_file_reports_its_bad_lines(text in "(\\{\"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\"\\}|\\{|[a-z\\[\\]\":, ]{0,12})(\n(\\{\"tree_id\":1\\}|[^\n]{0,12})){0,5}") {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("rows.jsonl");
+            std::fs::write(&path, &text).unwrap();
+            if let Ok((_, bad)) = read_examples(&path) {
+                for b in bad {
+                    let want = format!("{}:{}: ", path.display(), b.line);
+                    proptest::prop_assert!(b.message.starts_with(&want), "{}", b.message);
+                }
+            }
+        }
+    }
 }
