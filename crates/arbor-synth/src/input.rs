@@ -70,20 +70,19 @@ fn item_from_row(index: usize, v: Value) -> Result<Item, String> {
     let Value::Object(mut o) = v else {
         return Err("expected a JSON object".into());
     };
-    let messages = match (o.remove("messages"), o.remove("prompt")) {
-        (Some(m), None) => {
-            let msgs: Vec<Message> =
-                serde_json::from_value(m).map_err(|e| format!("field `messages`: {e}"))?;
-            if msgs.is_empty() {
-                return Err("field `messages`: empty".into());
-            }
-            msgs
+    let list = |field: &str, v: Value| -> Result<Vec<Message>, String> {
+        let msgs: Vec<Message> =
+            serde_json::from_value(v).map_err(|e| format!("field `{field}`: {e}"))?;
+        if msgs.is_empty() {
+            return Err(format!("field `{field}`: empty"));
         }
+        Ok(msgs)
+    };
+    let messages = match (o.remove("messages"), o.remove("prompt")) {
+        (Some(m), None) => list("messages", m)?,
         (None, Some(Value::String(p))) if !p.trim().is_empty() => vec![Message::user(p)],
         (None, Some(Value::String(_))) => return Err("field `prompt`: empty".into()),
-        (None, Some(Value::Array(a))) => {
-            serde_json::from_value(Value::Array(a)).map_err(|e| format!("field `prompt`: {e}"))?
-        }
+        (None, Some(a @ Value::Array(_))) => list("prompt", a)?,
         (None, Some(_)) => return Err("field `prompt`: expected a string or a message list".into()),
         (Some(_), Some(_)) => return Err("give `prompt` or `messages`, not both".into()),
         (None, None) => return Err("missing field `prompt` (or `messages`)".into()),
@@ -142,5 +141,21 @@ mod tests {
             .unwrap_err()
             .cause
             .contains("missing field `prompt`"));
+    }
+
+    proptest::proptest! {
+        /// Any line: an item with a prompt to send, or a cause naming the file and line.
+        #[test]
+        fn any_line_is_an_item_or_a_named_refusal(line in "\\{(\"(prompt|messages|id|reference|role|content)\": ?(\"[a-z]{0,3}\"|\\[\\]|\\[\\{\"role\": ?\"(user|robot)\", ?\"content\": ?\"x\"\\}\\]|[0-9]|null|\\{\\}),? ?){0,4}\\}|[^\n]{0,20}") {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("in.jsonl");
+            std::fs::write(&p, format!("{line}\n")).unwrap();
+            for r in read_items(&p).unwrap() {
+                match r {
+                    Ok(item) => proptest::prop_assert!(!item.messages.is_empty(), "{line}"),
+                    Err(e) => proptest::prop_assert!(e.cause.starts_with(&format!("{}:1: ", p.display())), "{}", e.cause),
+                }
+            }
+        }
     }
 }
