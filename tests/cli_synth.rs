@@ -194,8 +194,17 @@ fn run_with_kills(args: &[&str], kills: &[u64]) -> usize {
         }
         resume = true;
     }
+    // The last resume finishes the job, playing only what the journal does not hold.
+    let journal = Path::new(args[args.iter().position(|a| *a == "--out").unwrap() + 1]).join("journal.jsonl");
+    let before = std::fs::read_to_string(&journal).map_or(0, |t| t.lines().filter(|l| l.ends_with('}')).count());
     let (ok, _, err) = arbor(&[args, &["--resume"]].concat());
     assert!(ok, "{err}");
+    if before > 0 {
+        assert!(
+            err.contains(&format!("{before} items were finished before and kept from the journal")),
+            "the resume should skip the {before} journaled items: {err}"
+        );
+    }
     landed
 }
 

@@ -142,6 +142,9 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
         s.pairs_counted as f64 / s.seconds,
         a.out.display()
     );
+    if s.resumed > 0 {
+        eprintln!("{} items were finished before and kept from the journal", s.resumed);
+    }
     if s.interrupted {
         eprintln!("stopped early: run the same command with --resume to finish");
         std::process::exit(130);

@@ -34,6 +34,8 @@ pub struct Summary {
     pub total_rows: usize,
     /// Pairs counted by the progress (a resumed job's earlier items included).
     pub pairs_counted: u64,
+    /// Items found finished in the journal and skipped (a resumed job).
+    pub resumed: u64,
     pub seconds: f64,
     /// A stop request ended admission: the job must be resumed to finish.
     pub interrupted: bool,
@@ -180,6 +182,7 @@ impl Job {
             counts,
             total_rows,
             pairs_counted: progress.pairs.load(Ordering::Relaxed),
+            resumed: progress.resumed.load(Ordering::Relaxed),
             seconds,
             interrupted,
         })
