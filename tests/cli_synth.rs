@@ -284,6 +284,41 @@ fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
     );
 }
 
+/// A job killed with SIGKILL leaves the pairs of the items it finished (`snapshot_secs`), whole
+/// lines only, each one a pair the finished job also has. Caught if outputs are written only at
+/// the end, or written in place (a torn line).
+#[test]
+fn a_killed_job_leaves_the_pairs_of_its_finished_items() {
+    let m = mock(&["--latency-ms", "20"]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = tasks(dir.path(), 200);
+    let cfg = dir.path().join("synth.toml");
+    std::fs::write(&cfg, "snapshot_secs = 0.2\nrounds = 1\n").unwrap();
+    let out = dir.path().join("out");
+    let mut args = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url);
+    args.extend(["--config", cfg.to_str().unwrap(), "--max-in-flight", "4"]);
+    let mut child = Command::new(ARBOR)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(child.try_wait().unwrap().is_none(), "the job should still be running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = std::fs::read_to_string(out.join("pairs.jsonl")).expect("pairs.jsonl after a kill");
+    assert!(partial.ends_with('\n') && !partial.is_empty(), "{partial:?}");
+    let partial: Vec<Value> = partial.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (ok, _, err) = arbor(&[args.as_slice(), &["--resume"]].concat());
+    assert!(ok, "{err}");
+    let all = jsonl(&out.join("pairs.jsonl"));
+    assert!(partial.len() < all.len(), "{} of {}", partial.len(), all.len());
+    for p in &partial {
+        assert!(all.contains(p), "a snapshot pair is not in the finished job: {p}");
+    }
+}
+
 #[test]
 fn malformed_rows_are_dead_lettered_with_their_line_or_stop_the_job_with_strict() {
     let m = mock(&[]);

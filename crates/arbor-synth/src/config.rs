@@ -98,6 +98,9 @@ pub struct SynthConfig {
     /// Times an unreadable JSON answer (judge, reward, optimizer) is shown back to the model
     /// with the error before the item becomes a dead letter.
     pub json_repairs: u32,
+    /// Seconds between snapshots of the output files while the job runs (0: only at the end),
+    /// so a killed job leaves the pairs of its finished items.
+    pub snapshot_secs: f64,
 }
 
 impl Default for SynthConfig {
@@ -140,6 +143,7 @@ impl Default for SynthConfig {
             seed: 0,
             pool_epoch: 256,
             json_repairs: 2,
+            snapshot_secs: 30.0,
         }
     }
 }
@@ -156,6 +160,9 @@ impl SynthConfig {
         }
         if self.rounds == 0 || self.max_in_flight == 0 || self.pool_epoch == 0 {
             return Err("rounds, max_in_flight and pool_epoch must be at least 1".into());
+        }
+        if !(self.snapshot_secs.is_finite() && self.snapshot_secs >= 0.0) {
+            return Err("snapshot_secs must be a number of seconds >= 0".into());
         }
         if !(self.threshold.is_finite() && self.margin.is_finite() && self.margin >= 0.0) {
             return Err("threshold and margin must be finite numbers (margin >= 0)".into());
@@ -183,6 +190,7 @@ impl SynthConfig {
         let mut c = self.clone();
         c.max_in_flight = 0;
         c.strict = false;
+        c.snapshot_secs = 0.0;
         for r in [&mut c.target, &mut c.judge, &mut c.reward, &mut c.optimizer] {
             r.timeout_secs = None;
         }

@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::sync::{mpsc, Semaphore};
@@ -21,15 +22,26 @@ use crate::play::{play, Shared};
 pub use crate::progress::Progress;
 use crate::prompts::{PromptPair, PromptPool};
 
+/// Output files written from the records so far while the job runs, so a job killed with
+/// SIGKILL still leaves the pairs of its finished items.
+pub struct Snapshot {
+    pub every: Duration,
+    /// Writes the records (in input order) as the job's output files.
+    pub write: Box<dyn Fn(&[ItemRecord]) -> Result<(), String> + Send + Sync>,
+}
+
 /// The journal actor: owns the journal and the records; returns them all when every sender
-/// is gone.
+/// is gone. Between batches it writes a snapshot of the outputs when one is due.
 async fn sink(
     mut journal: Journal,
     mut records: Vec<ItemRecord>,
     mut rx: mpsc::Receiver<ItemRecord>,
     pool: Arc<PromptPool>,
     progress: Arc<Progress>,
+    snapshot: Option<Snapshot>,
 ) -> Result<Vec<ItemRecord>, String> {
+    let snapshot = snapshot.map(Arc::new);
+    let mut last_snapshot = Instant::now();
     let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -51,6 +63,21 @@ async fn sink(
             progress.count(&r);
             records.push(r);
         }
+        if let Some(snap) = snapshot.as_ref().filter(|s| last_snapshot.elapsed() >= s.every) {
+            // Awaited, so no snapshot can land after (and over) the final output.
+            let (snap, mut recs) = (snap.clone(), records.clone());
+            let written = tokio::task::spawn_blocking(move || {
+                recs.sort_by_key(|r| r.index);
+                (snap.write)(&recs)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            if let Err(e) = written {
+                tracing::warn!("snapshot of the outputs: {e}");
+            }
+            last_snapshot = Instant::now();
+        }
     }
     Ok(records)
 }
@@ -67,6 +94,7 @@ pub async fn run(
     resume: bool,
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
+    snapshot: Option<Snapshot>,
 ) -> Result<(Vec<ItemRecord>, bool), String> {
     let (journal, old) = Journal::open(journal_path, resume)
         .map_err(|e| format!("{}: {e}", journal_path.display()))?;
@@ -83,7 +111,7 @@ pub async fn run(
 
     let cap = cfg.max_in_flight;
     let (tx, rx) = mpsc::channel::<ItemRecord>(cap);
-    let sink = tokio::spawn(sink(journal, old, rx, pool.clone(), progress.clone()));
+    let sink = tokio::spawn(sink(journal, old, rx, pool.clone(), progress.clone(), snapshot));
     let shared = Arc::new(Shared {
         cfg,
         players,

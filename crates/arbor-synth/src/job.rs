@@ -164,6 +164,17 @@ impl Job {
         };
         let started = Instant::now();
         let total_rows = self.items.len();
+        let snapshot = (cfg.snapshot_secs > 0.0).then(|| {
+            let (dir, cfg, names) = (self.out.clone(), cfg.clone(), names.clone());
+            crate::engine::Snapshot {
+                every: Duration::from_secs_f64(cfg.snapshot_secs),
+                write: Box::new(move |records: &[crate::journal::ItemRecord]| {
+                    write_all(&dir, records, &cfg, &names, total_rows)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }),
+            }
+        });
         let (records, interrupted) = crate::engine::run(
             cfg.clone(),
             players,
@@ -172,6 +183,7 @@ impl Job {
             self.resume,
             stop,
             progress.clone(),
+            snapshot,
         )
         .await
         .map_err(JobError::Io)?;

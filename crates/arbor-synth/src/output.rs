@@ -48,6 +48,7 @@ pub fn counts(records: &[ItemRecord]) -> Counts {
 }
 
 /// Models by role, for the card.
+#[derive(Clone)]
 pub struct ModelNames {
     pub target: String,
     pub judge: String,
@@ -82,16 +83,25 @@ pub fn write_all(
         .filter(|r| r.status == Status::GatedOut)
         .map(letter)
         .collect();
-    write_jsonl(&dir.join("pairs.jsonl"), &rows)?;
-    write_parquet(&dir.join("pairs.parquet"), &rows)?;
-    write_jsonl(&dir.join("provenance.jsonl"), &provenance)?;
-    write_jsonl(&dir.join("dead_letter.jsonl"), &dead)?;
-    write_jsonl(&dir.join("gated_out.jsonl"), &gated)?;
+    // Each file replaced whole (written beside it, then renamed): a kill during a snapshot
+    // leaves the previous one, never a torn file.
+    let atomically = |name: &str, write: &dyn Fn(&Path) -> Result<(), TableError>| {
+        let (path, tmp) = (dir.join(name), dir.join(format!(".{name}.tmp")));
+        write(&tmp)?;
+        std::fs::rename(&tmp, &path).map_err(|source| TableError::Io { path, source })
+    };
+    atomically("pairs.jsonl", &|p| write_jsonl(p, &rows))?;
+    atomically("pairs.parquet", &|p| write_parquet(p, &rows))?;
+    atomically("provenance.jsonl", &|p| write_jsonl(p, &provenance))?;
+    atomically("dead_letter.jsonl", &|p| write_jsonl(p, &dead))?;
+    atomically("gated_out.jsonl", &|p| write_jsonl(p, &gated))?;
     let c = counts(records);
     let card = dataset_card(records, cfg, models, &c, total_inputs);
-    std::fs::write(dir.join("README.md"), card).map_err(|source| TableError::Io {
-        path: dir.join("README.md"),
-        source,
+    atomically("README.md", &|p| {
+        std::fs::write(p, &card).map_err(|source| TableError::Io {
+            path: p.to_path_buf(),
+            source,
+        })
     })?;
     Ok(c)
 }
