@@ -52,6 +52,9 @@ pub struct MockArgs {
     /// Answer n > 1 with a single choice, like servers that ignore n.
     #[arg(long)]
     ignore_n: bool,
+    /// Report this many decoding slots at GET /props (`total_slots`, as llama.cpp does).
+    #[arg(long)]
+    slots: Option<usize>,
     /// Require this API key (`Authorization: Bearer KEY`); other requests get a 401 that
     /// repeats the header they sent.
     #[arg(long)]
@@ -81,6 +84,7 @@ impl MockArgs {
             retry_after_secs: self.retry_after_s,
             hang: Duration::from_millis(self.hang_ms),
             ignore_n: self.ignore_n,
+            slots: self.slots,
             api_key: self.api_key.clone(),
         }
     }

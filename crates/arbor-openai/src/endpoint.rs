@@ -21,6 +21,9 @@ pub struct Endpoint {
     /// One connection pool per endpoint, so every role on one server reuses the connections
     /// the others opened.
     pub(crate) http: reqwest::Client,
+    /// The server's decoding slots, as it reports them (llama.cpp's `/props` `total_slots`),
+    /// asked once before the first request; `None` when it does not say.
+    slots: tokio::sync::OnceCell<Option<usize>>,
 }
 
 impl Endpoint {
@@ -31,6 +34,7 @@ impl Endpoint {
             breaker: Breaker::new(&name, cfg.breaker.clone()),
             stats: EndpointStats::default(),
             ignores_n: AtomicBool::new(false),
+            slots: tokio::sync::OnceCell::new(),
             http: reqwest::Client::builder()
                 .tcp_nodelay(true)
                 .connect_timeout(cfg.timeout().min(std::time::Duration::from_secs(10)))
@@ -56,5 +60,45 @@ impl Endpoint {
 
     pub fn ignores_n(&self) -> bool {
         self.ignores_n.load(Ordering::Relaxed)
+    }
+
+    /// The server's slots once asked (`None` before the first request or when it does not say).
+    pub fn server_slots(&self) -> Option<usize> {
+        self.slots.get().copied().flatten()
+    }
+
+    /// Asks the server once how many requests it decodes at a time and keeps the in-flight
+    /// limit at that: requests beyond it would wait inside the server, where their time counts
+    /// against the per-attempt timeout and looks like a failure; here they wait for a permit.
+    pub(crate) async fn learn_slots(&self, cfg: &EndpointConfig) {
+        self.slots
+            .get_or_init(|| async {
+                let mut url = cfg.base_url.clone();
+                url.set_path("/props");
+                let asked = self
+                    .http
+                    .get(url)
+                    .timeout(std::time::Duration::from_secs(3))
+                    .send()
+                    .await;
+                let slots = match asked {
+                    Ok(r) if r.status().is_success() => r
+                        .bytes()
+                        .await
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                        .and_then(|v| v.get("total_slots")?.as_u64())
+                        .filter(|n| *n > 0)
+                        .map(|n| n as usize),
+                    _ => None,
+                };
+                if let Some(n) = slots {
+                    if self.limiter.cap_in_flight(n).await {
+                        tracing::info!(endpoint = %self.name, slots = n, "the server decodes {n} requests at a time: at most {n} in flight");
+                    }
+                }
+                slots
+            })
+            .await;
     }
 }

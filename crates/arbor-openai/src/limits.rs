@@ -51,6 +51,8 @@ impl Bucket {
 #[derive(Debug)]
 pub struct Limiter {
     in_flight: Option<Arc<Semaphore>>,
+    /// The configured in-flight limit (0: unlimited), before any cap.
+    max_in_flight: usize,
     requests: Option<Bucket>,
     tokens: Option<Bucket>,
 }
@@ -64,6 +66,7 @@ impl Limiter {
     pub fn new(cfg: &LimitsConfig) -> Self {
         Self {
             in_flight: (cfg.max_in_flight > 0).then(|| Arc::new(Semaphore::new(cfg.max_in_flight))),
+            max_in_flight: cfg.max_in_flight,
             requests: Bucket::per_minute(cfg.requests_per_minute),
             tokens: Bucket::per_minute(cfg.tokens_per_minute),
         }
@@ -91,6 +94,25 @@ impl Limiter {
             None => None,
         };
         Permit { _slot: slot }
+    }
+
+    /// Lowers the in-flight limit to `n` (never raises it; an unlimited endpoint stays so).
+    /// Returns whether it changed.
+    pub async fn cap_in_flight(&self, n: usize) -> bool {
+        let Some(sem) = &self.in_flight else {
+            return false;
+        };
+        if n >= self.max_in_flight {
+            return false;
+        }
+        // The surplus permits are taken (waiting for any in flight) and never given back.
+        match sem.clone().acquire_many_owned((self.max_in_flight - n) as u32).await {
+            Ok(p) => {
+                p.forget();
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Corrects the token budget once the server has reported real usage.

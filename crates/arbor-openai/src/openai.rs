@@ -75,6 +75,9 @@ impl OpenAiClient {
     async fn call_with_retry(&self, req: &LlmRequest) -> Result<Completion, LlmError> {
         let ep = &self.endpoint;
         let est = req.estimated_tokens();
+        if self.wire == Wire::OpenAi {
+            ep.learn_slots(&self.cfg).await;
+        }
         let mut attempt = 0u32;
         loop {
             attempt += 1;

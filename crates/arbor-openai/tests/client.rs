@@ -153,3 +153,33 @@ async fn requests_per_minute_holds_at_the_server() {
         assert!(at - first >= due - 0.05, "request {} arrived at {:.2}s, due {due}s", rpm as usize + k, at - first);
     }
 }
+
+/// A server that reports its decoding slots (llama.cpp's `/props` `total_slots`) gets no more
+/// requests at once than that, whatever `max_in_flight` says; one that does not gets the
+/// configured limit. Caught if the slots are never asked or never applied.
+#[tokio::test]
+async fn in_flight_stays_at_the_slots_the_server_reports() {
+    let peak = |slots: Option<usize>| async move {
+        let server = MockServer::start(
+            MockConfig {
+                latency: Duration::from_millis(40),
+                slots,
+                ..Default::default()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+        let c = Arc::new(client(&server.base_url(), |cfg| cfg.limits.max_in_flight = 64));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..24u64 {
+            let c = c.clone();
+            tasks.spawn(async move { c.generate(&chat(format!("s{i}"), i)).await.unwrap() });
+        }
+        while tasks.join_next().await.is_some() {}
+        assert_eq!(c.endpoint().server_slots(), slots);
+        server.stats().peak_in_flight
+    };
+    assert_eq!(peak(Some(3)).await, 3);
+    assert!(peak(None).await > 12, "without /props the configured limit applies");
+}

@@ -60,6 +60,8 @@ async fn chat_completions_n_and_logprobs_against_llamacpp() {
     let r = c.generate(&req).await.unwrap();
     assert!(!r.text().trim().is_empty(), "{:?}", r.text());
     assert!(r.usage.prompt_tokens > 0 && r.usage.completion_tokens > 0);
+    // The server said how many requests it decodes at once (its 4 slots).
+    assert_eq!(c.endpoint().server_slots(), Some(4));
     let lp = r.choices[0]
         .logprobs
         .as_ref()

@@ -29,6 +29,9 @@ pub struct MockConfig {
     pub hang: Duration,
     /// Answer `n > 1` with one choice, like servers that ignore `n`.
     pub ignore_n: bool,
+    /// Decoding slots reported at `GET /props` (`total_slots`, as llama.cpp's server does);
+    /// none: no `/props`.
+    pub slots: Option<usize>,
     /// The API key requests must carry (`Authorization: Bearer KEY`); a request without it
     /// gets a 401 whose message repeats the header it sent, as careless servers do.
     pub api_key: Option<String>,
@@ -43,6 +46,7 @@ impl Default for MockConfig {
             retry_after_secs: 1,
             hang: Duration::from_secs(600),
             ignore_n: false,
+            slots: None,
             api_key: None,
         }
     }
@@ -151,6 +155,7 @@ impl MockServer {
             .route("/v1/models", get(models))
             .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
             .route("/stats", get(stats))
+            .route("/props", get(props))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = crate::serve::serve_router(listener, app).await {
@@ -220,6 +225,13 @@ fn unauthorized(s: &Shared, headers: &HeaderMap) -> Option<Response> {
 
 async fn models() -> Json<Value> {
     Json(json!({"object": "list", "data": [{"id": "mock", "object": "model"}]}))
+}
+
+async fn props(State(s): State<Arc<Shared>>) -> Response {
+    match s.cfg.slots {
+        Some(n) => Json(json!({"total_slots": n})).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Json<MockStats> {
