@@ -181,6 +181,61 @@ fn a_killed_run_resumes_to_the_same_result() {
     );
 }
 
+/// SIGTERM (as Ctrl-C) ends a run after its current step with a checkpoint there, exit 130 and
+/// a line naming --resume; the resumed run ends with the weights of an uninterrupted one.
+/// Caught if the signal kills the run (no checkpoint past the periodic one, no message) or the
+/// stop checkpoint is not where the run resumes.
+#[test]
+fn sigterm_saves_the_current_step_and_says_how_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (tiny, data) = tiny_and_pairs(d);
+    let args = |out: &Path| -> Vec<String> {
+        ["train", "--algo", "dpo", "--data", s(&data), "--model", s(&tiny), "--out", s(out),
+         "--max-steps", "200", "--epochs", "20", "--batch-size", "2", "--lr", "1e-3", "--save-every", "40", "--quiet"]
+            .iter()
+            .map(|x| x.to_string())
+            .collect()
+    };
+    let stopped = d.join("stopped");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arbor"))
+        .args(args(&stopped))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !stopped.join("checkpoint/state.json").is_file() {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no checkpoint after 300 s");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("run the same command with --resume"), "{err}");
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(stopped.join("checkpoint/state.json")).unwrap()).unwrap();
+    let step = state["step"].as_u64().unwrap();
+    assert!(step > 40 && step < 200 && step % 40 != 0, "the stop saves the step it ended at, not a periodic one: {step}");
+    assert!(!stopped.join("model.safetensors").exists());
+
+    let mut resumed = args(&stopped);
+    resumed.push("--resume".into());
+    run(&resumed.iter().map(String::as_str).collect::<Vec<_>>());
+    let whole = d.join("whole");
+    run(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        std::fs::read(whole.join("model.safetensors")).unwrap(),
+        std::fs::read(stopped.join("model.safetensors")).unwrap(),
+        "weights differ after the stop and resume"
+    );
+}
+
 #[test]
 fn bad_rows_are_reported_with_file_and_line_and_the_rest_trains() {
     let dir = tempfile::tempdir().unwrap();

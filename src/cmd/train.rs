@@ -81,12 +81,22 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         .set("seed", a.seed);
     let cfg: TrainConfig = load_toml(a.config.as_deref(), &o).map_err(anyhow::Error::msg)?;
     let start = StartModel::load(&a.model, a.device)?;
+    // Within the runtime's context (train runs in block_in_place), so the handler can spawn.
+    let stop = crate::progress::stop_on_ctrl_c();
     let opts = RunOptions {
         resume: a.resume,
         progress: !a.quiet,
         counter: None,
+        stop: Some(stop),
     };
     let s = arbor_train::train(&cfg, &a.data, start, &a.out, opts)?;
+    if s.stopped {
+        eprintln!(
+            "stopped after step {} of {}, checkpoint saved: run the same command with --resume to continue",
+            s.steps, s.total_steps
+        );
+        std::process::exit(130);
+    }
     for r in &s.skipped_rows {
         eprintln!("skipped {r}");
     }

@@ -288,6 +288,7 @@ impl Ctx<'_> {
                     resume: true,
                     progress: false,
                     counter: Some(counter),
+                    stop: None,
                 };
                 arbor_train::train(&cfg, &data, start, &out, opts)
             })

@@ -2,6 +2,7 @@
 //! steps (warm-up + cosine schedule, periodic evaluation and checkpoints, exact resume), and
 //! write the final policy (and critic), the curves and `train.json`.
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,10 +27,16 @@ pub struct RunOptions {
     pub progress: bool,
     /// Finished steps of the run, for a display elsewhere (the loop's).
     pub counter: Option<Arc<Progress>>,
+    /// Set (by Ctrl-C / SIGTERM) to end the run after the current step with a checkpoint.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 pub struct Summary {
     pub steps: usize,
+    /// The run was stopped (`RunOptions::stop`) after `steps` of its `total_steps`, with a
+    /// checkpoint; `--resume` continues it.
+    pub stopped: bool,
+    pub total_steps: usize,
     pub examples: usize,
     pub skipped_rows: Vec<String>,
     pub train_tokens: usize,
@@ -169,11 +176,26 @@ pub fn train(
         if let Some(c) = &opts.counter {
             c.inc();
         }
-        last = row;
-        if done % cfg.save_every == 0 && done < total_steps {
+        let stopping = done < total_steps
+            && opts.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
+        if (done % cfg.save_every == 0 && done < total_steps) || stopping {
             checkpoint::save(out, &t, &start, done)?;
             curves.write_csv(&curves_path).map_err(io(out))?;
         }
+        if stopping {
+            bar.finish_and_clear();
+            return Ok(Summary {
+                steps: done,
+                stopped: true,
+                total_steps,
+                examples: n,
+                skipped_rows: bad.into_iter().map(|b| b.message).collect(),
+                train_tokens: tokens_total,
+                seconds: started.elapsed().as_secs_f64(),
+                last: row,
+            });
+        }
+        last = row;
     }
     bar.finish_and_clear();
     curves.write_csv(&curves_path).map_err(io(out))?;
@@ -193,6 +215,8 @@ pub fn train(
     }
     let summary = Summary {
         steps: total_steps,
+        stopped: false,
+        total_steps,
         examples: n,
         skipped_rows: bad.into_iter().map(|b| b.message).collect(),
         train_tokens: tokens_total,
