@@ -239,6 +239,60 @@ fn sigterm_stops_between_stages_and_says_how_to_resume() {
     );
 }
 
+/// SIGTERM during a long training stage: the step in progress ends with a checkpoint, the
+/// stage stays unfinished (no marker), and the resumed loop continues the training from that
+/// checkpoint to the model an uninterrupted loop trains. Caught if the stop waits for the whole
+/// stage, or the resumed stage starts over (different weights after its cosine schedule), or
+/// the interrupted stage is marked finished.
+#[test]
+fn sigterm_during_training_keeps_its_step_and_the_resume_continues_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = LOOP_TOML
+        .replace("max_steps = 2", "max_steps = 400\nepochs = 400\nlr = 1e-3")
+        .replace("save_every = 1", "save_every = 100");
+    let (model, cfg) = setup(dir.path(), &toml);
+    let whole = dir.path().join("whole");
+    let (ok, _, err) = run(&loop_args(&model, &cfg, &whole, 1));
+    assert!(ok, "{err}");
+
+    let out = dir.path().join("out");
+    let child = Command::new(ARBOR)
+        .args(loop_args(&model, &cfg, &out, 1))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = out.join("iter-1/model/checkpoint/state.json");
+    let t0 = Instant::now();
+    while !state.is_file() {
+        assert!(t0.elapsed().as_secs() < 300, "no training checkpoint after 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    assert!(err.contains("iteration 1, train") && err.contains("--resume"), "{err}");
+    assert!(!out.join("iter-1/train.json").exists(), "an interrupted stage is not finished");
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let step = state["step"].as_u64().unwrap();
+    assert!(step > 100 && step < 400 && step % 100 != 0, "checkpoint of the stopped step: {step}");
+
+    let mut resumed = loop_args(&model, &cfg, &out, 1);
+    resumed.push("--resume".into());
+    let (ok, _, err) = run(&resumed);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read(whole.join("iter-1/model/model.safetensors")).unwrap(),
+        std::fs::read(out.join("iter-1/model/model.safetensors")).unwrap(),
+        "the resumed training differs from the uninterrupted one"
+    );
+}
+
 #[test]
 fn an_oreo_loop_evaluates_with_its_critic_too() {
     let dir = tempfile::tempdir().unwrap();

@@ -35,7 +35,7 @@ pub enum LoopError {
         stage: &'static str,
         msg: String,
     },
-    #[error("stopped before iteration {iteration}, {stage}")]
+    #[error("stopped at iteration {iteration}, {stage} (what finished is kept)")]
     Interrupted { iteration: usize, stage: &'static str },
 }
 
@@ -52,7 +52,7 @@ struct Ctx<'a> {
     out: &'a Path,
     env: Arc<dyn Environment>,
     eval_tasks: Vec<Task>,
-    stop: &'a AtomicBool,
+    stop: &'a Arc<AtomicBool>,
     obs: &'a dyn Observer,
     progress: Arc<Progress>,
     /// The policy last opened, kept from the evaluation of π_t for the search of iteration
@@ -145,7 +145,18 @@ impl Ctx<'_> {
         };
         std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         let started = Instant::now();
-        let mut v = run(dir).await.map_err(err)?;
+        // A stage that gave up because of a stop request (training checkpoints its step) is
+        // an interruption, not a failure.
+        let mut v = run(dir).await.map_err(|msg| {
+            if self.stop.load(Ordering::Relaxed) {
+                LoopError::Interrupted {
+                    iteration: t,
+                    stage,
+                }
+            } else {
+                err(msg)
+            }
+        })?;
         v["seconds"] = json!(started.elapsed().as_secs_f64());
         write_json(&marker, &v).map_err(|e| err(format!("{}: {e}", marker.display())))?;
         Ok(v)
@@ -278,7 +289,7 @@ impl Ctx<'_> {
             *self.open.lock().await = None;
             let prev_s = prev.display().to_string();
             let (data, out) = (dir.join("data.jsonl"), dir.join("model"));
-            let counter = self.progress.clone();
+            let (counter, stop) = (self.progress.clone(), self.stop.clone());
             let result = tokio::task::spawn_blocking(move || {
                 let mut start = StartModel::load(&prev_s, DeviceKind::Cpu)?;
                 if let Some(r) = reference {
@@ -288,13 +299,14 @@ impl Ctx<'_> {
                     resume: true,
                     progress: false,
                     counter: Some(counter),
-                    stop: None,
+                    stop: Some(stop),
                 };
                 arbor_train::train(&cfg, &data, start, &out, opts)
             })
             .await
             .map_err(|e| e.to_string())?;
             match result {
+                Ok(s) if s.stopped => Err(format!("stopped at step {} of {}", s.steps, s.total_steps)),
                 Ok(s) => Ok(json!({"model": dir.join("model"), "steps": s.steps, "examples": s.examples,
                                    "last": s.last.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()})),
                 Err(TrainError::Data(msg)) => {
@@ -314,7 +326,7 @@ pub async fn run(
     start: &Path,
     out: &Path,
     resume: bool,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     obs: &dyn Observer,
 ) -> Result<LoopReport, LoopError> {
     cfg.validate().map_err(LoopError::Config)?;
