@@ -591,3 +591,65 @@ fn an_interrupted_search_resumes_keeping_the_trees_it_wrote() {
     assert!(err.contains("5 trees (0 failed, 3 kept from before)"), "{err}");
     assert_eq!(lines(&cut), all);
 }
+
+/// SIGTERM (as Ctrl-C) during `arbor search`: the trees in flight finish, no new one starts,
+/// exit 130 names --resume, and the resumed search ends with the trees of an uninterrupted one.
+/// Caught if the signal kills the search outright (no message, 143), or it keeps starting
+/// trees (every tree written before it exits).
+#[test]
+fn sigterm_stops_the_search_and_resume_completes_it() {
+    let mut mock = Command::new(env!("CARGO_BIN_EXE_arbor"))
+        .args(["mock-server", "--port", "0", "--latency-ms", "60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(mock.stdout.take().unwrap()).read_line(&mut url).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = |out: &Path| -> Vec<String> {
+        ["search", "--policy", "llm", "--base-url", url.trim(), "--model", "m", "--evaluator", "terminal",
+         "--algo", "mcts", "--iterations", "4", "--width", "2", "--trees", "30", "--seed", "3",
+         "--concurrency", "2", "--out", out.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let whole = dir.path().join("whole");
+    let (ok, _, err) = arbor(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+
+    let out = dir.path().join("out");
+    let child = Command::new(env!("CARGO_BIN_EXE_arbor"))
+        .args(args(&out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let trees = out.join("trees.jsonl");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&trees).map_or(0, |t| t.lines().count()) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no tree after 120 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    let written = std::fs::read_to_string(&trees).unwrap().lines().count();
+    assert!(written < 30, "the search kept starting trees: {written}");
+
+    let mut resumed = args(&out);
+    resumed.push("--resume".into());
+    let (ok, _, err) = arbor(&resumed.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    let sorted = |p: &Path| {
+        let mut l: Vec<String> = std::fs::read_to_string(p.join("trees.jsonl")).unwrap().lines().map(String::from).collect();
+        l.sort();
+        l
+    };
+    assert_eq!(sorted(&out), sorted(&whole), "the resumed search differs from an uninterrupted one");
+    let _ = mock.kill();
+    let _ = mock.wait();
+}

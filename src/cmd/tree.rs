@@ -101,7 +101,8 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
         None => None,
     };
     let (policy, evaluator) = file.build(&tasks, model, learned, a.seed)?;
-    let searcher = Searcher::new(env, policy, evaluator, file.search);
+    let stop = crate::progress::stop_on_ctrl_c();
+    let searcher = Searcher::new(env, policy, evaluator, file.search).with_stop(stop);
 
     let counters = searcher.counters.clone();
     let ticker = crate::progress::ticker(tasks.len() as u64, move |bar, _| {
@@ -141,6 +142,13 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
         c.evaluations.load(Ordering::Relaxed),
         s.trees_path.display()
     );
+    if s.not_started > 0 {
+        eprintln!(
+            "stopped with {} tasks not searched: run the same command with --resume to search them",
+            s.not_started
+        );
+        std::process::exit(130);
+    }
     if s.ok + s.kept == 0 && s.failed > 0 {
         anyhow::bail!("every search failed; see {}", s.errors_path.display());
     }

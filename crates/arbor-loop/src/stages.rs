@@ -241,11 +241,15 @@ impl Ctx<'_> {
             let (policy, evaluator) = file
                 .build(&tasks, opened, critic.map(|(_, v)| v), seed)
                 .map_err(|e| e.to_string())?;
-            let searcher = Searcher::new(env, policy, evaluator, file.search.clone());
+            let searcher =
+                Searcher::new(env, policy, evaluator, file.search.clone()).with_stop(self.stop.clone());
             // A rerun after a kill keeps the trees already written.
             let s = run_to_dir(&searcher, &tasks, cfg.concurrency, &dir.join("trees"), true, &self.progress)
                 .await
                 .map_err(|e| e.to_string())?;
+            if s.not_started > 0 {
+                return Err(format!("stopped with {} tasks not searched", s.not_started));
+            }
             let trees = arbor_tree::load_path(&s.trees_path).map_err(|e| e.to_string())?.trees;
             let correct_leaves: usize = trees
                 .iter()

@@ -161,6 +161,8 @@ pub struct SearchSummary {
     /// Trees kept from an interrupted earlier call (`resume`).
     pub kept: usize,
     pub failed: usize,
+    /// Tasks not started because the searcher was stopped; `resume` searches them.
+    pub not_started: usize,
     pub seconds: f64,
     pub trees_path: PathBuf,
     pub errors_path: PathBuf,
@@ -239,6 +241,7 @@ pub async fn run_to_dir(
         ok,
         kept: kept.len(),
         failed,
+        not_started: tasks.len() - ok - failed,
         seconds: started.elapsed().as_secs_f64(),
         trees_path,
         errors_path,

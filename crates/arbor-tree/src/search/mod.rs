@@ -40,9 +40,11 @@ impl Searcher {
     where
         F: FnMut(&Task, Result<Tree, SearchError>),
     {
+        // Checked as each task is taken: a stop lets the trees in flight finish.
         let mut results = stream::iter(
             tasks
                 .iter()
+                .take_while(|_| !self.stop.load(std::sync::atomic::Ordering::Relaxed))
                 .map(|t| async move { (t, self.search(t).await) }),
         )
         .buffer_unordered(concurrency.max(1));

@@ -1,6 +1,6 @@
 //! The machinery every algorithm shares: the [`Searcher`] (environment, policy, evaluator,
 //! config), node expansion with replay and evaluation, attach + backup, live counters.
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arbor_envs::{replay, Environment, Outcome, Task};
@@ -41,6 +41,8 @@ pub struct Searcher {
     pub evaluator: Arc<dyn Evaluator>,
     pub config: SearchConfig,
     pub counters: Arc<Counters>,
+    /// Once set (Ctrl-C), `search_many` starts no more trees; those in flight finish.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// A child produced by an expansion, ready to attach.
@@ -69,7 +71,14 @@ impl Searcher {
             evaluator,
             config,
             counters: Arc::new(Counters::default()),
+            stop: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The searcher stopping when `stop` is set.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = stop;
+        self
     }
 
     /// Proposes and scores the children of `node` (nothing is attached yet).
