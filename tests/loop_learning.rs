@@ -138,7 +138,7 @@ fn oreo_raises_accuracy_and_its_critic_is_measured() {
     for it in &its[1..] {
         let auc = it["critic_auc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&auc), "{it}");
-        for k in ["value_beam_accuracy", "best_of_k_accuracy", "sample_accuracy"] {
+        for k in ["value_beam_accuracy", "best_of_k_accuracy", "majority_of_k_accuracy", "sample_accuracy"] {
             assert!(it[k].is_f64(), "{k}: {it}");
         }
     }
@@ -153,5 +153,12 @@ fn oreo_raises_accuracy_and_its_critic_is_measured() {
     assert!(ok, "{err}");
     let trees = std::fs::read_to_string(lt.join("trees.jsonl")).unwrap();
     assert_eq!(trees.lines().count(), 4);
-    assert!(trees.contains("\"value_estimate\""), "the critic's values are recorded on the nodes");
+    // The critic's V(s) on the inner states: under terminal-only values they would all be 0.
+    let inner: Vec<f64> = trees
+        .lines()
+        .flat_map(|l| serde_json::from_str::<Value>(l).unwrap()["nodes"].as_array().unwrap().clone())
+        .filter(|n| n["terminal"] == false && n["depth"].as_u64() > Some(0))
+        .filter_map(|n| n["eval"]["value_estimate"].as_f64())
+        .collect();
+    assert!(!inner.is_empty() && inner.iter().any(|v| *v != 0.0), "the critic's values are not on the nodes: {inner:?}");
 }
