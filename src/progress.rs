@@ -58,6 +58,16 @@ where
     Ticker { bar, task }
 }
 
+/// A bar following `progress` (its units done of its total), labelled `label`.
+pub fn follow(progress: Arc<arbor_core::Progress>, label: String) -> Ticker {
+    ticker(0, move |bar, _| {
+        let (done, total) = progress.get();
+        bar.set_length(total);
+        bar.set_position(done);
+        format!("{label}{}", progress.unit())
+    })
+}
+
 impl Ticker {
     pub fn finish(self) {
         self.task.abort();

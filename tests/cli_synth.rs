@@ -91,20 +91,20 @@ fn synth_args<'a>(input: &'a str, out: &'a str, url: &'a str) -> Vec<&'a str> {
 #[test]
 fn a_thousand_items_against_faults_all_end_accounted_for() {
     let m = mock(&[
-        "--fault-429",
-        "0.02",
-        "--fault-500",
-        "0.02",
-        "--fault-503",
-        "0.02",
-        "--fault-hang",
-        "0.01",
-        "--fault-truncated",
-        "0.01",
-        "--fault-wrong-schema",
-        "0.01",
-        "--fault-empty-choices",
-        "0.01",
+        "--fault",
+        "429=0.02",
+        "--fault",
+        "500=0.02",
+        "--fault",
+        "503=0.02",
+        "--fault",
+        "hang=0.01",
+        "--fault",
+        "truncated=0.01",
+        "--fault",
+        "wrong_schema=0.01",
+        "--fault",
+        "empty_choices=0.01",
         "--retry-after-s",
         "0",
         "--hang-ms",
@@ -213,8 +213,8 @@ fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
     let m = mock(&[
         "--latency-ms",
         "15",
-        "--fault-500",
-        "0.03",
+        "--fault",
+        "500=0.03",
         "--retry-after-s",
         "0",
     ]);
@@ -408,7 +408,7 @@ fn malformed_rows_are_dead_lettered_with_their_line_or_stop_the_job_with_strict(
 /// dead letters with them as without), or if the cause does not say the answer was cut.
 #[test]
 fn json_answers_cut_at_the_token_limit_are_repaired_before_the_item_dies() {
-    let m = mock(&["--fault-cut-answer", "0.25"]);
+    let m = mock(&["--fault", "cut_answer=0.25"]);
     let dir = tempfile::tempdir().unwrap();
     let input = tasks(dir.path(), 40);
     let dead_with = |repairs: u32| {

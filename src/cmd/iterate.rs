@@ -63,23 +63,10 @@ impl Observer for Print {
                 s % 60
             )
         });
-        let Some(p) = self.progress.get().filter(|_| !reused).cloned() else {
-            return;
-        };
-        let unit = match stage {
-            "search" => "trees",
-            "eval" => "tasks",
-            "train" => "steps",
-            _ => "",
-        };
-        let what = format!("iteration {iteration}: {stage}, {unit}");
-        let ticker = crate::progress::ticker(0, move |bar, _| {
-            let (done, total) = p.get();
-            bar.set_length(total);
-            bar.set_position(done);
-            what.clone()
-        });
-        *self.bar.lock().expect("bar lock") = Some(ticker);
+        if let Some(p) = self.progress.get().filter(|_| !reused) {
+            let bar = crate::progress::follow(p.clone(), format!("iteration {iteration}: {stage}, "));
+            *self.bar.lock().expect("bar lock") = Some(bar);
+        }
     }
 
     fn watch(&self, progress: Arc<Progress>) {

@@ -14,35 +14,14 @@ pub struct MockArgs {
     /// Seed of the replies and the fault draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Rate of every transport fault at once (each kind gets this rate); per-kind flags override
-    /// it.
+    /// Rate of every transport fault at once (each kind gets this rate); --fault overrides it.
     #[arg(long, default_value_t = 0.0)]
     faults: f64,
-    /// Rate of 429 answers with Retry-After.
-    #[arg(long)]
-    fault_429: Option<f64>,
-    /// Rate of 500 answers.
-    #[arg(long)]
-    fault_500: Option<f64>,
-    /// Rate of 503 answers.
-    #[arg(long)]
-    fault_503: Option<f64>,
-    /// Rate of hangs (answers after --hang-ms).
-    #[arg(long)]
-    fault_hang: Option<f64>,
-    /// Rate of 200 answers with truncated JSON.
-    #[arg(long)]
-    fault_truncated: Option<f64>,
-    /// Rate of 200 answers with JSON of the wrong schema.
-    #[arg(long)]
-    fault_wrong_schema: Option<f64>,
-    /// Rate of 200 answers with empty `choices`.
-    #[arg(long)]
-    fault_empty_choices: Option<f64>,
-    /// Rate of answers cut half way with finish_reason "length" (a JSON answer that never
-    /// closes); not part of --faults.
-    #[arg(long)]
-    fault_cut_answer: Option<f64>,
+    /// One fault kind's rate, KIND=RATE (repeatable): 429, 500, 503, hang (answers after
+    /// --hang-ms), truncated (cut JSON), wrong_schema, empty_choices, cut_answer (a reply cut
+    /// half way, finish_reason "length"; not part of --faults).
+    #[arg(long = "fault")]
+    fault: Vec<String>,
     /// Retry-After seconds sent with 429s.
     #[arg(long, default_value_t = 1)]
     retry_after_s: u64,
@@ -62,22 +41,12 @@ pub struct MockArgs {
 }
 
 impl MockArgs {
-    fn config(&self) -> MockConfig {
+    fn config(&self) -> Result<MockConfig, String> {
         let mut f = FaultRates::uniform(self.faults);
-        let set = |slot: &mut f64, v: Option<f64>| {
-            if let Some(v) = v {
-                *slot = v;
-            }
-        };
-        set(&mut f.rate_limited, self.fault_429);
-        set(&mut f.server_error, self.fault_500);
-        set(&mut f.unavailable, self.fault_503);
-        set(&mut f.hang, self.fault_hang);
-        set(&mut f.truncated, self.fault_truncated);
-        set(&mut f.wrong_schema, self.fault_wrong_schema);
-        set(&mut f.empty_choices, self.fault_empty_choices);
-        set(&mut f.cut_answer, self.fault_cut_answer);
-        MockConfig {
+        for spec in &self.fault {
+            f.set(spec)?;
+        }
+        Ok(MockConfig {
             latency: Duration::from_millis(self.latency_ms),
             seed: self.seed,
             faults: f,
@@ -86,12 +55,12 @@ impl MockArgs {
             ignore_n: self.ignore_n,
             slots: self.slots,
             api_key: self.api_key.clone(),
-        }
+        })
     }
 }
 
 pub async fn run(args: MockArgs) -> anyhow::Result<()> {
-    let cfg = args.config();
+    let cfg = args.config().map_err(anyhow::Error::msg)?;
     cfg.faults.validate().map_err(anyhow::Error::msg)?;
     let server = MockServer::start(cfg, args.port)
         .await

@@ -129,33 +129,9 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
         .await;
     ticker.finish();
     let s = result?;
-    let c = &s.counts;
-    eprintln!(
-        "{} of {} items: {} accepted ({} pairs), {} gated out, {} dead letters; {:.1}s, {:.1} pairs/s -> {}",
-        c.items,
-        s.total_rows,
-        c.accepted,
-        c.pairs,
-        c.gated_out,
-        c.dead,
-        s.seconds,
-        s.pairs_counted as f64 / s.seconds,
-        a.out.display()
-    );
-    if s.resumed > 0 {
-        eprintln!("{} items were finished before and kept from the journal", s.resumed);
-    }
-    if s.interrupted {
-        eprintln!("stopped early: run the same command with --resume to finish");
-        std::process::exit(130);
-    }
-    if c.internal > 0 {
-        // Every other item is written; the exit status must not call the job clean.
-        eprintln!(
-            "error: {} items hit an internal error (a bug in arbor, please report it); their inputs and causes are in dead_letter.jsonl",
-            c.internal
-        );
-        std::process::exit(70);
+    eprint!("{}", s.report(&a.out));
+    if let Some(code) = s.exit_code() {
+        std::process::exit(code);
     }
     Ok(())
 }

@@ -178,22 +178,9 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
         max_depth: a.max_depth,
     };
     let progress = Arc::new(arbor_core::Progress::default());
-    let p = progress.clone();
-    let ticker = crate::progress::ticker(tasks.len() as u64, move |bar, _| {
-        bar.set_position(p.get().0);
-        "tasks".into()
-    });
-    let report = arbor_tree::eval::evaluate(
-        env,
-        &tasks,
-        Arc::new(policy),
-        value,
-        &params,
-        a.concurrency,
-        &progress,
-    )
-    .await;
-    ticker.finish();
+    let bar = crate::progress::follow(progress.clone(), String::new());
+    let report = arbor_tree::eval::evaluate(env, &tasks, Arc::new(policy), value, &params, a.concurrency, &progress).await;
+    bar.finish();
     if let Some(out) = &a.out {
         std::fs::write(out, serde_json::to_string_pretty(&report)?)
             .with_context(|| out.display().to_string())?;

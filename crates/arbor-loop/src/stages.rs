@@ -136,7 +136,7 @@ impl Ctx<'_> {
                 stage,
             });
         }
-        self.progress.start(0, 0);
+        self.progress.start(0, 0, "");
         self.obs.stage(t, stage, false);
         let err = |msg: String| LoopError::Stage {
             iteration: t,

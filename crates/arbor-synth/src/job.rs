@@ -41,6 +41,40 @@ pub struct Summary {
     pub interrupted: bool,
 }
 
+impl Summary {
+    /// What the job did, for the terminal: the counts, what a resume kept, and why the job is
+    /// not done (stopped early, or items lost to a bug in arbor).
+    pub fn report(&self, out: &Path) -> String {
+        let c = &self.counts;
+        let mut s = format!(
+            "{} of {} items: {} accepted ({} pairs), {} gated out, {} dead letters; {:.1}s, {:.1} pairs/s -> {}\n",
+            c.items, self.total_rows, c.accepted, c.pairs, c.gated_out, c.dead, self.seconds,
+            self.pairs_counted as f64 / self.seconds, out.display()
+        );
+        if self.resumed > 0 {
+            s += &format!("{} items were finished before and kept from the journal\n", self.resumed);
+        }
+        if self.interrupted {
+            s += "stopped early: run the same command with --resume to finish\n";
+        } else if c.internal > 0 {
+            s += &format!("error: {} items hit an internal error (a bug in arbor, please report it); their inputs and causes are in dead_letter.jsonl\n", c.internal);
+        }
+        s
+    }
+
+    /// The exit status when the job is not cleanly done: 130 stopped early (resume it), 70
+    /// items lost to a bug (every other item is written; the status must not call it clean).
+    pub fn exit_code(&self) -> Option<i32> {
+        if self.interrupted {
+            Some(130)
+        } else if self.counts.internal > 0 {
+            Some(70)
+        } else {
+            None
+        }
+    }
+}
+
 pub struct Job {
     cfg: SynthConfig,
     out: PathBuf,

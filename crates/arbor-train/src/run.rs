@@ -137,7 +137,7 @@ pub fn train(
     );
     bar.set_position(first_step as u64);
     if let Some(c) = &opts.counter {
-        c.start(first_step as u64, total_steps as u64);
+        c.start(first_step as u64, total_steps as u64, "steps");
     }
     let started = Instant::now();
     let mut tokens_total = 0usize;

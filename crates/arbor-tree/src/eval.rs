@@ -99,7 +99,7 @@ pub async fn evaluate(
     concurrency: usize,
     progress: &Progress,
 ) -> Report {
-    progress.start(0, tasks.len() as u64);
+    progress.start(0, tasks.len() as u64, "tasks");
     let results: Vec<TaskResult> = stream::iter(tasks.iter().map(|t| {
         let (env, policy, value) = (env.clone(), policy.clone(), value.clone());
         async move {

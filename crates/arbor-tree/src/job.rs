@@ -197,7 +197,7 @@ pub async fn run_to_dir(
         .filter(|t| !kept.contains(&t.id))
         .cloned()
         .collect();
-    progress.start(kept.len() as u64, tasks.len() as u64);
+    progress.start(kept.len() as u64, tasks.len() as u64, "trees");
     let tasks = &todo[..];
     // Appended to after the kept trees; truncated for a fresh search.
     let file = std::fs::OpenOptions::new()

@@ -92,6 +92,37 @@ impl FaultRates {
         }
     }
 
+    /// Sets one kind's rate from `KIND=RATE` (the kind as [`Fault::name`] spells it, or the
+    /// status code for 429, 500 and 503).
+    pub fn set(&mut self, spec: &str) -> Result<(), String> {
+        let (kind, rate) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--fault {spec}: expected KIND=RATE, e.g. 500=0.02"))?;
+        let rate: f64 = rate
+            .parse()
+            .map_err(|_| format!("--fault {spec}: `{rate}` is not a number"))?;
+        let kind = match kind {
+            "429" => Fault::RateLimited,
+            "500" => Fault::ServerError,
+            "503" => Fault::Unavailable,
+            k => *Fault::ALL.iter().find(|f| f.name() == k).ok_or_else(|| {
+                let names: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+                format!("--fault {spec}: unknown kind `{k}` (429, 500, 503, {})", names.join(", "))
+            })?,
+        };
+        *match kind {
+            Fault::RateLimited => &mut self.rate_limited,
+            Fault::ServerError => &mut self.server_error,
+            Fault::Unavailable => &mut self.unavailable,
+            Fault::Hang => &mut self.hang,
+            Fault::Truncated => &mut self.truncated,
+            Fault::WrongSchema => &mut self.wrong_schema,
+            Fault::EmptyChoices => &mut self.empty_choices,
+            Fault::CutAnswer => &mut self.cut_answer,
+        } = rate;
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let mut total = 0.0;
         for f in Fault::ALL {
@@ -142,6 +173,12 @@ mod tests {
             assert!((share - 0.1).abs() < 0.01, "{f:?}: {share}");
         }
         assert!(FaultRates::uniform(0.2).validate().is_err());
+        let mut r = FaultRates::default();
+        r.set("500=0.25").unwrap();
+        r.set("cut_answer=0.5").unwrap();
+        assert_eq!((r.server_error, r.cut_answer), (0.25, 0.5));
+        assert!(r.set("teapot=1").unwrap_err().contains("unknown kind"));
+        assert!(r.set("500").is_err() && r.set("500=x").is_err());
         assert!(FaultRates::default().draw(1, 1).is_none());
     }
 }
