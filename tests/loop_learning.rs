@@ -66,7 +66,9 @@ fn start() -> &'static Path {
         let tasks: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let corpus: String = tasks.iter().map(|t| format!("You solve math word problems step by step. Write one short step per line. Finish with a line \"The answer is N\". {} {}\n", t["prompt"].as_str().unwrap(), t["solution"].as_str().unwrap().replace('\n', " "))).collect();
         std::fs::write(d.join("corpus.txt"), corpus).unwrap();
-        let sft: String = tasks.iter().map(|t| json!({"messages": [{"role": "user", "content": t["prompt"]}, {"role": "assistant", "content": t["solution"]}]}).to_string() + "\n").collect();
+        // Reference solutions as step data (a `tree_id` marks rows rendered in the step prompt
+        // that the loop searches and evaluates with, not in the chat template).
+        let sft: String = tasks.iter().map(|t| json!({"messages": [{"role": "user", "content": t["prompt"]}, {"role": "assistant", "content": t["solution"]}], "tree_id": "reference"}).to_string() + "\n").collect();
         std::fs::write(d.join("sft.jsonl"), sft).unwrap();
         let tiny = d.join("tiny");
         let (ok, _, err) = arbor(&["model", "init", "--out", s(&tiny), "--corpus", s(&d.join("corpus.txt")), "--vocab-size", "512", "--seed", "0"]);
