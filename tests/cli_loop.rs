@@ -63,7 +63,7 @@ fn run(args: &[String]) -> (bool, String, String) {
 }
 
 fn report(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+    common::read_json(&out.join("report.json"))
 }
 
 /// The report without what depends on the clock or the directory.
@@ -215,11 +215,7 @@ fn sigterm_stops_between_stages_and_says_how_to_resume() {
     second.push("--resume".into());
     let (ok, _, err) = run(&second);
     assert!(!ok && err.contains("another arbor loop is running"), "{err}");
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    common::terminate(child.id());
     let done = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&done.stderr);
     assert_eq!(done.status.code(), Some(130), "{err}");
@@ -268,17 +264,13 @@ fn sigterm_during_training_keeps_its_step_and_the_resume_continues_it() {
         assert!(t0.elapsed().as_secs() < 300, "no training checkpoint after 300 s");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    common::terminate(child.id());
     let done = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&done.stderr);
     assert_eq!(done.status.code(), Some(130), "{err}");
     assert!(err.contains("iteration 1, train") && err.contains("--resume"), "{err}");
     assert!(!out.join("iter-1/train.json").exists(), "an interrupted stage is not finished");
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let state: Value = common::read_json(&state);
     let step = state["step"].as_u64().unwrap();
     assert!(step > 100 && step < 400 && step % 100 != 0, "checkpoint of the stopped step: {step}");
 
@@ -313,8 +305,7 @@ fn an_oreo_loop_evaluates_with_its_critic_too() {
         assert!(it[k].is_f64(), "{k}: {it}");
     }
     let eval: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("iter-1/eval.json")).unwrap())
-            .unwrap();
+        common::read_json(&out.join("iter-1/eval.json"));
     assert_eq!(eval["critic"]["width"], 4, "{eval}");
     assert!(eval["critic"].get("critic_auc").is_some(), "{eval}");
     assert!(it["vs_previous"]["n"] == 6, "the gain over π_0 is paired on the 6 tasks: {it}");
@@ -334,7 +325,7 @@ fn an_oreo_loop_searches_with_the_critic_of_its_last_policy() {
     let (ok, _, err) = run(&loop_args(&model, &cfg, &out, 2));
     assert!(ok, "{err}");
     let marker = |t: usize| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(out.join(format!("iter-{t}/search.json"))).unwrap()).unwrap()
+        common::read_json(&out.join(format!("iter-{t}/search.json")))
     };
     assert!(marker(1)["evaluator"].as_str().unwrap().starts_with("terminal"), "{}", marker(1));
     let critic = out.join("iter-1/model/value");
@@ -380,7 +371,7 @@ fn the_llama_cpp_backend_searches_and_evaluates_on_a_server_of_the_policy() {
     }
     // π_0 is exported and served once, for its evaluation and iteration 1's search; π_1 anew.
     let reused = |m: &str| {
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(out.join(m)).unwrap()).unwrap();
+        let v: Value = common::read_json(&out.join(m));
         v["policy_reused"].clone()
     };
     assert_eq!(reused("iter-0/eval.json"), false);

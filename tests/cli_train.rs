@@ -210,16 +210,12 @@ fn sigterm_saves_the_current_step_and_says_how_to_resume() {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    common::terminate(child.id());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("run the same command with --resume"), "{err}");
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(stopped.join("checkpoint/state.json")).unwrap()).unwrap();
+    let state: Value = common::read_json(&stopped.join("checkpoint/state.json"));
     let step = state["step"].as_u64().unwrap();
     assert!(step > 40 && step < 200 && step % 40 != 0, "the stop saves the step it ended at, not a periodic one: {step}");
     assert!(!stopped.join("model.safetensors").exists());

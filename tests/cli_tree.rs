@@ -631,8 +631,7 @@ fn sigterm_stops_the_search_and_resume_completes_it() {
         assert!(t0.elapsed() < Duration::from_secs(120), "no tree after 120 s");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(term.success());
+    common::terminate(child.id());
     let done = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&done.stderr);
     assert_eq!(done.status.code(), Some(130), "{err}");

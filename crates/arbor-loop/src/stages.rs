@@ -72,7 +72,6 @@ fn write_json(path: &Path, v: &Value) -> std::io::Result<()> {
     arbor_core::write_atomic(path, serde_json::to_string_pretty(v).expect("JSON values serialize"))
 }
 
-/// The export format that trains `algo` (SFT is rejection sampling: the correct trajectories).
 /// The critic of the `learned` evaluator for a search with `model`: `[evaluator] value` when
 /// set, else the policy's own (`MODEL/value`, which OREO writes), if it has one.
 fn learned_critic(
@@ -93,6 +92,7 @@ fn learned_critic(
     Ok(Some((dir, Arc::new(v) as Arc<dyn ValueFunction>)))
 }
 
+/// The export format that trains `algo` (SFT is rejection sampling: the correct trajectories).
 fn format_for(algo: Algo) -> Format {
     match algo {
         Algo::Sft | Algo::Oreo => Format::Oreo,
@@ -214,7 +214,7 @@ impl Ctx<'_> {
             let tasks = env
                 .sample(cfg.tasks_per_iteration, cfg.seed.wrapping_add(t as u64))
                 .map_err(|e| e.to_string())?;
-            let file = cfg.search_file();
+            let mut file = cfg.search_file();
             let (pi, reused) = match file.policy.kind {
                 PolicyKind::Synthetic => (None, false),
                 PolicyKind::Llm => {
@@ -224,7 +224,7 @@ impl Ctx<'_> {
             };
             let opened = pi.as_ref().map(|p| (p.model.clone(), p.name.clone()));
             let seed = cfg.seed.wrapping_add(t as u64);
-            let (mut file, critic) = (file, learned_critic(cfg, model)?);
+            let critic = learned_critic(cfg, model)?;
             let evaluator_used = match (&critic, file.evaluator.kind) {
                 (Some((dir, _)), _) => {
                     file.evaluator.value = Some(dir.clone());

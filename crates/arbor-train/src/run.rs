@@ -142,6 +142,7 @@ pub fn train(
     let started = Instant::now();
     let mut tokens_total = 0usize;
     let mut last = Vec::new();
+    let mut steps_run = total_steps;
     for step in first_step..total_steps {
         let t0 = Instant::now();
         let lr = cfg.lr_at(cfg.lr, step, total_steps);
@@ -182,22 +183,27 @@ pub fn train(
             checkpoint::save(out, &t, &start, done)?;
             curves.write_csv(&curves_path).map_err(io(out))?;
         }
-        if stopping {
-            bar.finish_and_clear();
-            return Ok(Summary {
-                steps: done,
-                stopped: true,
-                total_steps,
-                examples: n,
-                skipped_rows: bad.into_iter().map(|b| b.message).collect(),
-                train_tokens: tokens_total,
-                seconds: started.elapsed().as_secs_f64(),
-                last: row,
-            });
-        }
         last = row;
+        if stopping {
+            steps_run = done;
+            break;
+        }
     }
     bar.finish_and_clear();
+    let mut summary = Summary {
+        steps: steps_run,
+        stopped: steps_run < total_steps,
+        total_steps,
+        examples: n,
+        skipped_rows: bad.into_iter().map(|b| b.message).collect(),
+        train_tokens: tokens_total,
+        seconds: started.elapsed().as_secs_f64(),
+        last,
+    };
+    // Stopped: the checkpoint of the last step is the output until `--resume` finishes.
+    if summary.stopped {
+        return Ok(summary);
+    }
     curves.write_csv(&curves_path).map_err(io(out))?;
     curves
         .write_svg(
@@ -213,16 +219,7 @@ pub fn train(
             .save(&out.join("value"), &start.cfg, &start.tokenizer)
             .map_err(|e| TrainError::Io(e.to_string()))?;
     }
-    let summary = Summary {
-        steps: total_steps,
-        stopped: false,
-        total_steps,
-        examples: n,
-        skipped_rows: bad.into_iter().map(|b| b.message).collect(),
-        train_tokens: tokens_total,
-        seconds: started.elapsed().as_secs_f64(),
-        last,
-    };
+    summary.seconds = started.elapsed().as_secs_f64();
     let report = json!({
         "algo": cfg.algo.name(), "steps": summary.steps, "train_examples": n, "eval_examples": eval_set.len(),
         "skipped_rows": summary.skipped_rows, "too_long": too_long, "train_tokens": tokens_total,

@@ -125,12 +125,7 @@ impl Evaluator for Rollout {
         let mut correct = 0usize;
         for text in &completions {
             let mut steps = input.steps.to_vec();
-            steps.extend(
-                text.split(self.delimiter.as_str())
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string),
-            );
+            steps.extend(crate::policy::completion_steps(text, &self.delimiter));
             if replay(input.env, input.task, &steps).await?.verified == Some(true) {
                 correct += 1;
             }

@@ -152,6 +152,16 @@ impl StepPolicy for LlmStepPolicy {
     }
 }
 
+/// The steps of a completion written in one call: its pieces between `delimiter`s, trimmed,
+/// empty ones dropped (rollouts and majority votes read whole solutions this way).
+pub fn completion_steps(text: &str, delimiter: &str) -> Vec<String> {
+    text.split(delimiter)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Priors for sibling proposals: a softmax over each step's mean token log-probability (so
 /// long steps are not penalised for their length); uniform when log-probabilities are missing.
 pub fn priors(proposals: &[Proposal]) -> Vec<f64> {

@@ -6,7 +6,7 @@ use arbor_envs::{replay, Environment, Task};
 use serde::{Deserialize, Serialize};
 
 use crate::evaluate::ValueFunction;
-use crate::policy::StepPolicy;
+use crate::policy::{completion_steps, StepPolicy};
 use crate::SearchError;
 
 /// How a solution is picked.
@@ -163,16 +163,9 @@ async fn vote(
 ) -> Result<Solution, SearchError> {
     let mut done = Vec::new();
     for text in policy.complete(&task.prompt, &[], p.width.max(1)).await? {
-        let lines: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .take(p.max_depth)
-            .collect();
         let mut path = Vec::new();
         let mut finished = false;
-        for l in lines {
+        for l in completion_steps(&text, "\n").into_iter().take(p.max_depth) {
             path.push(l);
             if replay(env, task, &path).await?.terminal {
                 finished = true;
@@ -202,11 +195,6 @@ fn majority(env: &dyn Environment, mut done: Vec<(Vec<String>, bool)>) -> Soluti
             }
         }
     }
-    let voters = answers.iter().flatten().count();
-    let (i, share) = match best {
-        Some((i, v)) => (i, Some(v as f64 / voters as f64)),
-        None => (0, None),
-    };
     if done.is_empty() {
         return Solution {
             steps: Vec::new(),
@@ -214,6 +202,11 @@ fn majority(env: &dyn Environment, mut done: Vec<(Vec<String>, bool)>) -> Soluti
             value: None,
         };
     }
+    let voters = answers.iter().flatten().count();
+    let (i, share) = match best {
+        Some((i, v)) => (i, Some(v as f64 / voters as f64)),
+        None => (0, None),
+    };
     let (steps, finished) = done.swap_remove(i);
     Solution {
         steps,
