@@ -480,7 +480,7 @@ fn a_handful_of_items_against_a_real_llama_cpp_server() {
             &home.join("venv/bin/python"),
             &script,
             &home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-            4,
+            2,
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
@@ -489,7 +489,7 @@ fn a_handful_of_items_against_a_real_llama_cpp_server() {
     let cfg = dir.path().join("synth.toml");
     // One round (no optimizer: its free-text prompts are long for a 135M model's context); answers
     // get room to close their JSON within the schema's maxLength.
-    std::fs::write(&cfg, "candidates = 2\nrounds = 1\nthreshold = 1.0\ntool_use = \"none\"\nmax_in_flight = 3\n[target]\nmax_tokens = 64\ntemperature = 1.0\n[judge]\nmax_tokens = 1024\n[reward]\nmax_tokens = 1024\n").unwrap();
+    std::fs::write(&cfg, "candidates = 2\nrounds = 1\nthreshold = 1.0\ntool_use = \"none\"\nmax_in_flight = 16\n[target]\nmax_tokens = 64\ntemperature = 1.0\n[judge]\nmax_tokens = 1024\n[reward]\nmax_tokens = 1024\n").unwrap();
     let out = dir.path().join("out");
     let url = server.base_url.clone();
     let (ok, _, err) = arbor(&[
@@ -508,8 +508,14 @@ fn a_handful_of_items_against_a_real_llama_cpp_server() {
         &url,
         "--judge-model",
         "smollm2",
+        "--timeout-secs",
+        "90",
     ]);
     assert!(ok, "{err}");
+    // Two slots and up to 40 requests wanted at once: arbor keeps 2 in flight (the server's
+    // `/props`), so none waits in the server's queue against the timeout.
+    let line = err.lines().find(|l| l.contains(&url)).unwrap_or_else(|| panic!("no endpoint line: {err}"));
+    assert!(line.contains("in flight <= 2 (") && !line.contains("errors"), "{line}");
     let journal = jsonl(&out.join("journal.jsonl"));
     assert_eq!(journal.len(), 3);
     // llama.cpp follows the JSON schema, so the judge's answers parse and every item is judged.

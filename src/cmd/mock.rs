@@ -31,9 +31,12 @@ pub struct MockArgs {
     /// Answer n > 1 with a single choice, like servers that ignore n.
     #[arg(long)]
     ignore_n: bool,
-    /// Report this many decoding slots at GET /props (`total_slots`, as llama.cpp does).
+    /// Decode this many requests at a time and report it at GET /props (`total_slots`, as
+    /// llama.cpp does); `--capacity` decodes that many without saying so.
     #[arg(long)]
     slots: Option<usize>,
+    #[arg(long)]
+    capacity: Option<usize>,
     /// Require this API key (`Authorization: Bearer KEY`); other requests get a 401 that
     /// repeats the header they sent.
     #[arg(long)]
@@ -54,6 +57,8 @@ impl MockArgs {
             hang: Duration::from_millis(self.hang_ms),
             ignore_n: self.ignore_n,
             slots: self.slots,
+            capacity: self.capacity,
+            timings: true,
             api_key: self.api_key.clone(),
         })
     }

@@ -117,10 +117,11 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
             bar.set_position(done);
             let accepted = 100.0 * l(&p.accepted) as f64 / done.max(1) as f64;
             format!(
-                "items, {:.1} pairs/s, accepted {accepted:.0}%, {} retries, {} errors",
+                "items, {:.1} pairs/s, accepted {accepted:.0}%, {} retries, {} errors; {}",
                 l(&p.pairs) as f64 / secs,
                 l(&p.retries),
-                l(&p.dead)
+                l(&p.dead),
+                p.limits_line()
             )
         })
     };

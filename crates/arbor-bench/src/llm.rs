@@ -59,6 +59,8 @@ pub async fn run(a: LlmBenchArgs) -> anyhow::Result<()> {
     };
     let mut cfg = EndpointConfig::new(url.clone(), &a.model);
     cfg.limits.max_in_flight = a.in_flight;
+    // A benchmark holds its concurrency fixed.
+    cfg.limits.adaptive = false;
     cfg.timeout_secs = 60.0;
     let client = Arc::new(OpenAiClient::new(cfg)?);
 

@@ -56,6 +56,8 @@ async fn measure(
     let mut cfg = EndpointConfig::new(base.parse()?, model_name);
     cfg.timeout_secs = 600.0;
     cfg.limits.max_in_flight = a.streams.max(1);
+    // A benchmark holds its concurrency fixed.
+    cfg.limits.adaptive = false;
     let client = Arc::new(OpenAiClient::with_endpoint(
         cfg.clone(),
         Arc::new(arbor_openai::Endpoint::new(&cfg)),

@@ -88,6 +88,10 @@ pub struct CallMeta {
     pub cached: bool,
     /// `n` was emulated with parallel single-choice requests because the server ignored it.
     pub n_fallback: bool,
+    /// The time the server says it worked on the request (llama.cpp's `timings`: prompt and
+    /// generation), microseconds; the rest of the latency was network and its queue.
+    #[serde(default)]
+    pub server_us: Option<u64>,
 }
 
 /// The result of one [`crate::LlmRequest`].

@@ -21,6 +21,15 @@ pub struct StatsSnapshot {
     pub completion_tokens: u64,
     /// Failed attempts by kind (`http_429`, `timeout`, …).
     pub errors: BTreeMap<String, u64>,
+    /// The in-flight limit now (0: unlimited, or not an HTTP endpoint), and how often the
+    /// adaptive limit was cut.
+    pub in_flight_limit: u64,
+    pub limit_cuts: u64,
+    /// Time attempts waited for the limit in arbor, and the latency of answered attempts,
+    /// both summed (ms); `answered` attempts.
+    pub queue_wait_ms: u64,
+    pub latency_ms: u64,
+    pub answered: u64,
 }
 
 impl fmt::Display for StatsSnapshot {
@@ -39,6 +48,16 @@ impl fmt::Display for StatsSnapshot {
             self.prompt_tokens,
             self.completion_tokens
         )?;
+        if self.in_flight_limit > 0 {
+            write!(
+                f,
+                ", in flight <= {} ({} cuts), {:.0} ms wait + {:.0} ms latency per attempt",
+                self.in_flight_limit,
+                self.limit_cuts,
+                self.queue_wait_ms as f64 / self.attempts.max(1) as f64,
+                self.latency_ms as f64 / self.answered.max(1) as f64
+            )?;
+        }
         if self.n_fallbacks > 0 {
             write!(f, ", {} n-fallbacks", self.n_fallbacks)?;
         }

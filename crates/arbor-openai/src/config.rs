@@ -56,7 +56,12 @@ pub struct EndpointConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// The most requests in flight; with `adaptive`, the bound of a limit that follows the
+    /// server's load (starting at 8, or at the slots the server reports).
     pub max_in_flight: usize,
+    /// Grow the in-flight limit while the server answers without queueing, cut it when it
+    /// queues or refuses (crates/arbor-openai/src/concurrency.rs). Off: exactly `max_in_flight`.
+    pub adaptive: bool,
     pub requests_per_minute: u64,
     pub tokens_per_minute: u64,
 }
@@ -65,6 +70,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_in_flight: 64,
+            adaptive: true,
             requests_per_minute: 0,
             tokens_per_minute: 0,
         }

@@ -58,6 +58,19 @@ impl Endpoint {
             .clone()
     }
 
+    /// The accounting with the in-flight limit's state.
+    pub fn snapshot(&self) -> arbor_llm::StatsSnapshot {
+        let mut s = self.stats.snapshot(&self.name);
+        if let Some(c) = self.limiter.concurrency() {
+            s.in_flight_limit = c.limit as u64;
+            s.limit_cuts = c.cuts;
+            s.queue_wait_ms = c.waited.as_millis() as u64;
+            s.latency_ms = c.latency.as_millis() as u64;
+            s.answered = c.answered;
+        }
+        s
+    }
+
     pub fn ignores_n(&self) -> bool {
         self.ignores_n.load(Ordering::Relaxed)
     }
@@ -93,7 +106,7 @@ impl Endpoint {
                     _ => None,
                 };
                 if let Some(n) = slots {
-                    if self.limiter.cap_in_flight(n).await {
+                    if self.limiter.server_slots(n) {
                         tracing::info!(endpoint = %self.name, slots = n, "the server decodes {n} requests at a time: at most {n} in flight");
                     }
                 }

@@ -1,9 +1,10 @@
 //! arbor's OpenAI-compatible HTTP client (`/v1/chat/completions`, `/v1/completions`): vLLM,
 //! llama.cpp's server, Ollama, OpenAI. One [`Endpoint`] per base URL in the process holds the
-//! limits ([`limits`]), the circuit breaker ([`breaker`]) and the accounting; [`retry`] is the
+//! limits ([`limits`], the adaptive in-flight limit in [`concurrency`]), the circuit breaker ([`breaker`]) and the accounting; [`retry`] is the
 //! backoff; [`wire`] the request and response shapes.
 
 mod breaker;
+mod concurrency;
 mod config;
 mod endpoint;
 mod limits;
@@ -13,6 +14,7 @@ mod stats;
 mod wire;
 
 pub use config::{ApiKey, BreakerConfig, ConfigError, EndpointConfig, LimitsConfig, RetryConfig};
+pub use concurrency::ConcurrencyStats;
 pub use endpoint::Endpoint;
 pub use openai::OpenAiClient;
 pub use stats::EndpointStats;

@@ -3,9 +3,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::concurrency::{Concurrency, ConcurrencyStats, Outcome, Slot};
 use crate::LimitsConfig;
+
+/// Where an adaptive limit starts when the server does not say its slots: low enough not to
+/// flood a small server, and slow start reaches 64 within a few rounds.
+const START_IN_FLIGHT: usize = 8;
 
 /// A token bucket refilled continuously; `take` waits until enough is in it.
 #[derive(Debug)]
@@ -50,23 +54,32 @@ impl Bucket {
 /// The limits of one endpoint, shared by every caller of it.
 #[derive(Debug)]
 pub struct Limiter {
-    in_flight: Option<Arc<Semaphore>>,
-    /// The configured in-flight limit (0: unlimited), before any cap.
-    max_in_flight: usize,
+    /// None: unlimited (`max_in_flight = 0`).
+    in_flight: Option<Arc<Concurrency>>,
     requests: Option<Bucket>,
     tokens: Option<Bucket>,
 }
 
 /// Held while a request is in flight.
 pub struct Permit {
-    _slot: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
+}
+
+impl Permit {
+    /// Tells the in-flight limit how the attempt ended (see `concurrency`).
+    pub fn done(self, outcome: Outcome) {
+        if let Some(s) = self.slot {
+            s.done(outcome);
+        }
+    }
 }
 
 impl Limiter {
     pub fn new(cfg: &LimitsConfig) -> Self {
         Self {
-            in_flight: (cfg.max_in_flight > 0).then(|| Arc::new(Semaphore::new(cfg.max_in_flight))),
-            max_in_flight: cfg.max_in_flight,
+            in_flight: (cfg.max_in_flight > 0).then(|| {
+                Concurrency::new(cfg.max_in_flight, START_IN_FLIGHT, cfg.adaptive)
+            }),
             requests: Bucket::per_minute(cfg.requests_per_minute),
             tokens: Bucket::per_minute(cfg.tokens_per_minute),
         }
@@ -85,34 +98,21 @@ impl Limiter {
             tokio::time::sleep(wait).await;
         }
         let slot = match &self.in_flight {
-            Some(s) => Some(
-                s.clone()
-                    .acquire_owned()
-                    .await
-                    .expect("limiter semaphore is never closed"),
-            ),
+            Some(c) => Some(c.acquire().await),
             None => None,
         };
-        Permit { _slot: slot }
+        Permit { slot }
     }
 
-    /// Lowers the in-flight limit to `n` (never raises it; an unlimited endpoint stays so).
-    /// Returns whether it changed.
-    pub async fn cap_in_flight(&self, n: usize) -> bool {
-        let Some(sem) = &self.in_flight else {
-            return false;
-        };
-        if n >= self.max_in_flight {
-            return false;
-        }
-        // The surplus permits are taken (waiting for any in flight) and never given back.
-        match sem.clone().acquire_many_owned((self.max_in_flight - n) as u32).await {
-            Ok(p) => {
-                p.forget();
-                true
-            }
-            Err(_) => false,
-        }
+    /// The server decodes `n` requests at a time: the in-flight limit starts there and never
+    /// goes above it (an unlimited endpoint stays so). Returns whether that lowered the maximum.
+    pub fn server_slots(&self, n: usize) -> bool {
+        self.in_flight.as_ref().is_some_and(|c| c.server_slots(n))
+    }
+
+    /// The in-flight limit's state (none when unlimited).
+    pub fn concurrency(&self) -> Option<ConcurrencyStats> {
+        self.in_flight.as_ref().map(|c| c.stats())
     }
 
     /// Corrects the token budget once the server has reported real usage.
@@ -148,6 +148,7 @@ mod tests {
     async fn in_flight_is_bounded() {
         let l = Arc::new(Limiter::new(&LimitsConfig {
             max_in_flight: 2,
+            adaptive: false,
             ..Default::default()
         }));
         let a = l.acquire(1).await;

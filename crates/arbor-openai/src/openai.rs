@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arbor_llm::{CallMeta, Completion, LanguageModel, LlmError, LlmRequest, StatsSnapshot, Usage};
 use async_trait::async_trait;
 
+use crate::concurrency::Outcome;
 use crate::wire::{json_post_body, json_post_completion, parse_response, request_body};
 use crate::{retry, ApiKey, ConfigError, Endpoint, EndpointConfig};
 
@@ -88,8 +89,10 @@ impl OpenAiClient {
             };
             let permit = ep.limiter.acquire(est).await;
             ep.stats.attempt(attempt > 1);
+            // The attempt's time counts from here: a wait for the permit is not the server's.
+            let sent = std::time::Instant::now();
             let result = self.send_once(req).await;
-            drop(permit);
+            permit.done(load_signal(&result, sent.elapsed()));
             match result {
                 Ok(mut c) => {
                     ep.breaker.record_success();
@@ -264,7 +267,21 @@ impl LanguageModel for OpenAiClient {
     }
 
     fn stats(&self) -> Option<StatsSnapshot> {
-        Some(self.endpoint.stats.snapshot(&self.endpoint.name))
+        Some(self.endpoint.snapshot())
+    }
+}
+
+/// What an attempt says about the server's load (see `concurrency`).
+fn load_signal(result: &Result<Completion, LlmError>, latency: std::time::Duration) -> Outcome {
+    match result {
+        Ok(c) => Outcome::Answered {
+            latency,
+            server: c.meta.server_us.map(std::time::Duration::from_micros),
+            tokens: c.usage.completion_tokens,
+        },
+        Err(LlmError::Timeout { .. } | LlmError::Connect { .. }) => Outcome::Overloaded,
+        Err(LlmError::Http { status, .. }) if matches!(status, 429 | 503) => Outcome::Overloaded,
+        Err(_) => Outcome::Neutral,
     }
 }
 

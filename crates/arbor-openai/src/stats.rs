@@ -66,6 +66,7 @@ impl EndpointStats {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            ..StatsSnapshot::default()
         }
     }
 }

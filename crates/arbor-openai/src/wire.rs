@@ -89,6 +89,17 @@ struct WireResponse {
     choices: Vec<WireChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,
+    /// llama.cpp's server adds how long it worked on the request.
+    #[serde(default)]
+    timings: Option<WireTimings>,
+}
+
+#[derive(Deserialize)]
+struct WireTimings {
+    #[serde(default)]
+    prompt_ms: f64,
+    #[serde(default)]
+    predicted_ms: f64,
 }
 
 #[derive(Deserialize)]
@@ -204,7 +215,12 @@ pub(crate) fn parse_response(bytes: &[u8], req: &LlmRequest) -> Result<Completio
         model: wire.model.unwrap_or_else(|| req.model.clone()),
         choices,
         usage,
-        meta: CallMeta::default(),
+        meta: CallMeta {
+            server_us: wire
+                .timings
+                .map(|t| ((t.prompt_ms + t.predicted_ms).max(0.0) * 1000.0) as u64),
+            ..CallMeta::default()
+        },
     })
 }
 

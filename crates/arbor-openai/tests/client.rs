@@ -155,8 +155,9 @@ async fn requests_per_minute_holds_at_the_server() {
 }
 
 /// A server that reports its decoding slots (llama.cpp's `/props` `total_slots`) gets no more
-/// requests at once than that, whatever `max_in_flight` says; one that does not gets the
-/// configured limit. Caught if the slots are never asked or never applied.
+/// requests at once than that, whatever `max_in_flight` says; one that does not (and decodes
+/// everything at once) gets an adaptive limit that grows past its start of 8. Caught if the
+/// slots are never asked or never applied, or if the limit cannot grow.
 #[tokio::test]
 async fn in_flight_stays_at_the_slots_the_server_reports() {
     let peak = |slots: Option<usize>| async move {
@@ -181,5 +182,72 @@ async fn in_flight_stays_at_the_slots_the_server_reports() {
         server.stats().peak_in_flight
     };
     assert_eq!(peak(Some(3)).await, 3);
-    assert!(peak(None).await > 12, "without /props the configured limit applies");
+    assert!(peak(None).await > 12, "without /props the limit grows while nothing queues");
+}
+
+/// A server that decodes 4 requests at a time without saying so, asked by 64 callers: the
+/// adaptive limit settles near its 4 slots, so requests wait in arbor instead of its queue, and
+/// the server stays busy. Both signals: llama.cpp's `timings` (queue time = latency − work) and,
+/// without them, latency per token against its unqueued baseline. Caught by a limit that never
+/// adapts (64 in flight: every answer waits ~15 slots' turns), one that never cuts, or one
+/// that collapses (the throughput bound).
+#[tokio::test]
+async fn the_adaptive_limit_finds_a_hidden_capacity() {
+    for timings in [true, false] {
+        let (capacity, latency_ms, requests) = (4usize, 40u64, 480u64);
+        let server = MockServer::start(
+            MockConfig {
+                latency: Duration::from_millis(latency_ms),
+                capacity: Some(capacity),
+                timings,
+                ..Default::default()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+        let c = Arc::new(client(&server.base_url(), |cfg| cfg.limits.max_in_flight = 64));
+        let started = std::time::Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut server_latency = Vec::new();
+        for _ in 0..64 {
+            let (c, next) = (c.clone(), next.clone());
+            tasks.spawn(async move {
+                let mut late = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= requests {
+                        return late;
+                    }
+                    let t = std::time::Instant::now();
+                    c.generate(&chat(format!("a{i}"), i)).await.unwrap();
+                    late.push((i, t.elapsed()));
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            server_latency.extend(r.unwrap());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let s = c.stats().unwrap();
+        let ideal = requests as f64 * latency_ms as f64 / 1000.0 / capacity as f64;
+        eprintln!("timings {timings}: {s}; {secs:.2}s (ideal {ideal:.2}s)");
+        assert!(
+            (capacity as u64..=2 * capacity as u64).contains(&s.in_flight_limit),
+            "timings {timings}: the limit should settle near the {capacity} slots: {s}"
+        );
+        assert!(s.limit_cuts >= 1, "{s}");
+        // Time in arbor's hands (the attempt's latency) stays near one slot's turn: at 64 in
+        // flight it would be ~16 turns.
+        let mean_latency = s.latency_ms as f64 / s.answered as f64;
+        assert!(
+            mean_latency < 2.5 * latency_ms as f64,
+            "timings {timings}: answers queued in the server: {mean_latency:.0} ms mean latency"
+        );
+        assert!(
+            secs < 1.4 * ideal,
+            "timings {timings}: the server sat idle: {secs:.2}s for {requests} requests (ideal {ideal:.2}s)"
+        );
+    }
 }

@@ -39,6 +39,8 @@ pub struct Summary {
     pub seconds: f64,
     /// A stop request ended admission: the job must be resumed to finish.
     pub interrupted: bool,
+    /// Each endpoint's requests, tokens, errors and in-flight limit.
+    pub endpoints: Vec<arbor_llm::StatsSnapshot>,
 }
 
 impl Summary {
@@ -51,6 +53,9 @@ impl Summary {
             c.items, self.total_rows, c.accepted, c.pairs, c.gated_out, c.dead, self.seconds,
             self.pairs_counted as f64 / self.seconds, out.display()
         );
+        for e in &self.endpoints {
+            s += &format!("  {e}\n");
+        }
         if self.resumed > 0 {
             s += &format!("{} items were finished before and kept from the journal\n", self.resumed);
         }
@@ -190,6 +195,11 @@ impl Job {
             optimizer: role(&cfg.optimizer, false).await?,
             tools: arbor_tools::builtin::pure_tools(Duration::from_secs(10)),
         };
+        progress.watch(
+            [&players.target, &players.judge, &players.reward, &players.optimizer]
+                .map(|r| r.model.clone())
+                .to_vec(),
+        );
         let names = ModelNames {
             target: players.target.name.clone(),
             judge: players.judge.name.clone(),
@@ -231,6 +241,7 @@ impl Job {
             resumed: progress.resumed.load(Ordering::Relaxed),
             seconds,
             interrupted,
+            endpoints: progress.endpoints(),
         })
     }
 }

@@ -1,10 +1,13 @@
 //! Live counts of a synthesis job, for the progress bar and the summary.
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arbor_llm::{LanguageModel, StatsSnapshot};
 
 use crate::journal::{ItemRecord, Status};
 
 /// Live counts for the progress bar and the summary.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Progress {
     pub total: AtomicU64,
     pub done: AtomicU64,
@@ -16,9 +19,42 @@ pub struct Progress {
     pub retries: AtomicU64,
     /// Items already finished when a resumed job started.
     pub resumed: AtomicU64,
+    /// The roles' models, for their endpoints' live figures.
+    models: parking_lot::Mutex<Vec<Arc<dyn LanguageModel>>>,
 }
 
 impl Progress {
+    pub(crate) fn watch(&self, models: Vec<Arc<dyn LanguageModel>>) {
+        *self.models.lock() = models;
+    }
+
+    /// One accounting per endpoint the roles use (roles on one server share it).
+    pub fn endpoints(&self) -> Vec<StatsSnapshot> {
+        let mut out: Vec<StatsSnapshot> = Vec::new();
+        for s in self.models.lock().iter().filter_map(|m| m.stats()) {
+            match out.iter_mut().find(|o| o.endpoint == s.endpoint) {
+                // Each role's snapshot is the endpoint's plus that role's own cache hits.
+                Some(o) => {
+                    o.requests += s.cache_hits;
+                    o.succeeded += s.cache_hits;
+                    o.cache_hits += s.cache_hits;
+                }
+                None => out.push(s),
+            }
+        }
+        out
+    }
+
+    /// The in-flight limit and the wait for it of each HTTP endpoint, for a progress line.
+    pub fn limits_line(&self) -> String {
+        self.endpoints()
+            .iter()
+            .filter(|s| s.in_flight_limit > 0)
+            .map(|s| format!("{} in flight (wait {:.0} ms)", s.in_flight_limit, s.queue_wait_ms as f64 / s.attempts.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub(crate) fn count(&self, r: &ItemRecord) {
         self.done.fetch_add(1, Ordering::Relaxed);
         let c = match r.status {

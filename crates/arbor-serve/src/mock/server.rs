@@ -32,6 +32,11 @@ pub struct MockConfig {
     /// Decoding slots reported at `GET /props` (`total_slots`, as llama.cpp's server does);
     /// none: no `/props`.
     pub slots: Option<usize>,
+    /// Decode at most this many requests at a time, the rest waiting in the mock's queue (as a
+    /// real server's slots do); `latency` is then the time in a slot. Defaults to `slots`.
+    pub capacity: Option<usize>,
+    /// Report llama.cpp's `timings` (the time in a slot) with each answer.
+    pub timings: bool,
     /// The API key requests must carry (`Authorization: Bearer KEY`); a request without it
     /// gets a 401 whose message repeats the header it sent, as careless servers do.
     pub api_key: Option<String>,
@@ -47,6 +52,8 @@ impl Default for MockConfig {
             hang: Duration::from_secs(600),
             ignore_n: false,
             slots: None,
+            capacity: None,
+            timings: true,
             api_key: None,
         }
     }
@@ -83,6 +90,8 @@ struct Counters {
 
 struct Shared {
     cfg: MockConfig,
+    /// The decoding slots (`capacity`); none: every request decodes at once.
+    decoders: Option<tokio::sync::Semaphore>,
     counters: Counters,
     started: std::time::Instant,
 }
@@ -145,6 +154,7 @@ impl MockServer {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            decoders: cfg.capacity.or(cfg.slots).map(|n| tokio::sync::Semaphore::new(n.max(1))),
             cfg,
             counters: Counters::default(),
             started: std::time::Instant::now(),
@@ -270,10 +280,23 @@ async fn serve(s: &Shared, path: &str, body: Bytes) -> Response {
     } else {
         s.cfg.latency
     };
+    // Waits for a slot as a server's queue does; the time in it is what `timings` reports.
+    let _slot = match &s.decoders {
+        Some(d) => Some(d.acquire().await.expect("never closed")),
+        None => None,
+    };
+    let decoding = std::time::Instant::now();
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
-    let ok = || reply(path, &request, s.cfg.seed, s.cfg.ignore_n);
+    let ok = || {
+        let mut r = reply(path, &request, s.cfg.seed, s.cfg.ignore_n);
+        if s.cfg.timings {
+            let ms = decoding.elapsed().as_secs_f64() * 1000.0;
+            r["timings"] = json!({"prompt_ms": 0.0, "predicted_ms": ms});
+        }
+        r
+    };
     let json_response =
         |v: Vec<u8>| ([(header::CONTENT_TYPE, "application/json")], v).into_response();
     match fault {
