@@ -168,34 +168,92 @@ fn a_thousand_items_against_faults_all_end_accounted_for() {
     );
 }
 
-/// Runs a synth job to completion, killing it with SIGKILL after each of `kills` delays and
-/// resuming; returns the number of kills that landed before the job finished.
-fn run_with_kills(args: &[&str], kills: &[u64]) -> usize {
-    let mut landed = 0;
+/// Where a run of the job is cut.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// SIGKILL from outside after this many ms.
+    After(u64),
+    /// SIGKILL from inside, half-way through the N-th write at a site (`ARBOR_TEST_CRASH`):
+    /// "journal" (an append) or "output" (a file of a snapshot).
+    Crash(&'static str, u64),
+}
+
+/// `n` kill points drawn from `seed`: a third timed, a third inside a journal append, a third
+/// inside an output write.
+fn kill_points(seed: u64, n: usize) -> Vec<Kill> {
+    let mut x = seed;
+    let mut next = |m: u64| {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    };
+    (0..n)
+        .map(|_| match next(3) {
+            0 => Kill::After(150 + next(900)),
+            1 => Kill::Crash("journal", 1 + next(4)),
+            _ => Kill::Crash("output", 1 + next(12)),
+        })
+        .collect()
+}
+
+/// What the kills of `run_with_kills` did.
+#[derive(Debug, Default)]
+struct Kills {
+    landed: usize,
+    /// Journal crashes that left a torn last line, and output crashes that left a torn
+    /// temporary file: proof that the cut was inside the write.
+    torn_journal: usize,
+    torn_output: usize,
+}
+
+/// Runs a synth job to completion, cut at each of `kills` and resumed; the last resume must
+/// play only what the journal does not hold.
+fn run_with_kills(args: &[&str], kills: &[Kill]) -> Kills {
+    let out = Path::new(args[args.iter().position(|a| *a == "--out").unwrap() + 1]).to_path_buf();
+    let journal = out.join("journal.jsonl");
+    let mut seen = Kills::default();
     let mut resume = false;
-    for &ms in kills {
+    for &kill in kills {
         let mut cmd = Command::new(ARBOR);
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
         if resume {
             cmd.arg("--resume");
         }
+        if let Kill::Crash(site, n) = kill {
+            cmd.env("ARBOR_TEST_CRASH", format!("{site}:{n}"));
+        }
         let mut child = cmd.spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(ms));
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                assert!(status.success());
-                return landed;
+        let status = match kill {
+            Kill::After(ms) => {
+                std::thread::sleep(Duration::from_millis(ms));
+                if child.try_wait().unwrap().is_none() {
+                    child.kill().unwrap(); // SIGKILL
+                }
+                child.wait().unwrap()
             }
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                landed += 1;
+            Kill::Crash(..) => child.wait().unwrap(),
+        };
+        if status.success() {
+            return seen; // finished before the cut
+        }
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{kill:?}: {status:?}");
+        seen.landed += 1;
+        match kill {
+            Kill::Crash("journal", _) => {
+                let text = std::fs::read(&journal).unwrap();
+                seen.torn_journal += usize::from(text.last() != Some(&b'\n'));
             }
+            Kill::Crash(_, _) => {
+                seen.torn_output += std::fs::read_dir(&out)
+                    .unwrap()
+                    .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+                    .count()
+                    .min(1);
+            }
+            Kill::After(_) => {}
         }
         resume = true;
     }
-    // The last resume finishes the job, playing only what the journal does not hold.
-    let journal = Path::new(args[args.iter().position(|a| *a == "--out").unwrap() + 1]).join("journal.jsonl");
     let before = std::fs::read_to_string(&journal).map_or(0, |t| t.lines().filter(|l| l.ends_with('}')).count());
     let (ok, _, err) = arbor(&[args, &["--resume"]].concat());
     assert!(ok, "{err}");
@@ -205,9 +263,14 @@ fn run_with_kills(args: &[&str], kills: &[u64]) -> usize {
             "the resume should skip the {before} journaled items: {err}"
         );
     }
-    landed
+    seen
 }
 
+/// Twelve seeded kill points (timed SIGKILLs, and cuts inside journal appends and output
+/// writes), against a mock that fails 3% of requests and hangs 2% past the timeout: the pairs
+/// are byte-identical to an uninterrupted run, no item is journaled twice, and each resume
+/// skips what was journaled. Caught by a resume that redoes finished items (the skipped count),
+/// a journal reader that keeps a torn line or stops at it for good, an output written in place.
 #[test]
 fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
     let m = mock(&[
@@ -215,14 +278,19 @@ fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
         "15",
         "--fault",
         "500=0.03",
+        "--fault",
+        "hang=0.02",
+        "--hang-ms",
+        "1500",
         "--retry-after-s",
         "0",
     ]);
     let dir = tempfile::tempdir().unwrap();
     let input = tasks(dir.path(), 160);
-    // Small pool epochs so the prompt pool (and the optimizer's rewrites) shape later items.
+    // Small pool epochs so the prompt pool (and the optimizer's rewrites) shape later items;
+    // frequent snapshots so output writes are there to be cut.
     let cfg = dir.path().join("synth.toml");
-    std::fs::write(&cfg, "pool_epoch = 16\nrounds = 3\nthreshold = 7.5\n").unwrap();
+    std::fs::write(&cfg, "pool_epoch = 16\nrounds = 3\nthreshold = 7.5\nsnapshot_secs = 0.1\n").unwrap();
     let once = dir.path().join("once");
     let killed = dir.path().join("killed");
     let mk = |out: &Path| {
@@ -235,6 +303,8 @@ fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
             cfg.to_str().unwrap().into(),
             "--max-in-flight".into(),
             "12".into(),
+            "--timeout-secs".into(),
+            "0.5".into(),
         ]);
         a
     };
@@ -242,13 +312,12 @@ fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
     let (ok, _, err) = arbor(&a1.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{err}");
     let a2 = mk(&killed);
-    let landed = run_with_kills(
-        &a2.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[700, 350, 900, 500, 1200, 250],
-    );
+    let kills = kill_points(2026, 12);
+    let seen = run_with_kills(&a2.iter().map(String::as_str).collect::<Vec<_>>(), &kills);
+    eprintln!("{seen:?} from {kills:?}");
     assert!(
-        landed >= 3,
-        "the kills should interrupt the job several times (landed {landed})"
+        seen.landed >= 10 && seen.torn_journal >= 1 && seen.torn_output >= 1,
+        "the kills should cut the job at least 10 times, inside a journal append and inside an output write: {seen:?} from {kills:?}"
     );
     let (p1, p2) = (
         std::fs::read_to_string(once.join("pairs.jsonl")).unwrap(),
@@ -257,7 +326,7 @@ fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
     assert!(!p1.is_empty());
     assert_eq!(
         p1, p2,
-        "pairs after {landed} kills differ from the uninterrupted run"
+        "pairs after {} kills differ from the uninterrupted run", seen.landed
     );
     let ids = |p: &Path| {
         jsonl(p)

@@ -4,6 +4,7 @@
 //! Every other crate speaks these types; this crate depends on nothing of arbor's.
 
 pub mod config;
+pub mod crash;
 mod id;
 mod message;
 pub mod progress;

@@ -130,6 +130,11 @@ impl Journal {
             serde_json::to_writer(&mut buf, r)?;
             buf.push(b'\n');
         }
+        if arbor_core::crash::due("journal") {
+            self.file.write_all(&buf[..buf.len() / 2])?;
+            self.file.sync_data()?;
+            arbor_core::crash::now("a journal append");
+        }
         self.file.write_all(&buf)?;
         self.file.sync_data()
     }

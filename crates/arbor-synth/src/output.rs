@@ -88,6 +88,11 @@ pub fn write_all(
     let atomically = |name: &str, write: &dyn Fn(&Path) -> Result<(), TableError>| {
         let (path, tmp) = (dir.join(name), dir.join(format!(".{name}.tmp")));
         write(&tmp)?;
+        if arbor_core::crash::due("output") {
+            let half = std::fs::metadata(&tmp).map_or(0, |m| m.len() / 2);
+            let _ = std::fs::OpenOptions::new().write(true).open(&tmp).and_then(|f| f.set_len(half));
+            arbor_core::crash::now("an output write");
+        }
         std::fs::rename(&tmp, &path).map_err(|source| TableError::Io { path, source })
     };
     atomically("pairs.jsonl", &|p| write_jsonl(p, &rows))?;
