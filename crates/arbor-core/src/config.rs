@@ -48,7 +48,7 @@ fn merge(base: &mut toml::Table, over: &toml::Table) {
 }
 
 /// Reads `path` (or the defaults when `None`) as `T` with `overrides` applied. Errors name the
-/// file and the key.
+/// file, the line and the key.
 pub fn load_toml<T>(path: Option<&Path>, overrides: &Overrides) -> Result<T, String>
 where
     T: Serialize + DeserializeOwned + Default,
@@ -58,7 +58,24 @@ where
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            toml::from_str(&text).map_err(|e| format!("{}: {}", p.display(), e.message()))?
+            let at = |line: usize| {
+                let shown = text.lines().nth(line - 1).unwrap_or("").trim();
+                format!("{}:{line}: `{}`", p.display(), shown.chars().take(80).collect::<String>())
+            };
+            if let Some(line) = non_finite_line(&text) {
+                return Err(format!("{}: a finite number is needed", at(line)));
+            }
+            toml::from_str(&text).map_err(|e| {
+                // file:line: `the line`: the message.
+                match e.span() {
+                    Some(r) => {
+                        let before = &text.as_bytes()[..r.start.min(text.len())];
+                        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                        format!("{}: {}", at(line), e.message())
+                    }
+                    None => format!("{}: {}", p.display(), e.message()),
+                }
+            })?
         }
     };
     if overrides.0.is_empty() {
@@ -68,7 +85,42 @@ where
     merge(&mut table, &overrides.0);
     // Through the text form, so that an error quotes the offending `key = value` line.
     let text = toml::to_string(&table).map_err(|e| e.to_string())?;
+    if let Some(line) = non_finite_line(&text) {
+        let shown = text.lines().nth(line - 1).unwrap_or("").trim().to_string();
+        return Err(format!("command line: `{shown}`: a finite number is needed"));
+    }
     toml::from_str(&text).map_err(|e| format!("command line: {}", e.to_string().trim()))
+}
+
+/// The first line (1-based) whose value is a non-finite float (`nan`, `inf`, signed or not,
+/// alone or in an array): TOML allows them, no setting of arbor means them, and a NaN
+/// temperature or learning rate would only show up as garbage far from its cause.
+fn non_finite_line(text: &str) -> Option<usize> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    fn any(v: &toml::Value) -> bool {
+        match v {
+            toml::Value::Float(f) => !f.is_finite(),
+            toml::Value::Array(a) => a.iter().any(any),
+            toml::Value::Table(t) => t.values().any(any),
+            _ => false,
+        }
+    }
+    if !doc.values().any(any) {
+        return None;
+    }
+    let word = |l: &str| {
+        l.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .any(|w| matches!(w, "nan" | "inf"))
+    };
+    text.lines()
+        .position(|l| {
+            // The value, with its quoted strings and comment taken out.
+            l.split_once('=').is_some_and(|(_, v)| {
+                let bare: String = v.split('"').step_by(2).collect();
+                word(bare.split('#').next().unwrap_or(""))
+            })
+        })
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -99,6 +151,27 @@ mod tests {
                 },
             }
         }
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused_with_their_line() {
+        #[derive(Debug, Default, Serialize, Deserialize)]
+        #[serde(default)]
+        struct F {
+            name: String,
+            t: f64,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "name = \"nan bread\"\n\nt = nan  # oops\n").unwrap();
+        let e = load_toml::<F>(Some(&p), &Overrides::default()).unwrap_err();
+        assert!(e.contains("c.toml:3: `t = nan  # oops`: a finite number"), "{e}");
+        let mut o = Overrides::default();
+        o.set("t", Some(f64::INFINITY));
+        let e = load_toml::<F>(None, &o).unwrap_err();
+        assert!(e.starts_with("command line: `t = inf`"), "{e}");
+        std::fs::write(&p, "name = \"nan bread\"\nt = 0.5\n").unwrap();
+        assert_eq!(load_toml::<F>(Some(&p), &Overrides::default()).unwrap().t, 0.5);
     }
 
     #[test]

@@ -117,18 +117,19 @@ pub fn config_json(cfg: &LlamaConfig, tied: bool, tok: &TextTokenizer) -> Value 
 }
 
 fn config_from_json(v: &Value, path: &Path) -> Result<(LlamaConfig, bool), CheckpointError> {
-    let u = |k: &str| {
-        v.get(k)
-            .and_then(Value::as_u64)
-            .map(|x| x as usize)
-            .ok_or_else(|| {
-                err(
-                    path,
-                    format!("field `{k}` is missing or not a whole number"),
-                )
-            })
+    // A field that is absent (or null, as transformers writes unset ones) takes its default;
+    // one that is present must have the right type.
+    let field = |k: &str, want: &str, ok: fn(&Value) -> bool| -> Result<Option<&Value>, CheckpointError> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) if ok(x) => Ok(Some(x)),
+            Some(x) => Err(err(path, format!("field `{k}` is {x}, not {want}"))),
+        }
     };
-    if let Some(t) = v.get("model_type").and_then(Value::as_str) {
+    let whole = |k: &str| Ok::<_, CheckpointError>(field(k, "a whole number", |x| x.as_u64().is_some())?.and_then(Value::as_u64).map(|x| x as usize));
+    let u = |k: &str| whole(k)?.ok_or_else(|| err(path, format!("field `{k}` is missing")));
+    let f = |k: &str, default: f64| Ok::<_, CheckpointError>(field(k, "a number", |x| x.is_number())?.and_then(Value::as_f64).unwrap_or(default));
+    if let Some(t) = field("model_type", "a string", Value::is_string)?.and_then(Value::as_str) {
         if t != "llama" {
             return Err(err(
                 path,
@@ -142,25 +143,15 @@ fn config_from_json(v: &Value, path: &Path) -> Result<(LlamaConfig, bool), Check
         d_model: u("hidden_size")?,
         d_ff: u("intermediate_size")?,
         n_heads,
-        n_kv_heads: u("num_key_value_heads").unwrap_or(n_heads),
+        n_kv_heads: whole("num_key_value_heads")?.unwrap_or(n_heads),
         vocab: u("vocab_size")?,
-        rope_base: v
-            .get("rope_theta")
-            .and_then(Value::as_f64)
-            .unwrap_or(10_000.0),
-        rms_eps: v
-            .get("rms_norm_eps")
-            .and_then(Value::as_f64)
-            .unwrap_or(1e-5),
-        context: u("max_position_embeddings").unwrap_or(2048),
+        rope_base: f("rope_theta", 10_000.0)?,
+        rms_eps: f("rms_norm_eps", 1e-5)?,
+        context: whole("max_position_embeddings")?.unwrap_or(2048),
     };
     cfg.validate().map_err(|m| err(path, m))?;
-    Ok((
-        cfg,
-        v.get("tie_word_embeddings")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-    ))
+    let tied = field("tie_word_embeddings", "true or false", Value::is_boolean)?;
+    Ok((cfg, tied.and_then(Value::as_bool).unwrap_or(false)))
 }
 
 /// Writes `tensors` (name, shape, values) as one f32 safetensors file.

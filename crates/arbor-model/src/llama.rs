@@ -72,6 +72,15 @@ impl LlamaConfig {
         if self.head_dim() % 2 != 0 || self.vocab == 0 || self.n_layers == 0 {
             return Err("odd head dimension, empty vocabulary or no layers".into());
         }
+        if !(self.rope_base.is_finite() && self.rope_base > 0.0)
+            || !(self.rms_eps.is_finite() && self.rms_eps >= 0.0)
+            || self.context == 0
+        {
+            return Err(format!(
+                "rope base {} must be positive, norm epsilon {} not negative, context {} at least 1",
+                self.rope_base, self.rms_eps, self.context
+            ));
+        }
         Ok(())
     }
 

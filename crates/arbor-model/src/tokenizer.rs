@@ -234,17 +234,22 @@ impl TextTokenizer {
                 Ok(t) => serde_json::from_str(&t).map_err(|e| bad("tokenizer_config.json", &e))?,
                 Err(_) => serde_json::Value::Null,
             };
-        Self::from_json(&text, &cfg).map_err(|e| bad("tokenizer.json", &e))
+        // `from_json` says which of the two files an error is in.
+        Self::from_json(&text, &cfg).map_err(|e| match e {
+            TokenizerError::Build(m) => TokenizerError::Build(format!("{}/{m}", dir.display())),
+            other => other,
+        })
     }
 
     /// A tokenizer from `tokenizer.json` text and the `tokenizer_config.json` object.
     fn from_json(text: &str, cfg: &serde_json::Value) -> Result<Self, TokenizerError> {
         let build = |e: &dyn std::fmt::Display| TokenizerError::Build(e.to_string());
-        let special: Tokenizer = text.parse().map_err(|e| build(&e))?;
+        let in_json = |e: &dyn std::fmt::Display| TokenizerError::Build(format!("tokenizer.json: {e}"));
+        let special: Tokenizer = text.parse().map_err(|e| in_json(&e))?;
         // The same tokenizer with control markers as plain text: drop its added tokens.
-        let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| build(&e))?;
+        let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| in_json(&e))?;
         v["added_tokens"] = serde_json::Value::Array(Vec::new());
-        let plain: Tokenizer = v.to_string().parse().map_err(|e| build(&e))?;
+        let plain: Tokenizer = v.to_string().parse().map_err(|e| in_json(&e))?;
         let vocab = special.get_vocab(true);
         let size = vocab.values().map(|&i| i as usize + 1).max().unwrap_or(0);
         let mut tokens = vec![String::new(); size];
@@ -252,13 +257,15 @@ impl TextTokenizer {
             tokens[i as usize] = t;
         }
         // Special tokens are strings or {"content": …} objects in tokenizer_config.json.
+        // A key that is present must be well-formed, even where its absence has a default.
         let id_of = |key: &str| -> Result<u32, TokenizerError> {
-            let s = cfg.get(key).and_then(|v| {
-                v.as_str()
-                    .or_else(|| v.get("content").and_then(|c| c.as_str()))
-            });
-            let s =
-                s.ok_or_else(|| build(&format!("tokenizer_config.json: `{key}` is missing")))?;
+            let v = cfg
+                .get(key)
+                .ok_or_else(|| build(&format!("tokenizer_config.json: `{key}` is missing")))?;
+            let s = v
+                .as_str()
+                .or_else(|| v.get("content").and_then(|c| c.as_str()))
+                .ok_or_else(|| build(&format!("tokenizer_config.json: `{key}` is {v}, not a token string or {{\"content\": …}}")))?;
             special.token_to_id(s).ok_or_else(|| {
                 build(&format!(
                     "tokenizer_config.json: `{key}` {s:?} is not in the vocabulary"
@@ -266,14 +273,24 @@ impl TextTokenizer {
             })
         };
         let eos = id_of("eos_token")?;
+        let bos = match cfg.get("bos_token") {
+            None | Some(serde_json::Value::Null) => eos,
+            Some(_) => id_of("bos_token")?,
+        };
+        let chat_template = match cfg.get("chat_template") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(t)) => Some(t.clone()),
+            Some(other) => {
+                return Err(build(&format!(
+                    "tokenizer_config.json: `chat_template` is {other}, not a string"
+                )))
+            }
+        };
         Ok(Self {
-            bos: id_of("bos_token").unwrap_or(eos),
+            bos,
             eos,
             vocab_size: size,
-            chat_template: cfg
-                .get("chat_template")
-                .and_then(|c| c.as_str())
-                .map(str::to_string),
+            chat_template,
             special,
             plain,
             tokens,

@@ -101,3 +101,134 @@ fn embedded_model_converts_to_hf_and_back() {
     );
     assert!(d < 1e-4, "logprobs differ by {d} after the HF round trip");
 }
+
+/// The four files of a tiny saved checkpoint, read once.
+fn tiny_checkpoint_files() -> &'static Vec<(&'static str, Vec<u8>)> {
+    static FILES: std::sync::OnceLock<Vec<(&'static str, Vec<u8>)>> = std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        let tok = TextTokenizer::byte_level().unwrap();
+        let cfg = LlamaConfig {
+            n_layers: 1,
+            d_model: 8,
+            d_ff: 16,
+            n_heads: 2,
+            n_kv_heads: 1,
+            vocab: tok.vocab_size,
+            rope_base: 10_000.0,
+            rms_eps: 1e-5,
+            context: 64,
+        };
+        let device = Device::flex();
+        let llama = Llama::load(&cfg, &mut RandomInit(rand::rngs::StdRng::seed_from_u64(3)), &device).unwrap();
+        let m = EmbeddedModel::from_parts(cfg, tok, llama, device, "tiny".into());
+        let dir = tempfile::tempdir().unwrap();
+        m.save_hf(dir.path()).unwrap();
+        ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+            .into_iter()
+            .map(|f| (f, std::fs::read(dir.path().join(f)).unwrap()))
+            .collect()
+    })
+}
+
+/// Replaces the `at`-th node (depth first, the root excluded) of a JSON document with `by`;
+/// returns the replaced node's key (its index in an array) and its old value.
+fn replace_node(
+    v: &mut serde_json::Value,
+    at: &mut usize,
+    by: &serde_json::Value,
+) -> Option<(String, serde_json::Value)> {
+    let children: Vec<(String, &mut serde_json::Value)> = match v {
+        serde_json::Value::Object(m) => m.iter_mut().map(|(k, c)| (k.clone(), c)).collect(),
+        serde_json::Value::Array(a) => a.iter_mut().enumerate().map(|(i, c)| (i.to_string(), c)).collect(),
+        _ => return None,
+    };
+    for (key, c) in children {
+        if *at == 0 {
+            return Some((key, std::mem::replace(c, by.clone())));
+        }
+        *at -= 1;
+        if let Some(found) = replace_node(c, at, by) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// The keys of config.json and tokenizer_config.json that arbor reads.
+const READ_KEYS: [&str; 13] = [
+    "num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads",
+    "num_key_value_heads", "vocab_size", "rope_theta", "rms_norm_eps",
+    "max_position_embeddings", "tie_word_embeddings", "eos_token", "bos_token", "chat_template",
+];
+
+/// Of those, the ones without a default.
+const REQUIRED_KEYS: [&str; 6] = [
+    "num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size", "eos_token",
+];
+
+/// Same JSON type (numbers of any kind count as one).
+fn same_kind(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    /// Damaged checkpoint files (a byte changed, the file cut short, or one JSON value replaced by
+    /// a value of another type or an absurd size) never panic the loader, and its error names
+    /// the damaged file; a field arbor reads, given a value of another type, is refused by name
+    /// (not replaced by its default).
+    #[test]
+    fn damaged_checkpoints_are_refused_with_the_file_named(
+        file in 0usize..4,
+        json_edit: bool,
+        pos: usize,
+        byte: u8,
+        cut in 0usize..64,
+        value in 0usize..9,
+    ) {
+        let files = tiny_checkpoint_files();
+        let (name, original) = &files[file];
+        let mut damaged = original.clone();
+        let mut retyped = None;
+        if json_edit && name.ends_with(".json") {
+            let mut v: serde_json::Value = serde_json::from_slice(original).unwrap();
+            let by = [
+                serde_json::json!(null), serde_json::json!(-1), serde_json::json!(0),
+                serde_json::json!(1u64 << 40), serde_json::json!(3.5), serde_json::json!("x"),
+                serde_json::json!([]), serde_json::json!({}), serde_json::json!(f64::MAX),
+            ][value].clone();
+            let mut count = usize::MAX;
+            replace_node(&mut v.clone(), &mut count, &by);
+            let mut at = pos % (usize::MAX - count).max(1);
+            if let Some((key, old)) = replace_node(&mut v, &mut at, &by) {
+                // A key arbor reads, now of another type: that must be refused by name.
+                let top = v.get(&key).is_some_and(|x| *x == by);
+                // null is "not set" for a key with a default (HF writes `"bos_token": null`).
+                let unset = by.is_null() && !REQUIRED_KEYS.contains(&key.as_str());
+                if top && READ_KEYS.contains(&key.as_str()) && !same_kind(&old, &by) && !unset {
+                    retyped = Some(key);
+                }
+            }
+            damaged = serde_json::to_vec(&v).unwrap();
+        } else if !damaged.is_empty() {
+            let p = pos % damaged.len();
+            damaged[p] = byte;
+            damaged.truncate(damaged.len() - cut.min(damaged.len()));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for (f, bytes) in files {
+            std::fs::write(dir.path().join(f), if f == name { &damaged } else { bytes }).unwrap();
+        }
+        match EmbeddedModel::load(dir.path(), Device::flex()) {
+            Err(e) => {
+                let msg = e.to_string();
+                proptest::prop_assert!(msg.contains(name), "the error should name {name}: {msg}");
+                if let Some(key) = &retyped {
+                    proptest::prop_assert!(msg.contains(key.as_str()), "the error should name `{key}`: {msg}");
+                }
+            }
+            Ok(_) => proptest::prop_assert!(retyped.is_none(), "{name}: `{:?}` of another type was accepted", retyped),
+        }
+    }
+}
