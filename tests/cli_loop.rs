@@ -132,6 +132,8 @@ fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_repo
         // The synthetic policy answers right on its first option: every tree has a correct
         // leaf, so rejection sampling has data and trains the configured steps.
         assert_eq!(it["trees"], 4, "{it}");
+        // Each tree holds its root and at least one expansion (the search's size, reported).
+        assert!(it["nodes"].as_u64().unwrap() >= 8, "{it}");
         assert!(it["correct_leaves"].as_u64().unwrap() >= 4, "{it}");
         assert!(it["rows"].as_u64().unwrap() > 0, "{it}");
         assert_eq!(it["train_steps"], 2, "{it}");

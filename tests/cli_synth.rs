@@ -88,6 +88,22 @@ fn synth_args<'a>(input: &'a str, out: &'a str, url: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// `--dry-run` prints the plan from the config and the input, and starts nothing: no server is
+/// asked (the URLs lead nowhere) and no output directory is made.
+#[test]
+fn a_dry_run_prints_the_calls_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = tasks(dir.path(), 5);
+    let out = dir.path().join("out");
+    let mut args = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), "http://127.0.0.1:9/v1");
+    args.extend(["--candidates", "3", "--rounds", "2", "--no-gate", "--dry-run"]);
+    let (ok, stdout, err) = arbor(&args);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("5 items, up to 2 rounds each"), "{stdout}");
+    assert!(stdout.contains("target") && !stdout.contains("reward"), "no gate, no reward calls: {stdout}");
+    assert!(!out.exists());
+}
+
 #[test]
 fn a_thousand_items_against_faults_all_end_accounted_for() {
     let m = mock(&[
@@ -266,27 +282,31 @@ fn run_with_kills(args: &[&str], kills: &[Kill]) -> Kills {
     seen
 }
 
-/// Twelve seeded kill points (timed SIGKILLs, and cuts inside journal appends and output
-/// writes), against a mock that fails 3% of requests and hangs 2% past the timeout: the pairs
-/// are byte-identical to an uninterrupted run, no item is journaled twice, and each resume
-/// skips what was journaled. Caught by a resume that redoes finished items (the skipped count),
-/// a journal reader that keeps a torn line or stops at it for good, an output written in place.
-#[test]
-fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
-    let m = mock(&[
-        "--latency-ms",
-        "15",
-        "--fault",
-        "500=0.03",
-        "--fault",
-        "hang=0.02",
-        "--hang-ms",
-        "1500",
-        "--retry-after-s",
-        "0",
-    ]);
+/// What one chaos run found: the kills, and the killed job's output against an uninterrupted
+/// run of the same input and config.
+#[derive(Debug)]
+struct Chaos {
+    kills: Kills,
+    items: usize,
+    /// Items with no journal record, and records beyond one per item.
+    lost: usize,
+    doubled: usize,
+    same_pairs: bool,
+    same_provenance: bool,
+    pairs: usize,
+    /// Some pairs came from prompts the optimizer rewrote (the pool shapes later items).
+    rewritten_prompts: bool,
+}
+
+/// 160 items against a mock with `faults`, once uninterrupted and once cut at `n` kill points
+/// drawn from `seed` and resumed after each.
+fn chaos(faults: &[&str], seed: u64, n: usize) -> Chaos {
+    let mut args = vec!["--latency-ms", "15", "--hang-ms", "1500", "--retry-after-s", "0"];
+    args.extend(faults);
+    let m = mock(&args);
     let dir = tempfile::tempdir().unwrap();
-    let input = tasks(dir.path(), 160);
+    let items = 160;
+    let input = tasks(dir.path(), items);
     // Small pool epochs so the prompt pool (and the optimizer's rewrites) shape later items;
     // frequent snapshots so output writes are there to be cut.
     let cfg = dir.path().join("synth.toml");
@@ -312,45 +332,68 @@ fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
     let (ok, _, err) = arbor(&a1.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{err}");
     let a2 = mk(&killed);
-    let kills = kill_points(2026, 12);
-    let seen = run_with_kills(&a2.iter().map(String::as_str).collect::<Vec<_>>(), &kills);
-    eprintln!("{seen:?} from {kills:?}");
+    let kills = run_with_kills(&a2.iter().map(String::as_str).collect::<Vec<_>>(), &kill_points(seed, n));
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let ids = |p: &Path| jsonl(p).iter().map(|v| v["pair_id"].clone()).collect::<Vec<_>>();
+    let journal = jsonl(&killed.join("journal.jsonl"));
+    let unique: std::collections::HashSet<String> = journal.iter().map(|r| r["id"].to_string()).collect();
+    assert_eq!(jsonl(&once.join("journal.jsonl")).len(), items);
+    Chaos {
+        kills,
+        items,
+        lost: items - unique.len(),
+        doubled: journal.len() - unique.len(),
+        same_pairs: read(&once.join("pairs.jsonl")) == read(&killed.join("pairs.jsonl")),
+        same_provenance: ids(&once.join("provenance.jsonl")) == ids(&killed.join("provenance.jsonl")),
+        pairs: jsonl(&once.join("pairs.jsonl")).len(),
+        rewritten_prompts: jsonl(&once.join("provenance.jsonl")).iter().any(|v| v["round"].as_u64() > Some(0)),
+    }
+}
+
+/// Twelve seeded kill points (timed SIGKILLs, and cuts inside journal appends and output
+/// writes), against a mock that fails 3% of requests and hangs 2% past the timeout: the pairs
+/// are byte-identical to an uninterrupted run, no item is journaled twice, and each resume
+/// skips what was journaled. Caught by a resume that redoes finished items (the skipped count),
+/// a journal reader that keeps a torn line or stops at it for good, an output written in place.
+#[test]
+fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
+    let c = chaos(&["--fault", "500=0.03", "--fault", "hang=0.02"], 2026, 12);
+    eprintln!("{c:?}");
+    let k = &c.kills;
     assert!(
-        seen.landed >= 10 && seen.torn_journal >= 1 && seen.torn_output >= 1,
-        "the kills should cut the job at least 10 times, inside a journal append and inside an output write: {seen:?} from {kills:?}"
+        k.landed >= 10 && k.torn_journal >= 1 && k.torn_output >= 1,
+        "the kills should cut the job at least 10 times, inside a journal append and inside an output write: {c:?}"
     );
-    let (p1, p2) = (
-        std::fs::read_to_string(once.join("pairs.jsonl")).unwrap(),
-        std::fs::read_to_string(killed.join("pairs.jsonl")).unwrap(),
-    );
-    assert!(!p1.is_empty());
-    assert_eq!(
-        p1, p2,
-        "pairs after {} kills differ from the uninterrupted run", seen.landed
-    );
-    let ids = |p: &Path| {
-        jsonl(p)
-            .iter()
-            .map(|v| v["pair_id"].clone())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        ids(&once.join("provenance.jsonl")),
-        ids(&killed.join("provenance.jsonl"))
-    );
-    let used_rewritten_prompts = jsonl(&once.join("provenance.jsonl"))
-        .iter()
-        .any(|v| v["round"].as_u64() > Some(0));
-    assert!(
-        used_rewritten_prompts,
-        "some pairs should come from optimized prompts"
-    );
-    assert_eq!(jsonl(&once.join("journal.jsonl")).len(), 160);
-    assert_eq!(
-        jsonl(&killed.join("journal.jsonl")).len(),
-        160,
-        "no item journaled twice"
-    );
+    assert!(c.pairs > 0 && c.rewritten_prompts, "some pairs should come from optimized prompts: {c:?}");
+    assert!(c.same_pairs && c.same_provenance, "pairs after {} kills differ from the uninterrupted run", k.landed);
+    assert_eq!((c.lost, c.doubled), (0, 0), "no item lost or journaled twice");
+}
+
+/// The chaos benchmark (docs/benchmarks.md): kill points × fault mixes, items lost and doubled,
+/// pairs against the uninterrupted run. `cargo test --test cli_synth chaos_benchmark -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: about 6 minutes"]
+fn chaos_benchmark() {
+    let mixes: [(&str, &[&str]); 4] = [
+        ("none", &[]),
+        ("5% 500", &["--fault", "500=0.05"]),
+        ("3% 429 + 3% hang", &["--fault", "429=0.03", "--fault", "hang=0.03"]),
+        ("3% truncated + 3% wrong schema + 2% 503", &["--fault", "truncated=0.03", "--fault", "wrong_schema=0.03", "--fault", "503=0.02"]),
+    ];
+    println!("| fault mix | seed | kills landed | in a journal append | in an output write | items | lost | doubled | pairs identical |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut bad = Vec::new();
+    for (name, faults) in mixes {
+        for seed in 1..=4u64 {
+            let c = chaos(faults, seed, 12);
+            let k = &c.kills;
+            println!("| {name} | {seed} | {} | {} | {} | {} | {} | {} | {} |", k.landed, k.torn_journal, k.torn_output, c.items, c.lost, c.doubled, c.same_pairs && c.same_provenance);
+            if c.lost + c.doubled > 0 || !c.same_pairs || !c.same_provenance {
+                bad.push((name, seed));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "runs that lost, doubled or changed pairs: {bad:?}");
 }
 
 /// A job killed with SIGKILL leaves the pairs of the items it finished (`snapshot_secs`), whole

@@ -1,6 +1,5 @@
 //! `arbor synth`: flags onto `synth.toml` keys, then `arbor_synth::Job`.
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arbor_core::config::{load_toml, Overrides};
@@ -66,6 +65,9 @@ pub struct SynthArgs {
     /// Per-request timeout for every HTTP role, seconds.
     #[arg(long)]
     timeout_secs: Option<f64>,
+    /// Print the calls and tokens the job would take per role, and stop.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 impl SynthArgs {
@@ -96,6 +98,13 @@ impl SynthArgs {
 }
 
 pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
+    if a.dry_run {
+        let cfg = a.config()?.with_role_defaults();
+        let items = arbor_synth::input::read_items(&a.input)?;
+        let items: Vec<_> = items.into_iter().filter_map(Result::ok).collect();
+        println!("{}", arbor_synth::plan::plan(&cfg, &items));
+        return Ok(());
+    }
     let job = Job::open(&a.input, &a.out, a.config()?, a.resume)?;
     let bad: Vec<_> = job.malformed().collect();
     for b in bad.iter().take(5) {
@@ -112,17 +121,9 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
     let ticker = {
         let p = progress.clone();
         crate::progress::ticker(job.total_rows() as u64, move |bar, secs| {
-            let l = |x: &AtomicU64| x.load(Ordering::Relaxed);
-            let done = l(&p.done);
+            let (done, line) = p.line(secs);
             bar.set_position(done);
-            let accepted = 100.0 * l(&p.accepted) as f64 / done.max(1) as f64;
-            format!(
-                "items, {:.1} pairs/s, accepted {accepted:.0}%, {} retries, {} errors; {}",
-                l(&p.pairs) as f64 / secs,
-                l(&p.retries),
-                l(&p.dead),
-                p.limits_line()
-            )
+            line
         })
     };
     let result = job

@@ -13,6 +13,9 @@ pub struct IterationReport {
     /// The policy evaluated (and searched with by the next iteration).
     pub model: String,
     pub trees: Option<usize>,
+    /// Nodes across the iteration's trees (the search's size).
+    #[serde(default)]
+    pub nodes: Option<usize>,
     pub failed_searches: Option<usize>,
     /// Terminal nodes the verifier accepted, across the iteration's trees.
     pub correct_leaves: Option<usize>,
@@ -54,7 +57,7 @@ impl LoopReport {
     /// The table's header and one row of cells per iteration.
     fn rows(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
         let head = vec![
-            "iteration", "trees", "correct leaves", "rows", "steps", "accuracy", "95% CI",
+            "iteration", "trees", "nodes", "correct leaves", "rows", "steps", "accuracy", "95% CI",
             "gain (paired 95% CI)",
             "value beam", "best-of-K", "majority of K", "sample", "critic AUC",
         ];
@@ -67,6 +70,7 @@ impl LoopReport {
                 vec![
                     r.iteration.to_string(),
                     opt(r.trees),
+                    opt(r.nodes),
                     opt(r.correct_leaves),
                     opt(r.rows),
                     opt(r.train_steps),

@@ -435,6 +435,7 @@ fn iteration(t: usize, stages: &[(&str, &Value)]) -> IterationReport {
         iteration: t,
         model: e.and_then(|v| v["model"].as_str()).unwrap_or("").to_string(),
         trees: n("search", "trees"),
+        nodes: n("search", "nodes"),
         failed_searches: n("search", "failed"),
         correct_leaves: n("search", "correct_leaves"),
         rows: n("export", "rows"),

@@ -9,7 +9,8 @@
 //! - `play`: one item's rounds as an async state machine; [`engine`]: admission under the
 //!   in-flight limit and the journal actor; [`journal`]: durable progress for exact resume;
 //!   [`output`]: the dataset files and card.
-//! - [`job`]: the job as a library call (open with resume checks, run, summary).
+//! - [`job`]: the job as a library call (open with resume checks, run, summary); [`plan`]: its
+//!   calls and tokens before it runs (`--dry-run`).
 
 pub mod config;
 pub mod engine;
@@ -19,6 +20,7 @@ pub mod job;
 pub mod journal;
 pub mod output;
 mod play;
+pub mod plan;
 pub mod progress;
 pub mod prompts;
 

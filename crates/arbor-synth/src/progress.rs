@@ -45,8 +45,23 @@ impl Progress {
         out
     }
 
+    /// The items done and the progress line after `secs` of running.
+    pub fn line(&self, secs: f64) -> (u64, String) {
+        let l = |x: &AtomicU64| x.load(Ordering::Relaxed);
+        let done = l(&self.done);
+        let accepted = 100.0 * l(&self.accepted) as f64 / done.max(1) as f64;
+        let line = format!(
+            "items, {:.1} pairs/s, accepted {accepted:.0}%, {} retries, {} errors; {}",
+            l(&self.pairs) as f64 / secs,
+            l(&self.retries),
+            l(&self.dead),
+            self.limits_line()
+        );
+        (done, line)
+    }
+
     /// The in-flight limit and the wait for it of each HTTP endpoint, for a progress line.
-    pub fn limits_line(&self) -> String {
+    fn limits_line(&self) -> String {
         self.endpoints()
             .iter()
             .filter(|s| s.in_flight_limit > 0)
