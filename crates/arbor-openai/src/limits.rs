@@ -44,6 +44,35 @@ impl Bucket {
         }
     }
 
+    /// Waits until `amount` (capped at capacity) is in the bucket and takes it. Unlike
+    /// `reserve`, a waiter sees what is given back while it waits: token estimates are refunded
+    /// as answers report their usage, and a wait computed up front would ignore that.
+    async fn take(&self, amount: f64) {
+        let amount = amount.min(self.capacity);
+        loop {
+            let short = {
+                let mut s = self.state.lock();
+                let now = Instant::now();
+                let level = (s.0 + now.duration_since(s.1).as_secs_f64() * self.per_sec).min(self.capacity);
+                *s = (level, now);
+                if level >= amount {
+                    s.0 = level - amount;
+                    return;
+                }
+                (amount - level) / self.per_sec
+            };
+            tokio::time::sleep(Duration::from_secs_f64(short.min(0.05))).await;
+        }
+    }
+
+    /// Takes an under-estimate's rest once the real amount is known (into debt if need be).
+    fn charge(&self, amount: f64) {
+        let mut s = self.state.lock();
+        let now = Instant::now();
+        let level = (s.0 + now.duration_since(s.1).as_secs_f64() * self.per_sec).min(self.capacity);
+        *s = (level - amount, now);
+    }
+
     /// Returns an over-estimate once the real amount is known.
     fn refund(&self, amount: f64) {
         let mut s = self.state.lock();
@@ -87,15 +116,14 @@ impl Limiter {
 
     /// Waits for the rate budgets and a free slot. `est_tokens` is the request's token estimate.
     pub async fn acquire(&self, est_tokens: u64) -> Permit {
-        let mut wait = Duration::ZERO;
         if let Some(b) = &self.requests {
-            wait = wait.max(b.reserve(1.0));
+            let wait = b.reserve(1.0);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
         if let Some(b) = &self.tokens {
-            wait = wait.max(b.reserve(est_tokens as f64));
-        }
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            b.take(est_tokens as f64).await;
         }
         let slot = match &self.in_flight {
             Some(c) => Some(c.acquire().await),
@@ -115,11 +143,15 @@ impl Limiter {
         self.in_flight.as_ref().map(|c| c.stats())
     }
 
-    /// Corrects the token budget once the server has reported real usage.
+    /// Corrects the token budget once the server has reported real usage: an over-estimate
+    /// is given back, an under-estimate is charged (as debt later requests wait out), so the
+    /// tokens the server sees per minute follow its usage, not arbor's guess.
     pub fn settle_tokens(&self, estimated: u64, actual: u64) {
         if let Some(b) = &self.tokens {
             if actual < estimated {
                 b.refund((estimated - actual) as f64);
+            } else if actual > estimated {
+                b.charge((actual - estimated) as f64);
             }
         }
     }

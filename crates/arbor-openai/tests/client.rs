@@ -154,6 +154,42 @@ async fn requests_per_minute_holds_at_the_server() {
     }
 }
 
+/// `tokens_per_minute` as the server sees it, counted from the usage of its answers: by any
+/// moment, the tokens of the requests that arrived stay within one minute's budget plus its
+/// refill (and the estimate of the requests in flight), and no longer than that. Caught if the
+/// limit never fires (all arrive at once), or if waiters ignore refunds (over-throttling).
+#[tokio::test]
+async fn tokens_per_minute_holds_at_the_server() {
+    let server = MockServer::start(MockConfig::default(), 0).await.unwrap();
+    let tpm = 3000.0;
+    let c = Arc::new(client(&server.base_url(), |cfg| {
+        cfg.limits.tokens_per_minute = tpm as u64;
+    }));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..235u64 {
+        let c = c.clone();
+        tasks.spawn(async move { c.generate(&chat(format!("r{i}"), i)).await.unwrap() });
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut served = server.stats().served;
+    served.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: u64 = served.iter().map(|s| s.1).sum();
+    assert!(total as f64 > 1.1 * tpm, "the job should need more than a minute's tokens: {total}");
+    let first = served[0].0;
+    let mut sum = 0;
+    for &(at, tokens) in &served {
+        sum += tokens;
+        let allowed = tpm + tpm / 60.0 * (at - first) + 2.0 * 21.0;
+        assert!(sum as f64 <= allowed, "{sum} tokens by {:.2}s, allowed {allowed:.0}", at - first);
+    }
+    let span = served.last().unwrap().0 - first;
+    let due = (total as f64 - tpm) / (tpm / 60.0);
+    assert!(span >= 0.8 * due, "the limit should have spread {total} tokens over {due:.1}s, not {span:.1}s");
+    // Estimates given back as usage comes in are spent at once, not after a wait computed
+    // from the estimate.
+    assert!(span <= 1.5 * due + 1.0, "{total} tokens took {span:.1}s, the budget allows {due:.1}s");
+}
+
 /// A server that reports its decoding slots (llama.cpp's `/props` `total_slots`) gets no more
 /// requests at once than that, whatever `max_in_flight` says; one that does not (and decodes
 /// everything at once) gets an adaptive limit that grows past its start of 8. Caught if the

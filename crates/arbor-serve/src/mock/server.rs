@@ -75,11 +75,16 @@ pub struct MockStats {
     /// Arrival time of every API request, seconds since the server started (rate-limit tests).
     #[serde(default)]
     pub arrivals: Vec<f64>,
+    /// For each normal answer: its request's arrival time and the tokens (prompt + completion)
+    /// its usage reports (tokens-per-minute tests).
+    #[serde(default)]
+    pub served: Vec<(f64, u64)>,
 }
 
 #[derive(Default)]
 struct Counters {
     arrivals: std::sync::Mutex<Vec<f64>>,
+    served: std::sync::Mutex<Vec<(f64, u64)>>,
     requests: AtomicU64,
     ok: AtomicU64,
     bad_requests: AtomicU64,
@@ -97,9 +102,10 @@ struct Shared {
 }
 
 impl Shared {
-    fn arrived(&self) {
+    fn arrived(&self) -> f64 {
         let t = self.started.elapsed().as_secs_f64();
         self.counters.arrivals.lock().unwrap_or_else(|p| p.into_inner()).push(t);
+        t
     }
 
     fn stats(&self) -> MockStats {
@@ -116,6 +122,7 @@ impl Shared {
             in_flight: c.in_flight.load(Relaxed),
             peak_in_flight: c.peak_in_flight.load(Relaxed),
             arrivals: c.arrivals.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            served: c.served.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }
@@ -201,19 +208,19 @@ impl Drop for MockServer {
 }
 
 async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    s.arrived();
+    let at = s.arrived();
     if let Some(denied) = unauthorized(&s, &headers) {
         return denied;
     }
-    serve(&s, "chat/completions", body).await
+    serve(&s, "chat/completions", body, at).await
 }
 
 async fn completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    s.arrived();
+    let at = s.arrived();
     if let Some(denied) = unauthorized(&s, &headers) {
         return denied;
     }
-    serve(&s, "completions", body).await
+    serve(&s, "completions", body, at).await
 }
 
 /// The 401 for a request without the configured key (counted as a bad request).
@@ -256,7 +263,7 @@ fn error_body(status: StatusCode, msg: &str) -> Response {
         .into_response()
 }
 
-async fn serve(s: &Shared, path: &str, body: Bytes) -> Response {
+async fn serve(s: &Shared, path: &str, body: Bytes, arrived: f64) -> Response {
     let c = &s.counters;
     let serial = c.requests.fetch_add(1, Relaxed);
     let _guard = InFlight::enter(c);
@@ -302,7 +309,10 @@ async fn serve(s: &Shared, path: &str, body: Bytes) -> Response {
     match fault {
         None | Some(Fault::Hang) => {
             c.ok.fetch_add(1, Relaxed);
-            json_response(ok().to_string().into_bytes())
+            let r = ok();
+            let tokens = ["prompt_tokens", "completion_tokens"].iter().filter_map(|k| r["usage"][k].as_u64()).sum();
+            c.served.lock().unwrap_or_else(|p| p.into_inner()).push((arrived, tokens));
+            json_response(r.to_string().into_bytes())
         }
         Some(Fault::RateLimited) => {
             let mut r = error_body(StatusCode::TOO_MANY_REQUESTS, "rate limited (injected)");
