@@ -104,81 +104,99 @@ fn curves_without_timing(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The reference solutions of `pairs` with a wrong final answer, as the `oreo` export writes
+/// them (one trajectory per row, reward 1 or 0) or the `tpo` export (a ranked list per task).
+fn step_rows(dir: &Path, algo: &str) -> PathBuf {
+    let rows: Vec<Value> = tasks(dir, 48, 5)
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let sol = t["solution"].as_str().unwrap();
+            let wrong = sol.rsplit_once("#### ").map(|(a, n)| format!("{a}#### {}", n.parse::<i64>().unwrap_or(0) + 1)).unwrap();
+            let steps = |s: &str| s.lines().map(str::to_string).collect::<Vec<_>>();
+            let tree = format!("t{i}");
+            if algo == "oreo" {
+                vec![
+                    json!({"prompt": t["prompt"], "steps": steps(sol), "reward": 1.0, "tree_id": tree}),
+                    json!({"prompt": t["prompt"], "steps": steps(&wrong), "reward": 0.0, "tree_id": tree}),
+                ]
+            } else {
+                vec![json!({"prompt": t["prompt"], "responses": [sol, wrong], "steps": [steps(sol), steps(&wrong)],
+                            "scores": [1.0, 0.0], "correct": [true, false], "tree_id": tree})]
+            }
+        })
+        .collect();
+    let p = dir.join(format!("{algo}.jsonl"));
+    write_jsonl(&p, &rows);
+    p
+}
+
+/// For DPO, OREO (its critic and the critic's optimizer state) and TPO: a run killed (SIGKILL)
+/// once a checkpoint is on disk resumes at that checkpoint's step — read from the resumed run's
+/// summary — and ends with the weights (policy, and critic) and curves of an uninterrupted run.
+/// Caught by a resume that restarts from step 0, or that restores the policy but not the
+/// critic or an optimizer state.
 #[test]
 fn a_killed_run_resumes_to_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (tiny, data) = tiny_and_pairs(d);
-    let args = |out: &Path| -> Vec<String> {
-        [
-            "train",
-            "--algo",
-            "dpo",
-            "--data",
-            s(&data),
-            "--model",
-            s(&tiny),
-            "--out",
-            s(out),
-            "--max-steps",
-            "12",
-            "--batch-size",
-            "2",
-            "--grad-accum",
-            "2",
-            "--lr",
-            "1e-3",
-            "--save-every",
-            "4",
-            "--eval-every",
-            "3",
-            "--quiet",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect()
-    };
-    let whole = d.join("whole");
-    let a: Vec<String> = args(&whole);
-    run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (tiny, pairs) = tiny_and_pairs(d);
+    for algo in ["dpo", "oreo", "tpo"] {
+        let data = if algo == "dpo" { pairs.clone() } else { step_rows(d, algo) };
+        let args = |out: &Path| -> Vec<String> {
+            [
+                "train", "--algo", algo, "--data", s(&data), "--model", s(&tiny), "--out", s(out),
+                "--max-steps", "12", "--batch-size", "2", "--grad-accum", "2", "--lr", "1e-3",
+                "--save-every", "4", "--eval-every", "3", "--quiet",
+            ]
+            .iter()
+            .map(|x| x.to_string())
+            .collect()
+        };
+        let whole = d.join(format!("{algo}-whole"));
+        let a: Vec<String> = args(&whole);
+        let fresh = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(fresh["resumed_from"], 0);
 
-    // Kill the second run once its first checkpoint is on disk, then resume it.
-    let cut = d.join("cut");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_arbor"))
-        .args(args(&cut))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !cut.join("checkpoint/state.json").is_file() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "no checkpoint after 300 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        // Kill the second run once its first checkpoint is on disk, then resume it.
+        let cut = d.join(format!("{algo}-cut"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_arbor"))
+            .args(args(&cut))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        let state = cut.join("checkpoint/state.json");
+        while !state.is_file() {
+            assert!(t0.elapsed() < Duration::from_secs(300), "{algo}: no checkpoint after 300 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!cut.join("model.safetensors").exists(), "{algo}: the run finished before it was killed");
+        // The newest complete checkpoint (a kill may land in the middle of a swap).
+        let at = std::fs::read_dir(&cut)
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path().join("state.json");
+                p.is_file().then(|| common::read_json(&p)["step"].as_u64().unwrap_or(0))
+            })
+            .max()
+            .unwrap_or(0);
+        let mut resumed = args(&cut);
+        resumed.push("--resume".into());
+        let summary = run(&resumed.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(at > 0 && summary["resumed_from"] == at, "{algo}: resumed from {} instead of the checkpoint's step {at}", summary["resumed_from"]);
+
+        let same = |f: &str| std::fs::read(whole.join(f)).unwrap() == std::fs::read(cut.join(f)).unwrap();
+        assert!(same("model.safetensors"), "{algo}: weights differ after resume");
+        if algo == "oreo" {
+            assert!(same("value/model.safetensors") && same("value/value_head.safetensors"), "oreo: the critic differs after resume");
+        }
+        assert_eq!(curves_without_timing(&whole), curves_without_timing(&cut), "{algo}");
+        assert_eq!(curves_without_timing(&whole).len(), 13, "{algo}: a header and one row per step");
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !cut.join("model.safetensors").exists(),
-        "the run finished before it was killed"
-    );
-    let mut resumed = args(&cut);
-    resumed.push("--resume".into());
-    run(&resumed.iter().map(String::as_str).collect::<Vec<_>>());
-
-    assert_eq!(
-        std::fs::read(whole.join("model.safetensors")).unwrap(),
-        std::fs::read(cut.join("model.safetensors")).unwrap(),
-        "weights differ after resume"
-    );
-    assert_eq!(curves_without_timing(&whole), curves_without_timing(&cut));
-    assert_eq!(
-        curves_without_timing(&whole).len(),
-        13,
-        "a header and one row per step"
-    );
 }
 
 /// SIGTERM (as Ctrl-C) ends a run after its current step with a checkpoint there, exit 130 and

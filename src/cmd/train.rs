@@ -103,7 +103,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "out": a.out, "steps": s.steps, "examples": s.examples, "skipped_rows": s.skipped_rows.len(),
+            "out": a.out, "steps": s.steps, "resumed_from": s.resumed_from, "examples": s.examples, "skipped_rows": s.skipped_rows.len(),
             "train_tokens": s.train_tokens, "seconds": s.seconds,
             "tokens_per_s": s.train_tokens as f64 / s.seconds.max(1e-9),
             "last": s.last.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),

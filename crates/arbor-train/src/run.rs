@@ -37,6 +37,8 @@ pub struct Summary {
     /// checkpoint; `--resume` continues it.
     pub stopped: bool,
     pub total_steps: usize,
+    /// The step a resumed run started at (its checkpoint's), 0 for a fresh run.
+    pub resumed_from: usize,
     pub examples: usize,
     pub skipped_rows: Vec<String>,
     pub train_tokens: usize,
@@ -194,6 +196,7 @@ pub fn train(
         steps: steps_run,
         stopped: steps_run < total_steps,
         total_steps,
+        resumed_from: first_step,
         examples: n,
         skipped_rows: bad.into_iter().map(|b| b.message).collect(),
         train_tokens: tokens_total,

@@ -29,7 +29,7 @@ impl ValueModel {
     pub fn new(trunk: Llama, cfg: &LlamaConfig, device: &Device) -> Self {
         Self {
             trunk,
-            head: Param::from_tensor(Tensor::zeros([cfg.d_model, 1], device)),
+            head: head_param(Tensor::zeros([cfg.d_model, 1], device)),
         }
     }
 
@@ -76,11 +76,10 @@ impl ValueModel {
         if shape != [1, c.cfg.d_model] {
             return Err(bad());
         }
-        let mut head = Param::from_tensor(Tensor::<2>::from_data(
+        let head = head_param(Tensor::<2>::from_data(
             TensorData::new(w, [c.cfg.d_model, 1]),
             device,
         ));
-        head.id = burn::module::ParamId::from(0x7661_6c75_6568_6561u64 | (1 << 63));
         Ok((
             Self {
                 trunk: c.model,
