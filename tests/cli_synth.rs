@@ -178,6 +178,25 @@ fn a_thousand_items_against_faults_all_end_accounted_for() {
         card.contains(&format!("| pairs | {} |", pairs.len())),
         "{card}"
     );
+    // The directory loads with HF datasets and no arguments (the card's configs name the
+    // files), each config with its file's rows (a file without rows has no config).
+    let want: Vec<_> = [("default", pairs.len()), ("provenance", prov.len()), ("dead_letters", dead.len()), ("gated_out", gated.len())]
+        .into_iter()
+        .filter(|w| w.1 > 0)
+        .collect();
+    assert!(want.len() >= 3, "pairs, provenance and gated items should have rows here: {want:?}");
+    let script = "import sys, json, datasets\ndatasets.disable_progress_bars()\nd = sys.argv[1]\nprint(json.dumps({c: datasets.load_dataset(d, c, split='train').num_rows for c in sys.argv[2:]} | {'': datasets.load_dataset(d, split='train').num_rows}))";
+    let loaded = Command::new(common::venv_python())
+        .args(["-c", script, out.to_str().unwrap()])
+        .args(want.iter().map(|w| w.0))
+        .output()
+        .unwrap();
+    assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
+    let rows: Value = serde_json::from_slice(&loaded.stdout).unwrap();
+    for (config, n) in want {
+        assert_eq!(rows[config], n, "load_dataset(DIR, {config:?}): {rows}");
+    }
+    assert_eq!(rows[""], pairs.len(), "load_dataset(DIR) is the pairs: {rows}");
     assert!(
         err.contains(&format!("1000 of 1000 items: {accepted} accepted")),
         "{err}"

@@ -65,16 +65,6 @@ fn keys(v: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-fn venv_python() -> PathBuf {
-    let py = arbor_model::fetch::arbor_home().join("venv/bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import datasets, pandas"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "HF datasets is missing: run `bash .ci/run`, or `{} -m pip install datasets pandas pyarrow`", py.display());
-    py
-}
-
 #[test]
 fn every_export_format_matches_the_docs_and_loads_in_hf_datasets() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,7 +125,7 @@ print(json.dumps(out))
 "#;
     let list = dir.path().join("files.json");
     std::fs::write(&list, serde_json::to_string(&files).unwrap()).unwrap();
-    let out = Command::new(venv_python())
+    let out = Command::new(common::venv_python())
         .args(["-c", script, list.to_str().unwrap()])
         .output()
         .unwrap();

@@ -30,3 +30,14 @@ pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// The Python of `.ci/run`'s virtual environment, with HF `datasets` and pandas.
+pub fn venv_python() -> std::path::PathBuf {
+    let py = arbor_model::fetch::arbor_home().join("venv/bin/python");
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import datasets, pandas"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "HF datasets is missing: run `bash .ci/run`, or `{} -m pip install datasets pandas pyarrow`", py.display());
+    py
+}

@@ -137,6 +137,35 @@ fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> String {
     s
 }
 
+/// The card's YAML front matter, as the Hugging Face Hub and `datasets` read it: with `configs`
+/// naming each file, `datasets.load_dataset(DIR)` loads the pairs (the default config) and
+/// `load_dataset(DIR, "provenance")` the rest, without arguments to guess. A file without rows
+/// gets no config (an empty JSONL file does not load). All configs are the JSONL files:
+/// `datasets` reads every config of a directory with one builder, and `pairs.parquet` beside
+/// JSONL configs is read as JSON otherwise.
+fn front_matter(c: &Counts) -> String {
+    let size = match c.pairs {
+        0..1_000 => "n<1K",
+        1_000..10_000 => "1K<n<10K",
+        10_000..100_000 => "10K<n<100K",
+        100_000..1_000_000 => "100K<n<1M",
+        _ => "1M<n<10M",
+    };
+    let mut s = format!("---\nformat: arbor.pairs/1\nlicense: other\ntask_categories:\n- text-generation\ntags:\n- dpo\n- preference\n- synthetic\n- arbor\nsize_categories:\n- {size}\nconfigs:\n");
+    let configs = [
+        ("default", "pairs.jsonl", c.pairs),
+        ("provenance", "provenance.jsonl", c.pairs),
+        ("dead_letters", "dead_letter.jsonl", c.dead),
+        ("gated_out", "gated_out.jsonl", c.gated_out),
+    ];
+    for (name, path, rows) in configs {
+        if rows > 0 {
+            s += &format!("- config_name: {name}\n  data_files:\n  - split: train\n    path: {path}\n");
+        }
+    }
+    s + "---\n\n"
+}
+
 fn dataset_card(
     records: &[ItemRecord],
     cfg: &SynthConfig,
@@ -181,9 +210,9 @@ fn dataset_card(
         100.0 * c.accepted as f64 / c.items as f64
     };
     let mut s = String::new();
-    let _ = writeln!(s, "---\nformat: arbor.pairs/1\ntask_categories: [text-generation]\ntags: [dpo, preference, synthetic, arbor]\n---\n");
+    s += &front_matter(c);
     let _ = writeln!(s, "# Preference pairs made by `arbor synth` (Anyprefer)\n");
-    let _ = writeln!(s, "Files: `pairs.jsonl` / `pairs.parquet` (TRL preference format, {}), `provenance.jsonl` (one row per pair, keyed by `pair_id`), `dead_letter.jsonl`, `gated_out.jsonl`.\n", serde_json::to_value(cfg.format).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+    let _ = writeln!(s, "Files: `pairs.jsonl` / `pairs.parquet` (TRL preference format, {}), `provenance.jsonl` (one row per pair, keyed by `pair_id`), `dead_letter.jsonl`, `gated_out.jsonl`. `datasets.load_dataset(DIR)` loads the pairs; `load_dataset(DIR, \"provenance\")` (or `dead_letters`, `gated_out`) the others. License: that of the input prompts and the models' terms (`license: other`).\n", serde_json::to_value(cfg.format).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
     let _ = writeln!(s, "## Models\n\n| role | model |\n| --- | --- |\n| target | {} |\n| judge | {} |\n| reward | {} |\n| optimizer | {} |\n", m.target, m.judge, if cfg.no_gate { "(gate off)" } else { &m.reward }, if cfg.no_gate { "(gate off)" } else { &m.optimizer });
     let _ = writeln!(s, "## Counts\n\n| | |\n| --- | --- |\n| input rows | {total} |\n| items finished | {} |\n| accepted items | {} ({rate:.1}%) |\n| pairs | {} |\n| gated out | {} |\n| dead letters | {} |\n| judge orders agree | {} of {} |\n", c.items, c.accepted, c.pairs, c.gated_out, c.dead, c.rankings_agree, c.judged);
     let _ = writeln!(
