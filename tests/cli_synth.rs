@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{arbor, ARBOR};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// `arbor mock-server` on a free port, killed on drop.
 struct Mock {
@@ -708,4 +708,67 @@ fn a_job_directory_is_continued_only_with_resume_and_only_on_the_same_input() {
     let (ok, _, err) = run(&a, &["--resume"]);
     assert!(ok, "{err}");
     assert_eq!(std::fs::read_to_string(out.join("pairs.jsonl")).unwrap(), pairs);
+}
+
+/// The mock's request count (`GET /stats`).
+fn mock_requests(m: &Mock) -> u64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(arbor_serve::mock::fetch_stats(&m.url)).unwrap().requests
+}
+
+/// Repeated prompts are set aside before the job — an exact repeat (case, punctuation and
+/// spacing aside) and a near one (a word added) — to duplicates.jsonl with the item they repeat,
+/// and the first of each is played; `dedup = "off"` plays them all. Candidates that repeat each
+/// other are not judged (no judge call) and make no pair. Caught by a dedup that misses either
+/// kind, drops the first of a group, or judges identical candidates.
+#[test]
+fn duplicate_prompts_and_candidates_are_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?";
+    let r = "A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total does it take to make three robes for the winter market in the town square?";
+    let rows = [
+        json!({"id": "a", "prompt": q}),
+        json!({"id": "b", "prompt": r}),
+        json!({"id": "a-shouted", "prompt": q.to_uppercase().replace(['.', '?'], "")}),
+        json!({"id": "b-reworded", "prompt": r.replace("takes", "takes exactly")}),
+        json!({"id": "c", "prompt": "What is 12 * 7?"}),
+    ];
+    let input = dir.path().join("items.jsonl");
+    std::fs::write(&input, rows.iter().map(|r| r.to_string() + "\n").collect::<String>()).unwrap();
+    let m = mock(&[]);
+    let run = |name: &str, cfg: &str| {
+        let out = dir.path().join(name);
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config, cfg).unwrap();
+        let mut args = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url);
+        args.extend(["--config", config.to_str().unwrap()]);
+        let (ok, _, err) = arbor(&args);
+        assert!(ok, "{err}");
+        (out, err)
+    };
+    let (out, err) = run("dedup", "rounds = 1\n");
+    assert!(err.contains("5 of 5 items:") && err.contains("2 duplicates"), "{err}");
+    let dups = jsonl(&out.join("duplicates.jsonl"));
+    let seen: Vec<(String, String, String)> = dups
+        .iter()
+        .map(|d| (d["item_id"].as_str().unwrap().into(), d["duplicate_of"]["item_id"].as_str().unwrap().into(), d["kind"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(seen, [("a-shouted".into(), "a".into(), "exact".into()), ("b-reworded".into(), "b".into(), "near".into())]);
+    let played: Vec<String> = jsonl(&out.join("journal.jsonl")).iter().filter(|r| r["status"] != "duplicate").map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(played.len(), 3, "{played:?}");
+    let (_, err) = run("all", "rounds = 1\ndedup = \"off\"\n");
+    assert!(err.contains("0 duplicates"), "{err}");
+
+    // A model that repeats itself: every candidate the same text.
+    let same = mock(&["--fault", "same_choices=1"]);
+    let out = dir.path().join("same");
+    let mut args = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &same.url);
+    args.extend(["--rounds", "1"]);
+    let (ok, _, err) = arbor(&args);
+    assert!(ok, "{err}");
+    assert!(jsonl(&out.join("pairs.jsonl")).is_empty(), "identical candidates make no pair");
+    let gated = jsonl(&out.join("gated_out.jsonl"));
+    assert_eq!(gated.len(), 3, "{err}");
+    assert!(gated.iter().all(|g| g["history"][0]["rejected"] == "the candidates repeat each other"), "{gated:?}");
+    assert_eq!(mock_requests(&same), 3, "one target call per played item, no judge call");
 }

@@ -39,6 +39,26 @@ pub enum OutputFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
+pub enum DedupMode {
+    Off,
+    Exact,
+    #[default]
+    Near,
+}
+
+impl DedupMode {
+    /// The threshold `dedup::find` takes: none for exact-only.
+    pub fn threshold(self, t: f64) -> Option<Option<f64>> {
+        match self {
+            Self::Off => None,
+            Self::Exact => Some(None),
+            Self::Near => Some(Some(t)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
 pub enum ToolUse {
     /// OpenAI tool calls.
     #[default]
@@ -98,6 +118,11 @@ pub struct SynthConfig {
     /// Times an unreadable JSON answer (judge, reward, optimizer) is shown back to the model
     /// with the error before the item becomes a dead letter.
     pub json_repairs: u32,
+    /// Remove repeated input prompts before the job (to `duplicates.jsonl`) and repeated
+    /// candidates before judging: `exact` (after normalizing case, punctuation, spacing),
+    /// `near` (also MinHash-estimated Jaccard of word 3-shingles ≥ `dedup_threshold`), `off`.
+    pub dedup: DedupMode,
+    pub dedup_threshold: f64,
     /// Seconds between snapshots of the output files while the job runs (0: only at the end),
     /// so a killed job leaves the pairs of its finished items.
     pub snapshot_secs: f64,
@@ -143,6 +168,8 @@ impl Default for SynthConfig {
             seed: 0,
             pool_epoch: 256,
             json_repairs: 2,
+            dedup: DedupMode::Near,
+            dedup_threshold: 0.8,
             snapshot_secs: 30.0,
         }
     }
@@ -160,6 +187,9 @@ impl SynthConfig {
         }
         if self.rounds == 0 || self.max_in_flight == 0 || self.pool_epoch == 0 {
             return Err("rounds, max_in_flight and pool_epoch must be at least 1".into());
+        }
+        if !(self.dedup_threshold > 0.0 && self.dedup_threshold <= 1.0) {
+            return Err("dedup_threshold must be a Jaccard similarity in (0, 1]".into());
         }
         if !(self.snapshot_secs.is_finite() && self.snapshot_secs >= 0.0) {
             return Err("snapshot_secs must be a number of seconds >= 0".into());

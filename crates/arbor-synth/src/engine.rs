@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::config::SynthConfig;
 use crate::game::Players;
-use crate::input::{BadRow, Item};
+use crate::input::Item;
 use crate::journal::{ItemRecord, Journal};
 use crate::play::{play, Shared};
 pub use crate::progress::Progress;
@@ -89,7 +89,7 @@ async fn sink(
 pub async fn run(
     cfg: SynthConfig,
     players: Players,
-    items: Vec<Result<Item, BadRow>>,
+    items: Vec<Result<Item, ItemRecord>>,
     journal_path: &Path,
     resume: bool,
     stop: Arc<AtomicBool>,
@@ -132,9 +132,8 @@ pub async fn run(
         }
         let item = match row {
             Ok(item) => item,
-            Err(bad) => {
-                let mut rec = ItemRecord::dead(bad.index, format!("row-{}", bad.line), 0, bad.cause);
-                rec.line = Some(bad.line);
+            // A row that needs no playing (malformed, or a duplicate): its record as it is.
+            Err(rec) => {
                 if tx.send(rec).await.is_err() {
                     break;
                 }

@@ -13,6 +13,7 @@ use crate::config::{RewardKind, RoleConfig, SynthConfig};
 use crate::progress::Progress;
 use crate::game::{Players, RoleModel};
 use crate::input::{read_items, BadRow, Item};
+use crate::journal::{ItemRecord, Status};
 use crate::output::{write_all, Counts, ModelNames};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +50,8 @@ impl Summary {
     pub fn report(&self, out: &Path) -> String {
         let c = &self.counts;
         let mut s = format!(
-            "{} of {} items: {} accepted ({} pairs), {} gated out, {} dead letters; {:.1}s, {:.1} pairs/s -> {}\n",
-            c.items, self.total_rows, c.accepted, c.pairs, c.gated_out, c.dead, self.seconds,
+            "{} of {} items: {} accepted ({} pairs), {} gated out, {} dead letters, {} duplicates; {:.1}s, {:.1} pairs/s -> {}\n",
+            c.items, self.total_rows, c.accepted, c.pairs, c.gated_out, c.dead, c.duplicates, self.seconds,
             self.pairs_counted as f64 / self.seconds, out.display()
         );
         for e in &self.endpoints {
@@ -219,10 +220,11 @@ impl Job {
                 }),
             }
         });
+        let rows = unplayed(self.items, &cfg);
         let (records, interrupted) = crate::engine::run(
             cfg.clone(),
             players,
-            self.items,
+            rows,
             &self.out.join("journal.jsonl"),
             self.resume,
             stop,
@@ -244,6 +246,48 @@ impl Job {
             endpoints: progress.endpoints(),
         })
     }
+}
+
+/// The rows that need no playing, as their records: malformed rows (dead letters with their
+/// line) and items whose prompt repeats an earlier one's (`dedup`; the first is played).
+fn unplayed(items: Vec<Result<Item, BadRow>>, cfg: &SynthConfig) -> Vec<Result<Item, ItemRecord>> {
+    let repeats = match cfg.dedup.threshold(cfg.dedup_threshold) {
+        Some(t) => {
+            let texts: Vec<String> = items.iter().map(|i| i.as_ref().map_or(String::new(), Item::prompt_text)).collect();
+            let ok: Vec<usize> = (0..items.len()).filter(|&i| items[i].is_ok()).collect();
+            let found = crate::dedup::find(&ok.iter().map(|&i| texts[i].as_str()).collect::<Vec<_>>(), t);
+            let mut out = vec![None; items.len()];
+            for (k, d) in found.into_iter().enumerate() {
+                out[ok[k]] = d.map(|d| match d {
+                    crate::dedup::Duplicate::Exact(j) => (ok[j], "exact"),
+                    crate::dedup::Duplicate::Near(j) => (ok[j], "near"),
+                });
+            }
+            out
+        }
+        None => vec![None; items.len()],
+    };
+    let ids: Vec<Option<String>> = items.iter().map(|i| i.as_ref().ok().map(|i| i.id.clone())).collect();
+    items
+        .into_iter()
+        .zip(repeats)
+        .map(|(row, repeat)| match (row, repeat) {
+            (Err(bad), _) => {
+                let mut rec = ItemRecord::dead(bad.index, format!("row-{}", bad.line), 0, bad.cause);
+                rec.line = Some(bad.line);
+                Err(rec)
+            }
+            (Ok(item), Some((first, kind))) => {
+                let first_id = ids[first].clone().unwrap_or_default();
+                let mut rec = ItemRecord::new(item.index, item.id.clone(), Status::Duplicate, 0);
+                rec.cause = Some(format!("its prompt repeats item `{first_id}`'s ({kind})"));
+                rec.provenance = vec![json!({"item_id": item.id, "duplicate_of": {"index": first, "item_id": first_id}, "kind": kind})];
+                rec.input = serde_json::to_value(&item).ok();
+                Err(rec)
+            }
+            (Ok(item), None) => Ok(item),
+        })
+        .collect()
 }
 
 /// A numeric reward endpoint (POST `{prompt, chosen, rejected, reference}` → `{score,

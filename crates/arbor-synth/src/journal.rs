@@ -19,6 +19,8 @@ pub enum Status {
     GatedOut,
     /// Failed: bad input, or model calls / answers that kept failing.
     Dead,
+    /// Not played: its prompt repeats an earlier item's (`dedup`).
+    Duplicate,
 }
 
 /// How one item ended, with everything the output files need.

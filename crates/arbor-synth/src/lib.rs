@@ -13,6 +13,7 @@
 //!   calls and tokens before it runs (`--dry-run`).
 
 pub mod config;
+pub mod dedup;
 pub mod engine;
 pub mod game;
 pub mod input;

@@ -17,6 +17,8 @@ pub struct Counts {
     pub accepted: usize,
     pub gated_out: usize,
     pub dead: usize,
+    /// Items not played because their prompt repeats an earlier item's.
+    pub duplicates: usize,
     /// Dead letters from a bug in arbor (a panic caught while playing the item).
     pub internal: usize,
     pub pairs: usize,
@@ -34,6 +36,7 @@ pub fn counts(records: &[ItemRecord]) -> Counts {
             Status::Accepted => c.accepted += 1,
             Status::GatedOut => c.gated_out += 1,
             Status::Dead => c.dead += 1,
+            Status::Duplicate => c.duplicates += 1,
         }
         if r.cause.as_deref().is_some_and(|m| m.starts_with(crate::engine::INTERNAL_ERROR)) {
             c.internal += 1;
@@ -83,6 +86,11 @@ pub fn write_all(
         .filter(|r| r.status == Status::GatedOut)
         .map(letter)
         .collect();
+    let duplicates: Vec<Value> = records
+        .iter()
+        .filter(|r| r.status == Status::Duplicate)
+        .map(|r| json!({"index": r.index, "item_id": r.id, "duplicate_of": r.provenance.first().map(|p| p["duplicate_of"].clone()), "kind": r.provenance.first().map(|p| p["kind"].clone()), "item": r.input}))
+        .collect();
     // Each file replaced whole (written beside it, then renamed): a kill during a snapshot
     // leaves the previous one, never a torn file.
     let atomically = |name: &str, write: &dyn Fn(&Path) -> Result<(), TableError>| {
@@ -100,6 +108,7 @@ pub fn write_all(
     atomically("provenance.jsonl", &|p| write_jsonl(p, &provenance))?;
     atomically("dead_letter.jsonl", &|p| write_jsonl(p, &dead))?;
     atomically("gated_out.jsonl", &|p| write_jsonl(p, &gated))?;
+    atomically("duplicates.jsonl", &|p| write_jsonl(p, &duplicates))?;
     let c = counts(records);
     let card = dataset_card(records, cfg, models, &c, total_inputs);
     atomically("README.md", &|p| {
@@ -157,6 +166,7 @@ fn front_matter(c: &Counts) -> String {
         ("provenance", "provenance.jsonl", c.pairs),
         ("dead_letters", "dead_letter.jsonl", c.dead),
         ("gated_out", "gated_out.jsonl", c.gated_out),
+        ("duplicates", "duplicates.jsonl", c.duplicates),
     ];
     for (name, path, rows) in configs {
         if rows > 0 {
@@ -214,7 +224,7 @@ fn dataset_card(
     let _ = writeln!(s, "# Preference pairs made by `arbor synth` (Anyprefer)\n");
     let _ = writeln!(s, "Files: `pairs.jsonl` / `pairs.parquet` (TRL preference format, {}), `provenance.jsonl` (one row per pair, keyed by `pair_id`), `dead_letter.jsonl`, `gated_out.jsonl`. `datasets.load_dataset(DIR)` loads the pairs; `load_dataset(DIR, \"provenance\")` (or `dead_letters`, `gated_out`) the others. License: that of the input prompts and the models' terms (`license: other`).\n", serde_json::to_value(cfg.format).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
     let _ = writeln!(s, "## Models\n\n| role | model |\n| --- | --- |\n| target | {} |\n| judge | {} |\n| reward | {} |\n| optimizer | {} |\n", m.target, m.judge, if cfg.no_gate { "(gate off)" } else { &m.reward }, if cfg.no_gate { "(gate off)" } else { &m.optimizer });
-    let _ = writeln!(s, "## Counts\n\n| | |\n| --- | --- |\n| input rows | {total} |\n| items finished | {} |\n| accepted items | {} ({rate:.1}%) |\n| pairs | {} |\n| gated out | {} |\n| dead letters | {} |\n| judge orders agree | {} of {} |\n", c.items, c.accepted, c.pairs, c.gated_out, c.dead, c.rankings_agree, c.judged);
+    let _ = writeln!(s, "## Counts\n\n| | |\n| --- | --- |\n| input rows | {total} |\n| items finished | {} |\n| accepted items | {} ({rate:.1}%) |\n| pairs | {} |\n| gated out | {} |\n| dead letters | {} |\n| duplicate prompts removed | {} |\n| judge orders agree | {} of {} |\n", c.items, c.accepted, c.pairs, c.gated_out, c.dead, c.duplicates, c.rankings_agree, c.judged);
     let _ = writeln!(
         s,
         "## Judge scores (all candidates, last round)\n\n{}",

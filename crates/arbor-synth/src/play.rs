@@ -131,6 +131,29 @@ async fn round(sh: &Shared, g: &Game) -> Round {
         Ok(c) => c,
         Err(e) => return Round::Failed(e),
     };
+    // Repeated candidates make pairs with nothing to learn from, and cost judge calls.
+    let candidates = match cfg.dedup.threshold(cfg.dedup_threshold) {
+        Some(t) => {
+            let seen = crate::dedup::find(&candidates.iter().map(String::as_str).collect::<Vec<_>>(), t);
+            candidates.into_iter().zip(seen).filter(|(_, d)| d.is_none()).map(|(c, _)| c).collect()
+        }
+        None => candidates,
+    };
+    if candidates.len() < 2 {
+        let judgement = Judgement {
+            scores: vec![0.0; candidates.len()],
+            orders: Vec::new(),
+            rankings_agree: true,
+            rationale: "not judged".into(),
+            tool_calls: Vec::new(),
+        };
+        return Round::Rejected {
+            candidates,
+            judgement,
+            reason: "the candidates repeat each other",
+            verdicts: Vec::new(),
+        };
+    }
     let judgement = match p
         .judge(cfg, &g.item, &g.prompts, &candidates, g.round)
         .await

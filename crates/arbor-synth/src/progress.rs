@@ -14,6 +14,7 @@ pub struct Progress {
     pub accepted: AtomicU64,
     pub gated_out: AtomicU64,
     pub dead: AtomicU64,
+    pub duplicates: AtomicU64,
     pub pairs: AtomicU64,
     /// Rounds run again (after a rejection or a failure).
     pub retries: AtomicU64,
@@ -76,6 +77,7 @@ impl Progress {
             Status::Accepted => &self.accepted,
             Status::GatedOut => &self.gated_out,
             Status::Dead => &self.dead,
+            Status::Duplicate => &self.duplicates,
         };
         c.fetch_add(1, Ordering::Relaxed);
         self.pairs.fetch_add(r.rows.len() as u64, Ordering::Relaxed);

@@ -22,10 +22,13 @@ pub enum Fault {
     /// A well-formed reply whose text stops half way, `finish_reason: "length"`: the model's
     /// fault, not the transport's (a JSON answer that never closes).
     CutAnswer,
+    /// Every choice of the answer is the first one's text: a model that repeats itself
+    /// (temperature 0, a collapsed policy). Also the model's doing.
+    SameChoices,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 9] = [
         Fault::RateLimited,
         Fault::ServerError,
         Fault::Unavailable,
@@ -34,6 +37,7 @@ impl Fault {
         Fault::WrongSchema,
         Fault::EmptyChoices,
         Fault::CutAnswer,
+        Fault::SameChoices,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +50,7 @@ impl Fault {
             Fault::WrongSchema => "wrong_schema",
             Fault::EmptyChoices => "empty_choices",
             Fault::CutAnswer => "cut_answer",
+            Fault::SameChoices => "same_choices",
         }
     }
 }
@@ -61,11 +66,13 @@ pub struct FaultRates {
     pub wrong_schema: f64,
     pub empty_choices: f64,
     pub cut_answer: f64,
+    #[serde(default)]
+    pub same_choices: f64,
 }
 
 impl FaultRates {
-    /// The same rate for every transport fault; a cut answer (a model's fault, which the
-    /// client cannot retry away) stays off.
+    /// The same rate for every transport fault; a cut answer and repeated choices (a model's
+    /// doing, which the client cannot retry away) stay off.
     pub fn uniform(rate: f64) -> Self {
         Self {
             rate_limited: rate,
@@ -76,6 +83,7 @@ impl FaultRates {
             wrong_schema: rate,
             empty_choices: rate,
             cut_answer: 0.0,
+            same_choices: 0.0,
         }
     }
 
@@ -89,6 +97,7 @@ impl FaultRates {
             Fault::WrongSchema => self.wrong_schema,
             Fault::EmptyChoices => self.empty_choices,
             Fault::CutAnswer => self.cut_answer,
+            Fault::SameChoices => self.same_choices,
         }
     }
 
@@ -118,6 +127,7 @@ impl FaultRates {
             Fault::Truncated => &mut self.truncated,
             Fault::WrongSchema => &mut self.wrong_schema,
             Fault::EmptyChoices => &mut self.empty_choices,
+            Fault::SameChoices => &mut self.same_choices,
             Fault::CutAnswer => &mut self.cut_answer,
         } = rate;
         Ok(())
@@ -168,7 +178,7 @@ mod tests {
         for i in 0..n {
             *counts.entry(rates.draw(7, i)).or_insert(0u32) += 1;
         }
-        for f in Fault::ALL.into_iter().filter(|f| *f != Fault::CutAnswer) {
+        for f in Fault::ALL.into_iter().filter(|f| !matches!(f, Fault::CutAnswer | Fault::SameChoices)) {
             let share = f64::from(counts[&Some(f)]) / n as f64;
             assert!((share - 0.1).abs() < 0.01, "{f:?}: {share}");
         }

@@ -331,6 +331,20 @@ async fn serve(s: &Shared, path: &str, body: Bytes, arrived: f64) -> Response {
             c.ok.fetch_add(1, Relaxed);
             json_response(cut_answer(ok()).to_string().into_bytes())
         }
+        Some(Fault::SameChoices) => {
+            c.ok.fetch_add(1, Relaxed);
+            let mut r = ok();
+            if let Some(choices) = r.get_mut("choices").and_then(Value::as_array_mut) {
+                let first = choices.first().cloned();
+                for (i, ch) in choices.iter_mut().enumerate() {
+                    if let Some(f) = &first {
+                        *ch = f.clone();
+                        ch["index"] = json!(i);
+                    }
+                }
+            }
+            json_response(r.to_string().into_bytes())
+        }
         Some(Fault::EmptyChoices) => json_response(json!({"id": "mock", "object": "chat.completion", "choices": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0}}).to_string().into_bytes()),
     }
 }
