@@ -772,3 +772,35 @@ fn duplicate_prompts_and_candidates_are_set_aside() {
     assert!(gated.iter().all(|g| g["history"][0]["rejected"] == "the candidates repeat each other"), "{gated:?}");
     assert_eq!(mock_requests(&same), 3, "one target call per played item, no judge call");
 }
+
+/// Each role's calls are counted at the role (the four roles' requests add up to what the
+/// server received) and priced from `[prices]` per million tokens; the accounts are in the
+/// summary, job.json and the card. Caught by counts taken from the shared endpoint (each role
+/// would show the server's total) or a price applied to the wrong side.
+#[test]
+fn roles_are_counted_and_priced() {
+    let m = mock(&["--latency-ms", "5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = tasks(dir.path(), 12);
+    let cfg = dir.path().join("synth.toml");
+    std::fs::write(&cfg, "rounds = 2\n[prices.t]\ninput = 1.0\noutput = 2.0\n").unwrap();
+    let out = dir.path().join("out");
+    let mut args = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url);
+    args.extend(["--config", cfg.to_str().unwrap()]);
+    let (ok, _, err) = arbor(&args);
+    assert!(ok, "{err}");
+    let job = common::read_json(&out.join("job.json"));
+    let usage = job["usage"].as_array().unwrap();
+    let roles: Vec<&str> = usage.iter().map(|u| u["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["target", "judge", "reward", "optimizer"]);
+    let requests: u64 = usage.iter().map(|u| u["usage"]["requests"].as_u64().unwrap()).sum();
+    assert_eq!(requests, mock_requests(&m), "the roles' requests add up to the server's");
+    let target = &usage[0];
+    assert_eq!(target["usage"]["requests"], 12 + usage[3]["usage"]["requests"].as_u64().unwrap(), "one sample per round: 12 first rounds, and a second round per optimizer call");
+    let (p, c) = (target["usage"]["prompt_tokens"].as_f64().unwrap(), target["usage"]["completion_tokens"].as_f64().unwrap());
+    assert!((target["cost"].as_f64().unwrap() - (p + 2.0 * c) / 1e6).abs() < 1e-12, "{target}");
+    assert!(usage[1]["cost"].is_null(), "the judge's model has no price");
+    assert!(err.contains(&format!("target (t): {} requests", target["usage"]["requests"])), "{err}");
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.contains("## Calls, tokens and cost by role") && card.contains("| target | t |"), "{card}");
+}

@@ -8,6 +8,7 @@
 
 mod cache;
 mod error;
+mod metered;
 mod model;
 mod open;
 mod request;
@@ -16,6 +17,7 @@ mod stats;
 
 pub use cache::{CachedModel, ResponseCache};
 pub use error::LlmError;
+pub use metered::{MeteredModel, Usage as RoleUsage};
 pub use model::LanguageModel;
 pub use open::{ModelOpener, ModelSpec, OpenedModel};
 pub use request::{LlmRequest, Prompt, SamplingParams};

@@ -123,6 +123,10 @@ pub struct SynthConfig {
     /// `near` (also MinHash-estimated Jaccard of word 3-shingles ≥ `dedup_threshold`), `off`.
     pub dedup: DedupMode,
     pub dedup_threshold: f64,
+    /// Prices per model name (as the roles name their models), per million input and output
+    /// tokens: `[prices.gpt-4o-mini]` `input = 0.15` `output = 0.6`. Roles without one are
+    /// counted but not priced.
+    pub prices: std::collections::BTreeMap<String, crate::accounting::Price>,
     /// Seconds between snapshots of the output files while the job runs (0: only at the end),
     /// so a killed job leaves the pairs of its finished items.
     pub snapshot_secs: f64,
@@ -170,6 +174,7 @@ impl Default for SynthConfig {
             json_repairs: 2,
             dedup: DedupMode::Near,
             dedup_threshold: 0.8,
+            prices: Default::default(),
             snapshot_secs: 30.0,
         }
     }
@@ -187,6 +192,9 @@ impl SynthConfig {
         }
         if self.rounds == 0 || self.max_in_flight == 0 || self.pool_epoch == 0 {
             return Err("rounds, max_in_flight and pool_epoch must be at least 1".into());
+        }
+        if let Some((m, _)) = self.prices.iter().find(|(_, p)| !(p.input >= 0.0 && p.output >= 0.0 && p.input.is_finite() && p.output.is_finite())) {
+            return Err(format!("prices.{m}: input and output must be prices >= 0"));
         }
         if !(self.dedup_threshold > 0.0 && self.dedup_threshold <= 1.0) {
             return Err("dedup_threshold must be a Jaccard similarity in (0, 1]".into());
@@ -221,6 +229,7 @@ impl SynthConfig {
         c.max_in_flight = 0;
         c.strict = false;
         c.snapshot_secs = 0.0;
+        c.prices.clear();
         for r in [&mut c.target, &mut c.judge, &mut c.reward, &mut c.optimizer] {
             r.timeout_secs = None;
         }

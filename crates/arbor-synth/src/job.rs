@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arbor_llm::{CachedModel, LanguageModel, ModelOpener, ModelSpec, ResponseCache};
+use arbor_llm::{CachedModel, MeteredModel, ModelOpener, ModelSpec, ResponseCache};
 use serde_json::json;
 
+use crate::accounting::{Meters, RoleAccount};
 use crate::config::{RewardKind, RoleConfig, SynthConfig};
 use crate::progress::Progress;
 use crate::game::{Players, RoleModel};
@@ -42,6 +43,9 @@ pub struct Summary {
     pub interrupted: bool,
     /// Each endpoint's requests, tokens, errors and in-flight limit.
     pub endpoints: Vec<arbor_llm::StatsSnapshot>,
+    /// Each role's calls, tokens and cost (this run's: a resumed job's cached calls count as
+    /// cache hits).
+    pub roles: Vec<RoleAccount>,
 }
 
 impl Summary {
@@ -54,6 +58,9 @@ impl Summary {
             c.items, self.total_rows, c.accepted, c.pairs, c.gated_out, c.dead, c.duplicates, self.seconds,
             self.pairs_counted as f64 / self.seconds, out.display()
         );
+        for a in &self.roles {
+            s += &format!("  {}\n", crate::accounting::line(a));
+        }
         for e in &self.endpoints {
             s += &format!("  {e}\n");
         }
@@ -180,20 +187,29 @@ impl Job {
                 } else {
                     opener.open(&spec).await?
                 };
-                let model: Arc<dyn LanguageModel> = Arc::new(CachedModel::new(model, cache));
-                Ok::<_, JobError>(RoleModel {
-                    model,
+                // Metered outside the cache, so a cache hit counts as one (not as a call).
+                let meter = Arc::new(MeteredModel::new(Arc::new(CachedModel::new(model, cache))));
+                let role = RoleModel {
+                    model: meter.clone(),
                     name,
                     config: r,
-                })
+                };
+                Ok::<_, JobError>((role, meter))
             }
         };
         let endpoint_reward = cfg.reward_kind == RewardKind::Endpoint && !cfg.no_gate;
+        let ((target, m_t), (judge, m_j)) = (role(&cfg.target, false).await?, role(&cfg.judge, false).await?);
+        let ((reward, m_r), (optimizer, m_o)) = (role(&cfg.reward, endpoint_reward).await?, role(&cfg.optimizer, false).await?);
+        let mut roles = vec![("target", target.name.clone(), m_t), ("judge", judge.name.clone(), m_j)];
+        if !cfg.no_gate {
+            roles.extend([("reward", reward.name.clone(), m_r), ("optimizer", optimizer.name.clone(), m_o)]);
+        }
+        let meters = Meters(roles);
         let players = Players {
-            target: role(&cfg.target, false).await?,
-            judge: role(&cfg.judge, false).await?,
-            reward: role(&cfg.reward, endpoint_reward).await?,
-            optimizer: role(&cfg.optimizer, false).await?,
+            target,
+            judge,
+            reward,
+            optimizer,
             tools: arbor_tools::builtin::pure_tools(Duration::from_secs(10)),
         };
         progress.watch(
@@ -210,11 +226,11 @@ impl Job {
         let started = Instant::now();
         let total_rows = self.items.len();
         let snapshot = (cfg.snapshot_secs > 0.0).then(|| {
-            let (dir, cfg, names) = (self.out.clone(), cfg.clone(), names.clone());
+            let (dir, cfg, names, meters) = (self.out.clone(), cfg.clone(), names.clone(), meters.clone());
             crate::engine::Snapshot {
                 every: Duration::from_secs_f64(cfg.snapshot_secs),
                 write: Box::new(move |records: &[crate::journal::ItemRecord]| {
-                    write_all(&dir, records, &cfg, &names, total_rows)
+                    write_all(&dir, records, &cfg, &names, total_rows, &meters.accounts(&cfg.prices))
                         .map(drop)
                         .map_err(|e| e.to_string())
                 }),
@@ -234,8 +250,10 @@ impl Job {
         .await
         .map_err(JobError::Io)?;
         let seconds = started.elapsed().as_secs_f64();
-        let counts = write_all(&self.out, &records, &cfg, &names, total_rows)
+        let accounts = meters.accounts(&cfg.prices);
+        let counts = write_all(&self.out, &records, &cfg, &names, total_rows, &accounts)
             .map_err(|e| JobError::Io(e.to_string()))?;
+        record_usage(&self.out.join("job.json"), &accounts)?;
         Ok(Summary {
             counts,
             total_rows,
@@ -244,8 +262,17 @@ impl Job {
             seconds,
             interrupted,
             endpoints: progress.endpoints(),
+            roles: accounts,
         })
     }
+}
+
+/// Adds the roles' accounts to `job.json` (its resume keys untouched), replacing the file whole.
+fn record_usage(path: &Path, accounts: &[RoleAccount]) -> Result<(), JobError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut job: serde_json::Value = serde_json::from_str(&text).map_err(|e| JobError::Io(format!("{}: {e}", path.display())))?;
+    job["usage"] = serde_json::to_value(accounts).expect("accounts serialize");
+    arbor_core::write_atomic(path, serde_json::to_string_pretty(&job).expect("JSON values serialize")).map_err(io(path))
 }
 
 /// The rows that need no playing, as their records: malformed rows (dead letters with their

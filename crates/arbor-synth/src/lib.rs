@@ -12,6 +12,7 @@
 //! - [`job`]: the job as a library call (open with resume checks, run, summary); [`plan`]: its
 //!   calls and tokens before it runs (`--dry-run`).
 
+pub mod accounting;
 pub mod config;
 pub mod dedup;
 pub mod engine;

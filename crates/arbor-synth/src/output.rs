@@ -65,6 +65,7 @@ pub fn write_all(
     cfg: &SynthConfig,
     models: &ModelNames,
     total_inputs: usize,
+    accounts: &[crate::accounting::RoleAccount],
 ) -> Result<Counts, TableError> {
     let rows: Vec<Value> = records
         .iter()
@@ -110,7 +111,8 @@ pub fn write_all(
     atomically("gated_out.jsonl", &|p| write_jsonl(p, &gated))?;
     atomically("duplicates.jsonl", &|p| write_jsonl(p, &duplicates))?;
     let c = counts(records);
-    let card = dataset_card(records, cfg, models, &c, total_inputs);
+    let mut card = dataset_card(records, cfg, models, &c, total_inputs);
+    card += &format!("\n## Calls, tokens and cost by role\n\n{}", crate::accounting::table(accounts));
     atomically("README.md", &|p| {
         std::fs::write(p, &card).map_err(|source| TableError::Io {
             path: p.to_path_buf(),
