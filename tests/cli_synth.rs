@@ -804,3 +804,49 @@ fn roles_are_counted_and_priced() {
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(card.contains("## Calls, tokens and cost by role") && card.contains("| target | t |"), "{card}");
 }
+
+/// A jury of three judges: each member scores every candidate set (three times the judge
+/// calls), the pair's scores are the members' mean, each vote and the jury's agreement are in
+/// provenance; with `jury_min_agreement = 1` only pairs every member ranks the same way stand,
+/// and the rest are rejected for it. Caught by a jury that asks one member, aggregates
+/// otherwise than it says, or ignores the agreement bar.
+#[test]
+fn a_jury_scores_by_its_mean_and_keeps_only_agreed_pairs() {
+    let m = mock(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = tasks(dir.path(), 30);
+    let run = |name: &str, extra: &str| {
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&cfg, format!("rounds = 1\nno_gate = true\ntool_use = \"none\"\n{extra}[[judges]]\nurl = \"{0}\"\nmodel = \"j2\"\n[[judges]]\nurl = \"{0}\"\nmodel = \"j3\"\n", m.url)).unwrap();
+        let out = dir.path().join(name);
+        let mut args = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url);
+        args.extend(["--config", cfg.to_str().unwrap()]);
+        let (ok, _, err) = arbor(&args);
+        assert!(ok, "{err}");
+        out
+    };
+    let any = run("any", "");
+    let prov = jsonl(&any.join("provenance.jsonl"));
+    assert!(!prov.is_empty());
+    let mut split = 0;
+    for v in &prov {
+        let votes = v["jury"].as_array().unwrap();
+        assert_eq!(votes.iter().map(|x| x["model"].as_str().unwrap()).collect::<Vec<_>>(), ["j", "j2", "j3"]);
+        for (i, s) in v["scores"].as_array().unwrap().iter().enumerate() {
+            let mean = votes.iter().map(|x| x["scores"][i].as_f64().unwrap()).sum::<f64>() / 3.0;
+            assert!((s.as_f64().unwrap() - mean).abs() < 1e-9, "{v}");
+        }
+        let (c, r) = (v["chosen_index"].as_u64().unwrap() as usize, v["rejected_index"].as_u64().unwrap() as usize);
+        let agree = votes.iter().filter(|x| x["scores"][c].as_f64() > x["scores"][r].as_f64()).count() as f64 / 3.0;
+        assert!((v["jury_agreement"].as_f64().unwrap() - agree).abs() < 1e-9, "{v}");
+        split += usize::from(agree < 1.0);
+    }
+    assert!(split > 0, "the mock's judges should disagree on some pairs");
+    let all = run("all", "jury_min_agreement = 1.0\n");
+    let kept = jsonl(&all.join("provenance.jsonl"));
+    assert!(kept.iter().all(|v| v["jury_agreement"] == 1.0));
+    assert_eq!(kept.len(), prov.len() - split, "exactly the unanimous pairs stand");
+    let gated = jsonl(&all.join("gated_out.jsonl"));
+    assert!(gated.iter().any(|g| g["history"][0]["rejected"] == "too few of the jury ranked the pair the same way"));
+    assert!(std::fs::read_to_string(any.join("README.md")).unwrap().contains("## Jury"));
+}

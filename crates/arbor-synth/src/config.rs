@@ -37,6 +37,17 @@ pub enum OutputFormat {
     Standard,
 }
 
+/// How a jury's judgements combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum JuryAggregate {
+    /// The mean of the members' scores.
+    #[default]
+    Mean,
+    /// The candidate most members score best (the mean breaking ties).
+    Majority,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum DedupMode {
@@ -84,6 +95,13 @@ pub enum RewardKind {
 pub struct SynthConfig {
     pub target: RoleConfig,
     pub judge: RoleConfig,
+    /// More judges beside `[judge]`, as a jury (`[[judges]]`): other endpoints, models or
+    /// temperatures. Each scores every candidate set; `jury_aggregate` combines them.
+    pub judges: Vec<RoleConfig>,
+    pub jury_aggregate: JuryAggregate,
+    /// The least share of the jury that must rank a pair's chosen answer above its rejected
+    /// one for the pair to stand (0: any pair the combined scores make).
+    pub jury_min_agreement: f64,
     pub reward: RoleConfig,
     pub optimizer: RoleConfig,
     pub reward_kind: RewardKind,
@@ -165,6 +183,9 @@ impl Default for SynthConfig {
             no_gate: false,
             format: OutputFormat::Conversational,
             strict: false,
+            judges: Vec::new(),
+            jury_aggregate: JuryAggregate::Mean,
+            jury_min_agreement: 0.0,
             judge_tools: vec!["calculator".into(), "verify_answer".into()],
             tool_use: ToolUse::Native,
             max_tool_rounds: 4,
@@ -195,6 +216,9 @@ impl SynthConfig {
         }
         if let Some((m, _)) = self.prices.iter().find(|(_, p)| !(p.input >= 0.0 && p.output >= 0.0 && p.input.is_finite() && p.output.is_finite())) {
             return Err(format!("prices.{m}: input and output must be prices >= 0"));
+        }
+        if !(0.0..=1.0).contains(&self.jury_min_agreement) {
+            return Err("jury_min_agreement must be a share of the jury in [0, 1]".into());
         }
         if !(self.dedup_threshold > 0.0 && self.dedup_threshold <= 1.0) {
             return Err("dedup_threshold must be a Jaccard similarity in (0, 1]".into());

@@ -109,6 +109,8 @@ impl RoleModel {
 pub struct Players {
     pub target: RoleModel,
     pub judge: RoleModel,
+    /// Jury members beside `judge` (`[[judges]]`); empty: one judge.
+    pub jury: Vec<RoleModel>,
     pub reward: RoleModel,
     pub optimizer: RoleModel,
     pub tools: ToolRegistry,
@@ -147,6 +149,9 @@ pub struct Judgement {
     pub rankings_agree: bool,
     pub rationale: String,
     pub tool_calls: Vec<ToolOutcome>,
+    /// With a jury: each member's own judgement (the fields above then combine them).
+    #[serde(default)]
+    pub jury: Vec<crate::jury::Vote>,
 }
 
 /// The reward gate's verdict on a pair.
@@ -278,8 +283,10 @@ impl Players {
         Ok(texts)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn judge_once(
         &self,
+        member: &RoleModel,
         cfg: &SynthConfig,
         item: &Item,
         judge: &PromptVersion,
@@ -297,17 +304,14 @@ impl Players {
             context! { instructions => judge.text, prompt => item.prompt_text(), reference => item.reference, candidates => shown, tools => tools },
         );
         let schema = schema_scores(shown.len());
-        let req = self
-            .judge
-            .json_request(user, seed(cfg, item, round, order), &schema);
+        let req = member.json_request(user, seed(cfg, item, round, order), &schema);
         let mode = if cfg.tool_use == ToolUse::Text {
             ToolMode::Text
         } else {
             ToolMode::Native
         };
         let with_tools = (!tools.is_empty()).then_some((&self.tools, mode, cfg.max_tool_rounds));
-        let ((scores, rationale), calls) = self
-            .judge
+        let ((scores, rationale), calls) = member
             .ask_json("judge", req, with_tools, cfg.json_repairs, |v| {
                 scores_of(v, shown.len())
             })
@@ -315,20 +319,24 @@ impl Players {
         Ok((scores, rationale, calls))
     }
 
-    /// Scores the candidates; with `both_orders`, once forward and once reversed (at the same
-    /// time) and averaged.
+    /// Scores the candidates with jury member `k` (0: `[judge]`); with `both_orders`, once
+    /// forward and once reversed (at the same time) and averaged.
     pub async fn judge(
         &self,
+        k: usize,
         cfg: &SynthConfig,
         item: &Item,
         prompts: &PromptPair,
         cands: &[String],
         round: u32,
     ) -> Result<Judgement, MoveError> {
+        let member = if k == 0 { &self.judge } else { &self.jury[k - 1] };
+        // Member 0 keeps the single judge's seeds, so adding a jury leaves its calls cached.
+        let (fwd, rev) = if k == 0 { ("judge".to_string(), "judge-reversed".to_string()) } else { (format!("judge#{k}"), format!("judge-reversed#{k}")) };
         let forward: Vec<&String> = cands.iter().collect();
         if !cfg.both_orders {
             let (scores, rationale, calls) = self
-                .judge_once(cfg, item, &prompts.judge, &forward, round, "judge")
+                .judge_once(member, cfg, item, &prompts.judge, &forward, round, &fwd)
                 .await?;
             return Ok(Judgement {
                 orders: vec![scores.clone()],
@@ -336,19 +344,13 @@ impl Players {
                 rankings_agree: true,
                 rationale,
                 tool_calls: calls,
+                jury: Vec::new(),
             });
         }
         let reversed: Vec<&String> = cands.iter().rev().collect();
         let (a, b) = tokio::join!(
-            self.judge_once(cfg, item, &prompts.judge, &forward, round, "judge"),
-            self.judge_once(
-                cfg,
-                item,
-                &prompts.judge,
-                &reversed,
-                round,
-                "judge-reversed"
-            )
+            self.judge_once(member, cfg, item, &prompts.judge, &forward, round, &fwd),
+            self.judge_once(member, cfg, item, &prompts.judge, &reversed, round, &rev)
         );
         let (sa, ra, ca) = a?;
         let (mut sb, rb, cb) = b?;
@@ -366,6 +368,7 @@ impl Players {
             rankings_agree: agree,
             rationale,
             tool_calls: ca.into_iter().chain(cb).collect(),
+            jury: Vec::new(),
         })
     }
 

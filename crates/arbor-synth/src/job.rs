@@ -201,6 +201,12 @@ impl Job {
         let ((target, m_t), (judge, m_j)) = (role(&cfg.target, false).await?, role(&cfg.judge, false).await?);
         let ((reward, m_r), (optimizer, m_o)) = (role(&cfg.reward, endpoint_reward).await?, role(&cfg.optimizer, false).await?);
         let mut roles = vec![("target", target.name.clone(), m_t), ("judge", judge.name.clone(), m_j)];
+        let mut jury = Vec::new();
+        for member in &cfg.judges {
+            let (r, m) = role(member, false).await?;
+            roles.push(("jury", r.name.clone(), m));
+            jury.push(r);
+        }
         if !cfg.no_gate {
             roles.extend([("reward", reward.name.clone(), m_r), ("optimizer", optimizer.name.clone(), m_o)]);
         }
@@ -208,14 +214,17 @@ impl Job {
         let players = Players {
             target,
             judge,
+            jury,
             reward,
             optimizer,
             tools: arbor_tools::builtin::pure_tools(Duration::from_secs(10)),
         };
         progress.watch(
             [&players.target, &players.judge, &players.reward, &players.optimizer]
+                .into_iter()
+                .chain(&players.jury)
                 .map(|r| r.model.clone())
-                .to_vec(),
+                .collect(),
         );
         let names = ModelNames {
             target: players.target.name.clone(),

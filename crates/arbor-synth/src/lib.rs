@@ -20,6 +20,7 @@ pub mod game;
 pub mod input;
 pub mod job;
 pub mod journal;
+pub mod jury;
 pub mod output;
 mod play;
 pub mod plan;

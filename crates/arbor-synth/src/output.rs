@@ -227,6 +227,13 @@ fn dataset_card(
     let _ = writeln!(s, "Files: `pairs.jsonl` / `pairs.parquet` (TRL preference format, {}), `provenance.jsonl` (one row per pair, keyed by `pair_id`), `dead_letter.jsonl`, `gated_out.jsonl`. `datasets.load_dataset(DIR)` loads the pairs; `load_dataset(DIR, \"provenance\")` (or `dead_letters`, `gated_out`) the others. License: that of the input prompts and the models' terms (`license: other`).\n", serde_json::to_value(cfg.format).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
     let _ = writeln!(s, "## Models\n\n| role | model |\n| --- | --- |\n| target | {} |\n| judge | {} |\n| reward | {} |\n| optimizer | {} |\n", m.target, m.judge, if cfg.no_gate { "(gate off)" } else { &m.reward }, if cfg.no_gate { "(gate off)" } else { &m.optimizer });
     let _ = writeln!(s, "## Counts\n\n| | |\n| --- | --- |\n| input rows | {total} |\n| items finished | {} |\n| accepted items | {} ({rate:.1}%) |\n| pairs | {} |\n| gated out | {} |\n| dead letters | {} |\n| duplicate prompts removed | {} |\n| judge orders agree | {} of {} |\n", c.items, c.accepted, c.pairs, c.gated_out, c.dead, c.duplicates, c.rankings_agree, c.judged);
+    let agreement: Vec<f64> = records.iter().flat_map(|r| r.provenance.iter().filter_map(|p| p["jury_agreement"].as_f64())).collect();
+    if !agreement.is_empty() {
+        let unanimous = agreement.iter().filter(|a| **a >= 1.0).count();
+        let _ = writeln!(s, "## Jury\n\n{} judges ({}), aggregated by {:?}; on the {} accepted pairs the share of judges ranking chosen above rejected averaged {:.2}, unanimous on {unanimous}.\n",
+            1 + cfg.judges.len(), std::iter::once(m.judge.as_str()).chain(cfg.judges.iter().filter_map(|j| j.model.as_deref())).collect::<Vec<_>>().join(", "),
+            cfg.jury_aggregate, agreement.len(), agreement.iter().sum::<f64>() / agreement.len() as f64);
+    }
     let _ = writeln!(
         s,
         "## Judge scores (all candidates, last round)\n\n{}",

@@ -63,7 +63,8 @@ pub fn plan(cfg: &SynthConfig, items: &[Item]) -> Plan {
     });
     let rounds = f64::from(cfg.rounds.max(1));
     let repairs = 1.0 + f64::from(cfg.json_repairs);
-    let orders = if cfg.both_orders { 2.0 } else { 1.0 };
+    // Every member of a jury judges each candidate set.
+    let orders = if cfg.both_orders { 2.0 } else { 1.0 } * (1 + cfg.judges.len()) as f64;
     let tool_rounds = if tools.is_empty() { 0.0 } else { cfg.max_tool_rounds as f64 };
     let pairs = match cfg.pairing {
         Pairing::BestWorst | Pairing::List => 1.0,

@@ -146,6 +146,7 @@ async fn round(sh: &Shared, g: &Game) -> Round {
             rankings_agree: true,
             rationale: "not judged".into(),
             tool_calls: Vec::new(),
+            jury: Vec::new(),
         };
         return Round::Rejected {
             candidates,
@@ -154,10 +155,7 @@ async fn round(sh: &Shared, g: &Game) -> Round {
             verdicts: Vec::new(),
         };
     }
-    let judgement = match p
-        .judge(cfg, &g.item, &g.prompts, &candidates, g.round)
-        .await
-    {
+    let judgement = match crate::jury::judge(p, cfg, &g.item, &g.prompts, &candidates, g.round).await {
         Ok(j) => j,
         Err(e) => return Round::Failed(e),
     };
@@ -167,6 +165,15 @@ async fn round(sh: &Shared, g: &Game) -> Round {
             candidates,
             judgement,
             reason: "the judge's scores did not separate the candidates",
+            verdicts: Vec::new(),
+        };
+    }
+    let ps: Vec<_> = ps.into_iter().filter(|&(c, r)| crate::jury::agreement(&judgement, c, r) >= cfg.jury_min_agreement).collect();
+    if ps.is_empty() {
+        return Round::Rejected {
+            candidates,
+            judgement,
+            reason: "too few of the jury ranked the pair the same way",
             verdicts: Vec::new(),
         };
     }
@@ -264,6 +271,8 @@ fn accepted(
             "rejected_index": r,
             "tool_calls": j.tool_calls,
             "rationale": j.rationale,
+            "jury": (!j.jury.is_empty()).then_some(&j.jury),
+            "jury_agreement": (!j.jury.is_empty()).then(|| crate::jury::agreement(j, *c, *r)),
             "reward": verdict,
             "prompts": {"target": g.prompts.target, "judge": g.prompts.judge},
             "models": {"target": p.target.name, "judge": p.judge.name, "reward": if cfg.no_gate { Value::Null } else { json!(p.reward.name) }, "optimizer": p.optimizer.name},
