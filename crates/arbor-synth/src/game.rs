@@ -151,7 +151,17 @@ pub struct Judgement {
     pub tool_calls: Vec<ToolOutcome>,
     /// With a jury: each member's own judgement (the fields above then combine them).
     #[serde(default)]
-    pub jury: Vec<crate::jury::Vote>,
+    pub jury: Vec<Vote>,
+}
+
+/// One jury member's judgement, as provenance shows it (`jury.rs` combines them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vote {
+    pub model: String,
+    pub scores: Vec<f64>,
+    pub orders: Vec<Vec<f64>>,
+    pub rankings_agree: bool,
+    pub rationale: String,
 }
 
 /// The reward gate's verdict on a pair.

@@ -4,22 +4,10 @@
 //! provenance. A pair stands when at least `jury_min_agreement` of the members rank its chosen
 //! answer above its rejected one (a panel of small judges from different families agreed
 //! with humans better than one large judge in PoLL, Verga et al. 2024).
-use serde::{Deserialize, Serialize};
-
 use crate::config::{JuryAggregate, SynthConfig};
-use crate::game::{ranking, Judgement, MoveError, Players};
+use crate::game::{ranking, Judgement, MoveError, Players, Vote};
 use crate::input::Item;
 use crate::prompts::PromptPair;
-
-/// One member's judgement, as provenance shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Vote {
-    pub model: String,
-    pub scores: Vec<f64>,
-    pub orders: Vec<Vec<f64>>,
-    pub rankings_agree: bool,
-    pub rationale: String,
-}
 
 /// Every member's judgement of `cands`, combined (a lone judge's judgement as it is).
 pub async fn judge(p: &Players, cfg: &SynthConfig, item: &Item, prompts: &PromptPair, cands: &[String], round: u32) -> Result<Judgement, MoveError> {
