@@ -850,3 +850,23 @@ fn a_jury_scores_by_its_mean_and_keeps_only_agreed_pairs() {
     assert!(gated.iter().any(|g| g["history"][0]["rejected"] == "too few of the jury ranked the pair the same way"));
     assert!(std::fs::read_to_string(any.join("README.md")).unwrap().contains("## Jury"));
 }
+
+/// `arbor bench judge` runs every judge setup over the labelled GSM8K pairs through synth's
+/// own judge (here the mock, a judge at chance): one row per setup whose accuracy, wrong and
+/// tie shares add up to the pairs. Caught by a setup that drops pairs or counts one twice.
+#[test]
+fn the_judge_benchmark_scores_every_pair_in_every_setup() {
+    let m = mock(&[]);
+    let gsm8k = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/gsm8k/test.jsonl");
+    let (ok, out, err) = arbor(&["bench", "judge", "--url", &m.url, "--model", "j", "--pairs", "12", "--gsm8k", gsm8k]);
+    assert!(ok, "{err}");
+    let rows: Vec<Vec<f64>> = out
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains('%'))
+        .map(|l| l.split('|').filter_map(|c| c.trim().strip_suffix('%')?.parse().ok()).collect())
+        .collect();
+    assert_eq!(rows.len(), 5, "{out}");
+    for r in &rows {
+        assert!((r[0] + r[1] + r[2] - 100.0).abs() < 0.2, "right + wrong + ties = all pairs: {out}");
+    }
+}

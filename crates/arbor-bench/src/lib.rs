@@ -4,6 +4,7 @@
 //! share (server children, process measurements).
 
 pub mod household;
+pub mod judge;
 pub mod kit;
 pub mod llm;
 pub mod model;
@@ -30,6 +31,9 @@ pub enum BenchCommand {
     Tree(tree::TreeBenchArgs),
     /// arbor synth against distilabel 1.5.3 on the same mock at 200 ms latency.
     Synth(synth::SynthBenchArgs),
+    /// How often synth's judge picks the correct of two GSM8K solutions, per judge setup (one
+    /// order, both orders, tools, reference, a jury): accuracy, ties, position consistency.
+    Judge(judge::JudgeBenchArgs),
     /// One DPO or OREO training step on SmolLM2-135M: arbor (burn, CPU) against PyTorch on the
     /// same checkpoint, batch and loss: tokens/s and peak memory.
     Train(train::TrainBenchArgs),
@@ -45,6 +49,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Model(a) => model::run(a).await,
         BenchCommand::Tree(a) => tree::run(a).await,
         BenchCommand::Synth(a) => synth::run(a).await,
+        BenchCommand::Judge(a) => judge::run(a).await,
         BenchCommand::Train(a) => tokio::task::block_in_place(|| train::run(a)),
     }
 }
