@@ -83,6 +83,8 @@ pub struct Slot {
     saturated: bool,
     /// Its place in the order slots were handed out.
     ticket: u64,
+    /// The sequences it decodes.
+    width: usize,
 }
 
 /// What the limit did, for stats.
@@ -152,8 +154,16 @@ impl Concurrency {
         lowered
     }
 
-    /// Waits for room under the limit.
+    /// Waits for room under the limit for one sequence.
+    #[cfg(test)]
     pub async fn acquire(self: &Arc<Self>) -> Slot {
+        self.acquire_n(1).await
+    }
+
+    /// Waits for room for a request that decodes `n` sequences (`n` choices take `n` of a
+    /// server's slots); one wider than the whole limit goes alone.
+    pub async fn acquire_n(self: &Arc<Self>, n: usize) -> Slot {
+        let n = n.max(1);
         let asked = Instant::now();
         loop {
             let woken = self.wake.notified();
@@ -163,8 +173,8 @@ impl Concurrency {
             {
                 let mut s = self.state.lock();
                 let limit = (s.limit as usize).max(1);
-                if s.in_flight < limit {
-                    s.in_flight += 1;
+                if s.in_flight + n <= limit || s.in_flight == 0 {
+                    s.in_flight += n;
                     s.acquired += 1;
                     s.waited += asked.elapsed();
                     return Slot {
@@ -172,6 +182,7 @@ impl Concurrency {
                         // At least half the limit in use (as Netflix's AIMD limiter counts).
                         saturated: s.in_flight * 2 >= limit,
                         ticket: s.acquired,
+                        width: n,
                     };
                 }
             }
@@ -249,7 +260,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.owner.state.lock().in_flight -= 1;
+        self.owner.state.lock().in_flight -= self.width;
         self.owner.wake.notify_waiters();
     }
 }
@@ -284,6 +295,23 @@ mod tests {
         }
         assert_eq!(c.limit(), 51, "one cut of 0.8 for a burst of queued answers");
         assert_eq!(c.stats().cuts, 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_of_n_choices_takes_n_places() {
+        let c = Concurrency::new(8, 8, false);
+        let four = c.acquire_n(4).await;
+        let _three = c.acquire_n(3).await;
+        // 7 of 8 taken: another 4 must wait until the first 4 are back.
+        let c2 = c.clone();
+        let waiting = tokio::spawn(async move { c2.acquire_n(4).await });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!waiting.is_finished());
+        drop(four);
+        tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        // Wider than the limit: alone, once nothing else is in flight.
+        let lone = Concurrency::new(2, 2, false);
+        drop(lone.acquire_n(5).await);
     }
 
     #[tokio::test]

@@ -115,7 +115,8 @@ impl Limiter {
     }
 
     /// Waits for the rate budgets and a free slot. `est_tokens` is the request's token estimate.
-    pub async fn acquire(&self, est_tokens: u64) -> Permit {
+    /// `width`: the sequences the request decodes (its `n`).
+    pub async fn acquire(&self, est_tokens: u64, width: u32) -> Permit {
         if let Some(b) = &self.requests {
             let wait = b.reserve(1.0);
             if !wait.is_zero() {
@@ -126,7 +127,7 @@ impl Limiter {
             b.take(est_tokens as f64).await;
         }
         let slot = match &self.in_flight {
-            Some(c) => Some(c.acquire().await),
+            Some(c) => Some(c.acquire_n(width as usize).await),
             None => None,
         };
         Permit { slot }
@@ -183,10 +184,10 @@ mod tests {
             adaptive: false,
             ..Default::default()
         }));
-        let a = l.acquire(1).await;
-        let _b = l.acquire(1).await;
+        let a = l.acquire(1, 1).await;
+        let _b = l.acquire(1, 1).await;
         let l2 = l.clone();
-        let third = tokio::spawn(async move { l2.acquire(1).await });
+        let third = tokio::spawn(async move { l2.acquire(1, 1).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!third.is_finished());
         drop(a);

@@ -87,7 +87,8 @@ impl OpenAiClient {
                 Ok(p) => p,
                 Err(open) => return Err(give_up(attempt - 1, open)),
             };
-            let permit = ep.limiter.acquire(est).await;
+            // `n` choices decode as `n` sequences, in as many of the server's slots.
+            let permit = ep.limiter.acquire(est, req.params.n.max(1)).await;
             ep.stats.attempt(attempt > 1);
             // The attempt's time counts from here: a wait for the permit is not the server's.
             let sent = std::time::Instant::now();
