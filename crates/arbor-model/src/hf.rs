@@ -262,7 +262,7 @@ impl WeightSource for HfSource<'_> {
         let (got, w) = self
             .tensors
             .remove(&hf)
-            .ok_or_else(|| err(self.path, format!("tensor `{hf}` is missing")))?;
+            .ok_or_else(|| err(self.path, format!("tensor `{hf}` is missing (config.json implies it)")))?;
         if got != shape {
             return Err(err(
                 self.path,

@@ -185,12 +185,13 @@ pub trait WeightSource {
 }
 
 /// The tensor names and shapes of a model with this config, in GGUF naming.
-pub fn weight_shapes(cfg: &LlamaConfig, untied_output: bool) -> Vec<(String, Vec<usize>)> {
+pub fn weight_shapes(cfg: &LlamaConfig, untied_output: bool) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
+    // Lazily: a damaged config (2⁴⁰ layers) must fail at its first missing tensor, not build
+    // a list of every tensor it claims.
     let (d, kv) = (cfg.d_model, cfg.n_kv_heads * cfg.head_dim());
-    let mut out = vec![("token_embd.weight".to_string(), vec![cfg.vocab, d])];
-    for i in 0..cfg.n_layers {
-        let n = |s: &str| format!("blk.{i}.{s}.weight");
-        out.extend([
+    let layers = (0..cfg.n_layers).flat_map(move |i| {
+        let n = move |s: &str| format!("blk.{i}.{s}.weight");
+        [
             (n("attn_norm"), vec![d]),
             (n("attn_q"), vec![d, d]),
             (n("attn_k"), vec![kv, d]),
@@ -200,13 +201,12 @@ pub fn weight_shapes(cfg: &LlamaConfig, untied_output: bool) -> Vec<(String, Vec
             (n("ffn_gate"), vec![cfg.d_ff, d]),
             (n("ffn_up"), vec![cfg.d_ff, d]),
             (n("ffn_down"), vec![d, cfg.d_ff]),
-        ]);
-    }
-    out.push(("output_norm.weight".into(), vec![d]));
-    if untied_output {
-        out.push(("output.weight".into(), vec![cfg.vocab, d]));
-    }
-    out
+        ]
+    });
+    std::iter::once(("token_embd.weight".to_string(), vec![cfg.vocab, d]))
+        .chain(layers)
+        .chain(std::iter::once(("output_norm.weight".into(), vec![d])))
+        .chain(untied_output.then(|| ("output.weight".into(), vec![cfg.vocab, d])))
 }
 
 struct GgufSource<'a>(&'a Gguf);

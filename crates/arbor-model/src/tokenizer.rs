@@ -245,13 +245,25 @@ impl TextTokenizer {
     fn from_json(text: &str, cfg: &serde_json::Value) -> Result<Self, TokenizerError> {
         let build = |e: &dyn std::fmt::Display| TokenizerError::Build(e.to_string());
         let in_json = |e: &dyn std::fmt::Display| TokenizerError::Build(format!("tokenizer.json: {e}"));
-        let special: Tokenizer = text.parse().map_err(|e| in_json(&e))?;
+        // The tokenizers crate panics on some malformed files (an unwrap in its decoder
+        // reader): a damaged file must be an error that names it, not a crash.
+        let parse = |t: &str| -> Result<Tokenizer, TokenizerError> {
+            match std::panic::catch_unwind(|| t.parse::<Tokenizer>()) {
+                Ok(r) => r.map_err(|e| in_json(&e)),
+                Err(_) => Err(in_json(&"malformed (the tokenizers library could not read it)")),
+            }
+        };
+        let special: Tokenizer = parse(text)?;
         // The same tokenizer with control markers as plain text: drop its added tokens.
         let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| in_json(&e))?;
         v["added_tokens"] = serde_json::Value::Array(Vec::new());
-        let plain: Tokenizer = v.to_string().parse().map_err(|e| in_json(&e))?;
+        let plain: Tokenizer = parse(&v.to_string())?;
         let vocab = special.get_vocab(true);
         let size = vocab.values().map(|&i| i as usize + 1).max().unwrap_or(0);
+        // Ids index a table: a stray huge id must not allocate billions of entries.
+        if size > 2 * vocab.len() + 1024 {
+            return Err(in_json(&format!("token ids reach {size} for {} tokens: the vocabulary is not numbered densely", vocab.len())));
+        }
         let mut tokens = vec![String::new(); size];
         for (t, i) in vocab {
             tokens[i as usize] = t;

@@ -232,3 +232,27 @@ proptest::proptest! {
         }
     }
 }
+
+/// A config that claims 2⁴⁰ layers (or a vocabulary of 2⁴⁰) fails at the first tensor it does
+/// not find, without building anything of the claimed size (it once tried to list every
+/// claimed tensor first, and the fuzz test above ran out of memory in CI).
+#[test]
+fn absurd_sizes_in_config_json_fail_without_allocating_them() {
+    for key in ["num_hidden_layers", "vocab_size", "intermediate_size", "max_position_embeddings"] {
+        let dir = tempfile::tempdir().unwrap();
+        for (f, bytes) in tiny_checkpoint_files() {
+            let mut bytes = bytes.clone();
+            if *f == "config.json" {
+                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                v[key] = serde_json::json!(1u64 << 40);
+                bytes = serde_json::to_vec(&v).unwrap();
+            }
+            std::fs::write(dir.path().join(f), bytes).unwrap();
+        }
+        match EmbeddedModel::load(dir.path(), Device::flex()) {
+            Err(e) => assert!(e.to_string().contains("model.safetensors") || e.to_string().contains("config.json"), "{key}: {e}"),
+            // A context bound is only a bound: nothing is built from it.
+            Ok(_) => assert_eq!(key, "max_position_embeddings"),
+        }
+    }
+}
