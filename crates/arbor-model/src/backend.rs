@@ -201,7 +201,12 @@ fn prepare(
         } else {
             0
         },
+        json_schema: p.json_schema.clone(),
     };
+    // An unsupported schema fails this request alone, before it joins a batch.
+    if let Some(s) = &opts.json_schema {
+        model.constraint(s).map_err(|e| bad(e.to_string()))?;
+    }
     Ok((ids, opts))
 }
 

@@ -8,6 +8,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::constrain::{allows, Grammar, JsonConstraint, TokenTrie};
 use crate::gguf::{Gguf, GgufError};
 use crate::llama::{KvCache, Llama, LlamaConfig, Step};
 use crate::tokenizer::{TextTokenizer, TokenizerError};
@@ -37,6 +41,9 @@ pub struct GenerateOptions {
     pub n: usize,
     /// Alternatives reported per position.
     pub top_logprobs: usize,
+    /// Structured output: every answer follows this JSON Schema (a token mask per step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<serde_json::Value>,
 }
 
 impl Default for GenerateOptions {
@@ -51,6 +58,7 @@ impl Default for GenerateOptions {
             stop_ids: Vec::new(),
             n: 1,
             top_logprobs: 0,
+            json_schema: None,
         }
     }
 }
@@ -89,6 +97,10 @@ pub struct EmbeddedModel {
     model: Llama,
     device: Device,
     pub name: String,
+    /// The vocabulary as a byte trie, built at the first constrained request.
+    trie: std::sync::OnceLock<Arc<TokenTrie>>,
+    /// Compiled schemas (by their canonical JSON) with their mask caches.
+    constraints: Mutex<HashMap<String, Arc<JsonConstraint>>>,
 }
 
 /// log-softmax of one row of logits.
@@ -130,9 +142,11 @@ fn sample(lp: &[f32], o: &GenerateOptions, rng: &mut StdRng) -> u32 {
             })
             .0 as u32;
     }
+    // Masked tokens (structured output) have -inf and are never drawn.
     let mut cand: Vec<(u32, f32)> = lp
         .iter()
         .enumerate()
+        .filter(|(_, x)| x.is_finite())
         .map(|(i, &x)| (i as u32, x / o.temperature))
         .collect();
     cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -188,13 +202,7 @@ impl EmbeddedModel {
             .and_then(|v| v.as_str())
             .unwrap_or("embedded")
             .to_string();
-        Ok(Self {
-            cfg,
-            tokenizer,
-            model,
-            device,
-            name,
-        })
+        Ok(Self::from_parts(cfg, tokenizer, model, device, name))
     }
 
     pub fn from_parts(
@@ -210,7 +218,29 @@ impl EmbeddedModel {
             model,
             device,
             name,
+            trie: std::sync::OnceLock::new(),
+            constraints: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `schema` compiled against this model's vocabulary (once per schema); an unsupported
+    /// schema is an error naming the place in it.
+    pub fn constraint(&self, schema: &serde_json::Value) -> Result<Arc<JsonConstraint>, ModelError> {
+        let key = schema.to_string();
+        if let Some(c) = self.constraints.lock().expect("constraints").get(&key) {
+            return Ok(c.clone());
+        }
+        let grammar = Grammar::compile(schema).map_err(ModelError::Invalid)?;
+        let trie = self
+            .trie
+            .get_or_init(|| Arc::new(TokenTrie::new(self.tokenizer.token_bytes())))
+            .clone();
+        let c = Arc::new(JsonConstraint::new(grammar, trie, self.tokenizer.eos));
+        self.constraints
+            .lock()
+            .expect("constraints")
+            .insert(key, c.clone());
+        Ok(c)
     }
 
     /// The network (for training: fork it onto an autodiff device).
@@ -328,7 +358,12 @@ impl EmbeddedModel {
             rng: StdRng,
             out: Generated,
             done: bool,
+            grammar: Option<(Arc<JsonConstraint>, crate::constrain::Cursor)>,
         }
+        let constraints = opts
+            .iter()
+            .map(|o| o.json_schema.as_ref().map(|s| self.constraint(s)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
         let mut row_prompt = Vec::new();
         let mut rows = Vec::new();
         for (p, o) in opts.iter().enumerate() {
@@ -345,6 +380,7 @@ impl EmbeddedModel {
                         finish: Finish::Length,
                     },
                     done: false,
+                    grammar: constraints[p].as_ref().map(|c| (c.clone(), c.start())),
                 });
             }
         }
@@ -365,8 +401,25 @@ impl EmbeddedModel {
                     next.push(vec![0]);
                     continue;
                 }
+                if let Some((c, cursor)) = &row.grammar {
+                    let mask = c.allowed(cursor);
+                    for (i, x) in logits[r].iter_mut().enumerate() {
+                        if !allows(&mask, i as u32) {
+                            *x = f32::NEG_INFINITY;
+                        }
+                    }
+                    // A dead cursor (nothing allowed) can only end.
+                    if logits[r].iter().all(|x| x.is_infinite()) {
+                        logits[r][self.tokenizer.eos as usize] = 0.0;
+                    }
+                }
                 let lp = log_softmax(&logits[r]);
                 let tok = sample(&lp, o, &mut row.rng);
+                if let Some((c, cursor)) = &mut row.grammar {
+                    if tok != self.tokenizer.eos {
+                        c.advance(cursor, tok);
+                    }
+                }
                 if tok == self.tokenizer.eos || o.stop_ids.contains(&tok) {
                     row.out.finish = Finish::Stop;
                     row.done = true;

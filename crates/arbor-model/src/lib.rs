@@ -2,12 +2,13 @@
 //!
 //! [`gguf`] reads the file, [`tokenizer`] builds the tokenizer and chat template from its
 //! metadata, [`llama`] is the network, [`generate`] does batched decoding with a KV cache and
-//! teacher-forced scoring, `gguf_write` exports a model as GGUF for llama.cpp, [`fetch`] downloads and verifies the default model, [`hf`] reads and writes Hugging Face
+//! teacher-forced scoring, [`constrain`] masks tokens so answers follow a JSON Schema, `gguf_write` exports a model as GGUF for llama.cpp, [`fetch`] downloads and verifies the default model, [`hf`] reads and writes Hugging Face
 //! checkpoints (what training produces), [`host`] moves values between host vectors and tensors,
 //! [`init`] writes tiny random models, `Models` opens the model behind a role (a server or
 //! this crate's embedded model), `DeviceKind` names a device without burn types.
 
 pub mod backend;
+pub mod constrain;
 mod device;
 pub mod fetch;
 pub mod generate;

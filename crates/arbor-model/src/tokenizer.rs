@@ -371,6 +371,23 @@ impl TextTokenizer {
             .unwrap_or_else(|_| self.tokens.get(id as usize).cloned().unwrap_or_default())
     }
 
+    /// Each id's bytes as the model writes them (the byte-level form decoded); `None` for control
+    /// tokens, which never appear inside generated text.
+    pub fn token_bytes(&self) -> Vec<Option<Vec<u8>>> {
+        let controls = self.special.get_added_tokens_decoder();
+        let decode = gpt2_byte_decoder();
+        self.tokens
+            .iter()
+            .enumerate()
+            .map(|(id, t)| {
+                if controls.contains_key(&(id as u32)) {
+                    return None;
+                }
+                t.chars().map(|c| decode.get(&c).copied()).collect()
+            })
+            .collect()
+    }
+
     /// The vocabulary as GGUF stores it: tokens by id, their types (control for the special
     /// tokens, normal otherwise), the BPE merges as "a b", the chat template.
     pub fn gguf_vocab(&self) -> Result<GgufVocab, TokenizerError> {
@@ -439,4 +456,26 @@ impl TextTokenizer {
         })
         .map_err(|e| TokenizerError::Template(e.to_string()))
     }
+}
+
+/// GPT-2's byte-level alphabet inverted: the printable character that stands for each byte.
+fn gpt2_byte_decoder() -> std::collections::HashMap<char, u8> {
+    let mut bytes: Vec<u32> = (u32::from(b'!')..=u32::from(b'~'))
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
+    let mut chars = bytes.clone();
+    let mut extra = 0;
+    for b in 0..256u32 {
+        if !bytes.contains(&b) {
+            bytes.push(b);
+            chars.push(256 + extra);
+            extra += 1;
+        }
+    }
+    chars
+        .into_iter()
+        .zip(bytes)
+        .filter_map(|(c, b)| Some((char::from_u32(c)?, b as u8)))
+        .collect()
 }

@@ -171,14 +171,6 @@ pub struct RewardVerdict {
     pub critique: String,
 }
 
-/// Free-text fields carry a `maxLength` so that a constrained sampler closes the JSON before
-/// `max_tokens` runs out (a truncated answer would not parse).
-fn schema_scores(n: usize) -> Value {
-    json!({"type": "object", "properties": {
-        "scores": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 10}, "minItems": n, "maxItems": n},
-        "rationale": {"type": "string", "maxLength": 800}}, "required": ["scores", "rationale"]})
-}
-
 /// The first JSON object in `text` (models wrap JSON in prose or code fences).
 pub fn first_json_object(text: &str) -> Option<Value> {
     let mut start = text.find('{');
@@ -313,7 +305,7 @@ impl Players {
             "judge",
             context! { instructions => judge.text, prompt => item.prompt_text(), reference => item.reference, candidates => shown, tools => tools },
         );
-        let schema = schema_scores(shown.len());
+        let schema = crate::schemas::judge(shown.len());
         let req = member.json_request(user, seed(cfg, item, round, order), &schema);
         let mode = if cfg.tool_use == ToolUse::Text {
             ToolMode::Text
@@ -393,7 +385,7 @@ impl Players {
         round: u32,
     ) -> Result<RewardVerdict, MoveError> {
         let r = &self.reward;
-        let schema = json!({"type": "object", "properties": {"score": {"type": "number", "minimum": 1, "maximum": 10}, "critique": {"type": "string", "maxLength": 400}}, "required": ["score", "critique"]});
+        let schema = crate::schemas::reward();
         let read = |v: &Value| {
             let score = v
                 .get("score")
@@ -436,7 +428,7 @@ impl Players {
             chosen => chosen, rejected => rejected, rationale => judgement.rationale,
             reward_score => verdict.score, critique => verdict.critique },
         );
-        let schema = json!({"type": "object", "properties": {"target_prompt": {"type": "string", "maxLength": 1200}, "judge_prompt": {"type": "string", "maxLength": 1200}}, "required": ["target_prompt", "judge_prompt"]});
+        let schema = crate::schemas::optimizer();
         let o = &self.optimizer;
         let req = o.json_request(user, seed(cfg, item, round, "optimizer"), &schema);
         let (v, _) = o

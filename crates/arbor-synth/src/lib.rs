@@ -5,7 +5,8 @@
 //! - [`config`]: `synth.toml` (every CLI flag a key).
 //! - [`input`]: JSONL/Parquet items with per-line errors.
 //! - [`prompts`]: templates (prompts/synth), prompt versions, the lagged prompt pool.
-//! - [`game`]: the moves (sample, judge in two orders, pair, reward, optimize).
+//! - [`game`]: the moves (sample, judge in two orders, pair, reward, optimize); [`schemas`]:
+//!   the JSON Schemas of the roles' answers.
 //! - `play`: one item's rounds as an async state machine; [`engine`]: admission under the
 //!   in-flight limit and the journal actor; [`journal`]: durable progress for exact resume;
 //!   [`output`]: the dataset files and card.
@@ -26,6 +27,7 @@ mod play;
 pub mod plan;
 pub mod progress;
 pub mod prompts;
+pub mod schemas;
 
 pub use config::SynthConfig;
 pub use job::{Job, JobError, Summary};

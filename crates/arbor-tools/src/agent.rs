@@ -37,6 +37,10 @@ pub struct AgentRun {
 }
 
 /// Runs `request` (a chat request) with `tools` available for up to `max_rounds` model calls.
+///
+/// With the text protocol and a `json_schema`, the tool rounds go out unconstrained (a
+/// constrained sampler could not write `<tool_call>`); an answer that then does not follow the
+/// schema gets one more, constrained, call for the final answer.
 pub async fn run_with_tools(
     model: &Arc<dyn LanguageModel>,
     request: &LlmRequest,
@@ -50,6 +54,10 @@ pub async fn run_with_tools(
     let mut messages = start.clone();
     let mut req = request.clone();
     req.params.n = 1;
+    let schema = match mode {
+        ToolMode::Text => req.params.json_schema.take(),
+        ToolMode::Native => None,
+    };
     match mode {
         ToolMode::Native => req.tools = tools.specs(),
         ToolMode::Text => {
@@ -130,6 +138,27 @@ pub async fn run_with_tools(
             run.text = choice.text;
         }
     }
+    if let Some(schema) = schema.filter(|s| !follows(&run.text, s)) {
+        // After the answer, or after the last tool results when the rounds ran out.
+        messages.push(Message::user(protocol::final_answer()));
+        req.prompt = Prompt::Chat(messages.clone());
+        req.params.json_schema = Some(schema);
+        let c = model.generate(&req).await?;
+        run.usage += c.usage;
+        let choice = c
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| LlmError::Invalid("model returned no choice".into()))?;
+        run.cut = choice.finish_reason == FinishReason::Length;
+        messages.push(Message::assistant(&choice.text));
+        run.text = choice.text;
+    }
     run.messages = messages;
     Ok(run)
+}
+
+/// `text` is one JSON value that follows `schema`.
+fn follows(text: &str, schema: &serde_json::Value) -> bool {
+    arbor_checks::format::check_json_schema(text, schema).is_ok_and(|c| c.valid)
 }

@@ -24,6 +24,11 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         include_str!("../../../prompts/tools/text_result.j2"),
     )
     .expect("prompts/tools/text_result.j2 parses");
+    env.add_template(
+        "final_answer",
+        include_str!("../../../prompts/tools/final_answer.j2"),
+    )
+    .expect("prompts/tools/final_answer.j2 parses");
     env
 });
 
@@ -104,6 +109,14 @@ pub fn render_results(outcomes: &[ToolOutcome]) -> String {
         .get_template("results")
         .and_then(|t| t.render(minijinja::context! { results => results }))
         .expect("the results template renders")
+}
+
+/// The request for a final JSON answer after the tool turns (text protocol with a schema).
+pub fn final_answer() -> String {
+    TEMPLATES
+        .get_template("final_answer")
+        .and_then(|t| t.render(minijinja::context! {}))
+        .expect("the final-answer template renders")
 }
 
 #[cfg(test)]

@@ -91,3 +91,32 @@ async fn the_round_budget_bounds_the_loop() {
     assert_eq!(run.calls.len(), 1);
     assert_eq!(server.stats().requests, 1);
 }
+
+/// Text protocol with a schema: the tool rounds go out unconstrained (else the model could never
+/// write `<tool_call>`), and an answer that misses the schema gets one constrained call for the
+/// final answer; an answer that follows it gets none. Catches: the schema sent with the tool
+/// rounds (the mock would answer JSON at round 2: two requests, not three), the final call
+/// skipped (free text returned), or made when the answer was already valid.
+#[tokio::test]
+async fn text_protocol_with_a_schema_constrains_only_the_final_answer() {
+    let schema = serde_json::json!({"type": "object", "properties": {"score": {"type": "integer"}}, "required": ["score"]});
+    let (server, m) = model().await;
+    let tools = pure_tools(Duration::from_secs(5));
+    let mut req = LlmRequest::chat("mock", vec![Message::user(
+        "SAY Checking.\n<tool_call>{\"name\": \"calculator\", \"arguments\": {\"expression\": \"2+3\"}}</tool_call>",
+    )]);
+    req.params.json_schema = Some(schema.clone());
+    let run = run_with_tools(&m, &req, &tools, ToolMode::Text, 4).await.unwrap();
+    assert_eq!(run.calls.len(), 1);
+    assert_eq!(server.stats().requests, 3, "tool round, free answer, constrained answer");
+    let v: serde_json::Value = serde_json::from_str(&run.text).unwrap();
+    assert!(v["score"].is_i64(), "{}", run.text);
+    let asked = &run.messages[run.messages.len() - 2];
+    assert!(asked.content.contains("final answer"), "{}", asked.content);
+
+    let (server, m) = model().await;
+    let mut req = LlmRequest::chat("mock", vec![Message::user("SAY {\"score\": 4}")]);
+    req.params.json_schema = Some(schema);
+    let run = run_with_tools(&m, &req, &tools, ToolMode::Text, 4).await.unwrap();
+    assert_eq!((run.text.as_str(), server.stats().requests), ("{\"score\": 4}", 1));
+}
