@@ -163,6 +163,100 @@ async fn serve_answers_openai_clients() {
     assert!(t.usage.prompt_tokens > 0 && t.usage.completion_tokens > 0);
 }
 
+/// Starts `arbor serve ARGS` and returns it with its base URL (the first line it prints).
+fn start_serve(args: &[&str]) -> (Server, String) {
+    let mut child = Command::new(ARBOR)
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (Server(child), line.trim().to_string())
+}
+
+/// The official `openai` Python client against `arbor serve --api-key` (tests/python/
+/// openai_client.py): plain and streamed chat and completions, n > 1 with logprobs,
+/// json_schema and json_object, each validation error and a wrong key. Catches: a stream that
+/// is empty or arrives as one piece at the end (not streamed), a stream whose text differs
+/// from the plain answer (a stop string or split character leaked, pieces lost), usage
+/// missing from the last chunk, a schema answer that does not validate, a bad parameter
+/// accepted or refused without naming it, a key not checked.
+#[test]
+fn serve_works_for_the_official_openai_client() {
+    let (_server, base) = start_serve(&["--api-key", "sk-arbor-test"]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_client.py");
+    let out = Command::new(common::venv_python())
+        .arg(&script)
+        .args([&base, "sk-arbor-test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (plain, stream) = (&r["plain"], &r["stream"]);
+    assert_eq!(plain["model"], "embedded");
+    assert!(!plain["text"].as_str().unwrap().is_empty());
+    assert_eq!(stream["text"], plain["text"], "greedy: streamed text = plain text");
+    assert!(stream["pieces"].as_array().unwrap().len() > 2, "not streamed: {}", stream["pieces"]);
+    assert_eq!((stream["finish"].clone(), stream["roles"].clone()), (plain["finish"].clone(), 1.into()));
+    assert_eq!(stream["usage"], plain["usage"], "usage in the last chunk");
+    assert_eq!(r["completions_stream"], r["completions"]);
+    let n = r["n"].as_array().unwrap();
+    assert_eq!(n.len(), 3);
+    assert!(n.iter().all(|c| c["logprobs"].as_u64() > Some(0) && c["top"] == 2), "{n:?}");
+    assert_eq!(r["json_schema"].as_array().unwrap().len(), 4);
+    assert!(r["json_object"].is_object());
+    for (case, status) in [
+        ("max_tokens_negative", 400), ("max_tokens_zero", 400), ("max_tokens_beyond_context", 400),
+        ("n_zero", 400), ("n_too_large", 400), ("temperature", 400), ("top_p", 400),
+        ("unknown_model", 404), ("malformed_messages", 400), ("prompt_beyond_context", 400),
+        ("body_too_large", 413),
+    ] {
+        let e = &r["errors"][case];
+        assert_eq!(e["status"], status, "{case}: {e}");
+        let param = e["param"].as_str().unwrap_or("");
+        let message = e["message"].as_str().unwrap_or("");
+        let named = match case {
+            "max_tokens_negative" | "max_tokens_zero" | "max_tokens_beyond_context" => param == "max_tokens",
+            "n_zero" | "n_too_large" => param == "n",
+            "temperature" | "top_p" | "malformed_messages" => param == case.trim_start_matches("malformed_"),
+            "unknown_model" => param == "model" && message.contains("gpt-9"),
+            "prompt_beyond_context" => message.contains("context length"),
+            _ => message.contains("bytes"),
+        };
+        assert!(named, "{case}: the error does not say what is wrong: {e}");
+    }
+    assert_eq!(r["wrong_key"]["status"], 401);
+    assert!(!r["wrong_key"]["message"].as_str().unwrap().contains("sk-wrong"));
+}
+
+/// SIGTERM while a request is being answered: the answer arrives whole, then the server exits
+/// 0. Catches: a shutdown that drops requests in flight (the request fails), or one that
+/// never comes (the process hangs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_finishes_requests_in_flight_on_sigterm() {
+    let (mut server, base) = start_serve(&[]);
+    let body = serde_json::json!({"model": "embedded", "prompt": "Once upon a time", "max_tokens": 40,
+        "temperature": 0, "stop": ["NEVER-STOP"]});
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("{base}/completions"))
+            .json(&body)
+            .send(),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    common::terminate(server.0.id());
+    let r = request.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 40, "{v}");
+    let status = tokio::task::spawn_blocking(move || server.0.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
 /// POSTs `body` to the llama.cpp server at `base` (its native endpoints) and returns the JSON.
 async fn post(base: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
     let url = format!("{}{path}", base.trim_end_matches("/v1"));

@@ -139,6 +139,12 @@ pub struct GenerateArgs {
 pub struct ServeArgs {
     #[arg(long, default_value_t = 8090)]
     port: u16,
+    /// Address to listen on; the default answers this machine only.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Clients must send `Authorization: Bearer KEY`.
+    #[arg(long, env = "ARBOR_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[arg(long)]
     model: Option<PathBuf>,
     /// Requests run together at most.
@@ -219,16 +225,17 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
 }
 
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    use arbor_serve::{serve, wire::Limits};
     let m = load(a.model.clone(), a.device).await?;
-    let backend: Arc<dyn arbor_llm::LanguageModel> =
-        Arc::new(EmbeddedBackend::start(m, a.max_batch));
-    let (addr, task) = arbor_serve::serve::serve(backend, a.port)
+    let limits = Limits { context: Some(m.cfg.context), max_n: 64 };
+    let (host, models) = (a.host, vec!["embedded".to_string(), m.name.clone()]);
+    let opts = serve::ServeOptions { host, port: a.port, api_key: a.api_key, models, limits, ..Default::default() };
+    let backend: Arc<dyn arbor_llm::LanguageModel> = Arc::new(EmbeddedBackend::start(m, a.max_batch));
+    let (addr, task) = serve::serve(backend, opts, serve::shutdown_signal())
         .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{}", a.port))?;
+        .with_context(|| format!("cannot listen on {host}:{}", a.port))?;
     println!("http://{addr}/v1");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = task => {}
-    }
+    task.await?;
+    eprintln!("arbor serve: stopped (requests in flight were answered)");
     Ok(())
 }

@@ -43,6 +43,9 @@ struct ModelFigures {
     streams: usize,
     completion_tokens_1: u64,
     completion_tokens_n: u64,
+    /// N streams again, each answer under a JSON schema (structured output).
+    structured_tokens_per_s_n: f64,
+    structured_tokens_n: u64,
     peak_rss_mib: Option<f64>,
 }
 
@@ -117,6 +120,26 @@ async fn measure(
         many += r??.usage.completion_tokens;
     }
     let decode_n = many as f64 / t.elapsed().as_secs_f64();
+
+    // The same streams, answering under a schema (the cost of the token mask).
+    let schema = serde_json::json!({"type": "object", "properties": {
+        "score": {"type": "integer", "minimum": 1, "maximum": 10},
+        "reason": {"type": "string", "maxLength": 400}}, "required": ["score", "reason"]});
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..a.streams {
+        let client = client.clone();
+        let mut p = greedy(a.max_tokens);
+        p.json_schema = Some(schema.clone());
+        let ask = format!("{} ... Rate this story opening from 1 to 10 and explain why, as JSON.", story(i + 1));
+        let req = LlmRequest::chat(model_name, vec![arbor_core::Message::user(ask)]).with_params(p);
+        tasks.spawn(async move { client.generate(&req).await });
+    }
+    let mut structured = 0;
+    while let Some(r) = tasks.join_next().await {
+        structured += r??.usage.completion_tokens;
+    }
+    let structured_n = structured as f64 / t.elapsed().as_secs_f64();
     Ok(ModelFigures {
         server: name.to_string(),
         prompt_tokens_per_s: prompt_rate,
@@ -125,6 +148,8 @@ async fn measure(
         streams: a.streams,
         completion_tokens_1: one,
         completion_tokens_n: many,
+        structured_tokens_per_s_n: structured_n,
+        structured_tokens_n: structured,
         peak_rss_mib: None,
     })
 }
@@ -187,17 +212,19 @@ pub async fn run(a: ModelBenchArgs) -> anyhow::Result<()> {
         f.peak_rss_mib = server.peak_rss_mib();
         all.push(f);
     }
-    println!("| server | prompt tok/s | decode tok/s, 1 stream | decode tok/s, {} streams | peak RSS MiB |", a.streams);
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| server | prompt tok/s | decode tok/s, 1 stream | decode tok/s, {0} streams | JSON-schema decode tok/s, {0} streams | peak RSS MiB |", a.streams);
+    println!("| --- | --- | --- | --- | --- | --- |");
     for f in &all {
         println!(
-            "| {} | {:.1} | {:.1} ({} tokens) | {:.1} ({} tokens) | {} |",
+            "| {} | {:.1} | {:.1} ({} tokens) | {:.1} ({} tokens) | {:.1} ({} tokens) | {} |",
             f.server,
             f.prompt_tokens_per_s,
             f.decode_tokens_per_s_1,
             f.completion_tokens_1,
             f.decode_tokens_per_s_n,
             f.completion_tokens_n,
+            f.structured_tokens_per_s_n,
+            f.structured_tokens_n,
             f.peak_rss_mib
                 .map(|m| format!("{m:.0}"))
                 .unwrap_or_else(|| "?".into())

@@ -18,7 +18,7 @@ mod stats;
 pub use cache::{CachedModel, ResponseCache};
 pub use error::LlmError;
 pub use metered::{MeteredModel, Usage as RoleUsage};
-pub use model::LanguageModel;
+pub use model::{Delta, LanguageModel};
 pub use open::{ModelOpener, ModelSpec, OpenedModel};
 pub use request::{LlmRequest, Prompt, SamplingParams};
 pub use response::{CallMeta, Choice, Completion, FinishReason, TokenLogprob, TopLogprob, Usage};

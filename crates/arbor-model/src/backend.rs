@@ -4,17 +4,20 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use arbor_llm::{
-    CallMeta, Choice, Completion, FinishReason, LanguageModel, LlmError, LlmRequest, Prompt,
-    StatsSnapshot, TokenLogprob, TopLogprob, Usage,
+    CallMeta, Choice, Completion, Delta, FinishReason, LanguageModel, LlmError, LlmRequest,
+    Prompt, StatsSnapshot, TokenLogprob, TopLogprob, Usage,
 };
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::generate::{EmbeddedModel, Finish, GenerateOptions};
+use crate::generate::{EmbeddedModel, Finish, GenerateOptions, NewToken};
+use crate::stream::TextStream;
 
 struct Job {
     req: LlmRequest,
     reply: oneshot::Sender<Result<Completion, LlmError>>,
+    /// Streaming: where the text goes as it is generated.
+    deltas: Option<mpsc::UnboundedSender<Delta>>,
 }
 
 #[derive(Default)]
@@ -93,9 +96,33 @@ fn worker(
         }
         let prompts: Vec<Vec<u32>> = ready.iter().map(|r| r.1.clone()).collect();
         let opts: Vec<GenerateOptions> = ready.iter().map(|r| r.2.clone()).collect();
-        match model.generate_batch(&prompts, &opts) {
+        let mut streams: Vec<Vec<TextStream>> = opts
+            .iter()
+            .map(|o| (0..o.n).map(|_| TextStream::new(o.stop.clone())).collect())
+            .collect();
+        let mut on_token = |t: NewToken<'_>| {
+            let job = &ready[t.prompt].0;
+            let Some(tx) = &job.deltas else { return };
+            let lp = job
+                .req
+                .params
+                .logprobs
+                .then(|| token_logprob(&model, t.id, t.logprob, t.top, opts[t.prompt].top_logprobs));
+            if let Some((text, logprobs)) = streams[t.prompt][t.sample].push(&model.tokenizer, t.id, lp) {
+                let _ = tx.send(Delta { index: t.sample as u32, text, logprobs });
+            }
+        };
+        let result = model.generate_batch_with(&prompts, &opts, &mut on_token);
+        match result {
             Ok(outs) => {
-                for ((job, ids, o), samples) in ready.into_iter().zip(outs) {
+                for (((job, ids, o), samples), mut streams) in ready.into_iter().zip(outs).zip(streams) {
+                    if let Some(tx) = &job.deltas {
+                        for (i, s) in samples.iter().enumerate() {
+                            if let Some((text, logprobs)) = streams[i].finish(&s.text) {
+                                let _ = tx.send(Delta { index: i as u32, text, logprobs });
+                            }
+                        }
+                    }
                     let completion_tokens: u64 = samples.iter().map(|s| s.ids.len() as u64).sum();
                     counters.prompt_tokens.fetch_add(ids.len() as u64, Relaxed);
                     counters
@@ -115,17 +142,8 @@ fn worker(
                                     .iter()
                                     .zip(&s.logprobs)
                                     .zip(&s.top)
-                                    .map(|((&id, &lp), top)| TokenLogprob {
-                                        token: model.tokenizer.token_text(id),
-                                        logprob: lp,
-                                        top: top
-                                            .iter()
-                                            .take(o.top_logprobs)
-                                            .map(|&(t, l)| TopLogprob {
-                                                token: model.tokenizer.token_text(t),
-                                                logprob: l,
-                                            })
-                                            .collect(),
+                                    .map(|((&id, &lp), top)| {
+                                        token_logprob(&model, id, lp, top, o.top_logprobs)
                                     })
                                     .collect()
                             }),
@@ -160,6 +178,27 @@ fn worker(
     }
 }
 
+fn token_logprob(
+    model: &EmbeddedModel,
+    id: u32,
+    logprob: f32,
+    top: &[(u32, f32)],
+    k: usize,
+) -> TokenLogprob {
+    TokenLogprob {
+        token: model.tokenizer.token_text(id),
+        logprob,
+        top: top
+            .iter()
+            .take(k)
+            .map(|&(t, l)| TopLogprob {
+                token: model.tokenizer.token_text(t),
+                logprob: l,
+            })
+            .collect(),
+    }
+}
+
 /// Prompt ids and generation options for a request.
 fn prepare(
     model: &EmbeddedModel,
@@ -179,6 +218,13 @@ fn prepare(
         .map_err(|e| bad(e.to_string()))?;
     if ids.is_empty() {
         return Err(bad("the prompt is empty".into()));
+    }
+    if ids.len() >= model.cfg.context {
+        return Err(bad(format!(
+            "the prompt is {} tokens; this model's maximum context length is {} tokens",
+            ids.len(),
+            model.cfg.context
+        )));
     }
     let p = &req.params;
     let max_tokens = p
@@ -221,6 +267,26 @@ impl EmbeddedBackend {
         Ok(Self::start(m, 16))
     }
 
+    async fn submit(
+        &self,
+        req: &LlmRequest,
+        deltas: Option<mpsc::UnboundedSender<Delta>>,
+    ) -> Result<Completion, LlmError> {
+        self.counters.requests.fetch_add(1, Relaxed);
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job {
+                req: req.clone(),
+                reply,
+                deltas,
+            })
+            .await
+            .map_err(|_| LlmError::Invalid("the embedded model's worker has stopped".into()))?;
+        rx.await.map_err(|_| {
+            LlmError::Invalid("the embedded model's worker dropped the request".into())
+        })?
+    }
+
     /// Batches run so far (a batch serves every request waiting when it started).
     pub fn batches(&self) -> u64 {
         self.counters.batches.load(Relaxed)
@@ -230,19 +296,17 @@ impl EmbeddedBackend {
 #[async_trait]
 impl LanguageModel for EmbeddedBackend {
     async fn generate(&self, req: &LlmRequest) -> Result<Completion, LlmError> {
-        self.counters.requests.fetch_add(1, Relaxed);
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job {
-                req: req.clone(),
-                reply,
-            })
-            .await
-            .map_err(|_| LlmError::Invalid("the embedded model's worker has stopped".into()))?;
-        rx.await.map_err(|_| {
-            LlmError::Invalid("the embedded model's worker dropped the request".into())
-        })?
+        self.submit(req, None).await
     }
+
+    async fn generate_stream(
+        &self,
+        req: &LlmRequest,
+        deltas: mpsc::UnboundedSender<Delta>,
+    ) -> Result<Completion, LlmError> {
+        self.submit(req, Some(deltas)).await
+    }
+
 
     fn describe(&self) -> String {
         self.name.clone()

@@ -5,13 +5,13 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::constrain::{allows, Grammar, JsonConstraint, TokenTrie};
+use crate::sampling::{log_softmax, sample, top_k};
 use crate::gguf::{Gguf, GgufError};
 use crate::llama::{KvCache, Llama, LlamaConfig, Step};
 use crate::tokenizer::{TextTokenizer, TokenizerError};
@@ -25,6 +25,10 @@ pub enum ModelError {
     #[error("{0}")]
     Invalid(String),
 }
+
+/// Constrained answers check, within this many tokens of `max_tokens`, whether closing the JSON
+/// needs the rest of the budget, and if so write the closing instead of sampling.
+const CLOSING_WINDOW: usize = 48;
 
 /// Sampling settings for one prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +87,16 @@ pub struct Generated {
     pub finish: Finish,
 }
 
+/// A token just generated, as [`EmbeddedModel::generate_batch_with`] reports it.
+pub struct NewToken<'a> {
+    /// Which prompt, and which of its samples.
+    pub prompt: usize,
+    pub sample: usize,
+    pub id: u32,
+    pub logprob: f32,
+    pub top: &'a [(u32, f32)],
+}
+
 /// Teacher-forced log-probs of a continuation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scored {
@@ -101,82 +115,6 @@ pub struct EmbeddedModel {
     trie: std::sync::OnceLock<Arc<TokenTrie>>,
     /// Compiled schemas (by their canonical JSON) with their mask caches.
     constraints: Mutex<HashMap<String, Arc<JsonConstraint>>>,
-}
-
-/// log-softmax of one row of logits.
-fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max
-        + logits
-            .iter()
-            .map(|&x| ((x - max) as f64).exp())
-            .sum::<f64>()
-            .ln() as f32;
-    logits.iter().map(|&x| x - lse).collect()
-}
-
-fn top_k(lp: &[f32], k: usize) -> Vec<(u32, f32)> {
-    if k == 0 {
-        return Vec::new();
-    }
-    let mut idx: Vec<u32> = (0..lp.len() as u32).collect();
-    let k = k.min(idx.len());
-    idx.select_nth_unstable_by(k - 1, |&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
-    let mut top: Vec<(u32, f32)> = idx[..k].iter().map(|&i| (i, lp[i as usize])).collect();
-    top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    top
-}
-
-/// Draws the next id from `lp` (log-probs at temperature 1) under the options.
-fn sample(lp: &[f32], o: &GenerateOptions, rng: &mut StdRng) -> u32 {
-    if o.temperature <= 0.0 {
-        return lp
-            .iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
-                if x > best.1 {
-                    (i, x)
-                } else {
-                    best
-                }
-            })
-            .0 as u32;
-    }
-    // Masked tokens (structured output) have -inf and are never drawn.
-    let mut cand: Vec<(u32, f32)> = lp
-        .iter()
-        .enumerate()
-        .filter(|(_, x)| x.is_finite())
-        .map(|(i, &x)| (i as u32, x / o.temperature))
-        .collect();
-    cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    if let Some(k) = o.top_k.filter(|&k| k > 0) {
-        cand.truncate(k);
-    }
-    let max = cand[0].1;
-    let mut probs: Vec<f64> = cand.iter().map(|c| ((c.1 - max) as f64).exp()).collect();
-    let total: f64 = probs.iter().sum();
-    probs.iter_mut().for_each(|p| *p /= total);
-    if let Some(p) = o.top_p.filter(|&p| p > 0.0 && p < 1.0) {
-        let mut acc = 0.0;
-        let keep = probs.iter().position(|&q| {
-            acc += q;
-            acc >= p as f64
-        });
-        let keep = keep.map(|i| i + 1).unwrap_or(probs.len());
-        probs.truncate(keep);
-        let t: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|q| *q /= t);
-    }
-    let u: f64 = rng.gen();
-    let mut acc = 0.0;
-    for (i, q) in probs.iter().enumerate() {
-        acc += q;
-        if u < acc {
-            return cand[i].0;
-        }
-    }
-    cand[probs.len() - 1].0
 }
 
 impl EmbeddedModel {
@@ -315,11 +253,39 @@ impl EmbeddedModel {
         Ok(out)
     }
 
+    /// The tokens that end a constrained answer from `cursor`, when they take all but one of the
+    /// `left` tokens (so the end of sequence still fits); empty while there is room to go on.
+    fn closing_tokens(
+        &self,
+        c: &JsonConstraint,
+        cursor: &crate::constrain::Cursor,
+        left: usize,
+    ) -> std::collections::VecDeque<u32> {
+        let Some(text) = c.closing(cursor).and_then(|b| String::from_utf8(b).ok()) else {
+            return Default::default();
+        };
+        match self.tokenizer.encode(&text, false) {
+            Ok(ids) if !ids.is_empty() && ids.len() + 1 >= left => ids.into(),
+            _ => Default::default(),
+        }
+    }
+
     /// Generates for several prompts at once; returns, per prompt, its `n` samples.
     pub fn generate_batch(
         &self,
         prompts: &[Vec<u32>],
         opts: &[GenerateOptions],
+    ) -> Result<Vec<Vec<Generated>>, ModelError> {
+        self.generate_batch_with(prompts, opts, &mut |_| {})
+    }
+
+    /// [`Self::generate_batch`], telling `on_token` of every token as it is generated
+    /// (streaming).
+    pub fn generate_batch_with(
+        &self,
+        prompts: &[Vec<u32>],
+        opts: &[GenerateOptions],
+        on_token: &mut dyn FnMut(NewToken<'_>),
     ) -> Result<Vec<Vec<Generated>>, ModelError> {
         if prompts.is_empty() {
             return Ok(Vec::new());
@@ -355,10 +321,13 @@ impl EmbeddedModel {
         // One row per sample; samples of a prompt share its prefill.
         struct Row {
             prompt: usize,
+            sample: usize,
             rng: StdRng,
             out: Generated,
             done: bool,
             grammar: Option<(Arc<JsonConstraint>, crate::constrain::Cursor)>,
+            /// Tokens that close a constrained answer, written as `max_tokens` runs out.
+            closing: std::collections::VecDeque<u32>,
         }
         let constraints = opts
             .iter()
@@ -371,6 +340,7 @@ impl EmbeddedModel {
                 row_prompt.push(p);
                 rows.push(Row {
                     prompt: p,
+                    sample: s,
                     rng: StdRng::seed_from_u64(o.seed.wrapping_add(s as u64)),
                     out: Generated {
                         ids: Vec::new(),
@@ -381,6 +351,7 @@ impl EmbeddedModel {
                     },
                     done: false,
                     grammar: constraints[p].as_ref().map(|c| (c.clone(), c.start())),
+                    closing: Default::default(),
                 });
             }
         }
@@ -399,6 +370,31 @@ impl EmbeddedModel {
                 if row.done || row.out.ids.len() >= o.max_tokens {
                     row.done = true;
                     next.push(vec![0]);
+                    continue;
+                }
+                if let Some((c, cursor)) = &row.grammar {
+                    let left = o.max_tokens - row.out.ids.len();
+                    if row.closing.is_empty() && left <= CLOSING_WINDOW {
+                        row.closing = self.closing_tokens(c, cursor, left);
+                    }
+                }
+                if let Some(tok) = row.closing.pop_front() {
+                    // Forced: no mask, no draw (the log-prob is still the model's).
+                    let lp = log_softmax(&logits[r]);
+                    if let Some((c, cursor)) = &mut row.grammar {
+                        c.advance(cursor, tok);
+                    }
+                    row.out.ids.push(tok);
+                    row.out.logprobs.push(lp[tok as usize]);
+                    row.out.top.push(top_k(&lp, o.top_logprobs));
+                    on_token(NewToken {
+                        prompt: row.prompt,
+                        sample: row.sample,
+                        id: tok,
+                        logprob: lp[tok as usize],
+                        top: row.out.top.last().map_or(&[], Vec::as_slice),
+                    });
+                    next.push(vec![tok]);
                     continue;
                 }
                 if let Some((c, cursor)) = &row.grammar {
@@ -429,6 +425,13 @@ impl EmbeddedModel {
                 row.out.ids.push(tok);
                 row.out.logprobs.push(lp[tok as usize]);
                 row.out.top.push(top_k(&lp, o.top_logprobs));
+                on_token(NewToken {
+                    prompt: row.prompt,
+                    sample: row.sample,
+                    id: tok,
+                    logprob: lp[tok as usize],
+                    top: row.out.top.last().map_or(&[], Vec::as_slice),
+                });
                 if !o.stop.is_empty() {
                     let text = self.tokenizer.decode(&row.out.ids)?;
                     if o.stop.iter().any(|s| text.contains(s.as_str())) {
@@ -469,58 +472,5 @@ impl EmbeddedModel {
             result[row.prompt].push(row.out);
         }
         Ok(result)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sampling_respects_greedy_top_k_and_seed() {
-        let lp = log_softmax(&[0.0, 3.0, 1.0, 2.5]);
-        let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(sample(&lp, &GenerateOptions::default(), &mut rng), 1);
-        let k1 = GenerateOptions {
-            temperature: 1.0,
-            top_k: Some(1),
-            ..Default::default()
-        };
-        for _ in 0..20 {
-            assert_eq!(sample(&lp, &k1, &mut rng), 1);
-        }
-        let k2 = GenerateOptions {
-            temperature: 1.0,
-            top_k: Some(2),
-            ..Default::default()
-        };
-        let draws: Vec<u32> = (0..200).map(|_| sample(&lp, &k2, &mut rng)).collect();
-        assert!(draws.iter().all(|&d| d == 1 || d == 3) && draws.contains(&3));
-        let tiny_p = GenerateOptions {
-            temperature: 1.0,
-            top_p: Some(0.01),
-            ..Default::default()
-        };
-        assert_eq!(sample(&lp, &tiny_p, &mut rng), 1);
-        let a: Vec<u32> = {
-            let mut r = StdRng::seed_from_u64(9);
-            (0..50).map(|_| sample(&lp, &k2, &mut r)).collect()
-        };
-        let b: Vec<u32> = {
-            let mut r = StdRng::seed_from_u64(9);
-            (0..50).map(|_| sample(&lp, &k2, &mut r)).collect()
-        };
-        assert_eq!(a, b);
-    }
-
-    #[test]
-    fn log_softmax_and_top_k() {
-        let lp = log_softmax(&[1.0, 2.0, 3.0]);
-        let total: f64 = lp.iter().map(|&x| (x as f64).exp()).sum();
-        assert!((total - 1.0).abs() < 1e-6);
-        assert_eq!(
-            top_k(&lp, 2).iter().map(|x| x.0).collect::<Vec<_>>(),
-            vec![2, 1]
-        );
     }
 }

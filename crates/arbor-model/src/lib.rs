@@ -20,6 +20,8 @@ pub mod init;
 pub mod llama;
 mod open;
 pub mod quant;
+mod sampling;
+pub mod stream;
 pub mod tokenizer;
 
 pub use backend::EmbeddedBackend;

@@ -1,214 +1,299 @@
-//! Serves any [`LanguageModel`] over the OpenAI-compatible HTTP API on 127.0.0.1:
-//! `/v1/chat/completions`, `/v1/completions`, `/v1/models`, `/health`.
+//! Serves any [`LanguageModel`] over the OpenAI-compatible HTTP API: `/v1/chat/completions`,
+//! `/v1/completions` (both with `stream: true` as server-sent events), `/v1/models`, `/health`.
+//! Bound to 127.0.0.1 unless told otherwise; with an API key, `/v1/*` wants
+//! `Authorization: Bearer KEY`; a shutdown signal lets requests in flight finish.
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::http::StatusCode;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
-use arbor_llm::{Completion, LanguageModel, LlmRequest, Prompt, SamplingParams};
+use arbor_llm::{LanguageModel, LlmError};
 
-/// Reads an OpenAI request body (chat when `chat`, else legacy completions).
-pub fn request_from_openai(body: &Value, chat: bool) -> Result<LlmRequest, String> {
-    let obj = body
-        .as_object()
-        .ok_or("request body must be a JSON object")?;
-    let model = obj
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("embedded")
-        .to_string();
-    let prompt = if chat {
-        let messages = obj.get("messages").ok_or("field `messages` is required")?;
-        Prompt::Chat(
-            serde_json::from_value(messages.clone())
-                .map_err(|e| format!("field `messages`: {e}"))?,
-        )
-    } else {
-        match obj.get("prompt") {
-            Some(Value::String(s)) => Prompt::Text(s.clone()),
-            Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
-                Prompt::Text(a[0].as_str().unwrap_or_default().to_string())
-            }
-            _ => return Err("field `prompt` must be a string".into()),
-        }
-    };
-    let num = |k: &str| obj.get(k).and_then(Value::as_f64);
-    let int = |k: &str| obj.get(k).and_then(Value::as_u64);
-    let (logprobs, top) = if chat {
-        (
-            obj.get("logprobs")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            int("top_logprobs").unwrap_or(0),
-        )
-    } else {
-        match int("logprobs") {
-            Some(k) => (true, k),
-            None => (false, 0),
-        }
-    };
-    let stop = match obj.get("stop") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let n = int("n").unwrap_or(1);
-    if n == 0 || n > 64 {
-        return Err("field `n` must be between 1 and 64".into());
-    }
-    Ok(LlmRequest {
-        model,
-        prompt,
-        params: SamplingParams {
-            n: n as u32,
-            temperature: num("temperature").map(|x| x as f32),
-            top_p: num("top_p").map(|x| x as f32),
-            top_k: int("top_k").map(|x| x as u32),
-            max_tokens: int("max_tokens")
-                .or_else(|| int("max_completion_tokens"))
-                .map(|x| x as u32),
-            stop,
-            seed: int("seed"),
-            logprobs,
-            top_logprobs: top.min(20) as u32,
-            json_schema: body
-                .get("response_format")
-                .and_then(|f| f.get("json_schema"))
-                .and_then(|j| j.get("schema"))
-                .cloned(),
-        },
-        tools: Vec::new(),
-    })
+use crate::wire::{completion_to_openai, parse_request, ApiError, Chunks, Limits, Parsed};
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub host: IpAddr,
+    /// 0: any free port.
+    pub port: u16,
+    /// Required as `Authorization: Bearer KEY` on `/v1/*` when set.
+    pub api_key: Option<String>,
+    /// Names the model answers to (the first is listed at `/v1/models`); a request naming
+    /// another model is a 404. Empty: any name.
+    pub models: Vec<String>,
+    pub limits: Limits,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
 }
 
-/// An OpenAI response body for `c`, with the given `id` and `created` time.
-pub fn completion_to_openai(c: &Completion, chat: bool, id: &str, created: u64) -> Value {
-    let choices: Vec<Value> = c
-        .choices
-        .iter()
-        .map(|ch| {
-            let finish = serde_json::to_value(ch.finish_reason).unwrap_or(json!("stop"));
-            let mut v = if chat && !ch.tool_calls.is_empty() {
-                let calls: Vec<Value> = ch
-                    .tool_calls
-                    .iter()
-                    .map(|t| json!({"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}))
-                    .collect();
-                json!({"index": ch.index, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": finish})
-            } else if chat {
-                json!({"index": ch.index, "message": {"role": "assistant", "content": ch.text}, "finish_reason": finish})
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            api_key: None,
+            models: Vec::new(),
+            limits: Limits {
+                context: None,
+                max_n: 64,
+            },
+            max_body_bytes: 4 << 20,
+        }
+    }
+}
+
+struct App {
+    model: Arc<dyn LanguageModel>,
+    opts: ServeOptions,
+}
+
+fn error(e: ApiError) -> Response {
+    (e.status, Json(e.body())).into_response()
+}
+
+impl App {
+    fn authorized(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(key) = &self.opts.api_key else { return Ok(()) };
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given == Some(key.as_str()) {
+            return Ok(());
+        }
+        // The key given is not repeated back: a log of the answer would leak it.
+        Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: if given.is_some() {
+                "Incorrect API key provided.".into()
             } else {
-                json!({"index": ch.index, "text": ch.text, "finish_reason": finish})
-            };
-            if let Some(lps) = &ch.logprobs {
-                v["logprobs"] = if chat {
-                    json!({"content": lps.iter().map(|t| json!({"token": t.token, "logprob": t.logprob,
-                        "top_logprobs": t.top.iter().map(|a| json!({"token": a.token, "logprob": a.logprob})).collect::<Vec<_>>()})).collect::<Vec<_>>()})
-                } else {
-                    json!({"tokens": lps.iter().map(|t| &t.token).collect::<Vec<_>>(),
-                           "token_logprobs": lps.iter().map(|t| t.logprob).collect::<Vec<_>>(),
-                           "top_logprobs": lps.iter().map(|t| t.top.iter().map(|a| (a.token.clone(), json!(a.logprob))).collect::<serde_json::Map<_, _>>()).collect::<Vec<_>>()})
-                };
-            }
-            v
+                "Missing API key: send `Authorization: Bearer KEY`.".into()
+            },
+            param: None,
+            code: Some("invalid_api_key"),
         })
-        .collect();
-    json!({
-        "id": id,
-        "object": if chat { "chat.completion" } else { "text_completion" },
-        "created": created,
-        "model": c.model,
-        "choices": choices,
-        "usage": {"prompt_tokens": c.usage.prompt_tokens, "completion_tokens": c.usage.completion_tokens, "total_tokens": c.usage.total()},
-    })
-}
+    }
 
-async fn handle(model: Arc<dyn LanguageModel>, body: Bytes, chat: bool) -> Response {
-    let err = |status: StatusCode, msg: String| {
-        (
-            status,
-            Json(json!({"error": {"message": msg, "type": "invalid_request_error"}})),
-        )
-            .into_response()
-    };
-    let v: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return err(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
-    };
-    let req = match request_from_openai(&v, chat) {
-        Ok(r) => r,
-        Err(e) => return err(StatusCode::BAD_REQUEST, e),
-    };
-    match model.generate(&req).await {
-        Ok(c) => {
-            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let id = format!(
-                "arbor-{}",
-                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            );
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            Json(completion_to_openai(&c, chat, &id, now)).into_response()
+    fn served_model(&self, p: &Parsed) -> Result<String, ApiError> {
+        let first = self.opts.models.first().cloned().unwrap_or_else(|| self.model.describe());
+        match &p.model {
+            Some(m) if !self.opts.models.is_empty() && !self.opts.models.contains(m) => Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: format!("The model `{m}` does not exist; this server serves {}", self.opts.models.join(", ")),
+                param: Some("model".into()),
+                code: Some("model_not_found"),
+            }),
+            Some(m) => Ok(m.clone()),
+            None => Ok(first),
         }
-        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        headers: HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+        chat: bool,
+    ) -> Response {
+        if let Err(e) = self.authorized(&headers) {
+            return error(e);
+        }
+        let body = match body {
+            Ok(b) => b,
+            Err(r) => {
+                return error(ApiError {
+                    status: r.status(),
+                    message: format!("{} (this server takes at most {} bytes)", r.body_text(), self.opts.max_body_bytes),
+                    param: None,
+                    code: None,
+                })
+            }
+        };
+        let v: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return error(ApiError::invalid("body", format!("invalid JSON: {e}"))),
+        };
+        let parsed = match parse_request(&v, chat, &self.opts.limits) {
+            Ok(p) => p,
+            Err(e) => return error(e),
+        };
+        let name = match self.served_model(&parsed) {
+            Ok(n) => n,
+            Err(e) => return error(e),
+        };
+        let chunks = Chunks {
+            chat,
+            id: next_id(),
+            created: now(),
+            model: name,
+            include_usage: parsed.include_usage,
+        };
+        if parsed.stream {
+            return stream(self.model.clone(), parsed, chunks).into_response();
+        }
+        match self.model.generate(&parsed.req).await {
+            Ok(mut c) => {
+                c.model = chunks.model.clone();
+                Json(completion_to_openai(&c, chat, &chunks.id, chunks.created)).into_response()
+            }
+            Err(e) => error(model_error(e)),
+        }
     }
 }
 
-/// Binds 127.0.0.1:`port` and serves `model` until the task is dropped. Returns the bound
-/// address and the server task.
+/// A model's refusal of the request itself (the embedded model's `Invalid`: a prompt longer than
+/// the context, an unsupported schema) is the client's 400; anything else is the server's 500.
+fn model_error(e: LlmError) -> ApiError {
+    match e {
+        LlmError::Invalid(m) => ApiError::invalid("messages", m),
+        other => ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: other.to_string(),
+            param: None,
+            code: None,
+        },
+    }
+}
+
+fn next_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("arbor-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Server-sent events: chat's role chunks, the text as it is generated, each choice's finish,
+/// the usage when asked for, then `[DONE]`. A failure after the stream began is an `error` event.
+fn stream(
+    model: Arc<dyn LanguageModel>,
+    p: Parsed,
+    chunks: Chunks,
+) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    let (events, rx) = mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        let send = |v: Value| events.send(Event::default().data(v.to_string()));
+        if chunks.chat {
+            for i in 0..p.req.params.n {
+                let _ = send(chunks.role(i)).await;
+            }
+        }
+        let (tx, mut deltas) = mpsc::unbounded_channel();
+        let generation = model.generate_stream(&p.req, tx);
+        tokio::pin!(generation);
+        let result = loop {
+            tokio::select! {
+                Some(d) = deltas.recv() => { let _ = send(chunks.delta(&d)).await; }
+                r = &mut generation => break r,
+            }
+        };
+        while let Ok(d) = deltas.try_recv() {
+            let _ = send(chunks.delta(&d)).await;
+        }
+        match result {
+            Ok(c) => {
+                for v in chunks.ends(&c) {
+                    let _ = send(v).await;
+                }
+            }
+            Err(e) => {
+                let _ = send(model_error(e).body()).await;
+            }
+        }
+        let _ = events.send(Event::default().data("[DONE]")).await;
+    });
+    Sse::new(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok(e), rx))
+    }))
+}
+
+/// Resolves at the first Ctrl-C or SIGTERM (what `arbor serve` stops on).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 /// Serves `app` on `listener` with TCP_NODELAY on every connection, so replies go out at once
 /// instead of waiting on Nagle's algorithm (the mock server uses it too).
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     app: axum::Router,
 ) -> std::io::Result<()> {
+    serve_router_until(listener, app, std::future::pending()).await
+}
+
+/// [`serve_router`] until `shutdown` resolves; requests in flight then finish first.
+pub async fn serve_router_until(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
+/// Binds `opts.host:opts.port` and serves `model` until `shutdown` resolves and the requests in
+/// flight have finished (the returned task then ends). Returns the bound address and the task.
 pub async fn serve(
     model: Arc<dyn LanguageModel>,
-    port: u16,
-) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind((opts.host, opts.port)).await?;
     let addr = listener.local_addr()?;
-    let name = model.describe();
-    let m1 = model.clone();
-    let m2 = model.clone();
-    let app =
-        Router::new()
-            .route(
-                "/v1/chat/completions",
-                post(move |b: Bytes| handle(m1.clone(), b, true)),
-            )
-            .route(
-                "/v1/completions",
-                post(move |b: Bytes| handle(m2.clone(), b, false)),
-            )
-            .route(
-                "/v1/models",
-                get(move || {
-                    let name = name.clone();
-                    async move {
-                        Json(json!({"object": "list", "data": [{"id": name, "object": "model"}]}))
-                    }
-                }),
-            )
-            .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-            .with_state(());
+    let limit = opts.max_body_bytes;
+    let app = Arc::new(App { model, opts });
+    let (a1, a2, a3) = (app.clone(), app.clone(), app);
+    let router = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(move |h: HeaderMap, b: Result<Bytes, BytesRejection>| a1.clone().handle(h, b, true)),
+        )
+        .route(
+            "/v1/completions",
+            post(move |h: HeaderMap, b: Result<Bytes, BytesRejection>| a2.clone().handle(h, b, false)),
+        )
+        .route(
+            "/v1/models",
+            get(move |h: HeaderMap| async move {
+                if let Err(e) = a3.authorized(&h) {
+                    return error(e);
+                }
+                let names = if a3.opts.models.is_empty() { vec![a3.model.describe()] } else { a3.opts.models.clone() };
+                let data: Vec<Value> = names.iter().map(|n| json!({"id": n, "object": "model", "created": 0, "owned_by": "arbor"})).collect();
+                Json(json!({"object": "list", "data": data})).into_response()
+            }),
+        )
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .layer(DefaultBodyLimit::max(limit));
     let task = tokio::spawn(async move {
-        if let Err(e) = serve_router(listener, app).await {
+        if let Err(e) = serve_router_until(listener, router, shutdown).await {
             tracing::error!(error = %e, "server stopped");
         }
     });

@@ -135,6 +135,11 @@ impl JsonConstraint {
         !c.states.is_empty()
     }
 
+    /// Bytes that complete the answer from `c` (at most 512), if some do.
+    pub fn closing(&self, c: &Cursor) -> Option<Vec<u8>> {
+        super::closing::closing(&self.grammar, &c.states, 512)
+    }
+
     /// The cache key: string bounds further away than the longest token cannot bind within one
     /// token, so they are clamped there (a 800-character rationale is then a handful of states,
     /// not 800).

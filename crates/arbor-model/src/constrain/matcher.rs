@@ -303,15 +303,23 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                 let count = |to_max: u32| if to_max == UNBOUNDED { to_max } else { to_max - 1 };
                 let str = |to_min, to_max, esc, cont| Some(Frame::Str { to_min, to_max, esc, cont });
                 let next = match (esc, b) {
-                    (_, 0x80..=0xbf) if cont > 0 => str(to_min, to_max, esc, cont - 1),
+                    (_, 0x80..=0xbf) if cont > 0 && continues(cont, b) => {
+                        str(to_min, to_max, esc, (cont & 0xf) - 1)
+                    }
                     _ if cont > 0 => return,
                     (0, b'"') if to_min == 0 => None,
                     (0, b'"') | (0, 0..=0x1f) | (0, 0x80..=0xc1) | (0, 0xf5..=0xff) => return,
                     (0, _) if to_max == 0 => return,
                     (0, lead @ 0xc2..=0xf4) => {
+                        // Low nibble: bytes due; high: the narrower range of the next one, where
+                        // UTF-8 forbids overlong forms, surrogates and code points past U+10FFFF.
                         let cont = match lead {
+                            0xe0 => 0x12,
+                            0xed => 0x22,
+                            0xf0 => 0x33,
+                            0xf4 => 0x43,
                             0xc2..=0xdf => 1,
-                            0xe0..=0xef => 2,
+                            0xe1..=0xef => 2,
                             _ => 3,
                         };
                         str(to_min.saturating_sub(1), count(to_max), 0, cont)
@@ -389,6 +397,17 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                 return;
             }
         }
+    }
+}
+
+/// `b` may follow in a UTF-8 sequence with `cont` (see the lead byte's case in [`feed`]).
+fn continues(cont: u8, b: u8) -> bool {
+    match cont >> 4 {
+        1 => (0xa0..=0xbf).contains(&b),
+        2 => (0x80..=0x9f).contains(&b),
+        3 => (0x90..=0xbf).contains(&b),
+        4 => (0x80..=0x8f).contains(&b),
+        _ => true,
     }
 }
 

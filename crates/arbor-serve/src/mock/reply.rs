@@ -2,7 +2,7 @@ use arbor_core::ToolCall;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::serve::completion_to_openai;
+use crate::wire::completion_to_openai;
 use arbor_llm::{CallMeta, Choice, Completion, FinishReason, TokenLogprob, TopLogprob, Usage};
 
 const WORDS: [&str; 32] = [
