@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::constrain::{allows, Grammar, JsonConstraint, TokenTrie};
-use crate::sampling::{log_softmax, sample, top_k};
+use crate::sampling::{log_softmax, sample, top_k, Draw};
 use crate::gguf::{Gguf, GgufError};
 use crate::llama::{KvCache, Llama, LlamaConfig, Step};
 use crate::tokenizer::{TextTokenizer, TokenizerError};
@@ -360,12 +360,15 @@ impl EmbeddedModel {
         } else {
             prefill.select_rows(&row_prompt, &self.device)
         };
-        let row_pads: Vec<usize> = row_prompt.iter().map(|&p| pads[p]).collect();
+        let mut row_pads: Vec<usize> = row_prompt.iter().map(|&p| pads[p]).collect();
         let mut logits: Vec<Vec<f32>> = row_prompt.iter().map(|&p| first[p].clone()).collect();
+        // The rows still in the batch, in cache order (`logits[b]` is row `live[b]`'s).
+        let mut live: Vec<usize> = (0..rows.len()).collect();
 
         for _step in 0..most_new {
-            let mut next = Vec::with_capacity(rows.len());
-            for (r, row) in rows.iter_mut().enumerate() {
+            let mut next = Vec::with_capacity(live.len());
+            for (b, &r) in live.iter().enumerate() {
+                let row = &mut rows[r];
                 let o = &opts[row.prompt];
                 if row.done || row.out.ids.len() >= o.max_tokens {
                     row.done = true;
@@ -380,7 +383,7 @@ impl EmbeddedModel {
                 }
                 if let Some(tok) = row.closing.pop_front() {
                     // Forced: no mask, no draw (the log-prob is still the model's).
-                    let lp = log_softmax(&logits[r]);
+                    let lp = log_softmax(&logits[b]);
                     if let Some((c, cursor)) = &mut row.grammar {
                         c.advance(cursor, tok);
                     }
@@ -399,18 +402,23 @@ impl EmbeddedModel {
                 }
                 if let Some((c, cursor)) = &row.grammar {
                     let mask = c.allowed(cursor);
-                    for (i, x) in logits[r].iter_mut().enumerate() {
+                    for (i, x) in logits[b].iter_mut().enumerate() {
                         if !allows(&mask, i as u32) {
                             *x = f32::NEG_INFINITY;
                         }
                     }
                     // A dead cursor (nothing allowed) can only end.
-                    if logits[r].iter().all(|x| x.is_infinite()) {
-                        logits[r][self.tokenizer.eos as usize] = 0.0;
+                    if logits[b].iter().all(|x| x.is_infinite()) {
+                        logits[b][self.tokenizer.eos as usize] = 0.0;
                     }
                 }
-                let lp = log_softmax(&logits[r]);
-                let tok = sample(&lp, o, &mut row.rng);
+                let lp = log_softmax(&logits[b]);
+                let draw = Draw {
+                    temperature: o.temperature,
+                    top_k: o.top_k,
+                    top_p: o.top_p,
+                };
+                let tok = sample(&lp, draw, &mut row.rng);
                 if let Some((c, cursor)) = &mut row.grammar {
                     if tok != self.tokenizer.eos {
                         c.advance(cursor, tok);
@@ -444,8 +452,17 @@ impl EmbeddedModel {
                 }
                 next.push(vec![tok]);
             }
-            if rows.iter().all(|r| r.done) {
+            // Finished rows leave the batch (their cache rows are dropped), so a batch runs at
+            // the size of what is still generating, not of what it started with.
+            let keep: Vec<usize> = (0..live.len()).filter(|&b| !rows[live[b]].done).collect();
+            if keep.is_empty() {
                 break;
+            }
+            if keep.len() < live.len() {
+                cache = cache.select_rows(&keep, &self.device);
+                next = keep.iter().map(|&b| next[b].clone()).collect();
+                row_pads = keep.iter().map(|&b| row_pads[b]).collect();
+                live = keep.iter().map(|&b| live[b]).collect();
             }
             let out = self.model.forward(
                 &self.cfg,

@@ -3,7 +3,13 @@
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::generate::GenerateOptions;
+/// How one token is drawn: temperature (0 is greedy), then top-k, then top-p.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Draw {
+    pub temperature: f32,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+}
 
 /// log-softmax of one row of logits.
 pub(crate) fn log_softmax(logits: &[f32]) -> Vec<f32> {
@@ -30,7 +36,7 @@ pub(crate) fn top_k(lp: &[f32], k: usize) -> Vec<(u32, f32)> {
 }
 
 /// Draws the next id from `lp` (log-probs at temperature 1) under the options.
-pub(crate) fn sample(lp: &[f32], o: &GenerateOptions, rng: &mut StdRng) -> u32 {
+pub(crate) fn sample(lp: &[f32], o: Draw, rng: &mut StdRng) -> u32 {
     if o.temperature <= 0.0 {
         return lp
             .iter()
@@ -90,35 +96,35 @@ mod tests {
     fn sampling_respects_greedy_top_k_and_seed() {
         let lp = log_softmax(&[0.0, 3.0, 1.0, 2.5]);
         let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(sample(&lp, &GenerateOptions::default(), &mut rng), 1);
-        let k1 = GenerateOptions {
+        assert_eq!(sample(&lp, Draw::default(), &mut rng), 1);
+        let k1 = Draw {
             temperature: 1.0,
             top_k: Some(1),
             ..Default::default()
         };
         for _ in 0..20 {
-            assert_eq!(sample(&lp, &k1, &mut rng), 1);
+            assert_eq!(sample(&lp, k1, &mut rng), 1);
         }
-        let k2 = GenerateOptions {
+        let k2 = Draw {
             temperature: 1.0,
             top_k: Some(2),
             ..Default::default()
         };
-        let draws: Vec<u32> = (0..200).map(|_| sample(&lp, &k2, &mut rng)).collect();
+        let draws: Vec<u32> = (0..200).map(|_| sample(&lp, k2, &mut rng)).collect();
         assert!(draws.iter().all(|&d| d == 1 || d == 3) && draws.contains(&3));
-        let tiny_p = GenerateOptions {
+        let tiny_p = Draw {
             temperature: 1.0,
             top_p: Some(0.01),
             ..Default::default()
         };
-        assert_eq!(sample(&lp, &tiny_p, &mut rng), 1);
+        assert_eq!(sample(&lp, tiny_p, &mut rng), 1);
         let a: Vec<u32> = {
             let mut r = StdRng::seed_from_u64(9);
-            (0..50).map(|_| sample(&lp, &k2, &mut r)).collect()
+            (0..50).map(|_| sample(&lp, k2, &mut r)).collect()
         };
         let b: Vec<u32> = {
             let mut r = StdRng::seed_from_u64(9);
-            (0..50).map(|_| sample(&lp, &k2, &mut r)).collect()
+            (0..50).map(|_| sample(&lp, k2, &mut r)).collect()
         };
         assert_eq!(a, b);
     }
