@@ -643,10 +643,18 @@ fn a_handful_of_items_against_a_real_llama_cpp_server() {
         "90",
     ]);
     assert!(ok, "{err}");
-    // Two slots and up to 40 requests wanted at once: arbor keeps 2 in flight (the server's
-    // `/props`), so none waits in the server's queue against the timeout.
+    // Two slots and up to 40 requests wanted at once: arbor keeps at most 2 in flight (the
+    // server's `/props`), so none waits in the server's queue against the timeout. (The
+    // adaptive limit may go lower when it reads queueing in the server's timings on a busy
+    // machine; it must never go above the slots.)
     let line = err.lines().find(|l| l.contains(&url)).unwrap_or_else(|| panic!("no endpoint line: {err}"));
-    assert!(line.contains("in flight <= 2 (") && !line.contains("errors"), "{line}");
+    let limit: u32 = line
+        .split("in flight <= ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no in-flight limit in {line}"));
+    assert!((1..=2).contains(&limit) && !line.contains("errors"), "{line}");
     let journal = jsonl(&out.join("journal.jsonl"));
     assert_eq!(journal.len(), 3);
     // llama.cpp follows the JSON schema, so the judge's answers parse and every item is judged.
