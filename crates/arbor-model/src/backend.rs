@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use arbor_llm::{
-    CallMeta, Choice, Completion, Delta, FinishReason, LanguageModel, LlmError, LlmRequest,
-    Prompt, StatsSnapshot, TokenLogprob, TopLogprob, Usage,
+    CallMeta, Choice, Completion, Delta, FinishReason, LanguageModel, LlmError, LlmRequest, Prompt,
+    StatsSnapshot, TokenLogprob, TopLogprob, Usage,
 };
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
@@ -103,23 +103,33 @@ fn worker(
         let mut on_token = |t: NewToken<'_>| {
             let job = &ready[t.prompt].0;
             let Some(tx) = &job.deltas else { return };
-            let lp = job
-                .req
-                .params
-                .logprobs
-                .then(|| token_logprob(&model, t.id, t.logprob, t.top, opts[t.prompt].top_logprobs));
-            if let Some((text, logprobs)) = streams[t.prompt][t.sample].push(&model.tokenizer, t.id, lp) {
-                let _ = tx.send(Delta { index: t.sample as u32, text, logprobs });
+            let lp = job.req.params.logprobs.then(|| {
+                token_logprob(&model, t.id, t.logprob, t.top, opts[t.prompt].top_logprobs)
+            });
+            if let Some((text, logprobs)) =
+                streams[t.prompt][t.sample].push(&model.tokenizer, t.id, lp)
+            {
+                let _ = tx.send(Delta {
+                    index: t.sample as u32,
+                    text,
+                    logprobs,
+                });
             }
         };
         let result = model.generate_batch_with(&prompts, &opts, &mut on_token);
         match result {
             Ok(outs) => {
-                for (((job, ids, o), samples), mut streams) in ready.into_iter().zip(outs).zip(streams) {
+                for (((job, ids, o), samples), mut streams) in
+                    ready.into_iter().zip(outs).zip(streams)
+                {
                     if let Some(tx) = &job.deltas {
                         for (i, s) in samples.iter().enumerate() {
                             if let Some((text, logprobs)) = streams[i].finish(&s.text) {
-                                let _ = tx.send(Delta { index: i as u32, text, logprobs });
+                                let _ = tx.send(Delta {
+                                    index: i as u32,
+                                    text,
+                                    logprobs,
+                                });
                             }
                         }
                     }
@@ -306,7 +316,6 @@ impl LanguageModel for EmbeddedBackend {
     ) -> Result<Completion, LlmError> {
         self.submit(req, Some(deltas)).await
     }
-
 
     fn describe(&self) -> String {
         self.name.clone()

@@ -3,7 +3,7 @@
 //! and ids; per-token log-probs with top-k alternatives; teacher-forced scoring.
 use std::path::Path;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -11,10 +11,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::constrain::{allows, Grammar, JsonConstraint, TokenTrie};
-use crate::sampling::{log_softmax, sample, top_k, Draw};
+use crate::engine::{Engine, Net};
 use crate::gguf::{Gguf, GgufError};
-use crate::llama::{KvCache, Llama, LlamaConfig, Step};
+use crate::llama::{Llama, LlamaConfig};
+use crate::native::NativeLlama;
+use crate::sampling::{log_softmax, sample, top_k, Draw};
 use crate::tokenizer::{TextTokenizer, TokenizerError};
+use std::sync::OnceLock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -105,14 +108,23 @@ pub struct Scored {
 }
 
 /// The model, its tokenizer and the device it runs on.
+///
+/// Two forms of the network, each built when first needed: the f32 burn network (training,
+/// scoring, generation on GPU devices) and the native one (generation on the CPU from the
+/// file's quantized blocks). Loading builds the one the default engine uses, so a bad file is
+/// an error at load; the other is then built from the same, already checked, tensors.
 pub struct EmbeddedModel {
     pub cfg: LlamaConfig,
     pub tokenizer: TextTokenizer,
-    model: Llama,
+    model: OnceLock<Llama>,
+    native: OnceLock<NativeLlama>,
+    /// The file both are read from (memory-mapped; absent for checkpoints and models in memory).
+    gguf: Option<Gguf>,
+    engine: Engine,
     device: Device,
     pub name: String,
     /// The vocabulary as a byte trie, built at the first constrained request.
-    trie: std::sync::OnceLock<Arc<TokenTrie>>,
+    trie: OnceLock<Arc<TokenTrie>>,
     /// Compiled schemas (by their canonical JSON) with their mask caches.
     constraints: Mutex<HashMap<String, Arc<JsonConstraint>>>,
 }
@@ -133,14 +145,30 @@ impl EmbeddedModel {
         let g = Gguf::open(path)?;
         let cfg = LlamaConfig::from_gguf(&g)?;
         let tokenizer = TextTokenizer::from_gguf(&g)?;
-        let model = Llama::from_gguf(&g, &cfg, &device)?;
         let name = g
             .metadata
             .get("general.name")
             .and_then(|v| v.as_str())
             .unwrap_or("embedded")
             .to_string();
-        Ok(Self::from_parts(cfg, tokenizer, model, device, name))
+        let engine = default_engine(&device);
+        let m = Self {
+            cfg,
+            tokenizer,
+            model: OnceLock::new(),
+            native: OnceLock::new(),
+            gguf: None,
+            engine,
+            device,
+            name,
+            trie: OnceLock::new(),
+            constraints: Mutex::new(HashMap::new()),
+        };
+        match engine {
+            Engine::Native => drop(m.native.set(NativeLlama::from_gguf(&g, &m.cfg)?)),
+            Engine::Burn => drop(m.model.set(Llama::from_gguf(&g, &m.cfg, &m.device)?)),
+        }
+        Ok(Self { gguf: Some(g), ..m })
     }
 
     pub fn from_parts(
@@ -153,17 +181,50 @@ impl EmbeddedModel {
         Self {
             cfg,
             tokenizer,
-            model,
+            model: OnceLock::from(model),
+            native: OnceLock::new(),
+            gguf: None,
+            engine: default_engine(&device),
             device,
             name,
-            trie: std::sync::OnceLock::new(),
+            trie: OnceLock::new(),
             constraints: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Generates with `engine` from now on.
+    pub fn with_engine(self, engine: Engine) -> Self {
+        Self { engine, ..self }
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The network that generates.
+    fn net(&self) -> Net<'_> {
+        match self.engine {
+            Engine::Native => Net::Native(self.native()),
+            Engine::Burn => Net::Burn(self.llama(), &self.cfg, &self.device),
+        }
+    }
+
+    /// The native (quantized, CPU) network.
+    pub fn native(&self) -> &NativeLlama {
+        self.native.get_or_init(|| match &self.gguf {
+            Some(g) => NativeLlama::from_gguf(g, &self.cfg)
+                .expect("the file's tensors were checked when the burn network read them"),
+            None => NativeLlama::from_f32(&self.cfg, self.llama().weights())
+                .expect("a network's own weights are complete"),
+        })
+    }
+
     /// `schema` compiled against this model's vocabulary (once per schema); an unsupported
     /// schema is an error naming the place in it.
-    pub fn constraint(&self, schema: &serde_json::Value) -> Result<Arc<JsonConstraint>, ModelError> {
+    pub fn constraint(
+        &self,
+        schema: &serde_json::Value,
+    ) -> Result<Arc<JsonConstraint>, ModelError> {
         let key = schema.to_string();
         if let Some(c) = self.constraints.lock().expect("constraints").get(&key) {
             return Ok(c.clone());
@@ -181,14 +242,21 @@ impl EmbeddedModel {
         Ok(c)
     }
 
-    /// The network (for training: fork it onto an autodiff device).
+    /// The f32 network (for training: fork it onto an autodiff device).
     pub fn llama(&self) -> &Llama {
-        &self.model
+        self.model.get_or_init(|| {
+            let g = self
+                .gguf
+                .as_ref()
+                .expect("a model without a file was built with its network");
+            Llama::from_gguf(g, &self.cfg, &self.device)
+                .expect("the file's tensors were checked when the native network read them")
+        })
     }
 
     /// Writes the model as a Hugging Face checkpoint directory.
     pub fn save_hf(&self, dir: &Path) -> Result<(), ModelError> {
-        crate::hf::save(dir, &self.cfg, &self.model, &self.tokenizer)
+        crate::hf::save(dir, &self.cfg, self.llama(), &self.tokenizer)
             .map_err(|e| ModelError::Invalid(e.to_string()))
     }
 
@@ -196,32 +264,15 @@ impl EmbeddedModel {
         &self.device
     }
 
-    fn rows_to_vec(&self, logits: Tensor<3>) -> Vec<Vec<f32>> {
-        let [b, t, v] = logits.dims();
-        let flat = crate::host::to_f32(logits);
-        (0..b * t)
-            .map(|i| flat[i * v..(i + 1) * v].to_vec())
-            .collect()
-    }
-
-    /// Log-softmax over the vocabulary at every position of `ids` (position i predicts i+1).
+    /// Log-softmax over the vocabulary at every position of `ids` (position i predicts i+1), from
+    /// the network that generates, so scores and decoding agree.
     pub fn position_logprobs(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>, ModelError> {
         if ids.is_empty() {
             return Err(ModelError::Invalid("no tokens".into()));
         }
-        let mut cache = KvCache::new(&self.cfg, 1, ids.len(), &self.device);
-        let logits = self.model.forward(
-            &self.cfg,
-            Step {
-                tokens: &[ids.to_vec()],
-                pads: &[0],
-                all_logits: true,
-            },
-            &mut cache,
-            &self.device,
-        );
         Ok(self
-            .rows_to_vec(logits)
+            .net()
+            .all_positions(ids)
             .iter()
             .map(|r| log_softmax(r))
             .collect())
@@ -304,19 +355,9 @@ impl EmbeddedModel {
                 self.cfg.context
             )));
         }
-        // Prefill every prompt once, left-padded to the longest.
-        let (padded, pads) = crate::host::left_pad(prompts);
-        let mut prefill = KvCache::new(&self.cfg, prompts.len(), capacity, &self.device);
-        let first = self.rows_to_vec(self.model.forward(
-            &self.cfg,
-            Step {
-                tokens: &padded,
-                pads: &pads,
-                all_logits: false,
-            },
-            &mut prefill,
-            &self.device,
-        ));
+        // Prefill every prompt once.
+        let net = self.net();
+        let (prefill, first) = net.prefill(prompts, capacity);
 
         // One row per sample; samples of a prompt share its prefill.
         struct Row {
@@ -331,7 +372,12 @@ impl EmbeddedModel {
         }
         let constraints = opts
             .iter()
-            .map(|o| o.json_schema.as_ref().map(|s| self.constraint(s)).transpose())
+            .map(|o| {
+                o.json_schema
+                    .as_ref()
+                    .map(|s| self.constraint(s))
+                    .transpose()
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut row_prompt = Vec::new();
         let mut rows = Vec::new();
@@ -360,7 +406,6 @@ impl EmbeddedModel {
         } else {
             prefill.select_rows(&row_prompt, &self.device)
         };
-        let mut row_pads: Vec<usize> = row_prompt.iter().map(|&p| pads[p]).collect();
         let mut logits: Vec<Vec<f32>> = row_prompt.iter().map(|&p| first[p].clone()).collect();
         // The rows still in the batch, in cache order (`logits[b]` is row `live[b]`'s).
         let mut live: Vec<usize> = (0..rows.len()).collect();
@@ -372,7 +417,7 @@ impl EmbeddedModel {
                 let o = &opts[row.prompt];
                 if row.done || row.out.ids.len() >= o.max_tokens {
                     row.done = true;
-                    next.push(vec![0]);
+                    next.push(0);
                     continue;
                 }
                 if let Some((c, cursor)) = &row.grammar {
@@ -397,7 +442,7 @@ impl EmbeddedModel {
                         logprob: lp[tok as usize],
                         top: row.out.top.last().map_or(&[], Vec::as_slice),
                     });
-                    next.push(vec![tok]);
+                    next.push(tok);
                     continue;
                 }
                 if let Some((c, cursor)) = &row.grammar {
@@ -427,7 +472,7 @@ impl EmbeddedModel {
                 if tok == self.tokenizer.eos || o.stop_ids.contains(&tok) {
                     row.out.finish = Finish::Stop;
                     row.done = true;
-                    next.push(vec![0]);
+                    next.push(0);
                     continue;
                 }
                 row.out.ids.push(tok);
@@ -450,7 +495,7 @@ impl EmbeddedModel {
                 if row.out.ids.len() >= o.max_tokens {
                     row.done = true;
                 }
-                next.push(vec![tok]);
+                next.push(tok);
             }
             // Finished rows leave the batch (their cache rows are dropped), so a batch runs at
             // the size of what is still generating, not of what it started with.
@@ -460,21 +505,10 @@ impl EmbeddedModel {
             }
             if keep.len() < live.len() {
                 cache = cache.select_rows(&keep, &self.device);
-                next = keep.iter().map(|&b| next[b].clone()).collect();
-                row_pads = keep.iter().map(|&b| row_pads[b]).collect();
+                next = keep.iter().map(|&b| next[b]).collect();
                 live = keep.iter().map(|&b| live[b]).collect();
             }
-            let out = self.model.forward(
-                &self.cfg,
-                Step {
-                    tokens: &next,
-                    pads: &row_pads,
-                    all_logits: false,
-                },
-                &mut cache,
-                &self.device,
-            );
-            logits = self.rows_to_vec(out);
+            logits = net.decode(&mut cache, &next);
         }
 
         let mut result: Vec<Vec<Generated>> = vec![Vec::new(); prompts.len()];
@@ -489,5 +523,14 @@ impl EmbeddedModel {
             result[row.prompt].push(row.out);
         }
         Ok(result)
+    }
+}
+
+/// Native kernels on the CPU; burn's f32 network on other devices.
+fn default_engine(device: &Device) -> Engine {
+    if *device == Device::flex() {
+        Engine::Native
+    } else {
+        Engine::Burn
     }
 }

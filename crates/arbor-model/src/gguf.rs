@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use crate::quant::GgmlType;
 use crate::quant::dequantize;
+pub use crate::quant::GgmlType;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
@@ -388,6 +388,16 @@ impl Gguf {
 
     /// A tensor as f32 in row-major order, checked against `want` (row-major) when given.
     pub fn dequantize(&self, name: &str, want: Option<&[usize]>) -> Result<Vec<f32>, GgufError> {
+        let (t, bytes) = self.raw(name, want)?;
+        Ok(dequantize(t.ty, bytes))
+    }
+
+    /// A tensor's stored blocks, its shape checked against `want` (row-major) when given.
+    pub fn raw(
+        &self,
+        name: &str,
+        want: Option<&[usize]>,
+    ) -> Result<(&TensorInfo, &[u8]), GgufError> {
         let t = self.tensor(name)?;
         if let Some(w) = want {
             if t.shape() != w {
@@ -398,8 +408,10 @@ impl Gguf {
                 });
             }
         }
-        let bytes = &self.data[t.start as usize..(t.start + t.n_bytes) as usize];
-        Ok(dequantize(t.ty, bytes))
+        Ok((
+            t,
+            &self.data[t.start as usize..(t.start + t.n_bytes) as usize],
+        ))
     }
 }
 

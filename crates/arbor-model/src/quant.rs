@@ -81,4 +81,3 @@ pub fn dequantize(ty: GgmlType, b: &[u8]) -> Vec<f32> {
         }
     }
 }
-

@@ -2,7 +2,7 @@
 use arbor_model::fetch::resolve_model;
 use arbor_model::llama::{Llama, LlamaConfig, RandomInit};
 use arbor_model::tokenizer::TextTokenizer;
-use arbor_model::EmbeddedModel;
+use arbor_model::{EmbeddedModel, Engine};
 use burn::tensor::Device;
 use rand::SeedableRng;
 
@@ -73,10 +73,16 @@ fn tiny_random_model_round_trips_through_a_checkpoint() {
 #[test]
 fn embedded_model_converts_to_hf_and_back() {
     let path = resolve_model(None).unwrap_or_else(|e| panic!("{e}"));
-    let m = EmbeddedModel::load(&path, Device::flex()).unwrap();
+    // The f32 network on both sides: the GGUF's own engine multiplies quantized activations,
+    // the checkpoint's f32 weights do not; the round trip itself must lose nothing.
+    let m = EmbeddedModel::load(&path, Device::flex())
+        .unwrap()
+        .with_engine(Engine::Burn);
     let dir = tempfile::tempdir().unwrap();
     m.save_hf(dir.path()).unwrap();
-    let back = EmbeddedModel::load(dir.path(), Device::flex()).unwrap();
+    let back = EmbeddedModel::load(dir.path(), Device::flex())
+        .unwrap()
+        .with_engine(Engine::Burn);
     let text = m
         .tokenizer
         .render_chat(
@@ -119,14 +125,24 @@ fn tiny_checkpoint_files() -> &'static Vec<(&'static str, Vec<u8>)> {
             context: 64,
         };
         let device = Device::flex();
-        let llama = Llama::load(&cfg, &mut RandomInit(rand::rngs::StdRng::seed_from_u64(3)), &device).unwrap();
+        let llama = Llama::load(
+            &cfg,
+            &mut RandomInit(rand::rngs::StdRng::seed_from_u64(3)),
+            &device,
+        )
+        .unwrap();
         let m = EmbeddedModel::from_parts(cfg, tok, llama, device, "tiny".into());
         let dir = tempfile::tempdir().unwrap();
         m.save_hf(dir.path()).unwrap();
-        ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-            .into_iter()
-            .map(|f| (f, std::fs::read(dir.path().join(f)).unwrap()))
-            .collect()
+        [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ]
+        .into_iter()
+        .map(|f| (f, std::fs::read(dir.path().join(f)).unwrap()))
+        .collect()
     })
 }
 
@@ -139,7 +155,11 @@ fn replace_node(
 ) -> Option<(String, serde_json::Value)> {
     let children: Vec<(String, &mut serde_json::Value)> = match v {
         serde_json::Value::Object(m) => m.iter_mut().map(|(k, c)| (k.clone(), c)).collect(),
-        serde_json::Value::Array(a) => a.iter_mut().enumerate().map(|(i, c)| (i.to_string(), c)).collect(),
+        serde_json::Value::Array(a) => a
+            .iter_mut()
+            .enumerate()
+            .map(|(i, c)| (i.to_string(), c))
+            .collect(),
         _ => return None,
     };
     for (key, c) in children {
@@ -156,14 +176,29 @@ fn replace_node(
 
 /// The keys of config.json and tokenizer_config.json that arbor reads.
 const READ_KEYS: [&str; 13] = [
-    "num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads",
-    "num_key_value_heads", "vocab_size", "rope_theta", "rms_norm_eps",
-    "max_position_embeddings", "tie_word_embeddings", "eos_token", "bos_token", "chat_template",
+    "num_hidden_layers",
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "rope_theta",
+    "rms_norm_eps",
+    "max_position_embeddings",
+    "tie_word_embeddings",
+    "eos_token",
+    "bos_token",
+    "chat_template",
 ];
 
 /// Of those, the ones without a default.
 const REQUIRED_KEYS: [&str; 6] = [
-    "num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size", "eos_token",
+    "num_hidden_layers",
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "vocab_size",
+    "eos_token",
 ];
 
 /// Same JSON type (numbers of any kind count as one).
@@ -238,7 +273,12 @@ proptest::proptest! {
 /// claimed tensor first, and the fuzz test above ran out of memory in CI).
 #[test]
 fn absurd_sizes_in_config_json_fail_without_allocating_them() {
-    for key in ["num_hidden_layers", "vocab_size", "intermediate_size", "max_position_embeddings"] {
+    for key in [
+        "num_hidden_layers",
+        "vocab_size",
+        "intermediate_size",
+        "max_position_embeddings",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         for (f, bytes) in tiny_checkpoint_files() {
             let mut bytes = bytes.clone();
@@ -250,7 +290,11 @@ fn absurd_sizes_in_config_json_fail_without_allocating_them() {
             std::fs::write(dir.path().join(f), bytes).unwrap();
         }
         match EmbeddedModel::load(dir.path(), Device::flex()) {
-            Err(e) => assert!(e.to_string().contains("model.safetensors") || e.to_string().contains("config.json"), "{key}: {e}"),
+            Err(e) => assert!(
+                e.to_string().contains("model.safetensors")
+                    || e.to_string().contains("config.json"),
+                "{key}: {e}"
+            ),
             // A context bound is only a bound: nothing is built from it.
             Ok(_) => assert_eq!(key, "max_position_embeddings"),
         }

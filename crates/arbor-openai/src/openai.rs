@@ -130,11 +130,7 @@ impl OpenAiClient {
                 json_post_body(req).map_err(LlmError::Invalid)?,
             ),
         };
-        let mut rb = self
-            .http
-            .post(url)
-            .timeout(self.cfg.timeout())
-            .json(&body);
+        let mut rb = self.http.post(url).timeout(self.cfg.timeout()).json(&body);
         if let Some(key) = &self.api_key {
             rb = rb.bearer_auth(key.expose());
         }
@@ -308,4 +304,3 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
-

@@ -1,0 +1,19 @@
+//! Generation on the CPU without burn: the GGUF's quantized blocks multiplied as they are by
+//! SIMD kernels (`kernels`), split over cores by rows (`matmul`), in a decoder whose sequences
+//! each keep their own KV cache (`forward`). The f32 burn network stays the model for training,
+//! scoring and GPU devices.
+mod forward;
+pub mod kernels;
+mod matmul;
+mod team;
+
+pub use forward::{Feed, NativeLlama, SeqCache};
+pub use matmul::{Acts, QMatrix};
+
+/// Threads the decoder runs on (`ARBOR_THREADS`, else one per available core).
+pub fn threads() -> usize {
+    team::Team::global().size()
+}
+
+#[cfg(test)]
+mod tests;

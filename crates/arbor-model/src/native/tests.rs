@@ -1,0 +1,146 @@
+//! The kernels against the f32 dot product of dequantized weights (the layouts read the same
+//! bytes as `quant::dequantize`), and the SIMD kernels against the portable ones.
+use super::kernels::{portable, QActs, Weights, QK};
+use crate::quant::{dequantize, GgmlType};
+use half::f16;
+use rand::{Rng, SeedableRng};
+
+/// Random GGUF blocks of `ty` for `n` values, and the same as the kernels' layout.
+fn blocks(ty: GgmlType, n: usize, rng: &mut rand::rngs::StdRng) -> (Vec<u8>, Weights) {
+    let mut raw = Vec::new();
+    let (mut q8, mut q4, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n / QK {
+        let scale = f16::from_f32(rng.gen_range(0.001..0.1));
+        raw.extend(scale.to_le_bytes());
+        d.push(scale.to_f32());
+        match ty {
+            GgmlType::Q8_0 => {
+                for _ in 0..QK {
+                    let v: i8 = rng.gen_range(-127..=127);
+                    raw.push(v as u8);
+                    q8.push(v);
+                }
+            }
+            _ => {
+                if ty == GgmlType::Q4_1 {
+                    let min = f16::from_f32(rng.gen_range(-0.5..0.0));
+                    raw.extend(min.to_le_bytes());
+                    m.push(min.to_f32());
+                }
+                for _ in 0..16 {
+                    let b: u8 = rng.gen();
+                    raw.push(b);
+                    q4.push(b);
+                }
+            }
+        }
+    }
+    let w = match ty {
+        GgmlType::Q8_0 => Weights::Q8 { q: q8, d },
+        GgmlType::Q4_0 => Weights::Q4 {
+            q: q4,
+            m: d.iter().map(|d| -8.0 * d).collect(),
+            d,
+        },
+        _ => Weights::Q4 { q: q4, d, m },
+    };
+    (raw, w)
+}
+
+#[test]
+fn quantized_dots_match_dequantized_f32() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (rows, cols) = (5, 4 * QK);
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+        let (raw, w) = blocks(ty, rows * cols, &mut rng);
+        let dense = dequantize(ty, &raw);
+        // Six tokens: a tile of four and two single ones.
+        let n = 6;
+        let xs: Vec<f32> = (0..n * cols).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let qas: Vec<QActs> = xs.chunks_exact(cols).map(QActs::quantize).collect();
+        let mut row = vec![0f32; cols];
+        for (r, t) in (0..rows).flat_map(|r| (0..n).map(move |t| (r, t))) {
+            let mut outs = vec![0f32; n];
+            w.dot_row(r, cols, &xs, &qas, &mut outs);
+            let (x, qa, out) = (&xs[t * cols..(t + 1) * cols], &qas[t], &outs[t]);
+            // What the kernels compute exactly: the dequantized weights against the quantized x.
+            let xq: Vec<f32> = (0..cols)
+                .map(|i| qa.d[i / QK] * f32::from(qa.q[i]))
+                .collect();
+            w.row(r, cols, &mut row);
+            assert_eq!(
+                row,
+                dense[r * cols..(r + 1) * cols],
+                "{ty:?} row {r} reads back"
+            );
+            let want: f32 = row.iter().zip(&xq).map(|(a, b)| a * b).sum();
+            let exact: f32 = row.iter().zip(x).map(|(a, b)| a * b).sum();
+            assert!(
+                (out - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "{ty:?} row {r} token {t}: {out} vs {want}"
+            );
+            // Activation quantization costs under 1% of the dot product's scale here.
+            let norm: f32 = row.iter().zip(x).map(|(a, b)| (a * b).abs()).sum();
+            assert!(
+                (out - exact).abs() <= 0.01 * norm,
+                "{ty:?} row {r} token {t}: {out} vs exact {exact}"
+            );
+        }
+    }
+}
+
+#[test]
+fn simd_and_portable_kernels_agree() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let cols = 18 * QK;
+    let x: Vec<f32> = (0..cols).map(|_| rng.gen_range(-3.0..3.0)).collect();
+    let qa = QActs::quantize(&x);
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+        let (_, w) = blocks(ty, cols, &mut rng);
+        let mut out = [0f32];
+        w.dot_row(0, cols, &x, std::slice::from_ref(&qa), &mut out);
+        let want = match &w {
+            Weights::Q8 { q, d } => portable::q8_0(q, d, &qa),
+            Weights::Q4 { q, d, m } => portable::q4(q, d, m, &qa),
+            Weights::F32(_) => unreachable!(),
+        };
+        assert!(
+            (out[0] - want).abs() <= 1e-4 * (1.0 + want.abs()),
+            "{ty:?}: {} vs {want}",
+            out[0]
+        );
+    }
+    let w: Vec<f32> = (0..cols + 5).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let x5: Vec<f32> = (0..cols + 5).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let mut out = [0f32];
+    Weights::F32(w.clone()).dot_row(0, cols + 5, &x5, &[], &mut out);
+    let want: f32 = w.iter().zip(&x5).map(|(a, b)| a * b).sum();
+    assert!((out[0] - want).abs() < 1e-4, "f32: {} vs {want}", out[0]);
+}
+
+#[test]
+fn simd_and_portable_quantization_agree() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let x: Vec<f32> = (0..4 * QK).map(|_| rng.gen_range(-9.0..9.0)).collect();
+    let qa = QActs::quantize(&x);
+    for (b, blk) in x.chunks_exact(QK).enumerate() {
+        let mut q = [0i8; QK];
+        let id = if qa.d[b] > 0.0 { 1.0 / qa.d[b] } else { 0.0 };
+        let sum = portable::round_block(blk, id, &mut q);
+        assert_eq!(&q[..], &qa.q[b * QK..(b + 1) * QK], "block {b}");
+        assert_eq!(qa.s[b], qa.d[b] * sum as f32);
+    }
+}
+
+#[test]
+fn activation_quantization_round_trips_within_half_a_step() {
+    let x: Vec<f32> = (0..64).map(|i| (i as f32 - 30.0) * 0.37).collect();
+    let qa = QActs::quantize(&x);
+    for (i, v) in x.iter().enumerate() {
+        let d = qa.d[i / QK];
+        assert!((d * f32::from(qa.q[i]) - v).abs() <= d / 2.0 + 1e-6);
+    }
+    let zeros = QActs::quantize(&[0.0; 32]);
+    assert_eq!((zeros.d[0], zeros.s[0]), (0.0, 0.0));
+    assert!(zeros.q.iter().all(|&q| q == 0));
+}
