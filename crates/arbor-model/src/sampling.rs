@@ -50,41 +50,57 @@ pub(crate) fn sample(lp: &[f32], o: Draw, rng: &mut StdRng) -> u32 {
             })
             .0 as u32;
     }
-    // Masked tokens (structured output) have -inf and are never drawn.
+    // Masked tokens (structured output) have -inf and are never drawn. Only top-k and top-p
+    // need candidates in order, and then only the head of it: a full sort of the vocabulary
+    // per token would cost more than the decode step.
     let mut cand: Vec<(u32, f32)> = lp
         .iter()
         .enumerate()
         .filter(|(_, x)| x.is_finite())
         .map(|(i, &x)| (i as u32, x / o.temperature))
         .collect();
-    cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    if let Some(k) = o.top_k.filter(|&k| k > 0) {
+    let desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if let Some(k) = o.top_k.filter(|&k| k > 0 && k < cand.len()) {
+        cand.select_nth_unstable_by(k - 1, desc);
         cand.truncate(k);
     }
-    let max = cand[0].1;
-    let mut probs: Vec<f64> = cand.iter().map(|c| ((c.1 - max) as f64).exp()).collect();
-    let total: f64 = probs.iter().sum();
-    probs.iter_mut().for_each(|p| *p /= total);
+    let max = cand.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.1));
+    let weight = |c: &(u32, f32)| ((c.1 - max) as f64).exp();
     if let Some(p) = o.top_p.filter(|&p| p > 0.0 && p < 1.0) {
-        let mut acc = 0.0;
-        let keep = probs.iter().position(|&q| {
-            acc += q;
-            acc >= p as f64
-        });
-        let keep = keep.map(|i| i + 1).unwrap_or(probs.len());
-        probs.truncate(keep);
-        let t: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|q| *q /= t);
-    }
-    let u: f64 = rng.gen();
-    let mut acc = 0.0;
-    for (i, q) in probs.iter().enumerate() {
-        acc += q;
-        if u < acc {
-            return cand[i].0;
+        let total: f64 = cand.iter().map(weight).sum();
+        // The nucleus usually lies in the first few hundred; sort more only when it does not.
+        let mut head = 256.min(cand.len());
+        loop {
+            if head < cand.len() {
+                cand.select_nth_unstable_by(head - 1, desc);
+            }
+            cand[..head].sort_by(desc);
+            let mut acc = 0.0;
+            let keep = cand[..head].iter().position(|c| {
+                acc += weight(c) / total;
+                acc >= p as f64
+            });
+            if let Some(i) = keep {
+                cand.truncate(i + 1);
+                break;
+            }
+            if head == cand.len() {
+                break;
+            }
+            head = (head * 8).min(cand.len());
         }
     }
-    cand[probs.len() - 1].0
+    let weights: Vec<f64> = cand.iter().map(weight).collect();
+    let total: f64 = weights.iter().sum();
+    let u: f64 = rng.gen::<f64>() * total;
+    let mut acc = 0.0;
+    for (c, w) in cand.iter().zip(&weights) {
+        acc += w;
+        if u < acc {
+            return c.0;
+        }
+    }
+    cand.last().expect("a row has a finite log-prob").0
 }
 
 #[cfg(test)]
@@ -127,6 +143,22 @@ mod tests {
             (0..50).map(|_| sample(&lp, k2, &mut r)).collect()
         };
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_wide_nucleus_keeps_exactly_its_tokens() {
+        // 1,000 equal tokens: top-p 0.5 keeps the first 500 (ties break by id), which is past
+        // the first partial sort's head of 256.
+        let lp = log_softmax(&[0.0; 1000]);
+        let half = Draw {
+            temperature: 1.0,
+            top_p: Some(0.5),
+            ..Default::default()
+        };
+        let mut rng = StdRng::seed_from_u64(3);
+        let draws: Vec<u32> = (0..2000).map(|_| sample(&lp, half, &mut rng)).collect();
+        assert!(draws.iter().all(|&d| d < 500));
+        assert!(draws.iter().any(|&d| d >= 256), "the nucleus reaches past the first head");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use super::kernels::QActs;
+use super::kernels::{axpy, f32_dot as dot, QActs};
 use super::matmul::{Acts, QMatrix};
 use super::team::for_rows;
 use crate::gguf::{Gguf, GgufError};
@@ -297,11 +297,7 @@ fn attend(
     }
     out.fill(0.0);
     for (j, w) in scores.iter().enumerate() {
-        let v = &vals[j * stride + offset..j * stride + offset + hd];
-        let w = w / sum;
-        for (o, vv) in out.iter_mut().zip(v) {
-            *o += w * vv;
-        }
+        axpy(w / sum, &vals[j * stride + offset..j * stride + offset + hd], out);
     }
 }
 
@@ -327,6 +323,4 @@ fn add(x: &mut [f32], delta: &[f32]) {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    super::kernels::portable::f32(a, b)
-}
+

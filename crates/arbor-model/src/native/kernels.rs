@@ -182,7 +182,20 @@ fn q4_tile(q: &[u8], d: &[f32], m: &[f32], acts: &[QActs], out: &mut [f32]) {
     }
 }
 
-fn f32_dot(w: &[f32], x: &[f32]) -> f32 {
+/// `y += a·x`.
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: as in `q8_tile`.
+        return unsafe { x86::axpy(a, x, y) };
+    }
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// `w · x` in f32.
+pub fn f32_dot(w: &[f32], x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
         // SAFETY: as in `q8_tile`.
@@ -432,6 +445,20 @@ mod x86 {
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
         _mm_cvtsi128_si32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+        assert!(x.len() >= y.len());
+        let n8 = y.len() / 8 * 8;
+        let av = _mm256_set1_ps(a);
+        for i in (0..n8).step_by(8) {
+            let v = _mm256_fmadd_ps(av, _mm256_loadu_ps(x.as_ptr().add(i)), _mm256_loadu_ps(y.as_ptr().add(i)));
+            _mm256_storeu_ps(y.as_mut_ptr().add(i), v);
+        }
+        for i in n8..y.len() {
+            y[i] += a * x[i];
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
