@@ -211,7 +211,7 @@ pub async fn run(a: ModelBenchArgs) -> anyhow::Result<()> {
         ])?;
         let base = base.to_string();
         wait_healthy(&base, 120).await?;
-        let mut f = measure("arbor embedded (burn flex)", &base, "embedded", &a).await?;
+        let mut f = measure("arbor embedded (native)", &base, "embedded", &a).await?;
         f.peak_rss_mib = server.peak_rss_mib();
         all.push(f);
     }

@@ -1,5 +1,6 @@
 //! The `embedded` backend of arbor-llm's `LanguageModel`: one worker thread owns the model and
-//! serves an in-process queue, running whatever requests are waiting as one batch.
+//! serves an in-process queue with one running batch that requests join at any step (on the
+//! native engine) and leave when they finish.
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -10,8 +11,10 @@ use arbor_llm::{
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::batch::Batch;
 use crate::generate::{EmbeddedModel, Finish, GenerateOptions, NewToken};
 use crate::stream::TextStream;
+use std::collections::HashMap;
 
 struct Job {
     req: LlmRequest,
@@ -58,57 +61,95 @@ impl EmbeddedBackend {
     }
 }
 
+/// A request in the running batch, with what its replies need.
+struct Open {
+    job: Job,
+    prompt_tokens: usize,
+    opts: GenerateOptions,
+    streams: Vec<TextStream>,
+}
+
 fn worker(
     model: EmbeddedModel,
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     counters: Arc<Counters>,
 ) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        // A short admission window: callers that start together (a job's actors, a benchmark's
-        // streams) land in one batch instead of the first running alone. The batch then runs to
-        // completion; rows are not added mid-flight.
-        let deadline = std::time::Instant::now() + ADMISSION_WINDOW;
-        while jobs.len() < max_batch {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_micros(200));
+    let mut batch = Batch::new(&model);
+    let mut open: HashMap<usize, Open> = HashMap::new();
+    let mut next_key = 0usize;
+    let mut admit = |batch: &mut Batch<'_>, open: &mut HashMap<usize, Open>, job: Job| {
+        // A request that cannot be prepared fails alone.
+        let ready = prepare(&model, &job.req).and_then(|(ids, opts)| {
+            batch
+                .admit(next_key, ids.clone(), opts.clone())
+                .map(|()| (ids, opts))
+                .map_err(|e| LlmError::Invalid(format!("embedded model: {e}")))
+        });
+        match ready {
+            Ok((ids, opts)) => {
+                let streams = (0..opts.n.max(1))
+                    .map(|_| TextStream::new(opts.stop.clone()))
+                    .collect();
+                open.insert(
+                    next_key,
+                    Open {
+                        job,
+                        prompt_tokens: ids.len(),
+                        opts,
+                        streams,
+                    },
+                );
+                next_key += 1;
+            }
+            Err(e) => {
+                counters.failed.fetch_add(1, Relaxed);
+                let _ = job.reply.send(Err(e));
+            }
+        }
+    };
+    loop {
+        if batch.is_empty() {
+            // Idle: wait for work, then a short admission window, so callers that start
+            // together (a job's actors, a benchmark's streams) read their prompts in one pass.
+            let Some(first) = rx.blocking_recv() else {
+                return;
+            };
+            counters.batches.fetch_add(1, Relaxed);
+            admit(&mut batch, &mut open, first);
+            let deadline = std::time::Instant::now() + ADMISSION_WINDOW;
+            while batch.rows() < max_batch && std::time::Instant::now() < deadline {
+                match rx.try_recv() {
+                    Ok(j) => admit(&mut batch, &mut open, j),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(std::time::Duration::from_micros(200))
+                    }
+                    Err(_) => break,
                 }
+            }
+        }
+        // Busy: whoever arrived joins at this step, while there is room.
+        while batch.can_admit() && batch.rows() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => admit(&mut batch, &mut open, j),
                 Err(_) => break,
             }
         }
-        counters.batches.fetch_add(1, Relaxed);
-        // Prepare each request; those that cannot be prepared fail alone.
-        let mut ready = Vec::new();
-        for job in jobs {
-            match prepare(&model, &job.req) {
-                Ok((ids, opts)) => ready.push((job, ids, opts)),
-                Err(e) => {
-                    counters.failed.fetch_add(1, Relaxed);
-                    let _ = job.reply.send(Err(e));
-                }
-            }
-        }
-        if ready.is_empty() {
+        if batch.is_empty() {
             continue;
         }
-        let prompts: Vec<Vec<u32>> = ready.iter().map(|r| r.1.clone()).collect();
-        let opts: Vec<GenerateOptions> = ready.iter().map(|r| r.2.clone()).collect();
-        let mut streams: Vec<Vec<TextStream>> = opts
-            .iter()
-            .map(|o| (0..o.n).map(|_| TextStream::new(o.stop.clone())).collect())
-            .collect();
         let mut on_token = |t: NewToken<'_>| {
-            let job = &ready[t.prompt].0;
-            let Some(tx) = &job.deltas else { return };
-            let lp = job.req.params.logprobs.then(|| {
-                token_logprob(&model, t.id, t.logprob, t.top, opts[t.prompt].top_logprobs)
-            });
-            if let Some((text, logprobs)) =
-                streams[t.prompt][t.sample].push(&model.tokenizer, t.id, lp)
-            {
+            let o = open
+                .get_mut(&t.prompt)
+                .expect("tokens come for open requests");
+            let Some(tx) = &o.job.deltas else { return };
+            let lp = o
+                .job
+                .req
+                .params
+                .logprobs
+                .then(|| token_logprob(&model, t.id, t.logprob, t.top, o.opts.top_logprobs));
+            if let Some((text, logprobs)) = o.streams[t.sample].push(&model.tokenizer, t.id, lp) {
                 let _ = tx.send(Delta {
                     index: t.sample as u32,
                     text,
@@ -116,76 +157,88 @@ fn worker(
                 });
             }
         };
-        let result = model.generate_batch_with(&prompts, &opts, &mut on_token);
-        match result {
-            Ok(outs) => {
-                for (((job, ids, o), samples), mut streams) in
-                    ready.into_iter().zip(outs).zip(streams)
-                {
-                    if let Some(tx) = &job.deltas {
-                        for (i, s) in samples.iter().enumerate() {
-                            if let Some((text, logprobs)) = streams[i].finish(&s.text) {
-                                let _ = tx.send(Delta {
-                                    index: i as u32,
-                                    text,
-                                    logprobs,
-                                });
-                            }
-                        }
-                    }
-                    let completion_tokens: u64 = samples.iter().map(|s| s.ids.len() as u64).sum();
-                    counters.prompt_tokens.fetch_add(ids.len() as u64, Relaxed);
-                    counters
-                        .completion_tokens
-                        .fetch_add(completion_tokens, Relaxed);
-                    let choices = samples
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, s)| Choice {
-                            index: i as u32,
-                            finish_reason: match s.finish {
-                                Finish::Stop => FinishReason::Stop,
-                                Finish::Length => FinishReason::Length,
-                            },
-                            logprobs: job.req.params.logprobs.then(|| {
-                                s.ids
-                                    .iter()
-                                    .zip(&s.logprobs)
-                                    .zip(&s.top)
-                                    .map(|((&id, &lp), top)| {
-                                        token_logprob(&model, id, lp, top, o.top_logprobs)
-                                    })
-                                    .collect()
-                            }),
-                            text: s.text,
-                            tool_calls: Vec::new(),
-                        })
-                        .collect();
-                    let c = Completion {
-                        model: model.name.clone(),
-                        choices,
-                        usage: Usage {
-                            prompt_tokens: ids.len() as u64,
-                            completion_tokens,
-                        },
-                        meta: CallMeta {
-                            attempts: 1,
-                            ..Default::default()
-                        },
-                    };
-                    let _ = job.reply.send(Ok(c));
+        match batch.step(&mut on_token) {
+            Ok(done) => {
+                for (key, samples) in done {
+                    let o = open.remove(&key).expect("finished requests are open");
+                    reply(&model, &counters, o, samples);
                 }
             }
             Err(e) => {
-                for (job, _, _) in ready {
+                // A failed step leaves the batch unusable: fail what is in it, start afresh.
+                for (_, o) in open.drain() {
                     counters.failed.fetch_add(1, Relaxed);
-                    let _ = job
+                    let _ = o
+                        .job
                         .reply
                         .send(Err(LlmError::Invalid(format!("embedded model: {e}"))));
                 }
+                batch = Batch::new(&model);
             }
         }
     }
+}
+
+/// Sends a finished request its completion (and the last of its stream).
+fn reply(model: &EmbeddedModel, counters: &Counters, o: Open, samples: Vec<crate::Generated>) {
+    let Open {
+        job,
+        prompt_tokens,
+        opts,
+        mut streams,
+    } = o;
+    if let Some(tx) = &job.deltas {
+        for (i, s) in samples.iter().enumerate() {
+            if let Some((text, logprobs)) = streams[i].finish(&s.text) {
+                let _ = tx.send(Delta {
+                    index: i as u32,
+                    text,
+                    logprobs,
+                });
+            }
+        }
+    }
+    let completion_tokens: u64 = samples.iter().map(|s| s.ids.len() as u64).sum();
+    counters
+        .prompt_tokens
+        .fetch_add(prompt_tokens as u64, Relaxed);
+    counters
+        .completion_tokens
+        .fetch_add(completion_tokens, Relaxed);
+    let choices = samples
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| Choice {
+            index: i as u32,
+            finish_reason: match s.finish {
+                Finish::Stop => FinishReason::Stop,
+                Finish::Length => FinishReason::Length,
+            },
+            logprobs: job.req.params.logprobs.then(|| {
+                s.ids
+                    .iter()
+                    .zip(&s.logprobs)
+                    .zip(&s.top)
+                    .map(|((&id, &lp), top)| token_logprob(model, id, lp, top, opts.top_logprobs))
+                    .collect()
+            }),
+            text: s.text,
+            tool_calls: Vec::new(),
+        })
+        .collect();
+    let c = Completion {
+        model: model.name.clone(),
+        choices,
+        usage: Usage {
+            prompt_tokens: prompt_tokens as u64,
+            completion_tokens,
+        },
+        meta: CallMeta {
+            attempts: 1,
+            ..Default::default()
+        },
+    };
+    let _ = job.reply.send(Ok(c));
 }
 
 fn token_logprob(
@@ -297,7 +350,8 @@ impl EmbeddedBackend {
         })?
     }
 
-    /// Batches run so far (a batch serves every request waiting when it started).
+    /// Busy periods so far: a batch starts when a request finds the model idle, and every
+    /// request arriving while it runs joins it.
     pub fn batches(&self) -> u64 {
         self.counters.batches.load(Relaxed)
     }

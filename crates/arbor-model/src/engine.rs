@@ -27,33 +27,65 @@ pub(crate) enum Net<'a> {
 }
 
 impl Net<'_> {
-    /// Reads `prompts` into a new cache with room for `capacity` positions per row; returns it
-    /// and each prompt's last-position logits.
-    pub fn prefill(&self, prompts: &[Vec<u32>], capacity: usize) -> (BatchCache, Vec<Vec<f32>>) {
+    /// One forward pass: each of the cache's rows reads its next token (`tokens`, in row order)
+    /// and each of `prompts` is read into a new row appended after them. Returns the logits of
+    /// every row, old rows first. `capacity` sizes a burn cache (positions per row); the burn
+    /// network reads new prompts only into an empty batch.
+    pub fn forward(
+        &self,
+        cache: &mut Option<BatchCache>,
+        tokens: &[u32],
+        prompts: &[&[u32]],
+        capacity: usize,
+    ) -> Vec<Vec<f32>> {
         match *self {
             Net::Native(m) => {
-                let mut caches: Vec<SeqCache> =
-                    prompts.iter().map(|_| SeqCache::new(&m.cfg)).collect();
-                let feeds: Vec<Feed> = prompts
+                let caches = match cache.get_or_insert_with(|| BatchCache::Native(Vec::new())) {
+                    BatchCache::Native(c) => c,
+                    BatchCache::Burn { .. } => {
+                        unreachable!("a cache is only used with the network that made it")
+                    }
+                };
+                assert_eq!(caches.len(), tokens.len(), "one token per row");
+                caches.extend(prompts.iter().map(|_| SeqCache::new(&m.cfg)));
+                let feeds: Vec<Feed> = tokens
                     .iter()
-                    .map(|p| Feed {
-                        tokens: p,
+                    .map(std::slice::from_ref)
+                    .chain(prompts.iter().copied())
+                    .map(|tokens| Feed {
+                        tokens,
                         all_logits: false,
                     })
                     .collect();
-                let logits = m.step(&mut caches.iter_mut().collect::<Vec<_>>(), &feeds);
-                (BatchCache::Native(caches), logits)
+                m.step(&mut caches.iter_mut().collect::<Vec<_>>(), &feeds)
             }
             Net::Burn(m, cfg, device) => {
-                let (padded, pads) = crate::host::left_pad(prompts);
-                let mut cache = KvCache::new(cfg, prompts.len(), capacity, device);
+                if !prompts.is_empty() {
+                    assert!(
+                        tokens.is_empty(),
+                        "the burn network reads prompts into an empty batch"
+                    );
+                    let (padded, pads) = crate::host::left_pad(prompts);
+                    let mut kv = KvCache::new(cfg, prompts.len(), capacity, device);
+                    let step = Step {
+                        tokens: &padded,
+                        pads: &pads,
+                        all_logits: false,
+                    };
+                    let logits = rows(m.forward(cfg, step, &mut kv, device));
+                    *cache = Some(BatchCache::Burn { cache: kv, pads });
+                    return logits;
+                }
+                let Some(BatchCache::Burn { cache, pads }) = cache else {
+                    unreachable!("a cache is only used with the network that made it")
+                };
+                let tokens: Vec<Vec<u32>> = tokens.iter().map(|&t| vec![t]).collect();
                 let step = Step {
-                    tokens: &padded,
-                    pads: &pads,
+                    tokens: &tokens,
+                    pads,
                     all_logits: false,
                 };
-                let logits = rows(m.forward(cfg, step, &mut cache, device));
-                (BatchCache::Burn { cache, pads }, logits)
+                rows(m.forward(cfg, step, cache, device))
             }
         }
     }
@@ -80,40 +112,27 @@ impl Net<'_> {
             }
         }
     }
-
-    /// One token per row; returns each row's next logits.
-    pub fn decode(&self, cache: &mut BatchCache, next: &[u32]) -> Vec<Vec<f32>> {
-        match (self, cache) {
-            (Net::Native(m), BatchCache::Native(caches)) => {
-                let feeds: Vec<Feed> = next
-                    .iter()
-                    .map(|t| Feed {
-                        tokens: std::slice::from_ref(t),
-                        all_logits: false,
-                    })
-                    .collect();
-                m.step(&mut caches.iter_mut().collect::<Vec<_>>(), &feeds)
-            }
-            (Net::Burn(m, cfg, device), BatchCache::Burn { cache, pads }) => {
-                let tokens: Vec<Vec<u32>> = next.iter().map(|&t| vec![t]).collect();
-                let step = Step {
-                    tokens: &tokens,
-                    pads,
-                    all_logits: false,
-                };
-                rows(m.forward(cfg, step, cache, device))
-            }
-            _ => unreachable!("a cache is only used with the network that made it"),
-        }
-    }
 }
 
 impl BatchCache {
-    /// The cache of rows `rows` (in that order; a row may repeat: samples sharing a prompt).
+    /// The cache of rows `rows` (ascending; a row may repeat: samples sharing a prompt).
     pub fn select_rows(self, rows: &[usize], device: &Device) -> Self {
         match self {
             BatchCache::Native(caches) => {
-                BatchCache::Native(rows.iter().map(|&r| caches[r].clone()).collect())
+                // Move each row's cache; copy only where a row repeats.
+                let mut caches: Vec<Option<SeqCache>> = caches.into_iter().map(Some).collect();
+                let picked = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &r)| {
+                        if rows.get(i + 1) == Some(&r) {
+                            caches[r].clone().expect("rows ascend")
+                        } else {
+                            caches[r].take().expect("rows ascend")
+                        }
+                    })
+                    .collect();
+                BatchCache::Native(picked)
             }
             BatchCache::Burn { cache, pads } => BatchCache::Burn {
                 cache: cache.select_rows(rows, device),

@@ -4,18 +4,17 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::constrain::{allows, Grammar, JsonConstraint, TokenTrie};
+use crate::batch::Batch;
+use crate::constrain::{Grammar, JsonConstraint, TokenTrie};
 use crate::engine::{Engine, Net};
 use crate::gguf::{Gguf, GgufError};
 use crate::llama::{Llama, LlamaConfig};
 use crate::native::NativeLlama;
-use crate::sampling::{log_softmax, sample, top_k, Draw};
+use crate::sampling::{log_softmax, top_k};
 use crate::tokenizer::{TextTokenizer, TokenizerError};
 use std::sync::OnceLock;
 
@@ -28,10 +27,6 @@ pub enum ModelError {
     #[error("{0}")]
     Invalid(String),
 }
-
-/// Constrained answers check, within this many tokens of `max_tokens`, whether closing the JSON
-/// needs the rest of the budget, and if so write the closing instead of sampling.
-const CLOSING_WINDOW: usize = 48;
 
 /// Sampling settings for one prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,7 +197,7 @@ impl EmbeddedModel {
     }
 
     /// The network that generates.
-    fn net(&self) -> Net<'_> {
+    pub(crate) fn net(&self) -> Net<'_> {
         match self.engine {
             Engine::Native => Net::Native(self.native()),
             Engine::Burn => Net::Burn(self.llama(), &self.cfg, &self.device),
@@ -306,7 +301,7 @@ impl EmbeddedModel {
 
     /// The tokens that end a constrained answer from `cursor`, when they take all but one of the
     /// `left` tokens (so the end of sequence still fits); empty while there is room to go on.
-    fn closing_tokens(
+    pub(crate) fn closing_tokens(
         &self,
         c: &JsonConstraint,
         cursor: &crate::constrain::Cursor,
@@ -338,191 +333,20 @@ impl EmbeddedModel {
         opts: &[GenerateOptions],
         on_token: &mut dyn FnMut(NewToken<'_>),
     ) -> Result<Vec<Vec<Generated>>, ModelError> {
-        if prompts.is_empty() {
-            return Ok(Vec::new());
+        if prompts.len() != opts.len() {
+            return Err(ModelError::Invalid("each prompt needs options".into()));
         }
-        if prompts.len() != opts.len() || prompts.iter().any(|p| p.is_empty()) {
-            return Err(ModelError::Invalid(
-                "each prompt needs options and at least one token".into(),
-            ));
+        let mut batch = Batch::new(self);
+        for (i, (p, o)) in prompts.iter().zip(opts).enumerate() {
+            batch.admit(i, p.clone(), o.clone())?;
         }
-        let longest = prompts.iter().map(Vec::len).max().expect("non-empty");
-        let most_new = opts.iter().map(|o| o.max_tokens).max().unwrap_or(0);
-        let capacity = longest + most_new;
-        if capacity > self.cfg.context {
-            return Err(ModelError::Invalid(format!(
-                "prompt ({longest}) + max_tokens ({most_new}) exceeds the context ({})",
-                self.cfg.context
-            )));
-        }
-        // Prefill every prompt once.
-        let net = self.net();
-        let (prefill, first) = net.prefill(prompts, capacity);
-
-        // One row per sample; samples of a prompt share its prefill.
-        struct Row {
-            prompt: usize,
-            sample: usize,
-            rng: StdRng,
-            out: Generated,
-            done: bool,
-            grammar: Option<(Arc<JsonConstraint>, crate::constrain::Cursor)>,
-            /// Tokens that close a constrained answer, written as `max_tokens` runs out.
-            closing: std::collections::VecDeque<u32>,
-        }
-        let constraints = opts
-            .iter()
-            .map(|o| {
-                o.json_schema
-                    .as_ref()
-                    .map(|s| self.constraint(s))
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut row_prompt = Vec::new();
-        let mut rows = Vec::new();
-        for (p, o) in opts.iter().enumerate() {
-            for s in 0..o.n.max(1) {
-                row_prompt.push(p);
-                rows.push(Row {
-                    prompt: p,
-                    sample: s,
-                    rng: StdRng::seed_from_u64(o.seed.wrapping_add(s as u64)),
-                    out: Generated {
-                        ids: Vec::new(),
-                        text: String::new(),
-                        logprobs: Vec::new(),
-                        top: Vec::new(),
-                        finish: Finish::Length,
-                    },
-                    done: false,
-                    grammar: constraints[p].as_ref().map(|c| (c.clone(), c.start())),
-                    closing: Default::default(),
-                });
+        let mut out: Vec<Vec<Generated>> = vec![Vec::new(); prompts.len()];
+        while !batch.is_empty() {
+            for (key, samples) in batch.step(on_token)? {
+                out[key] = samples;
             }
         }
-        let mut cache = if row_prompt.iter().enumerate().all(|(i, &p)| i == p) {
-            prefill
-        } else {
-            prefill.select_rows(&row_prompt, &self.device)
-        };
-        let mut logits: Vec<Vec<f32>> = row_prompt.iter().map(|&p| first[p].clone()).collect();
-        // The rows still in the batch, in cache order (`logits[b]` is row `live[b]`'s).
-        let mut live: Vec<usize> = (0..rows.len()).collect();
-
-        for _step in 0..most_new {
-            let mut next = Vec::with_capacity(live.len());
-            for (b, &r) in live.iter().enumerate() {
-                let row = &mut rows[r];
-                let o = &opts[row.prompt];
-                if row.done || row.out.ids.len() >= o.max_tokens {
-                    row.done = true;
-                    next.push(0);
-                    continue;
-                }
-                if let Some((c, cursor)) = &row.grammar {
-                    let left = o.max_tokens - row.out.ids.len();
-                    if row.closing.is_empty() && left <= CLOSING_WINDOW {
-                        row.closing = self.closing_tokens(c, cursor, left);
-                    }
-                }
-                if let Some(tok) = row.closing.pop_front() {
-                    // Forced: no mask, no draw (the log-prob is still the model's).
-                    let lp = log_softmax(&logits[b]);
-                    if let Some((c, cursor)) = &mut row.grammar {
-                        c.advance(cursor, tok);
-                    }
-                    row.out.ids.push(tok);
-                    row.out.logprobs.push(lp[tok as usize]);
-                    row.out.top.push(top_k(&lp, o.top_logprobs));
-                    on_token(NewToken {
-                        prompt: row.prompt,
-                        sample: row.sample,
-                        id: tok,
-                        logprob: lp[tok as usize],
-                        top: row.out.top.last().map_or(&[], Vec::as_slice),
-                    });
-                    next.push(tok);
-                    continue;
-                }
-                if let Some((c, cursor)) = &row.grammar {
-                    let mask = c.allowed(cursor);
-                    for (i, x) in logits[b].iter_mut().enumerate() {
-                        if !allows(&mask, i as u32) {
-                            *x = f32::NEG_INFINITY;
-                        }
-                    }
-                    // A dead cursor (nothing allowed) can only end.
-                    if logits[b].iter().all(|x| x.is_infinite()) {
-                        logits[b][self.tokenizer.eos as usize] = 0.0;
-                    }
-                }
-                let lp = log_softmax(&logits[b]);
-                let draw = Draw {
-                    temperature: o.temperature,
-                    top_k: o.top_k,
-                    top_p: o.top_p,
-                };
-                let tok = sample(&lp, draw, &mut row.rng);
-                if let Some((c, cursor)) = &mut row.grammar {
-                    if tok != self.tokenizer.eos {
-                        c.advance(cursor, tok);
-                    }
-                }
-                if tok == self.tokenizer.eos || o.stop_ids.contains(&tok) {
-                    row.out.finish = Finish::Stop;
-                    row.done = true;
-                    next.push(0);
-                    continue;
-                }
-                row.out.ids.push(tok);
-                row.out.logprobs.push(lp[tok as usize]);
-                row.out.top.push(top_k(&lp, o.top_logprobs));
-                on_token(NewToken {
-                    prompt: row.prompt,
-                    sample: row.sample,
-                    id: tok,
-                    logprob: lp[tok as usize],
-                    top: row.out.top.last().map_or(&[], Vec::as_slice),
-                });
-                if !o.stop.is_empty() {
-                    let text = self.tokenizer.decode(&row.out.ids)?;
-                    if o.stop.iter().any(|s| text.contains(s.as_str())) {
-                        row.out.finish = Finish::Stop;
-                        row.done = true;
-                    }
-                }
-                if row.out.ids.len() >= o.max_tokens {
-                    row.done = true;
-                }
-                next.push(tok);
-            }
-            // Finished rows leave the batch (their cache rows are dropped), so a batch runs at
-            // the size of what is still generating, not of what it started with.
-            let keep: Vec<usize> = (0..live.len()).filter(|&b| !rows[live[b]].done).collect();
-            if keep.is_empty() {
-                break;
-            }
-            if keep.len() < live.len() {
-                cache = cache.select_rows(&keep, &self.device);
-                next = keep.iter().map(|&b| next[b]).collect();
-                live = keep.iter().map(|&b| live[b]).collect();
-            }
-            logits = net.decode(&mut cache, &next);
-        }
-
-        let mut result: Vec<Vec<Generated>> = vec![Vec::new(); prompts.len()];
-        for mut row in rows {
-            let o = &opts[row.prompt];
-            let mut text = self.tokenizer.decode(&row.out.ids)?;
-            if let Some(cut) = o.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                text.truncate(cut);
-                row.out.finish = Finish::Stop;
-            }
-            row.out.text = text;
-            result[row.prompt].push(row.out);
-        }
-        Ok(result)
+        Ok(out)
     }
 }
 

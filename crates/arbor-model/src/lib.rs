@@ -9,6 +9,7 @@
 //! this crate's embedded model), `DeviceKind` names a device without burn types.
 
 pub mod backend;
+mod batch;
 pub mod constrain;
 mod device;
 mod engine;

@@ -158,7 +158,10 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let draws: Vec<u32> = (0..2000).map(|_| sample(&lp, half, &mut rng)).collect();
         assert!(draws.iter().all(|&d| d < 500));
-        assert!(draws.iter().any(|&d| d >= 256), "the nucleus reaches past the first head");
+        assert!(
+            draws.iter().any(|&d| d >= 256),
+            "the nucleus reaches past the first head"
+        );
     }
 
     #[test]

@@ -147,3 +147,42 @@ fn teacher_forced_scores_agree_with_decoding() {
     }
     assert!(s.top.iter().all(|t| t.len() == 2));
 }
+
+/// Continuous batching: a request that arrives while another is generating joins the running
+/// batch and finishes first, instead of waiting for the long one to end; neither answer changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_joins_a_running_batch_and_leaves_before_it_ends() {
+    let backend = Arc::new(EmbeddedBackend::start(load(), 8));
+    let long_params = SamplingParams {
+        temperature: Some(0.0),
+        max_tokens: Some(160),
+        ..Default::default()
+    };
+    let short_params = SamplingParams {
+        temperature: Some(0.0),
+        max_tokens: Some(4),
+        ..Default::default()
+    };
+    let long_q = chat("Count from 1 to 100, one number per line.", long_params);
+    let short_q = chat("Say hello.", short_params);
+    let long_alone = backend.generate(&long_q).await.unwrap();
+    let short_alone = backend.generate(&short_q).await.unwrap();
+    assert!(
+        long_alone.usage.completion_tokens >= 100,
+        "the long answer must run long for this test: {:?}",
+        long_alone.text()
+    );
+
+    let (tx, mut deltas) = tokio::sync::mpsc::unbounded_channel();
+    let b = backend.clone();
+    let long = tokio::spawn(async move { b.generate_stream(&long_q, tx).await });
+    deltas.recv().await.expect("the long answer streams");
+    let short = backend.generate(&short_q).await.unwrap();
+    assert!(
+        !long.is_finished(),
+        "the short request waited for the long one"
+    );
+    assert_eq!(short.text(), short_alone.text());
+    let long = long.await.unwrap().unwrap();
+    assert_eq!(long.text(), long_alone.text());
+}

@@ -297,7 +297,11 @@ fn attend(
     }
     out.fill(0.0);
     for (j, w) in scores.iter().enumerate() {
-        axpy(w / sum, &vals[j * stride + offset..j * stride + offset + hd], out);
+        axpy(
+            w / sum,
+            &vals[j * stride + offset..j * stride + offset + hd],
+            out,
+        );
     }
 }
 
@@ -322,5 +326,3 @@ fn add(x: &mut [f32], delta: &[f32]) {
         *a += b;
     }
 }
-
-

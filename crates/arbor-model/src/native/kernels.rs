@@ -453,7 +453,11 @@ mod x86 {
         let n8 = y.len() / 8 * 8;
         let av = _mm256_set1_ps(a);
         for i in (0..n8).step_by(8) {
-            let v = _mm256_fmadd_ps(av, _mm256_loadu_ps(x.as_ptr().add(i)), _mm256_loadu_ps(y.as_ptr().add(i)));
+            let v = _mm256_fmadd_ps(
+                av,
+                _mm256_loadu_ps(x.as_ptr().add(i)),
+                _mm256_loadu_ps(y.as_ptr().add(i)),
+            );
             _mm256_storeu_ps(y.as_mut_ptr().add(i), v);
         }
         for i in n8..y.len() {
