@@ -10,8 +10,9 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::constrain::{allows, Cursor, JsonConstraint};
-use crate::engine::{BatchCache, Net};
+use crate::engine::{BatchCache, Net, NewRow};
 use crate::generate::{EmbeddedModel, Finish, GenerateOptions, Generated, ModelError, NewToken};
+use crate::native::SeqCache;
 use crate::sampling::{log_softmax, sample, top_k, Draw};
 
 /// Constrained answers check, within this many tokens of `max_tokens`, whether closing the JSON
@@ -19,6 +20,7 @@ use crate::sampling::{log_softmax, sample, top_k, Draw};
 const CLOSING_WINDOW: usize = 48;
 
 struct Request {
+    prompt: Arc<[u32]>,
     opts: GenerateOptions,
     constraint: Option<Arc<JsonConstraint>>,
     samples: Vec<Option<Generated>>,
@@ -44,8 +46,8 @@ pub struct Batch<'m> {
     /// Rows generating, in cache order.
     live: Vec<Row>,
     cache: Option<BatchCache>,
-    /// Admitted prompts not yet read.
-    queued: Vec<(usize, Vec<u32>)>,
+    /// Admitted prompts not yet read, with the cache of a stored prefix when there is one.
+    queued: Vec<(usize, Option<SeqCache>)>,
 }
 
 impl<'m> Batch<'m> {
@@ -110,15 +112,21 @@ impl<'m> Batch<'m> {
             .map(|s| self.model.constraint(s))
             .transpose()?;
         let samples = vec![None; opts.n.max(1)];
+        let start = match self.net {
+            Net::Native(_) => self.model.prefixes().lookup(&prompt),
+            Net::Burn(..) => None,
+        };
+        let prompt = prompt.into();
         self.requests.insert(
             key,
             Request {
+                prompt,
                 opts,
                 constraint,
                 samples,
             },
         );
-        self.queued.push((key, prompt));
+        self.queued.push((key, start));
         Ok(())
     }
 
@@ -129,21 +137,28 @@ impl<'m> Batch<'m> {
         &mut self,
         on_token: &mut dyn FnMut(NewToken<'_>),
     ) -> Result<Vec<(usize, Vec<Generated>)>, ModelError> {
-        let queued = std::mem::take(&mut self.queued);
+        let mut queued = std::mem::take(&mut self.queued);
         let tokens: Vec<u32> = self.live.iter().map(|r| r.pending).collect();
-        let prompts: Vec<&[u32]> = queued.iter().map(|(_, p)| p.as_slice()).collect();
+        let prompts: Vec<NewRow> = queued
+            .iter_mut()
+            .map(|(k, start)| NewRow {
+                tokens: &self.requests[k].prompt,
+                start: start.take(),
+            })
+            .collect();
         let capacity = queued
             .iter()
-            .map(|(k, p)| p.len() + self.requests[k].opts.max_tokens)
+            .map(|(k, _)| self.requests[k].prompt.len() + self.requests[k].opts.max_tokens)
             .max()
             .unwrap_or(0);
         let mut logits = self
             .net
-            .forward(&mut self.cache, &tokens, &prompts, capacity);
+            .forward(&mut self.cache, &tokens, prompts, capacity);
         // New rows: each sample of a prompt starts from the prompt's cache row and logits.
         let old = self.live.len();
         let mut source: Vec<usize> = (0..old).collect();
         for (p, (key, _)) in queued.iter().enumerate() {
+            self.remember(old + p, &self.requests[key].prompt, &[]);
             let opts = &self.requests[key].opts;
             let grammar = self.requests[key].constraint.as_ref().map(|c| c.start());
             for s in 0..opts.n.max(1) {
@@ -183,6 +198,7 @@ impl<'m> Batch<'m> {
                 }
                 None => {
                     let (key, sample) = (row.key, row.sample);
+                    self.remember(source[i], &self.requests[&key].prompt, &row.out.ids);
                     let req = self
                         .requests
                         .get_mut(&key)
@@ -207,6 +223,23 @@ impl<'m> Batch<'m> {
             }
         }
         Ok(finished)
+    }
+
+    /// Stores cache row `i`, which holds `prompt` and then `generated` (all but the tokens not
+    /// yet read), for later prompts that start the same way.
+    fn remember(&self, i: usize, prompt: &[u32], generated: &[u32]) {
+        let Some(cache) = self.cache.as_ref().and_then(|c| c.native_row(i)) else {
+            return;
+        };
+        let tokens: Vec<u32> = prompt
+            .iter()
+            .chain(generated)
+            .take(cache.len)
+            .copied()
+            .collect();
+        if tokens.len() == cache.len {
+            self.model.prefixes().insert(&tokens, cache.clone());
+        }
     }
 
     /// The next token of `row` from `logits` (`None`: the row has finished).

@@ -13,7 +13,7 @@ use crate::constrain::{Grammar, JsonConstraint, TokenTrie};
 use crate::engine::{Engine, Net};
 use crate::gguf::{Gguf, GgufError};
 use crate::llama::{Llama, LlamaConfig};
-use crate::native::NativeLlama;
+use crate::native::{NativeLlama, PrefixStats, PrefixStore, DEFAULT_PREFIX_BUDGET};
 use crate::sampling::{log_softmax, top_k};
 use crate::tokenizer::{TextTokenizer, TokenizerError};
 use std::sync::OnceLock;
@@ -120,6 +120,8 @@ pub struct EmbeddedModel {
     pub name: String,
     /// The vocabulary as a byte trie, built at the first constrained request.
     trie: OnceLock<Arc<TokenTrie>>,
+    /// Caches of sequences read before, for prompts that start the same way (native engine).
+    prefixes: Mutex<PrefixStore>,
     /// Compiled schemas (by their canonical JSON) with their mask caches.
     constraints: Mutex<HashMap<String, Arc<JsonConstraint>>>,
 }
@@ -157,6 +159,7 @@ impl EmbeddedModel {
             device,
             name,
             trie: OnceLock::new(),
+            prefixes: Mutex::new(PrefixStore::new(DEFAULT_PREFIX_BUDGET)),
             constraints: Mutex::new(HashMap::new()),
         };
         match engine {
@@ -183,6 +186,7 @@ impl EmbeddedModel {
             device,
             name,
             trie: OnceLock::new(),
+            prefixes: Mutex::new(PrefixStore::new(DEFAULT_PREFIX_BUDGET)),
             constraints: Mutex::new(HashMap::new()),
         }
     }
@@ -194,6 +198,21 @@ impl EmbeddedModel {
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// The prefix cache (native engine).
+    pub(crate) fn prefixes(&self) -> std::sync::MutexGuard<'_, PrefixStore> {
+        self.prefixes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How often prompts started from a stored prefix, and how many positions that saved.
+    pub fn prefix_stats(&self) -> PrefixStats {
+        self.prefixes().stats
+    }
+
+    /// Positions the prefix cache may hold (0 turns it off).
+    pub fn set_prefix_budget(&self, positions: usize) {
+        self.prefixes().set_budget(positions)
     }
 
     /// The network that generates.

@@ -186,3 +186,61 @@ async fn a_request_joins_a_running_batch_and_leaves_before_it_ends() {
     let long = long.await.unwrap().unwrap();
     assert_eq!(long.text(), long_alone.text());
 }
+
+/// Prefix caching: a prompt that extends one read before (the next expansion of a search node)
+/// starts from the stored keys and values, and answers exactly as it does without the store.
+#[test]
+fn prompts_sharing_a_prefix_reuse_its_cache_without_changing_answers() {
+    let m = load();
+    let opts = GenerateOptions {
+        max_tokens: 12,
+        temperature: 0.0,
+        n: 2,
+        ..Default::default()
+    };
+    let root = m
+        .tokenizer
+        .encode(&m.tokenizer.render_chat(&[serde_json::json!({"role": "user", "content": "Solve step by step: 17 + 25 * 2."})], true).unwrap(), true)
+        .unwrap();
+    let run = |m: &EmbeddedModel| {
+        let first = m
+            .generate_batch(std::slice::from_ref(&root), std::slice::from_ref(&opts))
+            .unwrap();
+        // The child prompt: the root, its first answer, and a new line to go on from.
+        let mut child = root.clone();
+        child.extend(&first[0][0].ids);
+        child.extend(m.tokenizer.encode("\n", false).unwrap());
+        let second = m
+            .generate_batch(
+                &[child.clone(), root.clone()],
+                &[opts.clone(), opts.clone()],
+            )
+            .unwrap();
+        (first, second, child)
+    };
+    let before = m.prefix_stats();
+    let (first, second, child) = run(&m);
+    let stats = m.prefix_stats();
+    assert_eq!(stats.lookups - before.lookups, 3);
+    assert_eq!(
+        stats.hits - before.hits,
+        2,
+        "the child and the repeated root start from the store"
+    );
+    // The child reuses the root and the answer read so far; the root all but its last token.
+    assert!(
+        stats.reused - before.reused >= (root.len() + child.len() - 2 - opts.max_tokens) as u64,
+        "{stats:?} for prompts of {} and {} tokens",
+        root.len(),
+        child.len()
+    );
+    m.set_prefix_budget(0);
+    let (first0, second0, _) = run(&m);
+    assert_eq!(first, first0);
+    assert_eq!(second, second0, "reused caches changed an answer");
+    assert_eq!(
+        m.prefix_stats().hits,
+        stats.hits,
+        "a budget of 0 stores nothing"
+    );
+}

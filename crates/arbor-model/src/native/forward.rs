@@ -52,6 +52,29 @@ impl SeqCache {
             v: vec![Vec::new(); cfg.n_layers],
         }
     }
+
+    /// A copy of the first `len` positions (a position's keys and values depend only on the
+    /// tokens up to it, so this is the cache of that prefix).
+    pub fn prefix(&self, len: usize) -> Self {
+        assert!(len <= self.len);
+        let per = |layer: &Vec<f32>| layer.len() / self.len.max(1);
+        Self {
+            len,
+            k: self.k.iter().map(|l| l[..len * per(l)].to_vec()).collect(),
+            v: self.v.iter().map(|l| l[..len * per(l)].to_vec()).collect(),
+        }
+    }
+
+    /// Zeros for `len` positions (tests of code that moves caches around).
+    #[cfg(test)]
+    pub fn filled(cfg: &LlamaConfig, len: usize) -> Self {
+        let kv = cfg.n_kv_heads * cfg.head_dim();
+        Self {
+            len,
+            k: vec![vec![0.0; len * kv]; cfg.n_layers],
+            v: vec![vec![0.0; len * kv]; cfg.n_layers],
+        }
+    }
 }
 
 /// What one step reads for a sequence: its new tokens, and whether it wants the logits of

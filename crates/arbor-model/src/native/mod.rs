@@ -5,10 +5,12 @@
 mod forward;
 pub mod kernels;
 mod matmul;
+mod prefix;
 mod team;
 
 pub use forward::{Feed, NativeLlama, SeqCache};
 pub use matmul::{Acts, QMatrix};
+pub use prefix::{PrefixStats, PrefixStore, DEFAULT_BUDGET as DEFAULT_PREFIX_BUDGET};
 
 /// Threads the decoder runs on (`ARBOR_THREADS`, else one per available core).
 pub fn threads() -> usize {
