@@ -146,11 +146,17 @@ impl<'m> Batch<'m> {
                 start: start.take(),
             })
             .collect();
-        let capacity = queued
+        // A burn batch is left-padded to its longest prompt, so every row needs room for that
+        // and the largest max_tokens.
+        let longest = queued
             .iter()
-            .map(|(k, _)| self.requests[k].prompt.len() + self.requests[k].opts.max_tokens)
-            .max()
-            .unwrap_or(0);
+            .map(|(k, _)| self.requests[k].prompt.len())
+            .max();
+        let most_new = queued
+            .iter()
+            .map(|(k, _)| self.requests[k].opts.max_tokens)
+            .max();
+        let capacity = longest.unwrap_or(0) + most_new.unwrap_or(0);
         let mut logits = self
             .net
             .forward(&mut self.cache, &tokens, prompts, capacity);

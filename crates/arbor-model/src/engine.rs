@@ -28,14 +28,15 @@ pub(crate) enum Net<'a> {
 
 impl Net<'_> {
     /// One forward pass: each of the cache's rows reads its next token (`tokens`, in row order)
-    /// and each of `prompts` is read into a new row appended after them. Returns the logits of
-    /// every row, old rows first. `capacity` sizes a burn cache (positions per row); the burn
-    /// network reads new prompts only into an empty batch.
+    /// and each of `prompts` is read into a new row appended after them, from the stored prefix
+    /// it starts with when it has one (native only). Returns the logits of every row, old rows
+    /// first. `capacity` sizes a burn cache (positions per row); the burn network reads new
+    /// prompts only into an empty batch.
     pub fn forward(
         &self,
         cache: &mut Option<BatchCache>,
         tokens: &[u32],
-        prompts: &[&[u32]],
+        prompts: Vec<NewRow<'_>>,
         capacity: usize,
     ) -> Vec<Vec<f32>> {
         match *self {
@@ -47,11 +48,16 @@ impl Net<'_> {
                     }
                 };
                 assert_eq!(caches.len(), tokens.len(), "one token per row");
-                caches.extend(prompts.iter().map(|_| SeqCache::new(&m.cfg)));
+                let mut rest = Vec::with_capacity(prompts.len());
+                for p in prompts {
+                    let start = p.start.unwrap_or_else(|| SeqCache::new(&m.cfg));
+                    rest.push(&p.tokens[start.len..]);
+                    caches.push(start);
+                }
                 let feeds: Vec<Feed> = tokens
                     .iter()
                     .map(std::slice::from_ref)
-                    .chain(prompts.iter().copied())
+                    .chain(rest)
                     .map(|tokens| Feed {
                         tokens,
                         all_logits: false,
@@ -65,7 +71,12 @@ impl Net<'_> {
                         tokens.is_empty(),
                         "the burn network reads prompts into an empty batch"
                     );
-                    let (padded, pads) = crate::host::left_pad(prompts);
+                    assert!(
+                        prompts.iter().all(|p| p.start.is_none()),
+                        "no stored prefixes on burn"
+                    );
+                    let prompts: Vec<&[u32]> = prompts.iter().map(|p| p.tokens).collect();
+                    let (padded, pads) = crate::host::left_pad(&prompts);
                     let mut kv = KvCache::new(cfg, prompts.len(), capacity, device);
                     let step = Step {
                         tokens: &padded,
@@ -114,7 +125,21 @@ impl Net<'_> {
     }
 }
 
+/// A prompt joining the batch: its tokens, and the cache of a stored prefix of them.
+pub(crate) struct NewRow<'a> {
+    pub tokens: &'a [u32],
+    pub start: Option<SeqCache>,
+}
+
 impl BatchCache {
+    /// Row `i`'s cache on the native engine.
+    pub fn native_row(&self, i: usize) -> Option<&SeqCache> {
+        match self {
+            BatchCache::Native(c) => c.get(i),
+            BatchCache::Burn { .. } => None,
+        }
+    }
+
     /// The cache of rows `rows` (ascending; a row may repeat: samples sharing a prompt).
     pub fn select_rows(self, rows: &[usize], device: &Device) -> Self {
         match self {

@@ -13,7 +13,7 @@ use crate::constrain::{Grammar, JsonConstraint, TokenTrie};
 use crate::engine::{Engine, Net};
 use crate::gguf::{Gguf, GgufError};
 use crate::llama::{Llama, LlamaConfig};
-use crate::native::{NativeLlama, PrefixStats, PrefixStore, DEFAULT_PREFIX_BUDGET};
+use crate::native::{prefix_budget, NativeLlama, PrefixStats, PrefixStore};
 use crate::sampling::{log_softmax, top_k};
 use crate::tokenizer::{TextTokenizer, TokenizerError};
 use std::sync::OnceLock;
@@ -159,7 +159,7 @@ impl EmbeddedModel {
             device,
             name,
             trie: OnceLock::new(),
-            prefixes: Mutex::new(PrefixStore::new(DEFAULT_PREFIX_BUDGET)),
+            prefixes: Mutex::new(PrefixStore::new(prefix_budget())),
             constraints: Mutex::new(HashMap::new()),
         };
         match engine {
@@ -186,7 +186,7 @@ impl EmbeddedModel {
             device,
             name,
             trie: OnceLock::new(),
-            prefixes: Mutex::new(PrefixStore::new(DEFAULT_PREFIX_BUDGET)),
+            prefixes: Mutex::new(PrefixStore::new(prefix_budget())),
             constraints: Mutex::new(HashMap::new()),
         }
     }
@@ -369,9 +369,11 @@ impl EmbeddedModel {
     }
 }
 
-/// Native kernels on the CPU; burn's f32 network on other devices.
+/// Native kernels on the CPU; burn's f32 network on other devices, or wherever
+/// `ARBOR_ENGINE=burn` asks for the reference path.
 fn default_engine(device: &Device) -> Engine {
-    if *device == Device::flex() {
+    let burn = std::env::var("ARBOR_ENGINE").is_ok_and(|v| v == "burn");
+    if *device == Device::flex() && !burn {
         Engine::Native
     } else {
         Engine::Burn

@@ -132,19 +132,24 @@ fn greedy_decoding_reproduces_the_reference() {
     let m = model();
     let cases = golden("forward_cases.jsonl");
     let prompts: Vec<Vec<u32>> = cases.iter().map(|c| ids(&c["prompt_ids"])).collect();
-    let opts = vec![
-        GenerateOptions {
-            max_tokens: 24,
+    // The shortest prompt asks for the most tokens: a left-padded batch needs room for the
+    // longest prompt and the largest max_tokens together.
+    let shortest = (0..prompts.len())
+        .min_by_key(|&i| prompts[i].len())
+        .unwrap();
+    let opts: Vec<GenerateOptions> = (0..prompts.len())
+        .map(|i| GenerateOptions {
+            max_tokens: if i == shortest { 24 } else { 10 },
             ..Default::default()
-        };
-        prompts.len()
-    ];
+        })
+        .collect();
     // All five at once: the batch is left-padded, so this also checks that padding is inert.
     let out = m.generate_batch(&prompts, &opts).unwrap();
     for (c, case) in cases.iter().enumerate() {
         let want: Vec<u32> = ids(&case["reference_greedy_ids"])
             .into_iter()
             .take_while(|&t| t != 2)
+            .take(opts[c].max_tokens)
             .collect();
         assert_eq!(out[c][0].ids, want, "case {c}");
     }

@@ -10,7 +10,7 @@ mod team;
 
 pub use forward::{Feed, NativeLlama, SeqCache};
 pub use matmul::{Acts, QMatrix};
-pub use prefix::{PrefixStats, PrefixStore, DEFAULT_BUDGET as DEFAULT_PREFIX_BUDGET};
+pub use prefix::{budget_from_env as prefix_budget, PrefixStats, PrefixStore};
 
 /// Threads the decoder runs on (`ARBOR_THREADS`, else one per available core).
 pub fn threads() -> usize {

@@ -8,6 +8,15 @@ use super::forward::SeqCache;
 /// Default budget, in stored positions (SmolLM2-135M: 46 KB each, so about 94 MB).
 pub const DEFAULT_BUDGET: usize = 2048;
 
+/// The budget a new model starts with: `ARBOR_PREFIX_CACHE` (positions; 0 turns the cache off)
+/// or the default.
+pub fn budget_from_env() -> usize {
+    std::env::var("ARBOR_PREFIX_CACHE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_BUDGET)
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PrefixStats {
     /// Prompts that started from a stored prefix.
