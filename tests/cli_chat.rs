@@ -165,26 +165,13 @@ fn api_key_is_sent_but_never_printed() {
 
     let (ok, all) = chat(&m, "sk-wrong-secret", "");
     assert!(!ok && all.contains("401"), "{all}");
-    assert!(
-        all.contains("Incorrect API key provided"),
-        "the server's message is shown: {all}"
-    );
-    assert!(
-        !all.contains("sk-wrong-secret"),
-        "the key the server repeated leaked: {all}"
-    );
+    assert!(all.contains("Incorrect API key provided"), "the server's message is shown: {all}");
+    assert!(!all.contains("sk-wrong-secret"), "the key the server repeated leaked: {all}");
 
     let failing = mock(&["--api-key", "sk-very-secret", "--fault", "500=1.0"]);
-    let (ok, all) = chat(
-        &failing,
-        "sk-very-secret",
-        "[retry]\nmax_attempts = 2\nbase_delay_ms = 1\n",
-    );
+    let (ok, all) = chat(&failing, "sk-very-secret", "[retry]\nmax_attempts = 2\nbase_delay_ms = 1\n");
     assert!(!ok && all.contains("500"), "{all}");
-    assert!(
-        !all.contains("sk-very-secret"),
-        "key leaked after retries: {all}"
-    );
+    assert!(!all.contains("sk-very-secret"), "key leaked after retries: {all}");
 }
 
 #[test]

@@ -35,14 +35,7 @@ save_every = 1
 /// A tiny random model and a loop.toml (`toml`) in `dir`.
 fn setup(dir: &Path, toml: &str) -> (PathBuf, PathBuf) {
     let model = dir.join("tiny");
-    let (ok, _, err) = arbor(&[
-        "model",
-        "init",
-        "--out",
-        model.to_str().unwrap(),
-        "--seed",
-        "4",
-    ]);
+    let (ok, _, err) = arbor(&["model", "init", "--out", model.to_str().unwrap(), "--seed", "4"]);
     assert!(ok, "{err}");
     let cfg = dir.join("loop.toml");
     std::fs::write(&cfg, toml).unwrap();
@@ -96,26 +89,13 @@ fn report_page_loads_in_chromium(out: &Path, iterations: usize) {
     // (SVG's xmlns is a name, not a request.)
     let outside = text.replace("http://www.w3.org/2000/svg", "");
     for banned in ["http://", "https://", "src=", "href="] {
-        assert!(
-            !outside.contains(banned),
-            "the page must not reach the network: {banned}"
-        );
+        assert!(!outside.contains(banned), "the page must not reach the network: {banned}");
     }
-    assert!(
-        text.matches("<svg").count() > iterations - 1,
-        "accuracy and training plots"
-    );
+    assert!(text.matches("<svg").count() > iterations - 1, "accuracy and training plots");
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
-        .find(|c| {
-            Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect(
-            "headless Chromium is missing: install Debian's `chromium` package, as .ci/run does",
-        );
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("headless Chromium is missing: install Debian's `chromium` package, as .ci/run does");
     let dom = Command::new(chromium)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
         .arg(format!("file://{}", page.display()))
@@ -123,10 +103,7 @@ fn report_page_loads_in_chromium(out: &Path, iterations: usize) {
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
-    let table = dom
-        .split("id=\"iterations\"")
-        .nth(1)
-        .expect("the iterations table");
+    let table = dom.split("id=\"iterations\"").nth(1).expect("the iterations table");
     let table = table.split("</table>").next().unwrap();
     assert_eq!(table.matches("<tr>").count(), iterations + 1, "{table}");
 }
@@ -165,9 +142,10 @@ fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_repo
         assert!(d.join("model/config.json").is_file());
     }
     // Iteration 2 searched and trained from iteration 1's policy, not from π_0.
-    let search2: Value =
-        serde_json::from_str(&std::fs::read_to_string(once.join("iter-2/search.json")).unwrap())
-            .unwrap();
+    let search2: Value = serde_json::from_str(
+        &std::fs::read_to_string(once.join("iter-2/search.json")).unwrap(),
+    )
+    .unwrap();
     assert!(
         search2["model"].as_str().unwrap().ends_with("iter-1/model"),
         "{search2}"
@@ -180,10 +158,7 @@ fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_repo
     again.push("--resume".into());
     let (ok, _, err) = run(&again);
     assert!(ok, "{err}");
-    assert!(
-        !err.contains("(running)") && err.contains("(done earlier)"),
-        "{err}"
-    );
+    assert!(!err.contains("(running)") && err.contains("(done earlier)"), "{err}");
     assert_eq!(report(&once), r);
     // Without --resume the directory is not taken over.
     let (ok, _, err) = run(&args(&once));
@@ -211,10 +186,7 @@ fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_repo
         }
         child.wait().unwrap();
     }
-    assert!(
-        landed >= 2,
-        "only {landed} kills landed before the loop finished"
-    );
+    assert!(landed >= 2, "only {landed} kills landed before the loop finished");
     let mut a = args(&killed);
     a.push("--resume".into());
     let (ok, _, err) = run(&a);
@@ -222,13 +194,8 @@ fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_repo
     assert_eq!(essence(&report(&killed)), essence(&r));
     // The same policy: the trained weights agree byte for byte.
     for t in 1..=2 {
-        let w = |out: &Path| {
-            std::fs::read(out.join(format!("iter-{t}/model/model.safetensors"))).unwrap()
-        };
-        assert!(
-            w(&killed) == w(&once),
-            "iteration {t}'s weights differ after resume"
-        );
+        let w = |out: &Path| std::fs::read(out.join(format!("iter-{t}/model/model.safetensors"))).unwrap();
+        assert!(w(&killed) == w(&once), "iteration {t}'s weights differ after resume");
     }
 }
 
@@ -249,10 +216,7 @@ fn sigterm_stops_between_stages_and_says_how_to_resume() {
     let mut second = loop_args(&model, &cfg, &out, 3);
     second.push("--resume".into());
     let (ok, _, err) = run(&second);
-    assert!(
-        !ok && err.contains("another arbor loop is running"),
-        "{err}"
-    );
+    assert!(!ok && err.contains("another arbor loop is running"), "{err}");
     common::terminate(child.id());
     let done = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&done.stderr);
@@ -267,7 +231,10 @@ fn sigterm_stops_between_stages_and_says_how_to_resume() {
     let (ok, _, err) = run(&resumed);
     assert!(ok, "{err}");
     assert_eq!(report(&out)["iterations"].as_array().unwrap().len(), 4);
-    assert!(err.matches("(done earlier)").count() >= stop_at, "{err}");
+    assert!(
+        err.matches("(done earlier)").count() >= stop_at,
+        "{err}"
+    );
 }
 
 /// SIGTERM during a long training stage: the step in progress ends with a checkpoint, the
@@ -296,30 +263,18 @@ fn sigterm_during_training_keeps_its_step_and_the_resume_continues_it() {
     let state = out.join("iter-1/model/checkpoint/state.json");
     let t0 = Instant::now();
     while !state.is_file() {
-        assert!(
-            t0.elapsed().as_secs() < 300,
-            "no training checkpoint after 300 s"
-        );
+        assert!(t0.elapsed().as_secs() < 300, "no training checkpoint after 300 s");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     common::terminate(child.id());
     let done = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&done.stderr);
     assert_eq!(done.status.code(), Some(130), "{err}");
-    assert!(
-        err.contains("iteration 1, train") && err.contains("--resume"),
-        "{err}"
-    );
-    assert!(
-        !out.join("iter-1/train.json").exists(),
-        "an interrupted stage is not finished"
-    );
+    assert!(err.contains("iteration 1, train") && err.contains("--resume"), "{err}");
+    assert!(!out.join("iter-1/train.json").exists(), "an interrupted stage is not finished");
     let state: Value = common::read_json(&state);
     let step = state["step"].as_u64().unwrap();
-    assert!(
-        step > 100 && step < 400 && step % 100 != 0,
-        "checkpoint of the stopped step: {step}"
-    );
+    assert!(step > 100 && step < 400 && step % 100 != 0, "checkpoint of the stopped step: {step}");
 
     let mut resumed = loop_args(&model, &cfg, &out, 1);
     resumed.push("--resume".into());
@@ -335,10 +290,7 @@ fn sigterm_during_training_keeps_its_step_and_the_resume_continues_it() {
 #[test]
 fn an_oreo_loop_evaluates_with_its_critic_too() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, cfg) = setup(
-        dir.path(),
-        &LOOP_TOML.replace("algo = \"sft\"", "algo = \"oreo\""),
-    );
+    let (model, cfg) = setup(dir.path(), &LOOP_TOML.replace("algo = \"sft\"", "algo = \"oreo\""));
     let out = dir.path().join("out");
     let (ok, _, err) = run(&loop_args(&model, &cfg, &out, 1));
     assert!(ok, "{err}");
@@ -351,21 +303,14 @@ fn an_oreo_loop_evaluates_with_its_critic_too() {
     // one sample (K = eval_beam), and its critic's AUC is reported when the greedy paths hold
     // both right and wrong answers.
     assert!(r["iterations"][0]["value_beam_accuracy"].is_null(), "{r}");
-    for k in [
-        "value_beam_accuracy",
-        "best_of_k_accuracy",
-        "majority_of_k_accuracy",
-        "sample_accuracy",
-    ] {
+    for k in ["value_beam_accuracy", "best_of_k_accuracy", "majority_of_k_accuracy", "sample_accuracy"] {
         assert!(it[k].is_f64(), "{k}: {it}");
     }
-    let eval: Value = common::read_json(&out.join("iter-1/eval.json"));
+    let eval: Value =
+        common::read_json(&out.join("iter-1/eval.json"));
     assert_eq!(eval["critic"]["width"], 4, "{eval}");
     assert!(eval["critic"].get("critic_auc").is_some(), "{eval}");
-    assert!(
-        it["vs_previous"]["n"] == 6,
-        "the gain over π_0 is paired on the 6 tasks: {it}"
-    );
+    assert!(it["vs_previous"]["n"] == 6, "the gain over π_0 is paired on the 6 tasks: {it}");
 }
 
 /// `[evaluator] kind = "learned"` in an OREO loop: π_0 has no critic, so iteration 1 searches
@@ -381,21 +326,12 @@ fn an_oreo_loop_searches_with_the_critic_of_its_last_policy() {
     let out = dir.path().join("out");
     let (ok, _, err) = run(&loop_args(&model, &cfg, &out, 2));
     assert!(ok, "{err}");
-    let marker =
-        |t: usize| -> Value { common::read_json(&out.join(format!("iter-{t}/search.json"))) };
-    assert!(
-        marker(1)["evaluator"]
-            .as_str()
-            .unwrap()
-            .starts_with("terminal"),
-        "{}",
-        marker(1)
-    );
+    let marker = |t: usize| -> Value {
+        common::read_json(&out.join(format!("iter-{t}/search.json")))
+    };
+    assert!(marker(1)["evaluator"].as_str().unwrap().starts_with("terminal"), "{}", marker(1));
     let critic = out.join("iter-1/model/value");
-    assert_eq!(
-        marker(2)["evaluator"],
-        format!("learned ({})", critic.display())
-    );
+    assert_eq!(marker(2)["evaluator"], format!("learned ({})", critic.display()));
     // Values of the states that are not the end of a path: all 0 under terminal verdicts, the
     // critic's V(s) under the learned evaluator.
     let inner_values = |t: usize| -> Vec<f64> {
@@ -412,10 +348,7 @@ fn an_oreo_loop_searches_with_the_critic_of_its_last_policy() {
     };
     assert!(inner_values(1).iter().all(|v| *v == 0.0));
     let learned = inner_values(2);
-    assert!(
-        !learned.is_empty() && learned.iter().any(|v| *v != 0.0),
-        "{learned:?}"
-    );
+    assert!(!learned.is_empty() && learned.iter().any(|v| *v != 0.0), "{learned:?}");
 }
 
 /// `backend = "llamacpp"`: π_t is exported as GGUF and served by llama.cpp (xllamacpp) for the
@@ -423,21 +356,11 @@ fn an_oreo_loop_searches_with_the_critic_of_its_last_policy() {
 #[test]
 fn the_llama_cpp_backend_searches_and_evaluates_on_a_server_of_the_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/serve_xllamacpp.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/serve_xllamacpp.py");
     let toml = LOOP_TOML
-        .replace(
-            "kind = \"synthetic\"",
-            "kind = \"llm\"\nmax_step_tokens = 16",
-        )
+        .replace("kind = \"synthetic\"", "kind = \"llm\"\nmax_step_tokens = 16")
         .replace("env = \"math\"", "env = \"math\"\nbackend = \"llamacpp\"")
-        .replace(
-            "[search]",
-            &format!(
-                "[llamacpp]\nparallel = 2\nscript = {:?}\n[search]",
-                script.to_str().unwrap()
-            ),
-        );
+        .replace("[search]", &format!("[llamacpp]\nparallel = 2\nscript = {:?}\n[search]", script.to_str().unwrap()));
     let (model, cfg) = setup(dir.path(), &toml);
     let out = dir.path().join("out");
     let (ok, _, err) = run(&loop_args(&model, &cfg, &out, 1));
@@ -457,10 +380,7 @@ fn the_llama_cpp_backend_searches_and_evaluates_on_a_server_of_the_policy() {
     assert_eq!(reused("iter-1/search.json"), true);
     assert_eq!(reused("iter-1/eval.json"), false);
     let trees = std::fs::read_to_string(out.join("iter-1/trees/trees.jsonl")).unwrap();
-    assert!(
-        trees.contains("\"policy\""),
-        "the trees were searched on the server's model"
-    );
+    assert!(trees.contains("\"policy\""), "the trees were searched on the server's model");
 }
 
 #[test]
@@ -474,10 +394,7 @@ fn dpo_trains_against_the_previous_policy_or_the_start() {
         let cfg = dir.path().join(format!("{reference}.toml"));
         let toml = LOOP_TOML
             .replace("algo = \"sft\"", "algo = \"dpo\"\nlr = 0.001")
-            .replace(
-                "env = \"math\"",
-                &format!("env = \"math\"\nreference = \"{reference}\""),
-            );
+            .replace("env = \"math\"", &format!("env = \"math\"\nreference = \"{reference}\""));
         std::fs::write(&cfg, toml).unwrap();
         let out = dir.path().join(reference);
         let (ok, _, err) = run(&loop_args(&model, &cfg, &out, 2));
@@ -488,14 +405,7 @@ fn dpo_trains_against_the_previous_policy_or_the_start() {
         let mut lines = csv.lines();
         let head: Vec<&str> = lines.next().unwrap().split(',').collect();
         let col = head.iter().position(|c| *c == "reward_chosen").unwrap();
-        lines
-            .next()
-            .unwrap()
-            .split(',')
-            .nth(col)
-            .unwrap()
-            .parse()
-            .unwrap()
+        lines.next().unwrap().split(',').nth(col).unwrap().parse().unwrap()
     };
     let (previous, start) = (first_reward("previous"), first_reward("start"));
     assert!(previous.abs() < 1e-5, "against π_1: {previous}");

@@ -4,8 +4,8 @@ use std::process::{Child, Command, Stdio};
 
 use arbor_core::Message;
 use arbor_llm::{LanguageModel, LlmRequest, SamplingParams};
-use arbor_model::fetch::arbor_home;
 use arbor_openai::{EndpointConfig, OpenAiClient};
+use arbor_model::fetch::arbor_home;
 
 mod common;
 
@@ -188,57 +188,31 @@ fn start_serve(args: &[&str]) -> (Server, String) {
 #[test]
 fn serve_works_for_the_official_openai_client() {
     let (_server, base) = start_serve(&["--api-key", "sk-arbor-test"]);
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_client.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_client.py");
     let out = Command::new(common::venv_python())
         .arg(&script)
         .args([&base, "sk-arbor-test"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (plain, stream) = (&r["plain"], &r["stream"]);
     assert_eq!(plain["model"], "embedded");
     assert!(!plain["text"].as_str().unwrap().is_empty());
-    assert_eq!(
-        stream["text"], plain["text"],
-        "greedy: streamed text = plain text"
-    );
-    assert!(
-        stream["pieces"].as_array().unwrap().len() > 2,
-        "not streamed: {}",
-        stream["pieces"]
-    );
-    assert_eq!(
-        (stream["finish"].clone(), stream["roles"].clone()),
-        (plain["finish"].clone(), 1.into())
-    );
+    assert_eq!(stream["text"], plain["text"], "greedy: streamed text = plain text");
+    assert!(stream["pieces"].as_array().unwrap().len() > 2, "not streamed: {}", stream["pieces"]);
+    assert_eq!((stream["finish"].clone(), stream["roles"].clone()), (plain["finish"].clone(), 1.into()));
     assert_eq!(stream["usage"], plain["usage"], "usage in the last chunk");
     assert_eq!(r["completions_stream"], r["completions"]);
     let n = r["n"].as_array().unwrap();
     assert_eq!(n.len(), 3);
-    assert!(
-        n.iter()
-            .all(|c| c["logprobs"].as_u64() > Some(0) && c["top"] == 2),
-        "{n:?}"
-    );
+    assert!(n.iter().all(|c| c["logprobs"].as_u64() > Some(0) && c["top"] == 2), "{n:?}");
     assert_eq!(r["json_schema"].as_array().unwrap().len(), 4);
     assert!(r["json_object"].is_object());
     for (case, status) in [
-        ("max_tokens_negative", 400),
-        ("max_tokens_zero", 400),
-        ("max_tokens_beyond_context", 400),
-        ("n_zero", 400),
-        ("n_too_large", 400),
-        ("temperature", 400),
-        ("top_p", 400),
-        ("unknown_model", 404),
-        ("malformed_messages", 400),
-        ("prompt_beyond_context", 400),
+        ("max_tokens_negative", 400), ("max_tokens_zero", 400), ("max_tokens_beyond_context", 400),
+        ("n_zero", 400), ("n_too_large", 400), ("temperature", 400), ("top_p", 400),
+        ("unknown_model", 404), ("malformed_messages", 400), ("prompt_beyond_context", 400),
         ("body_too_large", 413),
     ] {
         let e = &r["errors"][case];
@@ -246,13 +220,9 @@ fn serve_works_for_the_official_openai_client() {
         let param = e["param"].as_str().unwrap_or("");
         let message = e["message"].as_str().unwrap_or("");
         let named = match case {
-            "max_tokens_negative" | "max_tokens_zero" | "max_tokens_beyond_context" => {
-                param == "max_tokens"
-            }
+            "max_tokens_negative" | "max_tokens_zero" | "max_tokens_beyond_context" => param == "max_tokens",
             "n_zero" | "n_too_large" => param == "n",
-            "temperature" | "top_p" | "malformed_messages" => {
-                param == case.trim_start_matches("malformed_")
-            }
+            "temperature" | "top_p" | "malformed_messages" => param == case.trim_start_matches("malformed_"),
             "unknown_model" => param == "model" && message.contains("gpt-9"),
             "prompt_beyond_context" => message.contains("context length"),
             _ => message.contains("bytes"),
@@ -260,10 +230,7 @@ fn serve_works_for_the_official_openai_client() {
         assert!(named, "{case}: the error does not say what is wrong: {e}");
     }
     assert_eq!(r["wrong_key"]["status"], 401);
-    assert!(!r["wrong_key"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("sk-wrong"));
+    assert!(!r["wrong_key"]["message"].as_str().unwrap().contains("sk-wrong"));
 }
 
 /// SIGTERM while a request is being answered: the answer arrives whole, then the server exits
@@ -286,10 +253,7 @@ async fn serve_finishes_requests_in_flight_on_sigterm() {
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["usage"]["completion_tokens"], 40, "{v}");
-    let status = tokio::task::spawn_blocking(move || server.0.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || server.0.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
 }
 
@@ -318,8 +282,8 @@ fn exported_gguf_serves_in_llama_cpp_with_arbor_greedy_ids() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let home = arbor_home();
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/tools/serve_xllamacpp.py");
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/serve_xllamacpp.py");
     let golden = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/golden/smollm2/forward_cases.jsonl");
     let cases: Vec<serde_json::Value> = std::fs::read_to_string(golden)
@@ -328,49 +292,21 @@ fn exported_gguf_serves_in_llama_cpp_with_arbor_greedy_ids() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let smol = d.join("smol.gguf");
-    let (ok, _, err) = arbor(&[
-        "model",
-        "export-gguf",
-        "embedded",
-        smol.to_str().unwrap(),
-        "--type",
-        "f32",
-    ]);
+    let (ok, _, err) = arbor(&["model", "export-gguf", "embedded", smol.to_str().unwrap(), "--type", "f32"]);
     assert!(ok, "{err}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt
-        .block_on(arbor_serve::llamacpp::LlamaCppServer::start(
-            &home.join("venv/bin/python"),
-            &script,
-            &smol,
-            1,
-        ))
+        .block_on(arbor_serve::llamacpp::LlamaCppServer::start(&home.join("venv/bin/python"), &script, &smol, 1))
         .unwrap_or_else(|e| panic!("{e}"));
     let mut compared = 0;
     for c in &cases {
-        let rendered = rt.block_on(post(
-            &server.base_url,
-            "/apply-template",
-            serde_json::json!({"messages": c["messages"]}),
-        ));
+        let rendered = rt.block_on(post(&server.base_url, "/apply-template", serde_json::json!({"messages": c["messages"]})));
         assert_eq!(rendered["prompt"], c["rendered"], "chat template");
-        let ids = rt.block_on(post(
-            &server.base_url,
-            "/tokenize",
-            serde_json::json!({"content": c["rendered"], "parse_special": true}),
-        ));
+        let ids = rt.block_on(post(&server.base_url, "/tokenize", serde_json::json!({"content": c["rendered"], "parse_special": true})));
         assert_eq!(ids["tokens"], c["prompt_ids"], "tokenization");
         let n = c["reference_greedy_ids"].as_array().unwrap().len();
         let theirs = rt.block_on(post(&server.base_url, "/completion", serde_json::json!({"prompt": c["prompt_ids"], "n_predict": n, "temperature": 0.0, "return_tokens": true, "cache_prompt": false})));
-        let (ok, out, err) = arbor(&[
-            "generate",
-            "--model",
-            smol.to_str().unwrap(),
-            "--max-tokens",
-            &n.to_string(),
-            "--json",
-            c["rendered"].as_str().unwrap(),
-        ]);
+        let (ok, out, err) = arbor(&["generate", "--model", smol.to_str().unwrap(), "--max-tokens", &n.to_string(), "--json", c["rendered"].as_str().unwrap()]);
         assert!(ok, "{err}");
         let ours: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(ours["prompt_ids"], c["prompt_ids"]);
@@ -379,11 +315,7 @@ fn exported_gguf_serves_in_llama_cpp_with_arbor_greedy_ids() {
             if margin < 0.1 {
                 break;
             }
-            assert_eq!(
-                theirs["tokens"][i], ours["generated_ids"][i],
-                "position {i} of {}",
-                c["rendered"]
-            );
+            assert_eq!(theirs["tokens"][i], ours["generated_ids"][i], "position {i} of {}", c["rendered"]);
             compared += 1;
         }
     }
@@ -391,58 +323,19 @@ fn exported_gguf_serves_in_llama_cpp_with_arbor_greedy_ids() {
     drop(server);
 
     // A tiny model with a BPE learned from a corpus.
-    std::fs::write(
-        d.join("corpus.txt"),
-        "Tom has 3 apples and buys 5 more.\nThe answer is 8.\nHow many apples does he have now?\n"
-            .repeat(20),
-    )
-    .unwrap();
+    std::fs::write(d.join("corpus.txt"), "Tom has 3 apples and buys 5 more.\nThe answer is 8.\nHow many apples does he have now?\n".repeat(20)).unwrap();
     let tiny = d.join("tiny");
-    let (ok, _, err) = arbor(&[
-        "model",
-        "init",
-        "--out",
-        tiny.to_str().unwrap(),
-        "--corpus",
-        d.join("corpus.txt").to_str().unwrap(),
-        "--vocab-size",
-        "300",
-    ]);
+    let (ok, _, err) = arbor(&["model", "init", "--out", tiny.to_str().unwrap(), "--corpus", d.join("corpus.txt").to_str().unwrap(), "--vocab-size", "300"]);
     assert!(ok, "{err}");
     let tiny_gguf = d.join("tiny.gguf");
-    let (ok, _, err) = arbor(&[
-        "model",
-        "export-gguf",
-        tiny.to_str().unwrap(),
-        tiny_gguf.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = arbor(&["model", "export-gguf", tiny.to_str().unwrap(), tiny_gguf.to_str().unwrap()]);
     assert!(ok, "{err}");
     let server = rt
-        .block_on(arbor_serve::llamacpp::LlamaCppServer::start(
-            &home.join("venv/bin/python"),
-            &script,
-            &tiny_gguf,
-            1,
-        ))
+        .block_on(arbor_serve::llamacpp::LlamaCppServer::start(&home.join("venv/bin/python"), &script, &tiny_gguf, 1))
         .unwrap_or_else(|e| panic!("{e}"));
-    for text in [
-        "Tom has 13 apples and buys 5 more.",
-        "<|im_start|>user\nHow many?<|im_end|>\n",
-    ] {
-        let theirs = rt.block_on(post(
-            &server.base_url,
-            "/tokenize",
-            serde_json::json!({"content": text, "parse_special": true}),
-        ));
-        let (ok, out, err) = arbor(&[
-            "generate",
-            "--model",
-            tiny.to_str().unwrap(),
-            "--max-tokens",
-            "1",
-            "--json",
-            text,
-        ]);
+    for text in ["Tom has 13 apples and buys 5 more.", "<|im_start|>user\nHow many?<|im_end|>\n"] {
+        let theirs = rt.block_on(post(&server.base_url, "/tokenize", serde_json::json!({"content": text, "parse_special": true})));
+        let (ok, out, err) = arbor(&["generate", "--model", tiny.to_str().unwrap(), "--max-tokens", "1", "--json", text]);
         assert!(ok, "{err}");
         let ours: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(theirs["tokens"], ours["prompt_ids"], "{text}");

@@ -95,26 +95,12 @@ fn a_dry_run_prints_the_calls_and_starts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let input = tasks(dir.path(), 5);
     let out = dir.path().join("out");
-    let mut args = synth_args(
-        input.to_str().unwrap(),
-        out.to_str().unwrap(),
-        "http://127.0.0.1:9/v1",
-    );
-    args.extend([
-        "--candidates",
-        "3",
-        "--rounds",
-        "2",
-        "--no-gate",
-        "--dry-run",
-    ]);
+    let mut args = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), "http://127.0.0.1:9/v1");
+    args.extend(["--candidates", "3", "--rounds", "2", "--no-gate", "--dry-run"]);
     let (ok, stdout, err) = arbor(&args);
     assert!(ok, "{err}");
     assert!(stdout.contains("5 items, up to 2 rounds each"), "{stdout}");
-    assert!(
-        stdout.contains("target") && !stdout.contains("reward"),
-        "no gate, no reward calls: {stdout}"
-    );
+    assert!(stdout.contains("target") && !stdout.contains("reward"), "no gate, no reward calls: {stdout}");
     assert!(!out.exists());
 }
 
@@ -194,39 +180,23 @@ fn a_thousand_items_against_faults_all_end_accounted_for() {
     );
     // The directory loads with HF datasets and no arguments (the card's configs name the
     // files), each config with its file's rows (a file without rows has no config).
-    let want: Vec<_> = [
-        ("default", pairs.len()),
-        ("provenance", prov.len()),
-        ("dead_letters", dead.len()),
-        ("gated_out", gated.len()),
-    ]
-    .into_iter()
-    .filter(|w| w.1 > 0)
-    .collect();
-    assert!(
-        want.len() >= 3,
-        "pairs, provenance and gated items should have rows here: {want:?}"
-    );
+    let want: Vec<_> = [("default", pairs.len()), ("provenance", prov.len()), ("dead_letters", dead.len()), ("gated_out", gated.len())]
+        .into_iter()
+        .filter(|w| w.1 > 0)
+        .collect();
+    assert!(want.len() >= 3, "pairs, provenance and gated items should have rows here: {want:?}");
     let script = "import sys, json, datasets\ndatasets.disable_progress_bars()\nd = sys.argv[1]\nprint(json.dumps({c: datasets.load_dataset(d, c, split='train').num_rows for c in sys.argv[2:]} | {'': datasets.load_dataset(d, split='train').num_rows}))";
     let loaded = Command::new(common::venv_python())
         .args(["-c", script, out.to_str().unwrap()])
         .args(want.iter().map(|w| w.0))
         .output()
         .unwrap();
-    assert!(
-        loaded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&loaded.stderr)
-    );
+    assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
     let rows: Value = serde_json::from_slice(&loaded.stdout).unwrap();
     for (config, n) in want {
         assert_eq!(rows[config], n, "load_dataset(DIR, {config:?}): {rows}");
     }
-    assert_eq!(
-        rows[""],
-        pairs.len(),
-        "load_dataset(DIR) is the pairs: {rows}"
-    );
+    assert_eq!(rows[""], pairs.len(), "load_dataset(DIR) is the pairs: {rows}");
     assert!(
         err.contains(&format!("1000 of 1000 items: {accepted} accepted")),
         "{err}"
@@ -248,9 +218,7 @@ enum Kill {
 fn kill_points(seed: u64, n: usize) -> Vec<Kill> {
     let mut x = seed;
     let mut next = |m: u64| {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (x >> 33) % m
     };
     (0..n)
@@ -313,13 +281,7 @@ fn run_with_kills(args: &[&str], kills: &[Kill]) -> Kills {
             Kill::Crash(_, _) => {
                 seen.torn_output += std::fs::read_dir(&out)
                     .unwrap()
-                    .filter(|e| {
-                        e.as_ref()
-                            .unwrap()
-                            .file_name()
-                            .to_string_lossy()
-                            .ends_with(".tmp")
-                    })
+                    .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
                     .count()
                     .min(1);
             }
@@ -327,15 +289,12 @@ fn run_with_kills(args: &[&str], kills: &[Kill]) -> Kills {
         }
         resume = true;
     }
-    let before = std::fs::read_to_string(&journal)
-        .map_or(0, |t| t.lines().filter(|l| l.ends_with('}')).count());
+    let before = std::fs::read_to_string(&journal).map_or(0, |t| t.lines().filter(|l| l.ends_with('}')).count());
     let (ok, _, err) = arbor(&[args, &["--resume"]].concat());
     assert!(ok, "{err}");
     if before > 0 {
         assert!(
-            err.contains(&format!(
-                "{before} items were finished before and kept from the journal"
-            )),
+            err.contains(&format!("{before} items were finished before and kept from the journal")),
             "the resume should skip the {before} journaled items: {err}"
         );
     }
@@ -361,14 +320,7 @@ struct Chaos {
 /// 160 items against a mock with `faults`, once uninterrupted and once cut at `n` kill points
 /// drawn from `seed` and resumed after each.
 fn chaos(faults: &[&str], seed: u64, n: usize) -> Chaos {
-    let mut args = vec![
-        "--latency-ms",
-        "15",
-        "--hang-ms",
-        "1500",
-        "--retry-after-s",
-        "0",
-    ];
+    let mut args = vec!["--latency-ms", "15", "--hang-ms", "1500", "--retry-after-s", "0"];
     args.extend(faults);
     let m = mock(&args);
     let dir = tempfile::tempdir().unwrap();
@@ -377,11 +329,7 @@ fn chaos(faults: &[&str], seed: u64, n: usize) -> Chaos {
     // Small pool epochs so the prompt pool (and the optimizer's rewrites) shape later items;
     // frequent snapshots so output writes are there to be cut.
     let cfg = dir.path().join("synth.toml");
-    std::fs::write(
-        &cfg,
-        "pool_epoch = 16\nrounds = 3\nthreshold = 7.5\nsnapshot_secs = 0.1\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, "pool_epoch = 16\nrounds = 3\nthreshold = 7.5\nsnapshot_secs = 0.1\n").unwrap();
     let once = dir.path().join("once");
     let killed = dir.path().join("killed");
     let mk = |out: &Path| {
@@ -403,20 +351,11 @@ fn chaos(faults: &[&str], seed: u64, n: usize) -> Chaos {
     let (ok, _, err) = arbor(&a1.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{err}");
     let a2 = mk(&killed);
-    let kills = run_with_kills(
-        &a2.iter().map(String::as_str).collect::<Vec<_>>(),
-        &kill_points(seed, n),
-    );
+    let kills = run_with_kills(&a2.iter().map(String::as_str).collect::<Vec<_>>(), &kill_points(seed, n));
     let read = |p: &Path| std::fs::read_to_string(p).unwrap();
-    let ids = |p: &Path| {
-        jsonl(p)
-            .iter()
-            .map(|v| v["pair_id"].clone())
-            .collect::<Vec<_>>()
-    };
+    let ids = |p: &Path| jsonl(p).iter().map(|v| v["pair_id"].clone()).collect::<Vec<_>>();
     let journal = jsonl(&killed.join("journal.jsonl"));
-    let unique: std::collections::HashSet<String> =
-        journal.iter().map(|r| r["id"].to_string()).collect();
+    let unique: std::collections::HashSet<String> = journal.iter().map(|r| r["id"].to_string()).collect();
     assert_eq!(jsonl(&once.join("journal.jsonl")).len(), items);
     Chaos {
         kills,
@@ -424,12 +363,9 @@ fn chaos(faults: &[&str], seed: u64, n: usize) -> Chaos {
         lost: items - unique.len(),
         doubled: journal.len() - unique.len(),
         same_pairs: read(&once.join("pairs.jsonl")) == read(&killed.join("pairs.jsonl")),
-        same_provenance: ids(&once.join("provenance.jsonl"))
-            == ids(&killed.join("provenance.jsonl")),
+        same_provenance: ids(&once.join("provenance.jsonl")) == ids(&killed.join("provenance.jsonl")),
         pairs: jsonl(&once.join("pairs.jsonl")).len(),
-        rewritten_prompts: jsonl(&once.join("provenance.jsonl"))
-            .iter()
-            .any(|v| v["round"].as_u64() > Some(0)),
+        rewritten_prompts: jsonl(&once.join("provenance.jsonl")).iter().any(|v| v["round"].as_u64() > Some(0)),
     }
 }
 
@@ -447,20 +383,9 @@ fn kill_9_and_resume_gives_exactly_the_uninterrupted_pairs() {
         k.landed >= 10 && k.torn_journal >= 1 && k.torn_output >= 1,
         "the kills should cut the job at least 10 times, inside a journal append and inside an output write: {c:?}"
     );
-    assert!(
-        c.pairs > 0 && c.rewritten_prompts,
-        "some pairs should come from optimized prompts: {c:?}"
-    );
-    assert!(
-        c.same_pairs && c.same_provenance,
-        "pairs after {} kills differ from the uninterrupted run",
-        k.landed
-    );
-    assert_eq!(
-        (c.lost, c.doubled),
-        (0, 0),
-        "no item lost or journaled twice"
-    );
+    assert!(c.pairs > 0 && c.rewritten_prompts, "some pairs should come from optimized prompts: {c:?}");
+    assert!(c.same_pairs && c.same_provenance, "pairs after {} kills differ from the uninterrupted run", k.landed);
+    assert_eq!((c.lost, c.doubled), (0, 0), "no item lost or journaled twice");
 }
 
 /// The chaos benchmark (docs/benchmarks.md): kill points × fault mixes, items lost and doubled,
@@ -471,21 +396,8 @@ fn chaos_benchmark() {
     let mixes: [(&str, &[&str]); 4] = [
         ("none", &[]),
         ("5% 500", &["--fault", "500=0.05"]),
-        (
-            "3% 429 + 3% hang",
-            &["--fault", "429=0.03", "--fault", "hang=0.03"],
-        ),
-        (
-            "3% truncated + 3% wrong schema + 2% 503",
-            &[
-                "--fault",
-                "truncated=0.03",
-                "--fault",
-                "wrong_schema=0.03",
-                "--fault",
-                "503=0.02",
-            ],
-        ),
+        ("3% 429 + 3% hang", &["--fault", "429=0.03", "--fault", "hang=0.03"]),
+        ("3% truncated + 3% wrong schema + 2% 503", &["--fault", "truncated=0.03", "--fault", "wrong_schema=0.03", "--fault", "503=0.02"]),
     ];
     println!("| fault mix | seed | kills landed | in a journal append | in an output write | items | lost | doubled | pairs identical |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -494,25 +406,13 @@ fn chaos_benchmark() {
         for seed in 1..=4u64 {
             let c = chaos(faults, seed, 12);
             let k = &c.kills;
-            println!(
-                "| {name} | {seed} | {} | {} | {} | {} | {} | {} | {} |",
-                k.landed,
-                k.torn_journal,
-                k.torn_output,
-                c.items,
-                c.lost,
-                c.doubled,
-                c.same_pairs && c.same_provenance
-            );
+            println!("| {name} | {seed} | {} | {} | {} | {} | {} | {} | {} |", k.landed, k.torn_journal, k.torn_output, c.items, c.lost, c.doubled, c.same_pairs && c.same_provenance);
             if c.lost + c.doubled > 0 || !c.same_pairs || !c.same_provenance {
                 bad.push((name, seed));
             }
         }
     }
-    assert!(
-        bad.is_empty(),
-        "runs that lost, doubled or changed pairs: {bad:?}"
-    );
+    assert!(bad.is_empty(), "runs that lost, doubled or changed pairs: {bad:?}");
 }
 
 /// A job killed with SIGKILL leaves the pairs of the items it finished (`snapshot_secs`), whole
@@ -535,36 +435,18 @@ fn a_killed_job_leaves_the_pairs_of_its_finished_items() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the job should still be running"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "the job should still be running");
     child.kill().unwrap();
     child.wait().unwrap();
-    let partial =
-        std::fs::read_to_string(out.join("pairs.jsonl")).expect("pairs.jsonl after a kill");
-    assert!(
-        partial.ends_with('\n') && !partial.is_empty(),
-        "{partial:?}"
-    );
-    let partial: Vec<Value> = partial
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let partial = std::fs::read_to_string(out.join("pairs.jsonl")).expect("pairs.jsonl after a kill");
+    assert!(partial.ends_with('\n') && !partial.is_empty(), "{partial:?}");
+    let partial: Vec<Value> = partial.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let (ok, _, err) = arbor(&[args.as_slice(), &["--resume"]].concat());
     assert!(ok, "{err}");
     let all = jsonl(&out.join("pairs.jsonl"));
-    assert!(
-        partial.len() < all.len(),
-        "{} of {}",
-        partial.len(),
-        all.len()
-    );
+    assert!(partial.len() < all.len(), "{} of {}", partial.len(), all.len());
     for p in &partial {
-        assert!(
-            all.contains(p),
-            "a snapshot pair is not in the finished job: {p}"
-        );
+        assert!(all.contains(p), "a snapshot pair is not in the finished job: {p}");
     }
 }
 
@@ -673,21 +555,13 @@ fn json_answers_cut_at_the_token_limit_are_repaired_before_the_item_dies() {
     };
     let without = dead_with(0);
     // Three JSON answers per item (judge in both orders, reward): ~58% of items hit a cut one.
-    assert!(
-        without.len() >= 10,
-        "{} dead letters without repairs",
-        without.len()
-    );
+    assert!(without.len() >= 10, "{} dead letters without repairs", without.len());
     for d in &without {
         let cause = d["cause"].as_str().unwrap();
         assert!(cause.contains("cut at the token limit"), "{cause}");
     }
     let with = dead_with(3);
-    eprintln!(
-        "dead letters: {} without repairs, {} with 3",
-        without.len(),
-        with.len()
-    );
+    eprintln!("dead letters: {} without repairs, {} with 3", without.len(), with.len());
     assert!(
         with.len() * 4 <= without.len(),
         "{} dead letters with repairs against {} without",
@@ -695,10 +569,7 @@ fn json_answers_cut_at_the_token_limit_are_repaired_before_the_item_dies() {
         without.len()
     );
     for d in &with {
-        assert!(
-            d["cause"].as_str().unwrap().contains("after 3 repairs"),
-            "{d}"
-        );
+        assert!(d["cause"].as_str().unwrap().contains("after 3 repairs"), "{d}");
     }
 }
 
@@ -714,11 +585,7 @@ fn a_panic_in_one_item_is_a_dead_letter_and_fails_the_exit_status() {
     let victim = jsonl(&input)[2]["id"].as_str().unwrap().to_string();
     let out = dir.path().join("out");
     let o = Command::new(ARBOR)
-        .args(synth_args(
-            input.to_str().unwrap(),
-            out.to_str().unwrap(),
-            &m.url,
-        ))
+        .args(synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url))
         .env("ARBOR_TEST_PANIC_ITEM", &victim)
         .output()
         .unwrap();
@@ -729,16 +596,8 @@ fn a_panic_in_one_item_is_a_dead_letter_and_fails_the_exit_status() {
     let dead = jsonl(&out.join("dead_letter.jsonl"));
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0]["item_id"], victim.as_str());
-    assert!(dead[0]["cause"]
-        .as_str()
-        .unwrap()
-        .contains("injected by ARBOR_TEST_PANIC_ITEM"));
-    assert_eq!(
-        jsonl(&out.join("provenance.jsonl")).len()
-            + dead.len()
-            + jsonl(&out.join("gated_out.jsonl")).len(),
-        6
-    );
+    assert!(dead[0]["cause"].as_str().unwrap().contains("injected by ARBOR_TEST_PANIC_ITEM"));
+    assert_eq!(jsonl(&out.join("provenance.jsonl")).len() + dead.len() + jsonl(&out.join("gated_out.jsonl")).len(), 6);
 }
 
 #[test]
@@ -788,20 +647,14 @@ fn a_handful_of_items_against_a_real_llama_cpp_server() {
     // server's `/props`), so none waits in the server's queue against the timeout. (The
     // adaptive limit may go lower when it reads queueing in the server's timings on a busy
     // machine; it must never go above the slots.)
-    let line = err
-        .lines()
-        .find(|l| l.contains(&url))
-        .unwrap_or_else(|| panic!("no endpoint line: {err}"));
+    let line = err.lines().find(|l| l.contains(&url)).unwrap_or_else(|| panic!("no endpoint line: {err}"));
     let limit: u32 = line
         .split("in flight <= ")
         .nth(1)
         .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no in-flight limit in {line}"));
-    assert!(
-        (1..=2).contains(&limit) && !line.contains("errors"),
-        "{line}"
-    );
+    assert!((1..=2).contains(&limit) && !line.contains("errors"), "{line}");
     let journal = jsonl(&out.join("journal.jsonl"));
     assert_eq!(journal.len(), 3);
     // llama.cpp follows the JSON schema, so the judge's answers parse and every item is judged.
@@ -858,25 +711,17 @@ fn a_job_directory_is_continued_only_with_resume_and_only_on_the_same_input() {
     // Another input of the same row count is not mixed into the job.
     let (ok, _, err) = run(&b, &["--resume"]);
     assert!(!ok && err.contains("input_sha256"), "{err}");
-    assert_eq!(
-        std::fs::read_to_string(out.join("pairs.jsonl")).unwrap(),
-        pairs
-    );
+    assert_eq!(std::fs::read_to_string(out.join("pairs.jsonl")).unwrap(), pairs);
     // The same input resumes (nothing left to do).
     let (ok, _, err) = run(&a, &["--resume"]);
     assert!(ok, "{err}");
-    assert_eq!(
-        std::fs::read_to_string(out.join("pairs.jsonl")).unwrap(),
-        pairs
-    );
+    assert_eq!(std::fs::read_to_string(out.join("pairs.jsonl")).unwrap(), pairs);
 }
 
 /// The mock's request count (`GET /stats`).
 fn mock_requests(m: &Mock) -> u64 {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(arbor_serve::mock::fetch_stats(&m.url))
-        .unwrap()
-        .requests
+    rt.block_on(arbor_serve::mock::fetch_stats(&m.url)).unwrap().requests
 }
 
 /// Repeated prompts are set aside before the job — an exact repeat (case, punctuation and
@@ -897,13 +742,7 @@ fn duplicate_prompts_and_candidates_are_set_aside() {
         json!({"id": "c", "prompt": "What is 12 * 7?"}),
     ];
     let input = dir.path().join("items.jsonl");
-    std::fs::write(
-        &input,
-        rows.iter()
-            .map(|r| r.to_string() + "\n")
-            .collect::<String>(),
-    )
-    .unwrap();
+    std::fs::write(&input, rows.iter().map(|r| r.to_string() + "\n").collect::<String>()).unwrap();
     let m = mock(&[]);
     let run = |name: &str, cfg: &str| {
         let out = dir.path().join(name);
@@ -916,33 +755,14 @@ fn duplicate_prompts_and_candidates_are_set_aside() {
         (out, err)
     };
     let (out, err) = run("dedup", "rounds = 1\n");
-    assert!(
-        err.contains("5 of 5 items:") && err.contains("2 duplicates"),
-        "{err}"
-    );
+    assert!(err.contains("5 of 5 items:") && err.contains("2 duplicates"), "{err}");
     let dups = jsonl(&out.join("duplicates.jsonl"));
     let seen: Vec<(String, String, String)> = dups
         .iter()
-        .map(|d| {
-            (
-                d["item_id"].as_str().unwrap().into(),
-                d["duplicate_of"]["item_id"].as_str().unwrap().into(),
-                d["kind"].as_str().unwrap().into(),
-            )
-        })
+        .map(|d| (d["item_id"].as_str().unwrap().into(), d["duplicate_of"]["item_id"].as_str().unwrap().into(), d["kind"].as_str().unwrap().into()))
         .collect();
-    assert_eq!(
-        seen,
-        [
-            ("a-shouted".into(), "a".into(), "exact".into()),
-            ("b-reworded".into(), "b".into(), "near".into())
-        ]
-    );
-    let played: Vec<String> = jsonl(&out.join("journal.jsonl"))
-        .iter()
-        .filter(|r| r["status"] != "duplicate")
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
+    assert_eq!(seen, [("a-shouted".into(), "a".into(), "exact".into()), ("b-reworded".into(), "b".into(), "near".into())]);
+    let played: Vec<String> = jsonl(&out.join("journal.jsonl")).iter().filter(|r| r["status"] != "duplicate").map(|r| r["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(played.len(), 3, "{played:?}");
     let (_, err) = run("all", "rounds = 1\ndedup = \"off\"\n");
     assert!(err.contains("0 duplicates"), "{err}");
@@ -954,23 +774,11 @@ fn duplicate_prompts_and_candidates_are_set_aside() {
     args.extend(["--rounds", "1"]);
     let (ok, _, err) = arbor(&args);
     assert!(ok, "{err}");
-    assert!(
-        jsonl(&out.join("pairs.jsonl")).is_empty(),
-        "identical candidates make no pair"
-    );
+    assert!(jsonl(&out.join("pairs.jsonl")).is_empty(), "identical candidates make no pair");
     let gated = jsonl(&out.join("gated_out.jsonl"));
     assert_eq!(gated.len(), 3, "{err}");
-    assert!(
-        gated
-            .iter()
-            .all(|g| g["history"][0]["rejected"] == "the candidates repeat each other"),
-        "{gated:?}"
-    );
-    assert_eq!(
-        mock_requests(&same),
-        3,
-        "one target call per played item, no judge call"
-    );
+    assert!(gated.iter().all(|g| g["history"][0]["rejected"] == "the candidates repeat each other"), "{gated:?}");
+    assert_eq!(mock_requests(&same), 3, "one target call per played item, no judge call");
 }
 
 /// Each role's calls are counted at the role (the four roles' requests add up to what the
@@ -993,42 +801,16 @@ fn roles_are_counted_and_priced() {
     let usage = job["usage"].as_array().unwrap();
     let roles: Vec<&str> = usage.iter().map(|u| u["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["target", "judge", "reward", "optimizer"]);
-    let requests: u64 = usage
-        .iter()
-        .map(|u| u["usage"]["requests"].as_u64().unwrap())
-        .sum();
-    assert_eq!(
-        requests,
-        mock_requests(&m),
-        "the roles' requests add up to the server's"
-    );
+    let requests: u64 = usage.iter().map(|u| u["usage"]["requests"].as_u64().unwrap()).sum();
+    assert_eq!(requests, mock_requests(&m), "the roles' requests add up to the server's");
     let target = &usage[0];
-    assert_eq!(
-        target["usage"]["requests"],
-        12 + usage[3]["usage"]["requests"].as_u64().unwrap(),
-        "one sample per round: 12 first rounds, and a second round per optimizer call"
-    );
-    let (p, c) = (
-        target["usage"]["prompt_tokens"].as_f64().unwrap(),
-        target["usage"]["completion_tokens"].as_f64().unwrap(),
-    );
-    assert!(
-        (target["cost"].as_f64().unwrap() - (p + 2.0 * c) / 1e6).abs() < 1e-12,
-        "{target}"
-    );
+    assert_eq!(target["usage"]["requests"], 12 + usage[3]["usage"]["requests"].as_u64().unwrap(), "one sample per round: 12 first rounds, and a second round per optimizer call");
+    let (p, c) = (target["usage"]["prompt_tokens"].as_f64().unwrap(), target["usage"]["completion_tokens"].as_f64().unwrap());
+    assert!((target["cost"].as_f64().unwrap() - (p + 2.0 * c) / 1e6).abs() < 1e-12, "{target}");
     assert!(usage[1]["cost"].is_null(), "the judge's model has no price");
-    assert!(
-        err.contains(&format!(
-            "target (t): {} requests",
-            target["usage"]["requests"]
-        )),
-        "{err}"
-    );
+    assert!(err.contains(&format!("target (t): {} requests", target["usage"]["requests"])), "{err}");
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
-    assert!(
-        card.contains("## Calls, tokens and cost by role") && card.contains("| target | t |"),
-        "{card}"
-    );
+    assert!(card.contains("## Calls, tokens and cost by role") && card.contains("| target | t |"), "{card}");
 }
 
 /// A jury of three judges: each member scores every candidate set (three times the judge
@@ -1057,55 +839,24 @@ fn a_jury_scores_by_its_mean_and_keeps_only_agreed_pairs() {
     let mut split = 0;
     for v in &prov {
         let votes = v["jury"].as_array().unwrap();
-        assert_eq!(
-            votes
-                .iter()
-                .map(|x| x["model"].as_str().unwrap())
-                .collect::<Vec<_>>(),
-            ["j", "j2", "j3"]
-        );
+        assert_eq!(votes.iter().map(|x| x["model"].as_str().unwrap()).collect::<Vec<_>>(), ["j", "j2", "j3"]);
         for (i, s) in v["scores"].as_array().unwrap().iter().enumerate() {
-            let mean = votes
-                .iter()
-                .map(|x| x["scores"][i].as_f64().unwrap())
-                .sum::<f64>()
-                / 3.0;
+            let mean = votes.iter().map(|x| x["scores"][i].as_f64().unwrap()).sum::<f64>() / 3.0;
             assert!((s.as_f64().unwrap() - mean).abs() < 1e-9, "{v}");
         }
-        let (c, r) = (
-            v["chosen_index"].as_u64().unwrap() as usize,
-            v["rejected_index"].as_u64().unwrap() as usize,
-        );
-        let agree = votes
-            .iter()
-            .filter(|x| x["scores"][c].as_f64() > x["scores"][r].as_f64())
-            .count() as f64
-            / 3.0;
-        assert!(
-            (v["jury_agreement"].as_f64().unwrap() - agree).abs() < 1e-9,
-            "{v}"
-        );
+        let (c, r) = (v["chosen_index"].as_u64().unwrap() as usize, v["rejected_index"].as_u64().unwrap() as usize);
+        let agree = votes.iter().filter(|x| x["scores"][c].as_f64() > x["scores"][r].as_f64()).count() as f64 / 3.0;
+        assert!((v["jury_agreement"].as_f64().unwrap() - agree).abs() < 1e-9, "{v}");
         split += usize::from(agree < 1.0);
     }
     assert!(split > 0, "the mock's judges should disagree on some pairs");
     let all = run("all", "jury_min_agreement = 1.0\n");
     let kept = jsonl(&all.join("provenance.jsonl"));
     assert!(kept.iter().all(|v| v["jury_agreement"] == 1.0));
-    assert_eq!(
-        kept.len(),
-        prov.len() - split,
-        "exactly the unanimous pairs stand"
-    );
+    assert_eq!(kept.len(), prov.len() - split, "exactly the unanimous pairs stand");
     let gated = jsonl(&all.join("gated_out.jsonl"));
-    assert!(
-        gated
-            .iter()
-            .any(|g| g["history"][0]["rejected"]
-                == "too few of the jury ranked the pair the same way")
-    );
-    assert!(std::fs::read_to_string(any.join("README.md"))
-        .unwrap()
-        .contains("## Jury"));
+    assert!(gated.iter().any(|g| g["history"][0]["rejected"] == "too few of the jury ranked the pair the same way"));
+    assert!(std::fs::read_to_string(any.join("README.md")).unwrap().contains("## Jury"));
 }
 
 /// `arbor bench judge` runs every judge setup over the labelled GSM8K pairs through synth's
@@ -1114,28 +865,16 @@ fn a_jury_scores_by_its_mean_and_keeps_only_agreed_pairs() {
 #[test]
 fn the_judge_benchmark_scores_every_pair_in_every_setup() {
     let m = mock(&[]);
-    let gsm8k = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/gsm8k/test.jsonl"
-    );
-    let (ok, out, err) = arbor(&[
-        "bench", "judge", "--url", &m.url, "--model", "j", "--pairs", "12", "--gsm8k", gsm8k,
-    ]);
+    let gsm8k = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/gsm8k/test.jsonl");
+    let (ok, out, err) = arbor(&["bench", "judge", "--url", &m.url, "--model", "j", "--pairs", "12", "--gsm8k", gsm8k]);
     assert!(ok, "{err}");
     let rows: Vec<Vec<f64>> = out
         .lines()
         .filter(|l| l.starts_with("| ") && l.contains('%'))
-        .map(|l| {
-            l.split('|')
-                .filter_map(|c| c.trim().strip_suffix('%')?.parse().ok())
-                .collect()
-        })
+        .map(|l| l.split('|').filter_map(|c| c.trim().strip_suffix('%')?.parse().ok()).collect())
         .collect();
     assert_eq!(rows.len(), 5, "{out}");
     for r in &rows {
-        assert!(
-            (r[0] + r[1] + r[2] - 100.0).abs() < 0.2,
-            "right + wrong + ties = all pairs: {out}"
-        );
+        assert!((r[0] + r[1] + r[2] - 100.0).abs() < 0.2, "right + wrong + ties = all pairs: {out}");
     }
 }

@@ -142,35 +142,12 @@ fn a_killed_run_resumes_to_the_same_result() {
     let d = dir.path();
     let (tiny, pairs) = tiny_and_pairs(d);
     for algo in ["dpo", "oreo", "tpo"] {
-        let data = if algo == "dpo" {
-            pairs.clone()
-        } else {
-            step_rows(d, algo)
-        };
+        let data = if algo == "dpo" { pairs.clone() } else { step_rows(d, algo) };
         let args = |out: &Path| -> Vec<String> {
             [
-                "train",
-                "--algo",
-                algo,
-                "--data",
-                s(&data),
-                "--model",
-                s(&tiny),
-                "--out",
-                s(out),
-                "--max-steps",
-                "12",
-                "--batch-size",
-                "2",
-                "--grad-accum",
-                "2",
-                "--lr",
-                "1e-3",
-                "--save-every",
-                "4",
-                "--eval-every",
-                "3",
-                "--quiet",
+                "train", "--algo", algo, "--data", s(&data), "--model", s(&tiny), "--out", s(out),
+                "--max-steps", "12", "--batch-size", "2", "--grad-accum", "2", "--lr", "1e-3",
+                "--save-every", "4", "--eval-every", "3", "--quiet",
             ]
             .iter()
             .map(|x| x.to_string())
@@ -192,59 +169,33 @@ fn a_killed_run_resumes_to_the_same_result() {
         let t0 = Instant::now();
         let state = cut.join("checkpoint/state.json");
         while !state.is_file() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(300),
-                "{algo}: no checkpoint after 300 s"
-            );
+            assert!(t0.elapsed() < Duration::from_secs(300), "{algo}: no checkpoint after 300 s");
             std::thread::sleep(Duration::from_millis(20));
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(
-            !cut.join("model.safetensors").exists(),
-            "{algo}: the run finished before it was killed"
-        );
+        assert!(!cut.join("model.safetensors").exists(), "{algo}: the run finished before it was killed");
         // The newest complete checkpoint (a kill may land in the middle of a swap).
         let at = std::fs::read_dir(&cut)
             .unwrap()
             .filter_map(|e| {
                 let p = e.unwrap().path().join("state.json");
-                p.is_file()
-                    .then(|| common::read_json(&p)["step"].as_u64().unwrap_or(0))
+                p.is_file().then(|| common::read_json(&p)["step"].as_u64().unwrap_or(0))
             })
             .max()
             .unwrap_or(0);
         let mut resumed = args(&cut);
         resumed.push("--resume".into());
         let summary = run(&resumed.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(
-            at > 0 && summary["resumed_from"] == at,
-            "{algo}: resumed from {} instead of the checkpoint's step {at}",
-            summary["resumed_from"]
-        );
+        assert!(at > 0 && summary["resumed_from"] == at, "{algo}: resumed from {} instead of the checkpoint's step {at}", summary["resumed_from"]);
 
-        let same =
-            |f: &str| std::fs::read(whole.join(f)).unwrap() == std::fs::read(cut.join(f)).unwrap();
-        assert!(
-            same("model.safetensors"),
-            "{algo}: weights differ after resume"
-        );
+        let same = |f: &str| std::fs::read(whole.join(f)).unwrap() == std::fs::read(cut.join(f)).unwrap();
+        assert!(same("model.safetensors"), "{algo}: weights differ after resume");
         if algo == "oreo" {
-            assert!(
-                same("value/model.safetensors") && same("value/value_head.safetensors"),
-                "oreo: the critic differs after resume"
-            );
+            assert!(same("value/model.safetensors") && same("value/value_head.safetensors"), "oreo: the critic differs after resume");
         }
-        assert_eq!(
-            curves_without_timing(&whole),
-            curves_without_timing(&cut),
-            "{algo}"
-        );
-        assert_eq!(
-            curves_without_timing(&whole).len(),
-            13,
-            "{algo}: a header and one row per step"
-        );
+        assert_eq!(curves_without_timing(&whole), curves_without_timing(&cut), "{algo}");
+        assert_eq!(curves_without_timing(&whole).len(), 13, "{algo}: a header and one row per step");
     }
 }
 
@@ -258,31 +209,11 @@ fn sigterm_saves_the_current_step_and_says_how_to_resume() {
     let d = dir.path();
     let (tiny, data) = tiny_and_pairs(d);
     let args = |out: &Path| -> Vec<String> {
-        [
-            "train",
-            "--algo",
-            "dpo",
-            "--data",
-            s(&data),
-            "--model",
-            s(&tiny),
-            "--out",
-            s(out),
-            "--max-steps",
-            "200",
-            "--epochs",
-            "20",
-            "--batch-size",
-            "2",
-            "--lr",
-            "1e-3",
-            "--save-every",
-            "40",
-            "--quiet",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect()
+        ["train", "--algo", "dpo", "--data", s(&data), "--model", s(&tiny), "--out", s(out),
+         "--max-steps", "200", "--epochs", "20", "--batch-size", "2", "--lr", "1e-3", "--save-every", "40", "--quiet"]
+            .iter()
+            .map(|x| x.to_string())
+            .collect()
     };
     let stopped = d.join("stopped");
     let mut child = Command::new(env!("CARGO_BIN_EXE_arbor"))
@@ -293,14 +224,8 @@ fn sigterm_saves_the_current_step_and_says_how_to_resume() {
         .unwrap();
     let t0 = Instant::now();
     while !stopped.join("checkpoint/state.json").is_file() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "no checkpoint after 300 s"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before its first checkpoint"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(300), "no checkpoint after 300 s");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
         std::thread::sleep(Duration::from_millis(10));
     }
     common::terminate(child.id());
@@ -310,10 +235,7 @@ fn sigterm_saves_the_current_step_and_says_how_to_resume() {
     assert!(err.contains("run the same command with --resume"), "{err}");
     let state: Value = common::read_json(&stopped.join("checkpoint/state.json"));
     let step = state["step"].as_u64().unwrap();
-    assert!(
-        step > 40 && step < 200 && step % 40 != 0,
-        "the stop saves the step it ended at, not a periodic one: {step}"
-    );
+    assert!(step > 40 && step < 200 && step % 40 != 0, "the stop saves the step it ended at, not a periodic one: {step}");
     assert!(!stopped.join("model.safetensors").exists());
 
     let mut resumed = args(&stopped);

@@ -571,31 +571,14 @@ fn an_interrupted_search_resumes_keeping_the_trees_it_wrote() {
     let text = std::fs::read_to_string(full.join("trees.jsonl")).unwrap();
     let kept: Vec<&str> = text.lines().take(3).collect();
     let torn = &text.lines().nth(3).unwrap()[..40];
-    std::fs::write(
-        cut.join("trees.jsonl"),
-        format!("{}\n{torn}", kept.join("\n")),
-    )
-    .unwrap();
+    std::fs::write(cut.join("trees.jsonl"), format!("{}\n{torn}", kept.join("\n"))).unwrap();
     let (ok, _, err) = arbor(&[
-        "search",
-        "--policy",
-        "synthetic",
-        "--evaluator",
-        "terminal",
-        "--algo",
-        "mcts",
-        "--trees",
-        "8",
-        "--out",
-        cut.to_str().unwrap(),
-        "--resume",
+        "search", "--policy", "synthetic", "--evaluator", "terminal", "--algo", "mcts",
+        "--trees", "8", "--out", cut.to_str().unwrap(), "--resume",
     ]);
     assert!(ok, "{err}");
     // Only the five missing trees were searched, and the result is the uninterrupted one.
-    assert!(
-        err.contains("5 trees (0 failed, 3 kept from before)"),
-        "{err}"
-    );
+    assert!(err.contains("5 trees (0 failed, 3 kept from before)"), "{err}");
     assert_eq!(lines(&cut), all);
 }
 
@@ -611,39 +594,15 @@ fn sigterm_stops_the_search_and_resume_completes_it() {
         .spawn()
         .unwrap();
     let mut url = String::new();
-    BufReader::new(mock.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
+    BufReader::new(mock.stdout.take().unwrap()).read_line(&mut url).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let args = |out: &Path| -> Vec<String> {
-        [
-            "search",
-            "--policy",
-            "llm",
-            "--base-url",
-            url.trim(),
-            "--model",
-            "m",
-            "--evaluator",
-            "terminal",
-            "--algo",
-            "mcts",
-            "--iterations",
-            "4",
-            "--width",
-            "2",
-            "--trees",
-            "30",
-            "--seed",
-            "3",
-            "--concurrency",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ["search", "--policy", "llm", "--base-url", url.trim(), "--model", "m", "--evaluator", "terminal",
+         "--algo", "mcts", "--iterations", "4", "--width", "2", "--trees", "30", "--seed", "3",
+         "--concurrency", "2", "--out", out.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     let whole = dir.path().join("whole");
     let (ok, _, err) = arbor(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
@@ -659,10 +618,7 @@ fn sigterm_stops_the_search_and_resume_completes_it() {
     let trees = out.join("trees.jsonl");
     let t0 = Instant::now();
     while std::fs::read_to_string(&trees).map_or(0, |t| t.lines().count()) == 0 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no tree after 120 s"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(120), "no tree after 120 s");
         std::thread::sleep(Duration::from_millis(10));
     }
     common::terminate(child.id());
@@ -678,19 +634,11 @@ fn sigterm_stops_the_search_and_resume_completes_it() {
     let (ok, _, err) = arbor(&resumed.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{err}");
     let sorted = |p: &Path| {
-        let mut l: Vec<String> = std::fs::read_to_string(p.join("trees.jsonl"))
-            .unwrap()
-            .lines()
-            .map(String::from)
-            .collect();
+        let mut l: Vec<String> = std::fs::read_to_string(p.join("trees.jsonl")).unwrap().lines().map(String::from).collect();
         l.sort();
         l
     };
-    assert_eq!(
-        sorted(&out),
-        sorted(&whole),
-        "the resumed search differs from an uninterrupted one"
-    );
+    assert_eq!(sorted(&out), sorted(&whole), "the resumed search differs from an uninterrupted one");
     let _ = mock.kill();
     let _ = mock.wait();
 }

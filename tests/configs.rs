@@ -9,31 +9,13 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// Values put in place of a key's value: other types, out-of-range numbers, non-finite floats.
 const VALUES: [&str; 12] = [
-    "\"x\"",
-    "-1",
-    "0",
-    "1e308",
-    "true",
-    "[]",
-    "{}",
-    "18446744073709551615",
-    "nan",
-    "-inf",
-    "0.0000001",
-    "[1, \"a\"]",
+    "\"x\"", "-1", "0", "1e308", "true", "[]", "{}", "18446744073709551615", "nan", "-inf",
+    "0.0000001", "[1, \"a\"]",
 ];
 
 /// One damaged case: `edit` chooses between replacing the value of the `line`-th `key = value`
 /// line and corrupting a byte / cutting the file.
-fn damaged<T>(
-    validate: fn(T) -> Result<(), String>,
-    edit: bool,
-    line: usize,
-    value: usize,
-    pos: usize,
-    byte: u8,
-    cut: usize,
-) -> Result<(), TestCaseError>
+fn damaged<T>(validate: fn(T) -> Result<(), String>, edit: bool, line: usize, value: usize, pos: usize, byte: u8, cut: usize) -> Result<(), TestCaseError>
 where
     T: Serialize + DeserializeOwned + Default,
 {
@@ -43,9 +25,7 @@ where
     let mut changed_line = None;
     let bytes = if edit {
         let lines: Vec<&str> = full.lines().collect();
-        let values: Vec<usize> = (0..lines.len())
-            .filter(|&i| lines[i].contains(" = "))
-            .collect();
+        let values: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains(" = ")).collect();
         let i = values[line % values.len()];
         changed_line = Some(i + 1);
         let key = lines[i].split(" = ").next().unwrap();
@@ -71,10 +51,7 @@ where
             let shown = path.display().to_string();
             prop_assert!(e.contains(&shown), "the error should name the file: {e}");
             if let Some(n) = changed_line {
-                prop_assert!(
-                    e.contains(&format!("{shown}:{n}:")),
-                    "the error should name line {n}: {e}"
-                );
+                prop_assert!(e.contains(&format!("{shown}:{n}:")), "the error should name line {n}: {e}");
             }
         }
     }
@@ -109,9 +86,7 @@ proptest! {
 /// from a good file, so each refusal above is the damage's.
 #[test]
 fn the_full_default_files_are_valid() {
-    fn round_trip<T: Serialize + DeserializeOwned + Default>(
-        validate: fn(T) -> Result<(), String>,
-    ) {
+    fn round_trip<T: Serialize + DeserializeOwned + Default>(validate: fn(T) -> Result<(), String>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("job.toml");
         std::fs::write(&path, toml::to_string(&T::default()).unwrap()).unwrap();

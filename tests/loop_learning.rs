@@ -46,8 +46,7 @@ kind = "terminal"
 /// docs/benchmarks.md for what was measured).
 /// OREO's second iteration moved few answers in the measurements (6 won, 6 lost at lr 3e-4; 11
 /// and 9 at lr 1e-3), so only its first gain is asserted.
-const OREO_TRAIN: &str =
-    "algo = \"oreo\"\nmax_steps = 400\nbatch_size = 16\nlr = 3e-4\nvalue_lr = 1e-3\n";
+const OREO_TRAIN: &str = "algo = \"oreo\"\nmax_steps = 400\nbatch_size = 16\nlr = 3e-4\nvalue_lr = 1e-3\n";
 const OREO_GAINS_THROUGH: usize = 1;
 
 fn s(p: &Path) -> &str {
@@ -89,21 +88,10 @@ fn run_loop(name: &str, train: &str, iterations: usize) -> Vec<Value> {
     let cfg = d.join(format!("{name}.toml"));
     std::fs::write(&cfg, format!("{LOOP_TOML}[train]\n{train}")).unwrap();
     let out = d.join(name);
-    let (ok, table, err) = arbor(&[
-        "loop",
-        "--model",
-        s(pi0),
-        "--config",
-        s(&cfg),
-        "--iterations",
-        &iterations.to_string(),
-        "--out",
-        s(&out),
-    ]);
+    let (ok, table, err) = arbor(&["loop", "--model", s(pi0), "--config", s(&cfg), "--iterations", &iterations.to_string(), "--out", s(&out)]);
     assert!(ok, "{err}");
     eprintln!("{name}:\n{table}");
-    let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     r["iterations"].as_array().unwrap().clone()
 }
 
@@ -124,33 +112,21 @@ fn assert_each_iteration_gains(name: &str, its: &[Value], through: usize) {
 
 #[test]
 fn rejection_sampling_raises_accuracy_twice() {
-    let its = run_loop(
-        "sft",
-        "algo = \"sft\"\nepochs = 8\nbatch_size = 16\nlr = 1e-3\n",
-        2,
-    );
+    let its = run_loop("sft", "algo = \"sft\"\nepochs = 8\nbatch_size = 16\nlr = 1e-3\n", 2);
     assert_each_iteration_gains("rejection sampling", &its, 2);
 }
 
 #[test]
 fn dpo_with_nll_raises_accuracy_twice() {
     // The NLL term of Iterative RPO: plain DPO lowers accuracy here (docs/benchmarks.md).
-    let its = run_loop(
-        "dpo",
-        "algo = \"dpo\"\nepochs = 6\nbatch_size = 8\nlr = 3e-4\n[train.dpo]\nnll_weight = 1.0\n",
-        2,
-    );
+    let its = run_loop("dpo", "algo = \"dpo\"\nepochs = 6\nbatch_size = 8\nlr = 3e-4\n[train.dpo]\nnll_weight = 1.0\n", 2);
     assert_each_iteration_gains("DPO+NLL", &its, 2);
 }
 
 #[test]
 fn tpo_with_nll_raises_accuracy_over_the_start() {
     // With the NLL term of the top-ranked response: plain TPO lowered accuracy (11.9% → 9.9%).
-    let its = run_loop(
-        "tpo",
-        "algo = \"tpo\"\nepochs = 6\nbatch_size = 8\nlr = 3e-4\n[train.dpo]\nnll_weight = 1.0\n",
-        1,
-    );
+    let its = run_loop("tpo", "algo = \"tpo\"\nepochs = 6\nbatch_size = 8\nlr = 3e-4\n[train.dpo]\nnll_weight = 1.0\n", 1);
     assert_each_iteration_gains("TPO", &its, 1);
 }
 
@@ -164,76 +140,27 @@ fn oreo_raises_accuracy_and_its_critic_is_measured() {
     for it in &its[1..] {
         let auc = it["critic_auc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&auc), "{it}");
-        for k in [
-            "value_beam_accuracy",
-            "best_of_k_accuracy",
-            "majority_of_k_accuracy",
-            "sample_accuracy",
-        ] {
+        for k in ["value_beam_accuracy", "best_of_k_accuracy", "majority_of_k_accuracy", "sample_accuracy"] {
             assert!(it[k].is_f64(), "{k}: {it}");
         }
     }
     let d = start().parent().unwrap();
     let oreo = d.join("oreo/iter-1/model");
-    let (ok, out, err) = arbor(&[
-        "eval",
-        "--env",
-        "math",
-        "--env-config",
-        s(&d.join("env.toml")),
-        "--model",
-        s(&oreo),
-        "--search",
-        "value-beam",
-        "--width",
-        "3",
-        "--n",
-        "40",
-        "--seed",
-        "999",
-    ]);
+    let (ok, out, err) = arbor(&["eval", "--env", "math", "--env-config", s(&d.join("env.toml")), "--model", s(&oreo), "--search", "value-beam", "--width", "3", "--n", "40", "--seed", "999"]);
     assert!(ok, "{err}");
     let r: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(r["errors"], 0, "{r}");
     let lt = d.join("learned-trees");
-    let (ok, _, err) = arbor(&[
-        "search",
-        "--env",
-        "math",
-        "--env-config",
-        s(&d.join("env.toml")),
-        "--trees",
-        "4",
-        "--seed",
-        "7",
-        "--algo",
-        "beam",
-        "--gguf",
-        s(&oreo),
-        "--evaluator",
-        "learned",
-        "--value",
-        s(&oreo.join("value")),
-        "--out",
-        s(&lt),
-    ]);
+    let (ok, _, err) = arbor(&["search", "--env", "math", "--env-config", s(&d.join("env.toml")), "--trees", "4", "--seed", "7", "--algo", "beam", "--gguf", s(&oreo), "--evaluator", "learned", "--value", s(&oreo.join("value")), "--out", s(&lt)]);
     assert!(ok, "{err}");
     let trees = std::fs::read_to_string(lt.join("trees.jsonl")).unwrap();
     assert_eq!(trees.lines().count(), 4);
     // The critic's V(s) on the inner states: under terminal-only values they would all be 0.
     let inner: Vec<f64> = trees
         .lines()
-        .flat_map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["nodes"]
-                .as_array()
-                .unwrap()
-                .clone()
-        })
+        .flat_map(|l| serde_json::from_str::<Value>(l).unwrap()["nodes"].as_array().unwrap().clone())
         .filter(|n| n["terminal"] == false && n["depth"].as_u64() > Some(0))
         .filter_map(|n| n["eval"]["value_estimate"].as_f64())
         .collect();
-    assert!(
-        !inner.is_empty() && inner.iter().any(|v| *v != 0.0),
-        "the critic's values are not on the nodes: {inner:?}"
-    );
+    assert!(!inner.is_empty() && inner.iter().any(|v| *v != 0.0), "the critic's values are not on the nodes: {inner:?}");
 }

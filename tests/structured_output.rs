@@ -27,8 +27,7 @@ fn counts() -> (usize, usize, usize) {
 }
 
 fn problems(n: usize) -> Vec<(String, String)> {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/gsm8k/test.jsonl");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/gsm8k/test.jsonl");
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .lines()
@@ -55,67 +54,30 @@ async fn embedded_answers_to_synth_schemas_all_parse_and_validate() {
     let (judges, rewards, optimizers) = counts();
     let defaults = arbor_synth::prompts::PromptPair::initial();
     let mut asks: Vec<(&str, Value, LlmRequest)> = Vec::new();
-    let ask =
-        |role: &'static str, user: String, schema: Value, max_tokens: Option<u32>, i: usize| {
-            let params = SamplingParams {
-                temperature: Some(1.0),
-                seed: Some(i as u64),
-                max_tokens,
-                json_schema: Some(schema.clone()),
-                ..Default::default()
-            };
-            (
-                role,
-                schema,
-                LlmRequest::chat("embedded", vec![Message::user(user)]).with_params(params),
-            )
+    let ask = |role: &'static str, user: String, schema: Value, max_tokens: Option<u32>, i: usize| {
+        let params = SamplingParams {
+            temperature: Some(1.0),
+            seed: Some(i as u64),
+            max_tokens,
+            json_schema: Some(schema.clone()),
+            ..Default::default()
         };
+        (role, schema, LlmRequest::chat("embedded", vec![Message::user(user)]).with_params(params))
+    };
     for (i, (q, a)) in problems(judges).into_iter().enumerate() {
         let bad = wrong(&a);
-        let mut cands = vec![
-            a.clone(),
-            bad.clone(),
-            "I am not sure.".to_string(),
-            a.replace("####", "So the answer is"),
-        ];
+        let mut cands = vec![a.clone(), bad.clone(), "I am not sure.".to_string(), a.replace("####", "So the answer is")];
         cands.truncate(2 + i % 3);
-        let user = render(
-            "judge",
-            context! { instructions => defaults.judge.text, prompt => q, reference => "", candidates => cands, tools => Vec::<String>::new() },
-        );
-        asks.push(ask(
-            "judge",
-            user,
-            schemas::judge(cands.len()),
-            cfg.judge.max_tokens,
-            i,
-        ));
+        let user = render("judge", context! { instructions => defaults.judge.text, prompt => q, reference => "", candidates => cands, tools => Vec::<String>::new() });
+        asks.push(ask("judge", user, schemas::judge(cands.len()), cfg.judge.max_tokens, i));
         if i < rewards {
-            let user = render(
-                "reward",
-                context! { prompt => q, reference => "", chosen => a, rejected => bad },
-            );
-            asks.push(ask(
-                "reward",
-                user,
-                schemas::reward(),
-                cfg.reward.max_tokens,
-                i,
-            ));
+            let user = render("reward", context! { prompt => q, reference => "", chosen => a, rejected => bad });
+            asks.push(ask("reward", user, schemas::reward(), cfg.reward.max_tokens, i));
         }
         if i < optimizers {
-            let user = render(
-                "optimizer",
-                context! { target_prompt => defaults.target.text, judge_prompt => defaults.judge.text, task => q,
-                chosen => a, rejected => bad, rationale => "The first answer is right.", reward_score => 8, critique => "Clear." },
-            );
-            asks.push(ask(
-                "optimizer",
-                user,
-                schemas::optimizer(),
-                cfg.optimizer.max_tokens,
-                i,
-            ));
+            let user = render("optimizer", context! { target_prompt => defaults.target.text, judge_prompt => defaults.judge.text, task => q,
+                chosen => a, rejected => bad, rationale => "The first answer is right.", reward_score => 8, critique => "Clear." });
+            asks.push(ask("optimizer", user, schemas::optimizer(), cfg.optimizer.max_tokens, i));
         }
     }
     let total = judges + rewards + optimizers;
@@ -132,10 +94,7 @@ async fn embedded_answers_to_synth_schemas_all_parse_and_validate() {
         let c = c.unwrap_or_else(|e| panic!("{role}: {e}"));
         done += 1;
         if done % 10 == 0 {
-            eprintln!(
-                "{done}/{total} answers after {:.0} s",
-                started.elapsed().as_secs_f64()
-            );
+            eprintln!("{done}/{total} answers after {:.0} s", started.elapsed().as_secs_f64());
         }
         tokens += c.usage.completion_tokens;
         let ch = &c.choices[0];
@@ -146,16 +105,8 @@ async fn embedded_answers_to_synth_schemas_all_parse_and_validate() {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "{total} answers, {tokens} tokens in {secs:.0} s ({:.1} tok/s), {cut} at max_tokens",
-        tokens as f64 / secs
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {total} answers do not validate:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    eprintln!("{total} answers, {tokens} tokens in {secs:.0} s ({:.1} tok/s), {cut} at max_tokens", tokens as f64 / secs);
+    assert!(failures.is_empty(), "{} of {total} answers do not validate:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// `arbor synth` with no server at all: target and judge on the embedded model, on four GSM8K
@@ -165,43 +116,16 @@ async fn embedded_answers_to_synth_schemas_all_parse_and_validate() {
 #[test]
 fn synth_on_the_embedded_model_alone_makes_pairs_without_parse_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, out, cfg) = (
-        dir.path().join("in.jsonl"),
-        dir.path().join("out"),
-        dir.path().join("synth.toml"),
-    );
+    let (input, out, cfg) = (dir.path().join("in.jsonl"), dir.path().join("out"), dir.path().join("synth.toml"));
     let rows: Vec<String> = problems(4)
         .into_iter()
-        .map(|(q, a)| {
-            serde_json::json!({"prompt": q, "reference": a.rsplit("####").next().unwrap().trim()})
-                .to_string()
-        })
+        .map(|(q, a)| serde_json::json!({"prompt": q, "reference": a.rsplit("####").next().unwrap().trim()}).to_string())
         .collect();
     std::fs::write(&input, rows.join("\n") + "\n").unwrap();
-    std::fs::write(
-        &cfg,
-        "json_repairs = 0\nboth_orders = false\n[target]\nmax_tokens = 160\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, "json_repairs = 0\nboth_orders = false\n[target]\nmax_tokens = 160\n").unwrap();
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_arbor"))
-        .args([
-            "synth",
-            "--input",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "--candidates",
-            "2",
-            "--rounds",
-            "1",
-            "--no-gate",
-            "--seed",
-            "3",
-        ])
+        .args(["synth", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args(["--config", cfg.to_str().unwrap(), "--candidates", "2", "--rounds", "1", "--no-gate", "--seed", "3"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -216,13 +140,7 @@ fn synth_on_the_embedded_model_alone_makes_pairs_without_parse_failures() {
     let journal = lines("journal.jsonl");
     assert_eq!(journal.len(), 4, "every item ends: {stderr}");
     let dead: Vec<&Value> = journal.iter().filter(|r| r["status"] == "dead").collect();
-    assert!(
-        dead.is_empty(),
-        "no answer may fail to read (no repairs allowed): {dead:?}"
-    );
+    assert!(dead.is_empty(), "no answer may fail to read (no repairs allowed): {dead:?}");
     let pairs = lines("pairs.jsonl");
-    assert!(
-        !pairs.is_empty(),
-        "four problems, two candidates each, and not one pair: {stderr}"
-    );
+    assert!(!pairs.is_empty(), "four problems, two candidates each, and not one pair: {stderr}");
 }

@@ -64,8 +64,7 @@ impl Observer for Print {
             )
         });
         if let Some(p) = self.progress.get().filter(|_| !reused) {
-            let bar =
-                crate::progress::follow(p.clone(), format!("iteration {iteration}: {stage}, "));
+            let bar = crate::progress::follow(p.clone(), format!("iteration {iteration}: {stage}, "));
             *self.bar.lock().expect("bar lock") = Some(bar);
         }
     }

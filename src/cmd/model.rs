@@ -4,8 +4,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use arbor_model::fetch::{fetch, resolve_model};
 use arbor_model::gguf::Gguf;
-use arbor_model::init::{init_tiny, TinySpec};
 use arbor_model::tokenizer::TextTokenizer;
+use arbor_model::init::{init_tiny, TinySpec};
 use arbor_model::{DeviceKind, EmbeddedBackend, EmbeddedModel, GenerateOptions};
 use serde_json::json;
 
@@ -183,8 +183,7 @@ pub fn tokenize(a: TokenizeArgs) -> anyhow::Result<()> {
 async fn load(model: Option<PathBuf>, d: DeviceKind) -> anyhow::Result<EmbeddedModel> {
     tokio::task::spawn_blocking(move || {
         let path = resolve_model(model.as_deref())?;
-        EmbeddedModel::load(&path, d.device())
-            .with_context(|| format!("loading {}", path.display()))
+        EmbeddedModel::load(&path, d.device()).with_context(|| format!("loading {}", path.display()))
     })
     .await?
 }
@@ -228,21 +227,10 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     use arbor_serve::{serve, wire::Limits};
     let m = load(a.model.clone(), a.device).await?;
-    let limits = Limits {
-        context: Some(m.cfg.context),
-        max_n: 64,
-    };
+    let limits = Limits { context: Some(m.cfg.context), max_n: 64 };
     let (host, models) = (a.host, vec!["embedded".to_string(), m.name.clone()]);
-    let opts = serve::ServeOptions {
-        host,
-        port: a.port,
-        api_key: a.api_key,
-        models,
-        limits,
-        ..Default::default()
-    };
-    let backend: Arc<dyn arbor_llm::LanguageModel> =
-        Arc::new(EmbeddedBackend::start(m, a.max_batch));
+    let opts = serve::ServeOptions { host, port: a.port, api_key: a.api_key, models, limits, ..Default::default() };
+    let backend: Arc<dyn arbor_llm::LanguageModel> = Arc::new(EmbeddedBackend::start(m, a.max_batch));
     let (addr, task) = serve::serve(backend, opts, serve::shutdown_signal())
         .await
         .with_context(|| format!("cannot listen on {host}:{}", a.port))?;

@@ -126,7 +126,9 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
             line
         })
     };
-    let result = job.run(&Models::new(a.gguf.clone()), stop, progress).await;
+    let result = job
+        .run(&Models::new(a.gguf.clone()), stop, progress)
+        .await;
     ticker.finish();
     let s = result?;
     eprint!("{}", s.report(&a.out));

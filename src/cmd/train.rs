@@ -179,16 +179,7 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
     };
     let progress = Arc::new(arbor_core::Progress::default());
     let bar = crate::progress::follow(progress.clone(), String::new());
-    let report = arbor_tree::eval::evaluate(
-        env,
-        &tasks,
-        Arc::new(policy),
-        value,
-        &params,
-        a.concurrency,
-        &progress,
-    )
-    .await;
+    let report = arbor_tree::eval::evaluate(env, &tasks, Arc::new(policy), value, &params, a.concurrency, &progress).await;
     bar.finish();
     if let Some(out) = &a.out {
         std::fs::write(out, serde_json::to_string_pretty(&report)?)

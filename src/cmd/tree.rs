@@ -115,15 +115,7 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
             c.best_value()
         )
     });
-    let result = run_to_dir(
-        &searcher,
-        &tasks,
-        a.concurrency,
-        &a.out,
-        a.resume,
-        &Default::default(),
-    )
-    .await;
+    let result = run_to_dir(&searcher, &tasks, a.concurrency, &a.out, a.resume, &Default::default()).await;
     ticker.finish();
     let s = result?;
     let c = &searcher.counters;

@@ -50,17 +50,7 @@ pub fn labelled(question: &str, solution: &str, k: usize) -> Option<Labelled> {
     let (working, answer) = solution.rsplit_once("####")?;
     let answer = answer.trim().replace(',', "");
     let value: i64 = answer.parse().ok()?;
-    let plain: String = working
-        .split("<<")
-        .enumerate()
-        .map(|(i, part)| {
-            if i == 0 {
-                part
-            } else {
-                part.split_once(">>").map_or(part, |p| p.1)
-            }
-        })
-        .collect();
+    let plain: String = working.split("<<").enumerate().map(|(i, part)| if i == 0 { part } else { part.split_once(">>").map_or(part, |p| p.1) }).collect();
     let plain = plain.trim();
     let slip = value + 1 + (k % 7) as i64;
     // The last occurrence of the answer in the working is the result that carried it.
@@ -78,44 +68,17 @@ pub fn labelled(question: &str, solution: &str, k: usize) -> Option<Labelled> {
 
 /// The judge setups compared: (name, reference shown to the judge, config).
 fn setups(judge: &RoleConfig) -> Vec<(&'static str, bool, SynthConfig)> {
-    let base = SynthConfig {
-        judge: judge.clone(),
-        candidates: 2,
-        ..Default::default()
-    };
-    let one_order = SynthConfig {
-        both_orders: false,
-        tool_use: ToolUse::None,
-        ..base.clone()
-    };
-    let both = SynthConfig {
-        tool_use: ToolUse::None,
-        ..base.clone()
-    };
-    let calculator = SynthConfig {
-        judge_tools: vec!["calculator".into()],
-        ..base.clone()
-    };
-    let jury = SynthConfig {
-        judges: vec![judge.clone(), judge.clone()],
-        jury_aggregate: JuryAggregate::Majority,
-        tool_use: ToolUse::None,
-        ..base.clone()
-    };
+    let base = SynthConfig { judge: judge.clone(), candidates: 2, ..Default::default() };
+    let one_order = SynthConfig { both_orders: false, tool_use: ToolUse::None, ..base.clone() };
+    let both = SynthConfig { tool_use: ToolUse::None, ..base.clone() };
+    let calculator = SynthConfig { judge_tools: vec!["calculator".into()], ..base.clone() };
+    let jury = SynthConfig { judges: vec![judge.clone(), judge.clone()], jury_aggregate: JuryAggregate::Majority, tool_use: ToolUse::None, ..base.clone() };
     vec![
         ("self-judge, one order, no tools", false, one_order),
         ("both orders (disagreement = tie), no tools", false, both),
         ("both orders + calculator", false, calculator),
-        (
-            "both orders + calculator + verifier, reference shown",
-            true,
-            base,
-        ),
-        (
-            "jury of 3 samples (majority), both orders, no tools",
-            false,
-            jury,
-        ),
+        ("both orders + calculator + verifier, reference shown", true, base),
+        ("jury of 3 samples (majority), both orders, no tools", false, jury),
     ]
 }
 
@@ -130,8 +93,7 @@ struct Tally {
 }
 
 pub async fn run(a: JudgeBenchArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&a.gsm8k)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.gsm8k.display()))?;
+    let text = std::fs::read_to_string(&a.gsm8k).map_err(|e| anyhow::anyhow!("{}: {e}", a.gsm8k.display()))?;
     let set: Vec<Labelled> = text
         .lines()
         .enumerate()
@@ -142,22 +104,9 @@ pub async fn run(a: JudgeBenchArgs) -> anyhow::Result<()> {
         .take(a.pairs)
         .collect();
     let opener = arbor_model::Models::new(None);
-    let spec = ModelSpec {
-        url: a.url.as_ref().map(|u| u.to_string()),
-        model: a.model.clone(),
-        max_in_flight: Some(a.concurrency),
-        timeout_secs: Some(600.0),
-    };
+    let spec = ModelSpec { url: a.url.as_ref().map(|u| u.to_string()), model: a.model.clone(), max_in_flight: Some(a.concurrency), timeout_secs: Some(600.0) };
     let (model, name) = opener.open(&spec).await?;
-    let role = RoleModel {
-        model,
-        name: name.clone(),
-        config: RoleConfig {
-            max_tokens: Some(a.max_tokens),
-            temperature: Some(0.7),
-            ..Default::default()
-        },
-    };
+    let role = RoleModel { model, name: name.clone(), config: RoleConfig { max_tokens: Some(a.max_tokens), temperature: Some(0.7), ..Default::default() } };
     println!("judge: {name}; {} GSM8K test pairs (reference solution vs. the same with its final result off)", set.len());
     println!("| setup | accuracy | wrong | ties | failed | position-consistent | seconds |\n| --- | --- | --- | --- | --- | --- | --- |");
     for (setup, reference, cfg) in setups(&role.config) {
@@ -176,28 +125,10 @@ pub async fn run(a: JudgeBenchArgs) -> anyhow::Result<()> {
             let (players, cfg, limit) = (players.clone(), cfg.clone(), limit.clone());
             runs.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                let item = Item {
-                    index: i,
-                    id: format!("gsm8k-test-{i}"),
-                    messages: vec![Message::user(&l.question)],
-                    reference: reference.then(|| l.answer.clone()),
-                    metadata: Default::default(),
-                };
+                let item = Item { index: i, id: format!("gsm8k-test-{i}"), messages: vec![Message::user(&l.question)], reference: reference.then(|| l.answer.clone()), metadata: Default::default() };
                 // The correct answer first for even problems, second for odd ones.
-                let (cands, right) = if i % 2 == 0 {
-                    (vec![l.correct, l.wrong], 0)
-                } else {
-                    (vec![l.wrong, l.correct], 1)
-                };
-                let j = arbor_synth::jury::judge(
-                    &players,
-                    &cfg,
-                    &item,
-                    &PromptPair::initial(),
-                    &cands,
-                    0,
-                )
-                .await;
+                let (cands, right) = if i % 2 == 0 { (vec![l.correct, l.wrong], 0) } else { (vec![l.wrong, l.correct], 1) };
+                let j = arbor_synth::jury::judge(&players, &cfg, &item, &PromptPair::initial(), &cands, 0).await;
                 (j, right)
             });
         }
@@ -221,22 +152,8 @@ pub async fn run(a: JudgeBenchArgs) -> anyhow::Result<()> {
             }
         }
         let n = set.len().max(1) as f64;
-        let consistency = if cfg.both_orders {
-            format!(
-                "{:.1}%",
-                100.0 * t.consistent as f64 / t.judged.max(1) as f64
-            )
-        } else {
-            "-".into()
-        };
-        println!(
-            "| {setup} | {:.1}% | {:.1}% | {:.1}% | {} | {consistency} | {:.0} |",
-            100.0 * t.right as f64 / n,
-            100.0 * t.wrong as f64 / n,
-            100.0 * t.ties as f64 / n,
-            t.failed,
-            started.elapsed().as_secs_f64()
-        );
+        let consistency = if cfg.both_orders { format!("{:.1}%", 100.0 * t.consistent as f64 / t.judged.max(1) as f64) } else { "-".into() };
+        println!("| {setup} | {:.1}% | {:.1}% | {:.1}% | {} | {consistency} | {:.0} |", 100.0 * t.right as f64 / n, 100.0 * t.wrong as f64 / n, 100.0 * t.ties as f64 / n, t.failed, started.elapsed().as_secs_f64());
     }
     Ok(())
 }

@@ -39,6 +39,7 @@ pub enum BenchCommand {
     Train(train::TrainBenchArgs),
 }
 
+
 /// Runs one benchmark. Children are started from this process's executable (the arbor CLI).
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {

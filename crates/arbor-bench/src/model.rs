@@ -131,10 +131,7 @@ async fn measure(
         let client = client.clone();
         let mut p = greedy(a.max_tokens);
         p.json_schema = Some(schema.clone());
-        let ask = format!(
-            "{} ... Rate this story opening from 1 to 10 and explain why, as JSON.",
-            story(i + 1)
-        );
+        let ask = format!("{} ... Rate this story opening from 1 to 10 and explain why, as JSON.", story(i + 1));
         let req = LlmRequest::chat(model_name, vec![arbor_core::Message::user(ask)]).with_params(p);
         tasks.spawn(async move { client.generate(&req).await });
     }

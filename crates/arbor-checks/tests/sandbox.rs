@@ -119,20 +119,12 @@ async fn fork_bombs_hit_the_process_limit() {
 async fn kills_and_printed_errors_are_not_taken_for_limits() {
     let r = runner(|l| l.cpu_secs = 5);
     let killed = r
-        .run(
-            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
-            &[],
-            "",
-        )
+        .run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", &[], "")
         .await
         .unwrap();
     assert_eq!((killed.signal, killed.limit), (Some(9), None), "{killed:?}");
     let printed = r
-        .run(
-            "import sys\nprint('MemoryError', file=sys.stderr)\nsys.exit(1)",
-            &[],
-            "",
-        )
+        .run("import sys\nprint('MemoryError', file=sys.stderr)\nsys.exit(1)", &[], "")
         .await
         .unwrap();
     assert_eq!((printed.exit_code, printed.limit), (1, None), "{printed:?}");

@@ -56,14 +56,11 @@ where
     let base: T = match path {
         None => T::default(),
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
             let at = |line: usize| {
                 let shown = text.lines().nth(line - 1).unwrap_or("").trim();
-                format!(
-                    "{}:{line}: `{}`",
-                    p.display(),
-                    shown.chars().take(80).collect::<String>()
-                )
+                format!("{}:{line}: `{}`", p.display(), shown.chars().take(80).collect::<String>())
             };
             if let Some(line) = non_finite_line(&text) {
                 return Err(format!("{}: a finite number is needed", at(line)));
@@ -90,9 +87,7 @@ where
     let text = toml::to_string(&table).map_err(|e| e.to_string())?;
     if let Some(line) = non_finite_line(&text) {
         let shown = text.lines().nth(line - 1).unwrap_or("").trim().to_string();
-        return Err(format!(
-            "command line: `{shown}`: a finite number is needed"
-        ));
+        return Err(format!("command line: `{shown}`: a finite number is needed"));
     }
     toml::from_str(&text).map_err(|e| format!("command line: {}", e.to_string().trim()))
 }
@@ -170,19 +165,13 @@ mod tests {
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "name = \"nan bread\"\n\nt = nan  # oops\n").unwrap();
         let e = load_toml::<F>(Some(&p), &Overrides::default()).unwrap_err();
-        assert!(
-            e.contains("c.toml:3: `t = nan  # oops`: a finite number"),
-            "{e}"
-        );
+        assert!(e.contains("c.toml:3: `t = nan  # oops`: a finite number"), "{e}");
         let mut o = Overrides::default();
         o.set("t", Some(f64::INFINITY));
         let e = load_toml::<F>(None, &o).unwrap_err();
         assert!(e.starts_with("command line: `t = inf`"), "{e}");
         std::fs::write(&p, "name = \"nan bread\"\nt = 0.5\n").unwrap();
-        assert_eq!(
-            load_toml::<F>(Some(&p), &Overrides::default()).unwrap().t,
-            0.5
-        );
+        assert_eq!(load_toml::<F>(Some(&p), &Overrides::default()).unwrap().t, 0.5);
     }
 
     #[test]
@@ -191,8 +180,7 @@ mod tests {
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "n = 2\n").unwrap();
         let mut o = Overrides::default();
-        o.set("role.url", Some("http://x"))
-            .set("missing", None::<u32>);
+        o.set("role.url", Some("http://x")).set("missing", None::<u32>);
         let c: Cfg = load_toml(Some(&p), &o).unwrap();
         // The file's n, the flag's url, and the default temperature kept beside it.
         assert_eq!(c.n, 2);
@@ -201,10 +189,7 @@ mod tests {
         let mut bad = Overrides::default();
         bad.set("n", Some("many"));
         let e = load_toml::<Cfg>(None, &bad).unwrap_err();
-        assert!(
-            e.contains("command line") && e.contains("n = \"many\""),
-            "{e}"
-        );
+        assert!(e.contains("command line") && e.contains("n = \"many\""), "{e}");
         std::fs::write(&p, "nn = 2\n").unwrap();
         let e = load_toml::<Cfg>(Some(&p), &Overrides::default()).unwrap_err();
         assert!(e.contains("c.toml") && e.contains("nn"), "{e}");

@@ -30,8 +30,7 @@ pub fn read_tasks(path: &std::path::Path) -> Result<Vec<Task>, crate::EnvError> 
         line,
         msg,
     };
-    let rows =
-        arbor_core::table::read_rows(path).map_err(|e| crate::EnvError::Io(e.to_string()))?;
+    let rows = arbor_core::table::read_rows(path).map_err(|e| crate::EnvError::Io(e.to_string()))?;
     rows.into_iter()
         .map(|row| {
             let v = row.value.map_err(|e| bad(row.line, e))?;

@@ -101,22 +101,9 @@ mod tests {
             }
             Ok(Completion {
                 model: req.model.clone(),
-                choices: vec![Choice {
-                    index: 0,
-                    text: "x".into(),
-                    finish_reason: FinishReason::Stop,
-                    logprobs: None,
-                    tool_calls: vec![],
-                }],
-                usage: crate::Usage {
-                    prompt_tokens: 10,
-                    completion_tokens: 3,
-                },
-                meta: CallMeta {
-                    attempts: 3,
-                    cached: req.model == "cached",
-                    ..Default::default()
-                },
+                choices: vec![Choice { index: 0, text: "x".into(), finish_reason: FinishReason::Stop, logprobs: None, tool_calls: vec![] }],
+                usage: crate::Usage { prompt_tokens: 10, completion_tokens: 3 },
+                meta: CallMeta { attempts: 3, cached: req.model == "cached", ..Default::default() },
             })
         }
         fn describe(&self) -> String {
@@ -131,10 +118,7 @@ mod tests {
             let _ = m.generate(&LlmRequest::text(model, "hi")).await;
         }
         let u = m.usage();
-        assert_eq!(
-            (u.requests, u.failed, u.cache_hits, u.retries),
-            (3, 1, 1, 2)
-        );
+        assert_eq!((u.requests, u.failed, u.cache_hits, u.retries), (3, 1, 1, 2));
         assert_eq!((u.prompt_tokens, u.completion_tokens), (20, 6));
     }
 }

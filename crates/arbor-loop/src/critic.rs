@@ -6,9 +6,9 @@ use std::sync::Arc;
 use arbor_core::Progress;
 use arbor_envs::{Environment, Task};
 use arbor_tree::eval::{evaluate, Report};
-use arbor_tree::evaluate::ValueFunction;
 use arbor_tree::policy::StepPolicy;
 use arbor_tree::search::decode::{DecodeParams, Strategy};
+use arbor_tree::evaluate::ValueFunction;
 use serde_json::{json, Value};
 
 /// Area under the ROC curve of `scores` for `labels` (Mann–Whitney, ties counted half);
@@ -41,9 +41,8 @@ pub async fn state_auc(
 ) -> Result<Option<f64>, String> {
     let mut scored = Vec::new();
     for (task, r) in tasks.iter().zip(&report.results) {
-        let states: Vec<(Vec<String>, bool)> = (0..r.steps.len())
-            .map(|i| (r.steps[..i].to_vec(), false))
-            .collect();
+        let states: Vec<(Vec<String>, bool)> =
+            (0..r.steps.len()).map(|i| (r.steps[..i].to_vec(), false)).collect();
         if states.is_empty() {
             continue;
         }
@@ -89,16 +88,7 @@ pub async fn measure(
             max_depth,
         };
         let v = strategy.needs_value().then(|| value.clone());
-        let r = evaluate(
-            env.clone(),
-            tasks,
-            sampler.clone(),
-            v,
-            &params,
-            concurrency,
-            progress,
-        )
-        .await;
+        let r = evaluate(env.clone(), tasks, sampler.clone(), v, &params, concurrency, progress).await;
         out[key] = summary(&r);
     }
     Ok(out)

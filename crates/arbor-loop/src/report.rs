@@ -57,20 +57,9 @@ impl LoopReport {
     /// The table's header and one row of cells per iteration.
     fn rows(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
         let head = vec![
-            "iteration",
-            "trees",
-            "nodes",
-            "correct leaves",
-            "rows",
-            "steps",
-            "accuracy",
-            "95% CI",
+            "iteration", "trees", "nodes", "correct leaves", "rows", "steps", "accuracy", "95% CI",
             "gain (paired 95% CI)",
-            "value beam",
-            "best-of-K",
-            "majority of K",
-            "sample",
-            "critic AUC",
+            "value beam", "best-of-K", "majority of K", "sample", "critic AUC",
         ];
         let opt = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
         let pct = |x: f64| format!("{:.1}%", 100.0 * x);
@@ -88,12 +77,7 @@ impl LoopReport {
                     pct(r.accuracy),
                     format!("[{:.1}, {:.1}]", 100.0 * r.ci95.0, 100.0 * r.ci95.1),
                     r.vs_previous.as_ref().map_or("-".to_string(), |p| {
-                        format!(
-                            "{:+.1} [{:+.1}, {:+.1}]",
-                            100.0 * p.difference,
-                            100.0 * p.ci95.0,
-                            100.0 * p.ci95.1
-                        )
+                        format!("{:+.1} [{:+.1}, {:+.1}]", 100.0 * p.difference, 100.0 * p.ci95.0, 100.0 * p.ci95.1)
                     }),
                     r.value_beam_accuracy.map_or("-".to_string(), pct),
                     r.best_of_k_accuracy.map_or("-".to_string(), pct),
@@ -110,13 +94,7 @@ impl LoopReport {
     pub fn table(&self) -> String {
         let (head, rows) = self.rows();
         let width: Vec<usize> = (0..head.len())
-            .map(|c| {
-                rows.iter()
-                    .map(|r| r[c].len())
-                    .chain([head[c].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
+            .map(|c| rows.iter().map(|r| r[c].len()).chain([head[c].len()]).max().unwrap_or(0))
             .collect();
         let mut s = String::new();
         for cells in std::iter::once(head.iter().map(|h| h.to_string()).collect()).chain(rows) {
@@ -165,24 +143,13 @@ impl LoopReport {
             let curves = out.join(format!("iter-{}/model/curves.svg", r.iteration));
             if let Ok(svg) = std::fs::read_to_string(&curves) {
                 let svg = svg.trim_start_matches(|c| c != '<');
-                let svg = svg
-                    .strip_prefix("<?xml")
-                    .map_or(svg, |x| &x[x.find('>').map_or(0, |i| i + 1)..]);
+                let svg = svg.strip_prefix("<?xml").map_or(svg, |x| &x[x.find('>').map_or(0, |i| i + 1)..]);
                 let _ = writeln!(s, "<h2>Training, iteration {}</h2>\n{svg}", r.iteration);
             } else if let Some(why) = &r.train_skipped {
-                let _ = writeln!(
-                    s,
-                    "<h2>Training, iteration {}</h2>\n<p>{}</p>",
-                    r.iteration,
-                    esc(why)
-                );
+                let _ = writeln!(s, "<h2>Training, iteration {}</h2>\n<p>{}</p>", r.iteration, esc(why));
             }
         }
-        let _ = writeln!(
-            s,
-            "<h2>Config</h2>\n<pre>{}</pre>\n</body></html>",
-            esc(config)
-        );
+        let _ = writeln!(s, "<h2>Config</h2>\n<pre>{}</pre>\n</body></html>", esc(config));
         s
     }
 

@@ -13,8 +13,8 @@ use arbor_envs::{Environment, Task};
 use arbor_model::DeviceKind;
 use arbor_train::{Algo, LearnedValue, RunOptions, StartModel, TrainError};
 use arbor_tree::eval::{paired, Report};
-use arbor_tree::evaluate::ValueFunction;
 use arbor_tree::export::{export, ExportOptions, Format};
+use arbor_tree::evaluate::ValueFunction;
 use arbor_tree::job::{run_to_dir, EvaluatorKind, PolicyKind};
 use arbor_tree::policy::LlmStepPolicy;
 use arbor_tree::search::decode::{DecodeParams, Strategy};
@@ -36,10 +36,7 @@ pub enum LoopError {
         msg: String,
     },
     #[error("stopped at iteration {iteration}, {stage} (what finished is kept)")]
-    Interrupted {
-        iteration: usize,
-        stage: &'static str,
-    },
+    Interrupted { iteration: usize, stage: &'static str },
 }
 
 /// Told when a stage starts and when it is reused from an earlier run.
@@ -72,10 +69,7 @@ fn read_json(path: &Path) -> Option<Value> {
 }
 
 fn write_json(path: &Path, v: &Value) -> std::io::Result<()> {
-    arbor_core::write_atomic(
-        path,
-        serde_json::to_string_pretty(v).expect("JSON values serialize"),
-    )
+    arbor_core::write_atomic(path, serde_json::to_string_pretty(v).expect("JSON values serialize"))
 }
 
 /// The critic of the `learned` evaluator for a search with `model`: `[evaluator] value` when
@@ -87,11 +81,7 @@ fn learned_critic(
     if cfg.evaluator.kind != EvaluatorKind::Learned {
         return Ok(None);
     }
-    let dir = cfg
-        .evaluator
-        .value
-        .clone()
-        .unwrap_or_else(|| model.join("value"));
+    let dir = cfg.evaluator.value.clone().unwrap_or_else(|| model.join("value"));
     if !dir.join("config.json").is_file() {
         if cfg.evaluator.value.is_some() {
             return Err(format!("[evaluator] value: no critic in {}", dir.display()));
@@ -114,11 +104,7 @@ fn format_for(algo: Algo) -> Format {
 impl Ctx<'_> {
     /// `model` opened on the configured backend in `dir`, or the one already open; the flag
     /// says which.
-    async fn policy(
-        &self,
-        model: &Path,
-        dir: &Path,
-    ) -> Result<(Arc<backend::Policy>, bool), String> {
+    async fn policy(&self, model: &Path, dir: &Path) -> Result<(Arc<backend::Policy>, bool), String> {
         let mut open = self.open.lock().await;
         if let Some((path, pi)) = open.as_ref() {
             if path == model {
@@ -385,12 +371,8 @@ pub async fn run(
         )));
     }
     let env: Arc<dyn Environment> = Arc::from(
-        arbor_envs::with_table(
-            &cfg.env,
-            cfg.environment.clone(),
-            "loop config [environment]",
-        )
-        .map_err(|e| LoopError::Config(e.to_string()))?,
+        arbor_envs::with_table(&cfg.env, cfg.environment.clone(), "loop config [environment]")
+            .map_err(|e| LoopError::Config(e.to_string()))?,
     );
     let eval_tasks = env
         .sample(cfg.eval_tasks, cfg.eval_seed)
@@ -451,10 +433,7 @@ fn iteration(t: usize, stages: &[(&str, &Value)]) -> IterationReport {
     let e = get("eval");
     IterationReport {
         iteration: t,
-        model: e
-            .and_then(|v| v["model"].as_str())
-            .unwrap_or("")
-            .to_string(),
+        model: e.and_then(|v| v["model"].as_str()).unwrap_or("").to_string(),
         trees: n("search", "trees"),
         nodes: n("search", "nodes"),
         failed_searches: n("search", "failed"),
@@ -462,9 +441,7 @@ fn iteration(t: usize, stages: &[(&str, &Value)]) -> IterationReport {
         rows: n("export", "rows"),
         train_steps: n("train", "steps"),
         train_examples: n("train", "examples"),
-        train_skipped: get("train")
-            .and_then(|v| v["skipped"].as_str())
-            .map(str::to_string),
+        train_skipped: get("train").and_then(|v| v["skipped"].as_str()).map(str::to_string),
         eval_n: n("eval", "n").unwrap_or(0),
         eval_correct: n("eval", "correct").unwrap_or(0),
         accuracy: e.and_then(|v| v["accuracy"].as_f64()).unwrap_or(0.0),

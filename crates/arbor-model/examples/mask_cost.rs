@@ -11,17 +11,13 @@ use arbor_model::EmbeddedModel;
 use burn::tensor::Device;
 
 fn main() {
-    let m = EmbeddedModel::load(&resolve_model(None).expect("the model"), Device::flex())
-        .expect("loads");
+    let m = EmbeddedModel::load(&resolve_model(None).expect("the model"), Device::flex()).expect("loads");
     let answers = [
         r#"{"scores": [3, 8, 10, 1], "rationale": "The first answer adds 16 and 3 instead of subtracting; the second and third reach 18, the third shows each step. The last one gives no answer at all."}"#,
         r#"{"rationale":"Candidate 2 computes 9 * 2 = 18 dollars, which matches the reference; candidate 1 stops after 16 - 3 - 4 and never multiplies by the price.","scores":[2,9,9,4]}"#,
         r#"{"scores": [10, 10, 10, 10], "rationale": "All four answers are correct and clearly explained, with \"18\" as the final answer."}"#,
     ];
-    let ids: Vec<Vec<u32>> = answers
-        .iter()
-        .map(|a| m.tokenizer.encode(a, false).expect("encodes"))
-        .collect();
+    let ids: Vec<Vec<u32>> = answers.iter().map(|a| m.tokenizer.encode(a, false).expect("encodes")).collect();
     let tokens: usize = ids.iter().map(Vec::len).sum();
     for (n, label) in [(4, "cold"), (4, "warm")] {
         let schema = serde_json::json!({"type": "object", "properties": {
@@ -39,11 +35,7 @@ fn main() {
                 let dt = t.elapsed();
                 total += dt;
                 worst = worst.max(dt);
-                assert!(
-                    arbor_model::constrain::allows(&mask, id),
-                    "{:?} refused",
-                    m.tokenizer.token_text(id)
-                );
+                assert!(arbor_model::constrain::allows(&mask, id), "{:?} refused", m.tokenizer.token_text(id));
                 c.advance(&mut cur, id);
             }
         }

@@ -329,6 +329,41 @@ impl<'m> Batch<'m> {
     }
 }
 
+impl EmbeddedModel {
+    /// Generates for several prompts at once; returns, per prompt, its `n` samples.
+    pub fn generate_batch(
+        &self,
+        prompts: &[Vec<u32>],
+        opts: &[GenerateOptions],
+    ) -> Result<Vec<Vec<Generated>>, ModelError> {
+        self.generate_batch_with(prompts, opts, &mut |_| {})
+    }
+
+    /// [`Self::generate_batch`], telling `on_token` of every token as it is generated
+    /// (streaming).
+    pub fn generate_batch_with(
+        &self,
+        prompts: &[Vec<u32>],
+        opts: &[GenerateOptions],
+        on_token: &mut dyn FnMut(NewToken<'_>),
+    ) -> Result<Vec<Vec<Generated>>, ModelError> {
+        if prompts.len() != opts.len() {
+            return Err(ModelError::Invalid("each prompt needs options".into()));
+        }
+        let mut batch = Batch::new(self);
+        for (i, (p, o)) in prompts.iter().zip(opts).enumerate() {
+            batch.admit(i, p.clone(), o.clone())?;
+        }
+        let mut out: Vec<Vec<Generated>> = vec![Vec::new(); prompts.len()];
+        while !batch.is_empty() {
+            for (key, samples) in batch.step(on_token)? {
+                out[key] = samples;
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// A finished row's sample: its text, cut at the first stop string.
 fn finish(model: &EmbeddedModel, row: Row, o: &GenerateOptions) -> Result<Generated, ModelError> {
     let mut out = row.out;

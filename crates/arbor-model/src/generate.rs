@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::batch::Batch;
 use crate::constrain::{Grammar, JsonConstraint, TokenTrie};
 use crate::engine::{Engine, Net};
 use crate::gguf::{Gguf, GgufError};
@@ -333,39 +332,6 @@ impl EmbeddedModel {
             Ok(ids) if !ids.is_empty() && ids.len() + 1 >= left => ids.into(),
             _ => Default::default(),
         }
-    }
-
-    /// Generates for several prompts at once; returns, per prompt, its `n` samples.
-    pub fn generate_batch(
-        &self,
-        prompts: &[Vec<u32>],
-        opts: &[GenerateOptions],
-    ) -> Result<Vec<Vec<Generated>>, ModelError> {
-        self.generate_batch_with(prompts, opts, &mut |_| {})
-    }
-
-    /// [`Self::generate_batch`], telling `on_token` of every token as it is generated
-    /// (streaming).
-    pub fn generate_batch_with(
-        &self,
-        prompts: &[Vec<u32>],
-        opts: &[GenerateOptions],
-        on_token: &mut dyn FnMut(NewToken<'_>),
-    ) -> Result<Vec<Vec<Generated>>, ModelError> {
-        if prompts.len() != opts.len() {
-            return Err(ModelError::Invalid("each prompt needs options".into()));
-        }
-        let mut batch = Batch::new(self);
-        for (i, (p, o)) in prompts.iter().zip(opts).enumerate() {
-            batch.admit(i, p.clone(), o.clone())?;
-        }
-        let mut out: Vec<Vec<Generated>> = vec![Vec::new(); prompts.len()];
-        while !batch.is_empty() {
-            for (key, samples) in batch.step(on_token)? {
-                out[key] = samples;
-            }
-        }
-        Ok(out)
     }
 }
 

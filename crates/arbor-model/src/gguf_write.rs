@@ -105,10 +105,7 @@ impl EmbeddedModel {
         w.u32("llama.embedding_length", cfg.d_model as u32);
         w.u32("llama.block_count", cfg.n_layers as u32);
         w.u32("llama.feed_forward_length", cfg.d_ff as u32);
-        w.u32(
-            "llama.rope.dimension_count",
-            (cfg.d_model / cfg.n_heads) as u32,
-        );
+        w.u32("llama.rope.dimension_count", (cfg.d_model / cfg.n_heads) as u32);
         w.u32("llama.attention.head_count", cfg.n_heads as u32);
         w.u32("llama.attention.head_count_kv", cfg.n_kv_heads as u32);
         w.f32("llama.attention.layer_norm_rms_epsilon", cfg.rms_eps as f32);
@@ -133,11 +130,7 @@ impl EmbeddedModel {
         let mut layout = Vec::with_capacity(tensors.len());
         for (name, shape, _) in &tensors {
             // Norms (1-D) stay f32.
-            let t = if ty == OutType::F16 && shape.len() > 1 {
-                GGML_F16
-            } else {
-                GGML_F32
-            };
+            let t = if ty == OutType::F16 && shape.len() > 1 { GGML_F16 } else { GGML_F32 };
             put_str(&mut dir, name);
             dir.extend((shape.len() as u32).to_le_bytes());
             for d in shape.iter().rev() {
@@ -166,24 +159,17 @@ impl EmbeddedModel {
         out.write_all(&head).map_err(io)?;
         let mut written = 0u64;
         for ((_, _, data), (off, t)) in tensors.iter().zip(&layout) {
-            out.write_all(&vec![0u8; (off - written) as usize])
-                .map_err(io)?;
+            out.write_all(&vec![0u8; (off - written) as usize]).map_err(io)?;
             let bytes: Vec<u8> = if *t == GGML_F16 {
-                data.iter()
-                    .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
-                    .collect()
+                data.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect()
             } else {
                 data.iter().flat_map(|x| x.to_le_bytes()).collect()
             };
             out.write_all(&bytes).map_err(io)?;
             written = off + bytes.len() as u64;
         }
-        out.write_all(&vec![0u8; (pad(written) - written) as usize])
-            .map_err(io)?;
-        out.into_inner()
-            .map_err(|e| io(e.into_error()))?
-            .sync_all()
-            .map_err(io)?;
+        out.write_all(&vec![0u8; (pad(written) - written) as usize]).map_err(io)?;
+        out.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
 }
@@ -216,11 +202,7 @@ mod tests {
             let tol = if ty == OutType::F32 { 0.0 } else { 1e-3 };
             for ((n, s, a), (_, s2, b)) in m.llama().weights().iter().zip(back.llama().weights()) {
                 assert_eq!(s, &s2, "{n}");
-                let err = a
-                    .iter()
-                    .zip(&b)
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0f32, f32::max);
+                let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
                 assert!(err <= tol, "{n}: {err}");
             }
         }

@@ -119,29 +119,16 @@ pub fn config_json(cfg: &LlamaConfig, tied: bool, tok: &TextTokenizer) -> Value 
 fn config_from_json(v: &Value, path: &Path) -> Result<(LlamaConfig, bool), CheckpointError> {
     // A field that is absent (or null, as transformers writes unset ones) takes its default;
     // one that is present must have the right type.
-    let field =
-        |k: &str, want: &str, ok: fn(&Value) -> bool| -> Result<Option<&Value>, CheckpointError> {
-            match v.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(x) if ok(x) => Ok(Some(x)),
-                Some(x) => Err(err(path, format!("field `{k}` is {x}, not {want}"))),
-            }
-        };
-    let whole = |k: &str| {
-        Ok::<_, CheckpointError>(
-            field(k, "a whole number", |x| x.as_u64().is_some())?
-                .and_then(Value::as_u64)
-                .map(|x| x as usize),
-        )
+    let field = |k: &str, want: &str, ok: fn(&Value) -> bool| -> Result<Option<&Value>, CheckpointError> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) if ok(x) => Ok(Some(x)),
+            Some(x) => Err(err(path, format!("field `{k}` is {x}, not {want}"))),
+        }
     };
+    let whole = |k: &str| Ok::<_, CheckpointError>(field(k, "a whole number", |x| x.as_u64().is_some())?.and_then(Value::as_u64).map(|x| x as usize));
     let u = |k: &str| whole(k)?.ok_or_else(|| err(path, format!("field `{k}` is missing")));
-    let f = |k: &str, default: f64| {
-        Ok::<_, CheckpointError>(
-            field(k, "a number", |x| x.is_number())?
-                .and_then(Value::as_f64)
-                .unwrap_or(default),
-        )
-    };
+    let f = |k: &str, default: f64| Ok::<_, CheckpointError>(field(k, "a number", |x| x.is_number())?.and_then(Value::as_f64).unwrap_or(default));
     if let Some(t) = field("model_type", "a string", Value::is_string)?.and_then(Value::as_str) {
         if t != "llama" {
             return Err(err(
@@ -272,12 +259,10 @@ impl WeightSource for HfSource<'_> {
     type Error = CheckpointError;
     fn weight(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, CheckpointError> {
         let hf = hf_name(name);
-        let (got, w) = self.tensors.remove(&hf).ok_or_else(|| {
-            err(
-                self.path,
-                format!("tensor `{hf}` is missing (config.json implies it)"),
-            )
-        })?;
+        let (got, w) = self
+            .tensors
+            .remove(&hf)
+            .ok_or_else(|| err(self.path, format!("tensor `{hf}` is missing (config.json implies it)")))?;
         if got != shape {
             return Err(err(
                 self.path,

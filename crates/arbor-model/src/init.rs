@@ -63,13 +63,15 @@ pub fn init_tiny(spec: &TinySpec, out: &Path) -> Result<(), ModelError> {
         rms_eps: 1e-5,
         context: spec.context,
     };
-    cfg.validate()
-        .map_err(|m| ModelError::Invalid(format!("--layers/--d-model/--heads/--kv-heads: {m}")))?;
+    cfg.validate().map_err(|m| {
+        ModelError::Invalid(format!("--layers/--d-model/--heads/--kv-heads: {m}"))
+    })?;
     let device = burn::tensor::Device::flex();
     let mut init = RandomInit(rand::rngs::StdRng::seed_from_u64(spec.seed));
     let llama = match Llama::load(&cfg, &mut init, &device) {
         Ok(l) => l,
         Err(e) => match e {},
     };
-    EmbeddedModel::from_parts(cfg, tok, llama, device, "tiny".into()).save_hf(out)
+    EmbeddedModel::from_parts(cfg, tok, llama, device, "tiny".into())
+        .save_hf(out)
 }

@@ -185,10 +185,7 @@ pub trait WeightSource {
 }
 
 /// The tensor names and shapes of a model with this config, in GGUF naming.
-pub fn weight_shapes(
-    cfg: &LlamaConfig,
-    untied_output: bool,
-) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
+pub fn weight_shapes(cfg: &LlamaConfig, untied_output: bool) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
     // Lazily: a damaged config (2⁴⁰ layers) must fail at its first missing tensor, not build
     // a list of every tensor it claims.
     let (d, kv) = (cfg.d_model, cfg.n_kv_heads * cfg.head_dim());

@@ -64,9 +64,10 @@ impl ModelOpener for Models {
         let url: url::Url = u
             .parse()
             .map_err(|e| LlmError::Invalid(format!("`{u}`: {e}")))?;
-        let name = spec.model.clone().ok_or_else(|| {
-            LlmError::Invalid(format!("a model name is required with the URL {u}"))
-        })?;
+        let name = spec
+            .model
+            .clone()
+            .ok_or_else(|| LlmError::Invalid(format!("a model name is required with the URL {u}")))?;
         let mut cfg = EndpointConfig::new(url, &name);
         if let Some(n) = spec.max_in_flight {
             cfg.limits.max_in_flight = n;

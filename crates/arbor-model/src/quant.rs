@@ -81,3 +81,4 @@ pub fn dequantize(ty: GgmlType, b: &[u8]) -> Vec<f32> {
         }
     }
 }
+

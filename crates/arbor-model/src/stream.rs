@@ -40,12 +40,7 @@ impl TextStream {
         self.ids.push(id);
         self.pending.extend(logprob);
         let text = tok.decode(&self.ids).ok()?;
-        let end = match self
-            .stops
-            .iter()
-            .filter_map(|s| text.find(s.as_str()))
-            .min()
-        {
+        let end = match self.stops.iter().filter_map(|s| text.find(s.as_str())).min() {
             Some(cut) => {
                 self.stopped = true;
                 cut

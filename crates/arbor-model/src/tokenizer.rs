@@ -244,16 +244,13 @@ impl TextTokenizer {
     /// A tokenizer from `tokenizer.json` text and the `tokenizer_config.json` object.
     fn from_json(text: &str, cfg: &serde_json::Value) -> Result<Self, TokenizerError> {
         let build = |e: &dyn std::fmt::Display| TokenizerError::Build(e.to_string());
-        let in_json =
-            |e: &dyn std::fmt::Display| TokenizerError::Build(format!("tokenizer.json: {e}"));
+        let in_json = |e: &dyn std::fmt::Display| TokenizerError::Build(format!("tokenizer.json: {e}"));
         // The tokenizers crate panics on some malformed files (an unwrap in its decoder
         // reader): a damaged file must be an error that names it, not a crash.
         let parse = |t: &str| -> Result<Tokenizer, TokenizerError> {
             match std::panic::catch_unwind(|| t.parse::<Tokenizer>()) {
                 Ok(r) => r.map_err(|e| in_json(&e)),
-                Err(_) => Err(in_json(
-                    &"malformed (the tokenizers library could not read it)",
-                )),
+                Err(_) => Err(in_json(&"malformed (the tokenizers library could not read it)")),
             }
         };
         let special: Tokenizer = parse(text)?;
@@ -265,10 +262,7 @@ impl TextTokenizer {
         let size = vocab.values().map(|&i| i as usize + 1).max().unwrap_or(0);
         // Ids index a table: a stray huge id must not allocate billions of entries.
         if size > 2 * vocab.len() + 1024 {
-            return Err(in_json(&format!(
-                "token ids reach {size} for {} tokens: the vocabulary is not numbered densely",
-                vocab.len()
-            )));
+            return Err(in_json(&format!("token ids reach {size} for {} tokens: the vocabulary is not numbered densely", vocab.len())));
         }
         let mut tokens = vec![String::new(); size];
         for (t, i) in vocab {
@@ -399,10 +393,7 @@ impl TextTokenizer {
     pub fn gguf_vocab(&self) -> Result<GgufVocab, TokenizerError> {
         let bad = |m: &str| TokenizerError::Build(format!("tokenizer for GGUF: {m}"));
         let v: serde_json::Value = serde_json::from_str(
-            &self
-                .special
-                .to_string(false)
-                .map_err(|e| bad(&e.to_string()))?,
+            &self.special.to_string(false).map_err(|e| bad(&e.to_string()))?,
         )
         .map_err(|e| bad(&e.to_string()))?;
         // tokenizer.json writes a merge as ["a", "b"] (or "a b" in older files).
@@ -412,9 +403,7 @@ impl TextTokenizer {
             .iter()
             .map(|m| match m {
                 serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Array(p) => {
-                    Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?))
-                }
+                serde_json::Value::Array(p) => Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?)),
                 _ => None,
             })
             .collect::<Option<Vec<_>>>()

@@ -148,11 +148,7 @@ impl Concurrency {
         let lowered = n < *max;
         *max = (*max).min(n);
         let mut s = self.state.lock();
-        s.limit = if self.adaptive {
-            *max as f64
-        } else {
-            s.limit.min(*max as f64)
-        };
+        s.limit = if self.adaptive { *max as f64 } else { s.limit.min(*max as f64) };
         // Past the slots more in flight only queue: no slow start above them.
         s.slow_start = false;
         lowered
@@ -210,8 +206,7 @@ impl Concurrency {
                 let queued = match server {
                     Some(work) => {
                         let waited = latency.saturating_sub(work);
-                        waited > QUEUE_FLOOR
-                            && waited.as_secs_f64() > QUEUE_SHARE * work.as_secs_f64()
+                        waited > QUEUE_FLOOR && waited.as_secs_f64() > QUEUE_SHARE * work.as_secs_f64()
                     }
                     None => s.inflated(latency.as_secs_f64() / (tokens + 1) as f64),
                 };
@@ -287,8 +282,7 @@ mod tests {
         let c = Concurrency::new(64, 2, true);
         // Used to the limit, never queued: slow start grows it by half per round.
         for _ in 0..10 {
-            let slots: Vec<_> =
-                futures::future::join_all((0..c.limit()).map(|_| c.acquire())).await;
+            let slots: Vec<_> = futures::future::join_all((0..c.limit()).map(|_| c.acquire())).await;
             for s in slots {
                 s.done(answered(500, Some(495)));
             }
@@ -299,11 +293,7 @@ mod tests {
         for s in slots {
             s.done(answered(900, Some(400)));
         }
-        assert_eq!(
-            c.limit(),
-            51,
-            "one cut of 0.8 for a burst of queued answers"
-        );
+        assert_eq!(c.limit(), 51, "one cut of 0.8 for a burst of queued answers");
         assert_eq!(c.stats().cuts, 1);
     }
 
@@ -318,10 +308,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(!waiting.is_finished());
         drop(four);
-        tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
         // Wider than the limit: alone, once nothing else is in flight.
         let lone = Concurrency::new(2, 2, false);
         drop(lone.acquire_n(5).await);
@@ -356,9 +343,7 @@ mod tests {
         assert_eq!(c.limit(), 4);
         for _ in 0..50 {
             let slots: Vec<_> = futures::future::join_all((0..4).map(|_| c.acquire())).await;
-            slots
-                .into_iter()
-                .for_each(|s| s.done(answered(100, Some(99))));
+            slots.into_iter().for_each(|s| s.done(answered(100, Some(99))));
         }
         assert_eq!(c.limit(), 4, "never above what the server decodes");
     }

@@ -13,8 +13,8 @@ mod retry;
 mod stats;
 mod wire;
 
-pub use concurrency::ConcurrencyStats;
 pub use config::{ApiKey, BreakerConfig, ConfigError, EndpointConfig, LimitsConfig, RetryConfig};
+pub use concurrency::ConcurrencyStats;
 pub use endpoint::Endpoint;
 pub use openai::OpenAiClient;
 pub use stats::EndpointStats;

@@ -53,8 +53,7 @@ impl Bucket {
             let short = {
                 let mut s = self.state.lock();
                 let now = Instant::now();
-                let level =
-                    (s.0 + now.duration_since(s.1).as_secs_f64() * self.per_sec).min(self.capacity);
+                let level = (s.0 + now.duration_since(s.1).as_secs_f64() * self.per_sec).min(self.capacity);
                 *s = (level, now);
                 if level >= amount {
                     s.0 = level - amount;
@@ -107,8 +106,9 @@ impl Permit {
 impl Limiter {
     pub fn new(cfg: &LimitsConfig) -> Self {
         Self {
-            in_flight: (cfg.max_in_flight > 0)
-                .then(|| Concurrency::new(cfg.max_in_flight, START_IN_FLIGHT, cfg.adaptive)),
+            in_flight: (cfg.max_in_flight > 0).then(|| {
+                Concurrency::new(cfg.max_in_flight, START_IN_FLIGHT, cfg.adaptive)
+            }),
             requests: Bucket::per_minute(cfg.requests_per_minute),
             tokens: Bucket::per_minute(cfg.tokens_per_minute),
         }

@@ -130,7 +130,11 @@ impl OpenAiClient {
                 json_post_body(req).map_err(LlmError::Invalid)?,
             ),
         };
-        let mut rb = self.http.post(url).timeout(self.cfg.timeout()).json(&body);
+        let mut rb = self
+            .http
+            .post(url)
+            .timeout(self.cfg.timeout())
+            .json(&body);
         if let Some(key) = &self.api_key {
             rb = rb.bearer_auth(key.expose());
         }
@@ -304,3 +308,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+

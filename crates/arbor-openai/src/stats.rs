@@ -70,3 +70,4 @@ impl EndpointStats {
         }
     }
 }
+

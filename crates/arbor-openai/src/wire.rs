@@ -292,9 +292,7 @@ fn parse_logprobs(v: &Value, top_k: usize) -> Option<Vec<TokenLogprob>> {
 pub(crate) fn json_post_body(req: &LlmRequest) -> Result<Value, String> {
     let text = match &req.prompt {
         Prompt::Text(t) => t,
-        Prompt::Chat(_) => {
-            return Err("a JSON service takes a text prompt holding a JSON object".into())
-        }
+        Prompt::Chat(_) => return Err("a JSON service takes a text prompt holding a JSON object".into()),
     };
     match serde_json::from_str(text) {
         Ok(v @ Value::Object(_)) => Ok(v),

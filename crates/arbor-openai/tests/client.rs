@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arbor_serve::mock::{MockConfig, MockServer};
 use arbor_llm::{CachedModel, LanguageModel, LlmRequest, ResponseCache, SamplingParams};
 use arbor_openai::{EndpointConfig, OpenAiClient};
-use arbor_serve::mock::{MockConfig, MockServer};
 use common::{chat, client};
 
 #[tokio::test]
@@ -147,19 +147,10 @@ async fn requests_per_minute_holds_at_the_server() {
     t.sort_by(f64::total_cmp);
     assert_eq!(t.len(), rpm as usize + 3);
     let first = t[0];
-    assert!(
-        t[rpm as usize - 1] - first < 0.5,
-        "the bucket's burst: {:?}",
-        &t[..3]
-    );
+    assert!(t[rpm as usize - 1] - first < 0.5, "the bucket's burst: {:?}", &t[..3]);
     for (k, at) in t[rpm as usize..].iter().enumerate() {
         let due = (k + 1) as f64; // one second per request at 60/min
-        assert!(
-            at - first >= due - 0.05,
-            "request {} arrived at {:.2}s, due {due}s",
-            rpm as usize + k,
-            at - first
-        );
+        assert!(at - first >= due - 0.05, "request {} arrived at {:.2}s, due {due}s", rpm as usize + k, at - first);
     }
 }
 
@@ -183,33 +174,20 @@ async fn tokens_per_minute_holds_at_the_server() {
     let mut served = server.stats().served;
     served.sort_by(|a, b| a.0.total_cmp(&b.0));
     let total: u64 = served.iter().map(|s| s.1).sum();
-    assert!(
-        total as f64 > 1.1 * tpm,
-        "the job should need more than a minute's tokens: {total}"
-    );
+    assert!(total as f64 > 1.1 * tpm, "the job should need more than a minute's tokens: {total}");
     let first = served[0].0;
     let mut sum = 0;
     for &(at, tokens) in &served {
         sum += tokens;
         let allowed = tpm + tpm / 60.0 * (at - first) + 2.0 * 21.0;
-        assert!(
-            sum as f64 <= allowed,
-            "{sum} tokens by {:.2}s, allowed {allowed:.0}",
-            at - first
-        );
+        assert!(sum as f64 <= allowed, "{sum} tokens by {:.2}s, allowed {allowed:.0}", at - first);
     }
     let span = served.last().unwrap().0 - first;
     let due = (total as f64 - tpm) / (tpm / 60.0);
-    assert!(
-        span >= 0.8 * due,
-        "the limit should have spread {total} tokens over {due:.1}s, not {span:.1}s"
-    );
+    assert!(span >= 0.8 * due, "the limit should have spread {total} tokens over {due:.1}s, not {span:.1}s");
     // Estimates given back as usage comes in are spent at once, not after a wait computed
     // from the estimate.
-    assert!(
-        span <= 1.5 * due + 1.0,
-        "{total} tokens took {span:.1}s, the budget allows {due:.1}s"
-    );
+    assert!(span <= 1.5 * due + 1.0, "{total} tokens took {span:.1}s, the budget allows {due:.1}s");
 }
 
 /// A server that reports its decoding slots (llama.cpp's `/props` `total_slots`) gets no more
@@ -229,9 +207,7 @@ async fn in_flight_stays_at_the_slots_the_server_reports() {
         )
         .await
         .unwrap();
-        let c = Arc::new(client(&server.base_url(), |cfg| {
-            cfg.limits.max_in_flight = 64
-        }));
+        let c = Arc::new(client(&server.base_url(), |cfg| cfg.limits.max_in_flight = 64));
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..24u64 {
             let c = c.clone();
@@ -242,10 +218,7 @@ async fn in_flight_stays_at_the_slots_the_server_reports() {
         server.stats().peak_in_flight
     };
     assert_eq!(peak(Some(3)).await, 3);
-    assert!(
-        peak(None).await > 12,
-        "without /props the limit grows while nothing queues"
-    );
+    assert!(peak(None).await > 12, "without /props the limit grows while nothing queues");
 }
 
 /// A server that decodes 4 requests at a time without saying so, asked by 64 callers: the
@@ -269,9 +242,7 @@ async fn the_adaptive_limit_finds_a_hidden_capacity() {
         )
         .await
         .unwrap();
-        let c = Arc::new(client(&server.base_url(), |cfg| {
-            cfg.limits.max_in_flight = 64
-        }));
+        let c = Arc::new(client(&server.base_url(), |cfg| cfg.limits.max_in_flight = 64));
         let started = std::time::Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         let next = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -7,9 +7,9 @@ mod common;
 use std::path::PathBuf;
 
 use arbor_core::Message;
+use arbor_serve::llamacpp::LlamaCppServer;
 use arbor_llm::{FinishReason, LanguageModel, LlmRequest, SamplingParams};
 use arbor_openai::{EndpointConfig, OpenAiClient};
-use arbor_serve::llamacpp::LlamaCppServer;
 
 fn arbor_home() -> PathBuf {
     std::env::var_os("ARBOR_HOME")

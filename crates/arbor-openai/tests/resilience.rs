@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arbor_llm::{LanguageModel, LlmError};
 use arbor_serve::mock::{FaultRates, MockConfig, MockServer};
+use arbor_llm::{LanguageModel, LlmError};
 use common::{chat, client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,10 +104,7 @@ async fn thousand_requests_with_ten_percent_of_each_fault_all_end_accounted_for(
     assert_eq!(client_stats.attempts, server_stats.requests);
     assert!(client_stats.attempts <= 1000 * u64::from(max_attempts));
     for (kind, n) in &server_stats.faults {
-        assert!(
-            *n > 0 || kind == "cut_answer" || kind == "same_choices",
-            "fault {kind} never served"
-        );
+        assert!(*n > 0 || kind == "cut_answer" || kind == "same_choices", "fault {kind} never served");
     }
     // With a 30% success rate per attempt and 6 attempts, ~88% succeed.
     assert!(ok > 700, "only {ok} succeeded");

@@ -65,9 +65,7 @@ fn error(e: ApiError) -> Response {
 
 impl App {
     fn authorized(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(key) = &self.opts.api_key else {
-            return Ok(());
-        };
+        let Some(key) = &self.opts.api_key else { return Ok(()) };
         let given = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -89,24 +87,14 @@ impl App {
     }
 
     fn served_model(&self, p: &Parsed) -> Result<String, ApiError> {
-        let first = self
-            .opts
-            .models
-            .first()
-            .cloned()
-            .unwrap_or_else(|| self.model.describe());
+        let first = self.opts.models.first().cloned().unwrap_or_else(|| self.model.describe());
         match &p.model {
-            Some(m) if !self.opts.models.is_empty() && !self.opts.models.contains(m) => {
-                Err(ApiError {
-                    status: StatusCode::NOT_FOUND,
-                    message: format!(
-                        "The model `{m}` does not exist; this server serves {}",
-                        self.opts.models.join(", ")
-                    ),
-                    param: Some("model".into()),
-                    code: Some("model_not_found"),
-                })
-            }
+            Some(m) if !self.opts.models.is_empty() && !self.opts.models.contains(m) => Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: format!("The model `{m}` does not exist; this server serves {}", self.opts.models.join(", ")),
+                param: Some("model".into()),
+                code: Some("model_not_found"),
+            }),
             Some(m) => Ok(m.clone()),
             None => Ok(first),
         }
@@ -126,11 +114,7 @@ impl App {
             Err(r) => {
                 return error(ApiError {
                     status: r.status(),
-                    message: format!(
-                        "{} (this server takes at most {} bytes)",
-                        r.body_text(),
-                        self.opts.max_body_bytes
-                    ),
+                    message: format!("{} (this server takes at most {} bytes)", r.body_text(), self.opts.max_body_bytes),
                     param: None,
                     code: None,
                 })
@@ -184,10 +168,7 @@ fn model_error(e: LlmError) -> ApiError {
 
 fn next_id() -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    format!(
-        "arbor-{}",
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
+    format!("arbor-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 fn now() -> u64 {
@@ -292,15 +273,11 @@ pub async fn serve(
     let router = Router::new()
         .route(
             "/v1/chat/completions",
-            post(move |h: HeaderMap, b: Result<Bytes, BytesRejection>| {
-                a1.clone().handle(h, b, true)
-            }),
+            post(move |h: HeaderMap, b: Result<Bytes, BytesRejection>| a1.clone().handle(h, b, true)),
         )
         .route(
             "/v1/completions",
-            post(move |h: HeaderMap, b: Result<Bytes, BytesRejection>| {
-                a2.clone().handle(h, b, false)
-            }),
+            post(move |h: HeaderMap, b: Result<Bytes, BytesRejection>| a2.clone().handle(h, b, false)),
         )
         .route(
             "/v1/models",
@@ -308,15 +285,8 @@ pub async fn serve(
                 if let Err(e) = a3.authorized(&h) {
                     return error(e);
                 }
-                let names = if a3.opts.models.is_empty() {
-                    vec![a3.model.describe()]
-                } else {
-                    a3.opts.models.clone()
-                };
-                let data: Vec<Value> = names
-                    .iter()
-                    .map(|n| json!({"id": n, "object": "model", "created": 0, "owned_by": "arbor"}))
-                    .collect();
+                let names = if a3.opts.models.is_empty() { vec![a3.model.describe()] } else { a3.opts.models.clone() };
+                let data: Vec<Value> = names.iter().map(|n| json!({"id": n, "object": "model", "created": 0, "owned_by": "arbor"})).collect();
                 Json(json!({"object": "list", "data": data})).into_response()
             }),
         )

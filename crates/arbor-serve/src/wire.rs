@@ -63,10 +63,7 @@ fn number(o: &Map<String, Value>, k: &str, lo: f64, hi: f64) -> Result<Option<f6
         None => Ok(None),
         Some(v) => match v.as_f64() {
             Some(x) if (lo..=hi).contains(&x) => Ok(Some(x)),
-            Some(x) => Err(ApiError::invalid(
-                k,
-                format!("{x} is out of range for `{k}`: it must be between {lo} and {hi}"),
-            )),
+            Some(x) => Err(ApiError::invalid(k, format!("{x} is out of range for `{k}`: it must be between {lo} and {hi}"))),
             None => Err(ApiError::invalid(k, format!("`{k}` must be a number"))),
         },
     }
@@ -77,10 +74,7 @@ fn integer(o: &Map<String, Value>, k: &str, lo: i64, hi: i64) -> Result<Option<i
         None => Ok(None),
         Some(v) => match v.as_i64() {
             Some(x) if (lo..=hi).contains(&x) => Ok(Some(x)),
-            Some(x) => Err(ApiError::invalid(
-                k,
-                format!("{x} is out of range for `{k}`: it must be between {lo} and {hi}"),
-            )),
+            Some(x) => Err(ApiError::invalid(k, format!("{x} is out of range for `{k}`: it must be between {lo} and {hi}"))),
             None => Err(ApiError::invalid(k, format!("`{k}` must be an integer"))),
         },
     }
@@ -111,10 +105,7 @@ pub fn parse_request(body: &Value, chat: bool, limits: &Limits) -> Result<Parsed
         let list: Vec<arbor_core::Message> = serde_json::from_value(messages.clone())
             .map_err(|e| ApiError::invalid("messages", format!("`messages` is malformed: {e}")))?;
         if list.is_empty() {
-            return Err(ApiError::invalid(
-                "messages",
-                "`messages` must hold at least one message",
-            ));
+            return Err(ApiError::invalid("messages", "`messages` must hold at least one message"));
         }
         Prompt::Chat(list)
     } else {
@@ -123,26 +114,17 @@ pub fn parse_request(body: &Value, chat: bool, limits: &Limits) -> Result<Parsed
             Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
                 Prompt::Text(a[0].as_str().unwrap_or_default().to_string())
             }
-            _ => {
-                return Err(ApiError::invalid(
-                    "prompt",
-                    "`prompt` must be a string (or a list of one)",
-                ))
-            }
+            _ => return Err(ApiError::invalid("prompt", "`prompt` must be a string (or a list of one)")),
         }
     };
     let context = limits.context.map_or(i64::MAX, |c| c as i64);
     let max_tokens = match integer(o, "max_tokens", i64::MIN, i64::MAX)? {
         Some(m) => Some(("max_tokens", m)),
-        None => integer(o, "max_completion_tokens", i64::MIN, i64::MAX)?
-            .map(|m| ("max_completion_tokens", m)),
+        None => integer(o, "max_completion_tokens", i64::MIN, i64::MAX)?.map(|m| ("max_completion_tokens", m)),
     };
     if let Some((k, m)) = max_tokens {
         if m < 1 {
-            return Err(ApiError::invalid(
-                k,
-                format!("`{k}` must be at least 1, not {m}"),
-            ));
+            return Err(ApiError::invalid(k, format!("`{k}` must be at least 1, not {m}")));
         }
         if m > context {
             return Err(ApiError {
@@ -153,10 +135,7 @@ pub fn parse_request(body: &Value, chat: bool, limits: &Limits) -> Result<Parsed
     }
     let n = integer(o, "n", 1, i64::from(limits.max_n))?.unwrap_or(1);
     let (logprobs, top) = if chat {
-        (
-            boolean(o, "logprobs")?,
-            integer(o, "top_logprobs", 0, 20)?.unwrap_or(0),
-        )
+        (boolean(o, "logprobs")?, integer(o, "top_logprobs", 0, 20)?.unwrap_or(0))
     } else {
         match integer(o, "logprobs", 0, 5)? {
             Some(k) => (true, k),
@@ -164,24 +143,15 @@ pub fn parse_request(body: &Value, chat: bool, limits: &Limits) -> Result<Parsed
         }
     };
     if chat && top > 0 && !logprobs {
-        return Err(ApiError::invalid(
-            "top_logprobs",
-            "`top_logprobs` needs `logprobs: true`",
-        ));
+        return Err(ApiError::invalid("top_logprobs", "`top_logprobs` needs `logprobs: true`"));
     }
     let stop = match field(o, "stop") {
         None => Vec::new(),
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) if a.len() <= 4 && a.iter().all(Value::is_string) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect(),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "stop",
-                "`stop` must be a string or a list of at most 4 strings",
-            ))
+        Some(Value::Array(a)) if a.len() <= 4 && a.iter().all(Value::is_string) => {
+            a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()
         }
+        Some(_) => return Err(ApiError::invalid("stop", "`stop` must be a string or a list of at most 4 strings")),
     };
     let json_schema = match field(o, "response_format") {
         None => None,
@@ -190,42 +160,22 @@ pub fn parse_request(body: &Value, chat: bool, limits: &Limits) -> Result<Parsed
             Some("json_object") => Some(json!({"type": "object"})),
             Some("json_schema") => match f.get("json_schema").and_then(|j| j.get("schema")) {
                 Some(s @ Value::Object(_)) => Some(s.clone()),
-                _ => {
-                    return Err(ApiError::invalid(
-                        "response_format",
-                        "`response_format.json_schema.schema` must be a JSON Schema object",
-                    ))
-                }
+                _ => return Err(ApiError::invalid("response_format", "`response_format.json_schema.schema` must be a JSON Schema object")),
             },
-            _ => {
-                return Err(ApiError::invalid(
-                    "response_format",
-                    "`response_format.type` must be text, json_object or json_schema",
-                ))
-            }
+            _ => return Err(ApiError::invalid("response_format", "`response_format.type` must be text, json_object or json_schema")),
         },
     };
     let stream = boolean(o, "stream")?;
     let include_usage = match field(o, "stream_options") {
         None => false,
-        Some(so) if stream => so
-            .get("include_usage")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "stream_options",
-                "`stream_options` is only allowed with `stream: true`",
-            ))
-        }
+        Some(so) if stream => so.get("include_usage").and_then(Value::as_bool).unwrap_or(false),
+        Some(_) => return Err(ApiError::invalid("stream_options", "`stream_options` is only allowed with `stream: true`")),
     };
     let params = SamplingParams {
         n: n as u32,
         temperature: number(o, "temperature", 0.0, 2.0)?.map(|x| x as f32),
         top_p: match number(o, "top_p", 0.0, 1.0)? {
-            Some(p) if p <= 0.0 => {
-                return Err(ApiError::invalid("top_p", "`top_p` must be above 0"))
-            }
+            Some(p) if p <= 0.0 => return Err(ApiError::invalid("top_p", "`top_p` must be above 0")),
             p => p.map(|x| x as f32),
         },
         top_k: integer(o, "top_k", 0, i64::from(u32::MAX))?.map(|x| x as u32),
@@ -325,11 +275,7 @@ impl Chunks {
     }
 
     pub fn delta(&self, d: &Delta) -> Value {
-        let lp = if d.logprobs.is_empty() {
-            Value::Null
-        } else {
-            logprobs_json(&d.logprobs, self.chat)
-        };
+        let lp = if d.logprobs.is_empty() { Value::Null } else { logprobs_json(&d.logprobs, self.chat) };
         self.chunk(vec![if self.chat {
             json!({"index": d.index, "delta": {"content": d.text}, "logprobs": lp, "finish_reason": null})
         } else {

@@ -36,16 +36,9 @@ impl Meters {
             .map(|(role, model, m)| {
                 let usage = m.usage();
                 let cost = prices.get(model).map(|p| {
-                    (usage.prompt_tokens as f64 * p.input
-                        + usage.completion_tokens as f64 * p.output)
-                        / 1e6
+                    (usage.prompt_tokens as f64 * p.input + usage.completion_tokens as f64 * p.output) / 1e6
                 });
-                RoleAccount {
-                    role,
-                    model: model.clone(),
-                    usage,
-                    cost,
-                }
+                RoleAccount { role, model: model.clone(), usage, cost }
             })
             .collect()
     }
@@ -69,24 +62,13 @@ pub fn table(accounts: &[RoleAccount]) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
-            a.role,
-            a.model,
-            u.requests,
-            u.failed,
-            u.cache_hits,
-            u.retries,
-            u.prompt_tokens,
-            u.completion_tokens,
-            u.call_seconds,
+            a.role, a.model, u.requests, u.failed, u.cache_hits, u.retries, u.prompt_tokens, u.completion_tokens, u.call_seconds,
             a.cost.map_or("-".into(), |c| format!("{c:.4}"))
         );
     }
     if !accounts.is_empty() && accounts.iter().all(|a| a.cost.is_some()) {
         let total: f64 = accounts.iter().filter_map(|a| a.cost).sum();
-        let _ = writeln!(
-            s,
-            "\nTotal cost: {total:.4} (prices per million tokens from synth.toml `[prices]`)."
-        );
+        let _ = writeln!(s, "\nTotal cost: {total:.4} (prices per million tokens from synth.toml `[prices]`).");
     }
     s
 }

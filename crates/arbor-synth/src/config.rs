@@ -214,9 +214,7 @@ impl SynthConfig {
         if self.rounds == 0 || self.max_in_flight == 0 || self.pool_epoch == 0 {
             return Err("rounds, max_in_flight and pool_epoch must be at least 1".into());
         }
-        if let Some((m, _)) = self.prices.iter().find(|(_, p)| {
-            !(p.input >= 0.0 && p.output >= 0.0 && p.input.is_finite() && p.output.is_finite())
-        }) {
+        if let Some((m, _)) = self.prices.iter().find(|(_, p)| !(p.input >= 0.0 && p.output >= 0.0 && p.input.is_finite() && p.output.is_finite())) {
             return Err(format!("prices.{m}: input and output must be prices >= 0"));
         }
         if !(0.0..=1.0).contains(&self.jury_min_agreement) {

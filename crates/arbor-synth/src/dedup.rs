@@ -32,10 +32,7 @@ fn shingles(words: &[String]) -> Vec<u64> {
     let mut out: Vec<u64> = if words.len() < SHINGLE {
         vec![arbor_core::fnv1a(words.join(" ").bytes())]
     } else {
-        words
-            .windows(SHINGLE)
-            .map(|sh| arbor_core::fnv1a(sh.join(" ").bytes()))
-            .collect()
+        words.windows(SHINGLE).map(|sh| arbor_core::fnv1a(sh.join(" ").bytes())).collect()
     };
     out.sort_unstable();
     out.dedup();
@@ -78,11 +75,7 @@ fn jaccard(a: &[u64], b: &[u64]) -> f64 {
 pub fn bands_for(threshold: f64) -> (usize, usize) {
     let area = |f: &dyn Fn(f64) -> f64, lo: f64, hi: f64| {
         let n = 200;
-        (0..n)
-            .map(|i| f(lo + (hi - lo) * (i as f64 + 0.5) / n as f64))
-            .sum::<f64>()
-            * (hi - lo)
-            / n as f64
+        (0..n).map(|i| f(lo + (hi - lo) * (i as f64 + 0.5) / n as f64)).sum::<f64>() * (hi - lo) / n as f64
     };
     (1..=PERMUTATIONS)
         .map(|r| (PERMUTATIONS / r, r))
@@ -127,8 +120,7 @@ pub fn find(texts: &[&str], threshold: Option<f64>) -> Vec<Option<Duplicate>> {
         .zip(&out)
         .map(|(w, d)| d.is_none().then(|| shingles(w)))
         .collect();
-    let sigs: Vec<Option<[u64; PERMUTATIONS]>> =
-        sets.iter().map(|s| s.as_deref().map(signature)).collect();
+    let sigs: Vec<Option<[u64; PERMUTATIONS]>> = sets.iter().map(|s| s.as_deref().map(signature)).collect();
     // Union-find over texts, the smallest index as each group's root.
     let mut root: Vec<usize> = (0..texts.len()).collect();
     fn find_root(root: &mut [usize], mut i: usize) -> usize {
@@ -142,17 +134,10 @@ pub fn find(texts: &[&str], threshold: Option<f64>) -> Vec<Option<Duplicate>> {
     for (i, sig) in sigs.iter().enumerate() {
         let Some(sig) = sig else { continue };
         for band in 0..bands {
-            let key = arbor_core::fnv1a(
-                sig[band * rows..(band + 1) * rows]
-                    .iter()
-                    .flat_map(|x| x.to_le_bytes()),
-            );
+            let key = arbor_core::fnv1a(sig[band * rows..(band + 1) * rows].iter().flat_map(|x| x.to_le_bytes()));
             let peers = buckets.entry((band, key)).or_default();
             for &j in peers.iter().take(BUCKET_PEERS) {
-                let (a, b) = (
-                    sets[i].as_deref().unwrap_or_default(),
-                    sets[j].as_deref().unwrap_or_default(),
-                );
+                let (a, b) = (sets[i].as_deref().unwrap_or_default(), sets[j].as_deref().unwrap_or_default());
                 if jaccard(a, b) >= threshold {
                     let (a, b) = (find_root(&mut root, i), find_root(&mut root, j));
                     root[a.max(b)] = a.min(b);
@@ -186,25 +171,9 @@ mod tests {
             "A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total does it take?",
         ];
         let d = find(&texts, Some(0.7));
-        assert_eq!(
-            d,
-            vec![
-                None,
-                Some(Duplicate::Exact(0)),
-                Some(Duplicate::Near(0)),
-                None
-            ]
-        );
-        assert_eq!(
-            find(&texts, None)[2],
-            None,
-            "without a threshold only exact copies count"
-        );
-        assert_eq!(
-            find(&texts, Some(0.99))[2],
-            None,
-            "one added word is below 0.99"
-        );
+        assert_eq!(d, vec![None, Some(Duplicate::Exact(0)), Some(Duplicate::Near(0)), None]);
+        assert_eq!(find(&texts, None)[2], None, "without a threshold only exact copies count");
+        assert_eq!(find(&texts, Some(0.99))[2], None, "one added word is below 0.99");
     }
 
     #[test]
@@ -213,12 +182,7 @@ mod tests {
             let (b, r) = bands_for(t);
             // A pair at the threshold is almost surely proposed; one far below it rarely.
             let p = |s: f64| 1.0 - (1.0 - s.powi(r as i32)).powi(b as i32);
-            assert!(
-                p(t + 0.05) > 0.95 && p(t - 0.4) < 0.05,
-                "t {t}: b {b} r {r}: P(t + 0.05) {:.3}, P(t - 0.4) {:.3}",
-                p(t + 0.05),
-                p(t - 0.4)
-            );
+            assert!(p(t + 0.05) > 0.95 && p(t - 0.4) < 0.05, "t {t}: b {b} r {r}: P(t + 0.05) {:.3}, P(t - 0.4) {:.3}", p(t + 0.05), p(t - 0.4));
         }
     }
 }

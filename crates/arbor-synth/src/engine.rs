@@ -63,10 +63,7 @@ async fn sink(
             progress.count(&r);
             records.push(r);
         }
-        if let Some(snap) = snapshot
-            .as_ref()
-            .filter(|s| last_snapshot.elapsed() >= s.every)
-        {
+        if let Some(snap) = snapshot.as_ref().filter(|s| last_snapshot.elapsed() >= s.every) {
             // Awaited, so no snapshot can land after (and over) the final output.
             let (snap, mut recs) = (snap.clone(), records.clone());
             let written = tokio::task::spawn_blocking(move || {
@@ -114,14 +111,7 @@ pub async fn run(
 
     let cap = cfg.max_in_flight;
     let (tx, rx) = mpsc::channel::<ItemRecord>(cap);
-    let sink = tokio::spawn(sink(
-        journal,
-        old,
-        rx,
-        pool.clone(),
-        progress.clone(),
-        snapshot,
-    ));
+    let sink = tokio::spawn(sink(journal, old, rx, pool.clone(), progress.clone(), snapshot));
     let shared = Arc::new(Shared {
         cfg,
         players,

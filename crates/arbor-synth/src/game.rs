@@ -93,10 +93,7 @@ impl RoleModel {
                 context! { error => error, cut => cut },
             )));
             // A fresh draw: the same seed tends to repeat the same mistake.
-            req.params.seed = req
-                .params
-                .seed
-                .map(|s| s.wrapping_add(u64::from(attempt) + 1));
+            req.params.seed = req.params.seed.map(|s| s.wrapping_add(u64::from(attempt) + 1));
         }
         unreachable!("the last attempt returns")
     }
@@ -335,17 +332,9 @@ impl Players {
         cands: &[String],
         round: u32,
     ) -> Result<Judgement, MoveError> {
-        let member = if k == 0 {
-            &self.judge
-        } else {
-            &self.jury[k - 1]
-        };
+        let member = if k == 0 { &self.judge } else { &self.jury[k - 1] };
         // Member 0 keeps the single judge's seeds, so adding a jury leaves its calls cached.
-        let (fwd, rev) = if k == 0 {
-            ("judge".to_string(), "judge-reversed".to_string())
-        } else {
-            (format!("judge#{k}"), format!("judge-reversed#{k}"))
-        };
+        let (fwd, rev) = if k == 0 { ("judge".to_string(), "judge-reversed".to_string()) } else { (format!("judge#{k}"), format!("judge-reversed#{k}")) };
         let forward: Vec<&String> = cands.iter().collect();
         if !cfg.both_orders {
             let (scores, rationale, calls) = self
@@ -417,9 +406,7 @@ impl Players {
             );
             r.json_request(user, seed(cfg, item, round, "reward"), &schema)
         };
-        Ok(r.ask_json("reward", req, None, cfg.json_repairs, read)
-            .await?
-            .0)
+        Ok(r.ask_json("reward", req, None, cfg.json_repairs, read).await?.0)
     }
 
     /// Rewrites both prompts from a failed pair (textual feedback).

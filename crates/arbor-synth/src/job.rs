@@ -11,11 +11,11 @@ use serde_json::json;
 
 use crate::accounting::{Meters, RoleAccount};
 use crate::config::{RewardKind, RoleConfig, SynthConfig};
+use crate::progress::Progress;
 use crate::game::{Players, RoleModel};
 use crate::input::{read_items, BadRow, Item};
 use crate::journal::{ItemRecord, Status};
 use crate::output::{write_all, Counts, ModelNames};
-use crate::progress::Progress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -65,10 +65,7 @@ impl Summary {
             s += &format!("  {e}\n");
         }
         if self.resumed > 0 {
-            s += &format!(
-                "{} items were finished before and kept from the journal\n",
-                self.resumed
-            );
+            s += &format!("{} items were finished before and kept from the journal\n", self.resumed);
         }
         if self.interrupted {
             s += "stopped early: run the same command with --resume to finish\n";
@@ -107,12 +104,7 @@ impl Job {
     /// `strict`, the first malformed row is an error), and the job file, which a resumed job
     /// must match (config, row count and the input's sha256). Without `resume`, a directory
     /// that already holds a job is refused.
-    pub fn open(
-        input: &Path,
-        out: &Path,
-        cfg: SynthConfig,
-        resume: bool,
-    ) -> Result<Self, JobError> {
+    pub fn open(input: &Path, out: &Path, cfg: SynthConfig, resume: bool) -> Result<Self, JobError> {
         let cfg = cfg.with_role_defaults();
         cfg.validate().map_err(JobError::Config)?;
         std::fs::create_dir_all(out).map_err(io(out))?;
@@ -206,18 +198,9 @@ impl Job {
             }
         };
         let endpoint_reward = cfg.reward_kind == RewardKind::Endpoint && !cfg.no_gate;
-        let ((target, m_t), (judge, m_j)) = (
-            role(&cfg.target, false).await?,
-            role(&cfg.judge, false).await?,
-        );
-        let ((reward, m_r), (optimizer, m_o)) = (
-            role(&cfg.reward, endpoint_reward).await?,
-            role(&cfg.optimizer, false).await?,
-        );
-        let mut roles = vec![
-            ("target", target.name.clone(), m_t),
-            ("judge", judge.name.clone(), m_j),
-        ];
+        let ((target, m_t), (judge, m_j)) = (role(&cfg.target, false).await?, role(&cfg.judge, false).await?);
+        let ((reward, m_r), (optimizer, m_o)) = (role(&cfg.reward, endpoint_reward).await?, role(&cfg.optimizer, false).await?);
+        let mut roles = vec![("target", target.name.clone(), m_t), ("judge", judge.name.clone(), m_j)];
         let mut jury = Vec::new();
         for member in &cfg.judges {
             let (r, m) = role(member, false).await?;
@@ -225,10 +208,7 @@ impl Job {
             jury.push(r);
         }
         if !cfg.no_gate {
-            roles.extend([
-                ("reward", reward.name.clone(), m_r),
-                ("optimizer", optimizer.name.clone(), m_o),
-            ]);
+            roles.extend([("reward", reward.name.clone(), m_r), ("optimizer", optimizer.name.clone(), m_o)]);
         }
         let meters = Meters(roles);
         let players = Players {
@@ -240,16 +220,11 @@ impl Job {
             tools: arbor_tools::builtin::pure_tools(Duration::from_secs(10)),
         };
         progress.watch(
-            [
-                &players.target,
-                &players.judge,
-                &players.reward,
-                &players.optimizer,
-            ]
-            .into_iter()
-            .chain(&players.jury)
-            .map(|r| r.model.clone())
-            .collect(),
+            [&players.target, &players.judge, &players.reward, &players.optimizer]
+                .into_iter()
+                .chain(&players.jury)
+                .map(|r| r.model.clone())
+                .collect(),
         );
         let names = ModelNames {
             target: players.target.name.clone(),
@@ -260,21 +235,13 @@ impl Job {
         let started = Instant::now();
         let total_rows = self.items.len();
         let snapshot = (cfg.snapshot_secs > 0.0).then(|| {
-            let (dir, cfg, names, meters) =
-                (self.out.clone(), cfg.clone(), names.clone(), meters.clone());
+            let (dir, cfg, names, meters) = (self.out.clone(), cfg.clone(), names.clone(), meters.clone());
             crate::engine::Snapshot {
                 every: Duration::from_secs_f64(cfg.snapshot_secs),
                 write: Box::new(move |records: &[crate::journal::ItemRecord]| {
-                    write_all(
-                        &dir,
-                        records,
-                        &cfg,
-                        &names,
-                        total_rows,
-                        &meters.accounts(&cfg.prices),
-                    )
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                    write_all(&dir, records, &cfg, &names, total_rows, &meters.accounts(&cfg.prices))
+                        .map(drop)
+                        .map_err(|e| e.to_string())
                 }),
             }
         });
@@ -312,14 +279,9 @@ impl Job {
 /// Adds the roles' accounts to `job.json` (its resume keys untouched), replacing the file whole.
 fn record_usage(path: &Path, accounts: &[RoleAccount]) -> Result<(), JobError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let mut job: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| JobError::Io(format!("{}: {e}", path.display())))?;
+    let mut job: serde_json::Value = serde_json::from_str(&text).map_err(|e| JobError::Io(format!("{}: {e}", path.display())))?;
     job["usage"] = serde_json::to_value(accounts).expect("accounts serialize");
-    arbor_core::write_atomic(
-        path,
-        serde_json::to_string_pretty(&job).expect("JSON values serialize"),
-    )
-    .map_err(io(path))
+    arbor_core::write_atomic(path, serde_json::to_string_pretty(&job).expect("JSON values serialize")).map_err(io(path))
 }
 
 /// The rows that need no playing, as their records: malformed rows (dead letters with their
@@ -327,15 +289,9 @@ fn record_usage(path: &Path, accounts: &[RoleAccount]) -> Result<(), JobError> {
 fn unplayed(items: Vec<Result<Item, BadRow>>, cfg: &SynthConfig) -> Vec<Result<Item, ItemRecord>> {
     let repeats = match cfg.dedup.threshold(cfg.dedup_threshold) {
         Some(t) => {
-            let texts: Vec<String> = items
-                .iter()
-                .map(|i| i.as_ref().map_or(String::new(), Item::prompt_text))
-                .collect();
+            let texts: Vec<String> = items.iter().map(|i| i.as_ref().map_or(String::new(), Item::prompt_text)).collect();
             let ok: Vec<usize> = (0..items.len()).filter(|&i| items[i].is_ok()).collect();
-            let found = crate::dedup::find(
-                &ok.iter().map(|&i| texts[i].as_str()).collect::<Vec<_>>(),
-                t,
-            );
+            let found = crate::dedup::find(&ok.iter().map(|&i| texts[i].as_str()).collect::<Vec<_>>(), t);
             let mut out = vec![None; items.len()];
             for (k, d) in found.into_iter().enumerate() {
                 out[ok[k]] = d.map(|d| match d {
@@ -347,10 +303,7 @@ fn unplayed(items: Vec<Result<Item, BadRow>>, cfg: &SynthConfig) -> Vec<Result<I
         }
         None => vec![None; items.len()],
     };
-    let ids: Vec<Option<String>> = items
-        .iter()
-        .map(|i| i.as_ref().ok().map(|i| i.id.clone()))
-        .collect();
+    let ids: Vec<Option<String>> = items.iter().map(|i| i.as_ref().ok().map(|i| i.id.clone())).collect();
     items
         .into_iter()
         .zip(repeats)

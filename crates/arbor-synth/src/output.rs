@@ -38,10 +38,7 @@ pub fn counts(records: &[ItemRecord]) -> Counts {
             Status::Dead => c.dead += 1,
             Status::Duplicate => c.duplicates += 1,
         }
-        if r.cause
-            .as_deref()
-            .is_some_and(|m| m.starts_with(crate::engine::INTERNAL_ERROR))
-        {
+        if r.cause.as_deref().is_some_and(|m| m.starts_with(crate::engine::INTERNAL_ERROR)) {
             c.internal += 1;
         }
         c.pairs += r.rows.len();
@@ -102,10 +99,7 @@ pub fn write_all(
         write(&tmp)?;
         if arbor_core::crash::due("output") {
             let half = std::fs::metadata(&tmp).map_or(0, |m| m.len() / 2);
-            let _ = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&tmp)
-                .and_then(|f| f.set_len(half));
+            let _ = std::fs::OpenOptions::new().write(true).open(&tmp).and_then(|f| f.set_len(half));
             arbor_core::crash::now("an output write");
         }
         std::fs::rename(&tmp, &path).map_err(|source| TableError::Io { path, source })
@@ -118,10 +112,7 @@ pub fn write_all(
     atomically("duplicates.jsonl", &|p| write_jsonl(p, &duplicates))?;
     let c = counts(records);
     let mut card = dataset_card(records, cfg, models, &c, total_inputs);
-    card += &format!(
-        "\n## Calls, tokens and cost by role\n\n{}",
-        crate::accounting::table(accounts)
-    );
+    card += &format!("\n## Calls, tokens and cost by role\n\n{}", crate::accounting::table(accounts));
     atomically("README.md", &|p| {
         std::fs::write(p, &card).map_err(|source| TableError::Io {
             path: p.to_path_buf(),
@@ -181,9 +172,7 @@ fn front_matter(c: &Counts) -> String {
     ];
     for (name, path, rows) in configs {
         if rows > 0 {
-            s += &format!(
-                "- config_name: {name}\n  data_files:\n  - split: train\n    path: {path}\n"
-            );
+            s += &format!("- config_name: {name}\n  data_files:\n  - split: train\n    path: {path}\n");
         }
     }
     s + "---\n\n"
@@ -238,14 +227,7 @@ fn dataset_card(
     let _ = writeln!(s, "Files: `pairs.jsonl` / `pairs.parquet` (TRL preference format, {}), `provenance.jsonl` (one row per pair, keyed by `pair_id`), `dead_letter.jsonl`, `gated_out.jsonl`. `datasets.load_dataset(DIR)` loads the pairs; `load_dataset(DIR, \"provenance\")` (or `dead_letters`, `gated_out`) the others. License: that of the input prompts and the models' terms (`license: other`).\n", serde_json::to_value(cfg.format).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
     let _ = writeln!(s, "## Models\n\n| role | model |\n| --- | --- |\n| target | {} |\n| judge | {} |\n| reward | {} |\n| optimizer | {} |\n", m.target, m.judge, if cfg.no_gate { "(gate off)" } else { &m.reward }, if cfg.no_gate { "(gate off)" } else { &m.optimizer });
     let _ = writeln!(s, "## Counts\n\n| | |\n| --- | --- |\n| input rows | {total} |\n| items finished | {} |\n| accepted items | {} ({rate:.1}%) |\n| pairs | {} |\n| gated out | {} |\n| dead letters | {} |\n| duplicate prompts removed | {} |\n| judge orders agree | {} of {} |\n", c.items, c.accepted, c.pairs, c.gated_out, c.dead, c.duplicates, c.rankings_agree, c.judged);
-    let agreement: Vec<f64> = records
-        .iter()
-        .flat_map(|r| {
-            r.provenance
-                .iter()
-                .filter_map(|p| p["jury_agreement"].as_f64())
-        })
-        .collect();
+    let agreement: Vec<f64> = records.iter().flat_map(|r| r.provenance.iter().filter_map(|p| p["jury_agreement"].as_f64())).collect();
     if !agreement.is_empty() {
         let unanimous = agreement.iter().filter(|a| **a >= 1.0).count();
         let _ = writeln!(s, "## Jury\n\n{} judges ({}), aggregated by {:?}; on the {} accepted pairs the share of judges ranking chosen above rejected averaged {:.2}, unanimous on {unanimous}.\n",

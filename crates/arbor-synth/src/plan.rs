@@ -49,37 +49,23 @@ pub fn plan(cfg: &SynthConfig, items: &[Item]) -> Plan {
     // A candidate as long as the target may write: the judge and reward see it in full.
     let candidate = "x".repeat(4 * max_tokens(&cfg.target) as usize);
     let shown: Vec<&String> = std::iter::repeat_n(&candidate, c).collect();
-    let tools: Vec<String> = if cfg.tool_use == ToolUse::None {
-        Vec::new()
-    } else {
-        cfg.judge_tools.clone()
-    };
+    let tools: Vec<String> = if cfg.tool_use == ToolUse::None { Vec::new() } else { cfg.judge_tools.clone() };
     let mean = |f: &dyn Fn(&Item) -> String| items.iter().map(|i| tokens(&f(i))).sum::<f64>() / n;
     let target_prompt = mean(&|i| {
         let system = render("target", context! { instructions => prompts.target.text });
         i.messages.iter().fold(system, |s, m| s + &m.content)
     });
     let judge_prompt = mean(&|i| {
-        render(
-            "judge",
-            context! { instructions => prompts.judge.text, prompt => i.prompt_text(), reference => i.reference, candidates => shown, tools => tools },
-        )
+        render("judge", context! { instructions => prompts.judge.text, prompt => i.prompt_text(), reference => i.reference, candidates => shown, tools => tools })
     });
     let reward_prompt = mean(&|i| {
-        render(
-            "reward",
-            context! { prompt => i.prompt_text(), reference => i.reference, chosen => candidate, rejected => candidate },
-        )
+        render("reward", context! { prompt => i.prompt_text(), reference => i.reference, chosen => candidate, rejected => candidate })
     });
     let rounds = f64::from(cfg.rounds.max(1));
     let repairs = 1.0 + f64::from(cfg.json_repairs);
     // Every member of a jury judges each candidate set.
     let orders = if cfg.both_orders { 2.0 } else { 1.0 } * (1 + cfg.judges.len()) as f64;
-    let tool_rounds = if tools.is_empty() {
-        0.0
-    } else {
-        cfg.max_tool_rounds as f64
-    };
+    let tool_rounds = if tools.is_empty() { 0.0 } else { cfg.max_tool_rounds as f64 };
     let pairs = match cfg.pairing {
         Pairing::BestWorst | Pairing::List => 1.0,
         Pairing::Margin => (c * c.saturating_sub(1) / 2) as f64,
@@ -105,13 +91,7 @@ pub fn plan(cfg: &SynthConfig, items: &[Item]) -> Plan {
         roles.push(RolePlan {
             role: "reward",
             calls_first: 1.0,
-            calls_most: rounds
-                * pairs
-                * if cfg.reward_kind == RewardKind::Endpoint {
-                    1.0
-                } else {
-                    repairs
-                },
+            calls_most: rounds * pairs * if cfg.reward_kind == RewardKind::Endpoint { 1.0 } else { repairs },
             prompt_tokens: reward_prompt,
             completion_tokens: max_tokens(&cfg.reward),
         });
@@ -124,29 +104,16 @@ pub fn plan(cfg: &SynthConfig, items: &[Item]) -> Plan {
             completion_tokens: max_tokens(&cfg.optimizer),
         });
     }
-    Plan {
-        items: items.len(),
-        rounds: cfg.rounds,
-        candidates: cfg.candidates,
-        roles,
-    }
+    Plan { items: items.len(), rounds: cfg.rounds, candidates: cfg.candidates, roles }
 }
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{} items, up to {} rounds each; per item (tokens ≈ characters / 4, candidates at their max_tokens):", self.items, self.rounds)?;
-        writeln!(
-            f,
-            "{:>10} {:>14} {:>12} {:>15} {:>18}",
-            "role", "calls (first)", "calls (most)", "prompt tok/call", "completion tok/call"
-        )?;
+        writeln!(f, "{:>10} {:>14} {:>12} {:>15} {:>18}", "role", "calls (first)", "calls (most)", "prompt tok/call", "completion tok/call")?;
         let (mut first, mut most) = ((0.0, 0.0), (0.0, 0.0));
         for r in &self.roles {
-            writeln!(
-                f,
-                "{:>10} {:>14} {:>12} {:>15.0} {:>18.0}",
-                r.role, r.calls_first, r.calls_most, r.prompt_tokens, r.completion_tokens
-            )?;
+            writeln!(f, "{:>10} {:>14} {:>12} {:>15.0} {:>18.0}", r.role, r.calls_first, r.calls_most, r.prompt_tokens, r.completion_tokens)?;
             first.0 += r.calls_first;
             first.1 += r.calls_first * (r.prompt_tokens + r.completion_tokens);
             most.0 += r.calls_most;
@@ -154,11 +121,7 @@ impl fmt::Display for Plan {
         }
         let n = self.items as f64;
         writeln!(f, "job: {:.0} calls and ≤ {:.2}M tokens if every item is accepted in its first round; at most {:.0} calls and {:.2}M tokens", first.0 * n, first.1 * n / 1e6, most.0 * n, most.1 * n / 1e6)?;
-        write!(
-            f,
-            "(a server that ignores `n` turns each target call into {} calls)",
-            self.candidates
-        )
+        write!(f, "(a server that ignores `n` turns each target call into {} calls)", self.candidates)
     }
 }
 
@@ -167,13 +130,7 @@ mod tests {
     use super::*;
 
     fn item(text: &str) -> Item {
-        Item {
-            index: 0,
-            id: "a".into(),
-            messages: vec![arbor_core::Message::user(text)],
-            reference: None,
-            metadata: Default::default(),
-        }
+        Item { index: 0, id: "a".into(), messages: vec![arbor_core::Message::user(text)], reference: None, metadata: Default::default() }
     }
 
     /// The counts follow the config: both orders double the judge, tools and repairs raise
@@ -182,40 +139,24 @@ mod tests {
     #[test]
     fn calls_follow_the_config() {
         let items = [item("What is 2 + 2?"), item(&"long ".repeat(400))];
-        let mut cfg = SynthConfig {
-            candidates: 4,
-            rounds: 3,
-            ..Default::default()
-        };
+        let mut cfg = SynthConfig { candidates: 4, rounds: 3, ..Default::default() };
         cfg.target.max_tokens = Some(100);
         cfg.tool_use = ToolUse::None;
         let p = plan(&cfg, &items);
         let get = |p: &Plan, r: &str| p.roles.iter().find(|x| x.role == r).cloned();
         let judge = get(&p, "judge").unwrap();
         assert_eq!(judge.calls_first, if cfg.both_orders { 2.0 } else { 1.0 });
-        assert_eq!(
-            judge.calls_most,
-            3.0 * judge.calls_first * f64::from(1 + cfg.json_repairs)
-        );
+        assert_eq!(judge.calls_most, 3.0 * judge.calls_first * f64::from(1 + cfg.json_repairs));
         // The judge sees 4 candidates of up to 100 tokens, and the mean item prompt.
         assert!(judge.prompt_tokens > 400.0 + 250.0, "{judge:?}");
         assert_eq!(get(&p, "target").unwrap().completion_tokens, 400.0);
-        assert_eq!(
-            get(&p, "optimizer").unwrap().calls_most,
-            2.0 * f64::from(1 + cfg.json_repairs)
-        );
+        assert_eq!(get(&p, "optimizer").unwrap().calls_most, 2.0 * f64::from(1 + cfg.json_repairs));
         cfg.pairing = Pairing::Margin;
         assert_eq!(get(&plan(&cfg, &items), "reward").unwrap().calls_first, 1.0);
-        assert_eq!(
-            get(&plan(&cfg, &items), "reward").unwrap().calls_most,
-            3.0 * 6.0 * f64::from(1 + cfg.json_repairs)
-        );
+        assert_eq!(get(&plan(&cfg, &items), "reward").unwrap().calls_most, 3.0 * 6.0 * f64::from(1 + cfg.json_repairs));
         cfg.tool_use = ToolUse::Native;
         cfg.max_tool_rounds = 2;
-        assert_eq!(
-            get(&plan(&cfg, &items), "judge").unwrap().calls_most,
-            3.0 * judge.calls_first * 3.0 * f64::from(1 + cfg.json_repairs)
-        );
+        assert_eq!(get(&plan(&cfg, &items), "judge").unwrap().calls_most, 3.0 * judge.calls_first * 3.0 * f64::from(1 + cfg.json_repairs));
         cfg.no_gate = true;
         let p = plan(&cfg, &items);
         assert!(get(&p, "reward").is_none() && get(&p, "optimizer").is_none());

@@ -114,12 +114,7 @@ pub(crate) async fn play(sh: &Shared, item: Arc<Item>, prompts: PromptPair) -> I
         g.history
             .push(json!({"round": g.round, "error": err.to_string()}));
         if last_round {
-            let mut rec = ItemRecord::dead(
-                g.item.index,
-                g.item.id.clone(),
-                g.round + 1,
-                err.to_string(),
-            );
+            let mut rec = ItemRecord::dead(g.item.index, g.item.id.clone(), g.round + 1, err.to_string());
             rec.input = serde_json::to_value(&*g.item).ok();
             rec.provenance = vec![json!({"item_id": g.item.id, "history": g.history})];
             return rec;
@@ -139,16 +134,8 @@ async fn round(sh: &Shared, g: &Game) -> Round {
     // Repeated candidates make pairs with nothing to learn from, and cost judge calls.
     let candidates = match cfg.dedup.threshold(cfg.dedup_threshold) {
         Some(t) => {
-            let seen = crate::dedup::find(
-                &candidates.iter().map(String::as_str).collect::<Vec<_>>(),
-                t,
-            );
-            candidates
-                .into_iter()
-                .zip(seen)
-                .filter(|(_, d)| d.is_none())
-                .map(|(c, _)| c)
-                .collect()
+            let seen = crate::dedup::find(&candidates.iter().map(String::as_str).collect::<Vec<_>>(), t);
+            candidates.into_iter().zip(seen).filter(|(_, d)| d.is_none()).map(|(c, _)| c).collect()
         }
         None => candidates,
     };
@@ -168,11 +155,10 @@ async fn round(sh: &Shared, g: &Game) -> Round {
             verdicts: Vec::new(),
         };
     }
-    let judgement =
-        match crate::jury::judge(p, cfg, &g.item, &g.prompts, &candidates, g.round).await {
-            Ok(j) => j,
-            Err(e) => return Round::Failed(e),
-        };
+    let judgement = match crate::jury::judge(p, cfg, &g.item, &g.prompts, &candidates, g.round).await {
+        Ok(j) => j,
+        Err(e) => return Round::Failed(e),
+    };
     let ps = pairs(&judgement.scores, cfg.pairing, cfg.margin);
     if ps.is_empty() {
         return Round::Rejected {
@@ -182,10 +168,7 @@ async fn round(sh: &Shared, g: &Game) -> Round {
             verdicts: Vec::new(),
         };
     }
-    let ps: Vec<_> = ps
-        .into_iter()
-        .filter(|&(c, r)| crate::jury::agreement(&judgement, c, r) >= cfg.jury_min_agreement)
-        .collect();
+    let ps: Vec<_> = ps.into_iter().filter(|&(c, r)| crate::jury::agreement(&judgement, c, r) >= cfg.jury_min_agreement).collect();
     if ps.is_empty() {
         return Round::Rejected {
             candidates,
@@ -202,10 +185,9 @@ async fn round(sh: &Shared, g: &Game) -> Round {
             passed,
         };
     }
-    let verdicts = futures::future::join_all(
-        ps.iter()
-            .map(|&(c, r)| p.reward(cfg, &g.item, &candidates[c], &candidates[r], g.round)),
-    )
+    let verdicts = futures::future::join_all(ps.iter().map(|&(c, r)| {
+        p.reward(cfg, &g.item, &candidates[c], &candidates[r], g.round)
+    }))
     .await;
     let verdicts: Vec<RewardVerdict> = match verdicts.into_iter().collect() {
         Ok(v) => v,
@@ -234,12 +216,7 @@ async fn round(sh: &Shared, g: &Game) -> Round {
 }
 
 fn gated_out(g: &Game, j: &Judgement, verdicts: &[RewardVerdict]) -> ItemRecord {
-    let mut rec = ItemRecord::new(
-        g.item.index,
-        g.item.id.clone(),
-        Status::GatedOut,
-        g.round + 1,
-    );
+    let mut rec = ItemRecord::new(g.item.index, g.item.id.clone(), Status::GatedOut, g.round + 1);
     rec.cause = Some("no pair passed the reward gate".into());
     rec.provenance = vec![json!({"item_id": g.item.id, "history": g.history})];
     rec.judge_scores = j.scores.clone();

@@ -66,13 +66,7 @@ impl Progress {
         self.endpoints()
             .iter()
             .filter(|s| s.in_flight_limit > 0)
-            .map(|s| {
-                format!(
-                    "{} in flight (wait {:.0} ms)",
-                    s.in_flight_limit,
-                    s.queue_wait_ms as f64 / s.attempts.max(1) as f64
-                )
-            })
+            .map(|s| format!("{} in flight (wait {:.0} ms)", s.in_flight_limit, s.queue_wait_ms as f64 / s.attempts.max(1) as f64))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -89,3 +83,4 @@ impl Progress {
         self.pairs.fetch_add(r.rows.len() as u64, Ordering::Relaxed);
     }
 }
+

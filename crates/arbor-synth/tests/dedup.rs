@@ -7,19 +7,11 @@ use arbor_synth::config::SynthConfig;
 use arbor_synth::dedup::{find, Duplicate};
 
 fn questions() -> Vec<String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/gsm8k/test.jsonl"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/gsm8k/test.jsonl");
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["question"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["question"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -63,35 +55,13 @@ fn precision_and_recall_on_edited_gsm8k_questions() {
         None => i,
     };
     let flagged: Vec<usize> = (0..texts.len()).filter(|&i| found[i].is_some()).collect();
-    let hits = truth
-        .iter()
-        .filter(|&&(copy, orig)| group(copy) == group(orig))
-        .count();
-    let false_flags = flagged
-        .iter()
-        .filter(|&&i| {
-            !truth
-                .iter()
-                .any(|&(copy, orig)| copy == i && group(i) == group(orig))
-                && i < originals.len()
-        })
-        .count()
-        + flagged
-            .iter()
-            .filter(|&&i| {
-                i >= originals.len()
-                    && !truth
-                        .iter()
-                        .any(|&(copy, orig)| copy == i && group(i) == group(orig))
-            })
-            .count();
+    let hits = truth.iter().filter(|&&(copy, orig)| group(copy) == group(orig)).count();
+    let false_flags = flagged.iter().filter(|&&i| !truth.iter().any(|&(copy, orig)| copy == i && group(i) == group(orig)) && i < originals.len()).count()
+        + flagged.iter().filter(|&&i| i >= originals.len() && !truth.iter().any(|&(copy, orig)| copy == i && group(i) == group(orig))).count();
     let recall = hits as f64 / truth.len() as f64;
     let precision = (flagged.len() - false_flags) as f64 / flagged.len().max(1) as f64;
     eprintln!("{} questions + {} edited copies at threshold {threshold}: recall {recall:.3}, precision {precision:.3} ({} flagged, {false_flags} wrongly)", originals.len(), truth.len(), flagged.len());
-    assert!(
-        recall >= 0.95 && precision >= 0.95,
-        "recall {recall:.3}, precision {precision:.3}"
-    );
+    assert!(recall >= 0.95 && precision >= 0.95, "recall {recall:.3}, precision {precision:.3}");
 }
 
 /// 100,000 prompts: the GSM8K test questions with their numbers redrawn (distinct problems of
@@ -115,9 +85,7 @@ fn throughput_on_100k_prompts() {
             .split(' ')
             .map(|w| {
                 if w.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-                    k = k
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
+                    k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     ((k >> 40) % 97 + 2).to_string()
                 } else {
                     w.to_string()
@@ -128,23 +96,14 @@ fn throughput_on_100k_prompts() {
         prompts.push(q);
     }
     if let Ok(path) = std::env::var("DEDUP_PROMPTS") {
-        let rows: String = prompts
-            .iter()
-            .map(|p| serde_json::json!({"prompt": p}).to_string() + "\n")
-            .collect();
+        let rows: String = prompts.iter().map(|p| serde_json::json!({"prompt": p}).to_string() + "\n").collect();
         std::fs::write(path, rows).unwrap();
     }
     let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
     let t = std::time::Instant::now();
     let found = find(&refs, Some(0.8));
     let secs = t.elapsed().as_secs_f64();
-    let exact = found
-        .iter()
-        .filter(|d| matches!(d, Some(Duplicate::Exact(_))))
-        .count();
-    let near = found
-        .iter()
-        .filter(|d| matches!(d, Some(Duplicate::Near(_))))
-        .count();
+    let exact = found.iter().filter(|d| matches!(d, Some(Duplicate::Exact(_)))).count();
+    let near = found.iter().filter(|d| matches!(d, Some(Duplicate::Near(_)))).count();
     println!("arbor: {} prompts in {secs:.2}s ({:.0} prompts/s): {exact} exact and {near} near duplicates at 0.8", refs.len(), refs.len() as f64 / secs);
 }

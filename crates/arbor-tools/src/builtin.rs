@@ -6,9 +6,9 @@ use arbor_core::ToolSpec;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use crate::tool::{Tool, ToolRegistry};
 use arbor_checks::retrieval::Bm25Index;
 use arbor_checks::sandbox::PythonRunner;
+use crate::tool::{Tool, ToolRegistry};
 use arbor_checks::{calculator, format, unit_tests, verifier};
 
 fn spec(name: &str, description: &str, parameters: Value) -> ToolSpec {

@@ -3,9 +3,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arbor_core::Message;
+use arbor_serve::mock::{MockConfig, MockServer};
 use arbor_llm::{LanguageModel, LlmRequest};
 use arbor_openai::{Endpoint, EndpointConfig, OpenAiClient};
-use arbor_serve::mock::{MockConfig, MockServer};
 use arbor_tools::agent::{run_with_tools, ToolMode};
 use arbor_tools::builtin::pure_tools;
 
@@ -106,15 +106,9 @@ async fn text_protocol_with_a_schema_constrains_only_the_final_answer() {
         "SAY Checking.\n<tool_call>{\"name\": \"calculator\", \"arguments\": {\"expression\": \"2+3\"}}</tool_call>",
     )]);
     req.params.json_schema = Some(schema.clone());
-    let run = run_with_tools(&m, &req, &tools, ToolMode::Text, 4)
-        .await
-        .unwrap();
+    let run = run_with_tools(&m, &req, &tools, ToolMode::Text, 4).await.unwrap();
     assert_eq!(run.calls.len(), 1);
-    assert_eq!(
-        server.stats().requests,
-        3,
-        "tool round, free answer, constrained answer"
-    );
+    assert_eq!(server.stats().requests, 3, "tool round, free answer, constrained answer");
     let v: serde_json::Value = serde_json::from_str(&run.text).unwrap();
     assert!(v["score"].is_i64(), "{}", run.text);
     let asked = &run.messages[run.messages.len() - 2];
@@ -123,11 +117,6 @@ async fn text_protocol_with_a_schema_constrains_only_the_final_answer() {
     let (server, m) = model().await;
     let mut req = LlmRequest::chat("mock", vec![Message::user("SAY {\"score\": 4}")]);
     req.params.json_schema = Some(schema);
-    let run = run_with_tools(&m, &req, &tools, ToolMode::Text, 4)
-        .await
-        .unwrap();
-    assert_eq!(
-        (run.text.as_str(), server.stats().requests),
-        ("{\"score\": 4}", 1)
-    );
+    let run = run_with_tools(&m, &req, &tools, ToolMode::Text, 4).await.unwrap();
+    assert_eq!((run.text.as_str(), server.stats().requests), ("{\"score\": 4}", 1));
 }

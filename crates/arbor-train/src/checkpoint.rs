@@ -73,7 +73,11 @@ pub fn restore(out: &Path, t: &mut Trainer, start: &StartModel) -> Result<usize,
         complete.push((state["step"].as_u64().unwrap_or(0), ck, state));
     }
     // The newest; on a tie the first named (the swapped-in one).
-    let Some((_, ck, state)) = complete.into_iter().rev().max_by_key(|(step, _, _)| *step) else {
+    let Some((_, ck, state)) = complete
+        .into_iter()
+        .rev()
+        .max_by_key(|(step, _, _)| *step)
+    else {
         return Ok(0);
     };
     let e = err(&ck);

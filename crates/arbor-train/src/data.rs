@@ -124,9 +124,7 @@ fn question_of(row: &Value, tree: bool) -> Result<Question, String> {
             let mut msgs = messages(p, "prompt")?;
             match msgs.last() {
                 None => Err("`prompt`: no messages".into()),
-                Some(_) if tree => Ok(Question::Task(
-                    msgs.pop().map(|m| m.content).unwrap_or_default(),
-                )),
+                Some(_) if tree => Ok(Question::Task(msgs.pop().map(|m| m.content).unwrap_or_default())),
                 Some(_) => Ok(Question::Chat(msgs)),
             }
         }
@@ -343,25 +341,17 @@ mod tests {
             }
         );
         let standard = json!({"prompt":"Q?","chosen":" a","rejected":" b"});
-        assert!(
-            matches!(parse(&standard).unwrap(), Example::Pair { question: Question::Text(q), chosen, .. } if q == "Q?" && chosen == vec![" a".to_string()])
-        );
+        assert!(matches!(parse(&standard).unwrap(), Example::Pair { question: Question::Text(q), chosen, .. } if q == "Q?" && chosen == vec![" a".to_string()]));
         let list = json!({"prompt":[{"role":"user","content":"Q?"}],"responses":["a\nb","c"],"scores":[2.0,1.0]});
-        assert!(
-            matches!(parse(&list).unwrap(), Example::List { question: Question::Chat(_), responses, .. } if responses[0] == vec!["a\nb".to_string()])
-        );
+        assert!(matches!(parse(&list).unwrap(), Example::List { question: Question::Chat(_), responses, .. } if responses[0] == vec!["a\nb".to_string()]));
         let chat = json!({"messages":[{"role":"user","content":"Q?"},{"role":"assistant","content":"a\nb"}]});
-        assert!(
-            matches!(parse(&chat).unwrap(), Example::Sft { question: Question::Chat(m), steps } if m.len() == 1 && steps.len() == 1)
-        );
+        assert!(matches!(parse(&chat).unwrap(), Example::Sft { question: Question::Chat(m), steps } if m.len() == 1 && steps.len() == 1));
         assert!(parse(&json!({"messages":[{"role":"user","content":"Q?"}]}))
             .unwrap_err()
             .contains("assistant"));
-        assert!(parse(
-            &json!({"prompt":[{"role":"robot","content":"Q?"}],"chosen":"a","rejected":"b"})
-        )
-        .unwrap_err()
-        .contains("`prompt[0].role`"));
+        assert!(parse(&json!({"prompt":[{"role":"robot","content":"Q?"}],"chosen":"a","rejected":"b"}))
+            .unwrap_err()
+            .contains("`prompt[0].role`"));
     }
 
     #[test]
@@ -387,30 +377,17 @@ mod tests {
             any::<bool>().prop_map(Value::from),
             any::<f64>().prop_map(|f| json!(f)),
             "[a-z\\n ]{0,6}".prop_map(Value::from),
-            prop::sample::select(vec!["user", "assistant", "system", "robot"])
-                .prop_map(Value::from),
+            prop::sample::select(vec!["user", "assistant", "system", "robot"]).prop_map(Value::from),
         ];
         let keys = prop::sample::select(vec![
-            "prompt",
-            "chosen",
-            "rejected",
-            "messages",
-            "scores",
-            "responses",
-            "steps",
-            "reward",
-            "question",
-            "prefix",
-            "tree_id",
-            "role",
-            "content",
+            "prompt", "chosen", "rejected", "messages", "scores", "responses", "steps", "reward",
+            "question", "prefix", "tree_id", "role", "content",
         ]);
         leaf.prop_recursive(4, 48, 6, move |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-                prop::collection::btree_map(keys.clone(), inner, 0..6).prop_map(|m| Value::Object(
-                    m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-                )),
+                prop::collection::btree_map(keys.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
             ]
         })
     }

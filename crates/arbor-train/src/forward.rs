@@ -1,10 +1,10 @@
 //! From examples to tensors: tokenization with step boundaries, left-padded batches, per-token
 //! log-probabilities, the exact KL to the reference, and the aggregation of tokens into the units
 //! a loss works on (tokens, steps, whole responses).
-use arbor_core::Message;
-use arbor_envs::prompt::step_prompt;
 use arbor_model::llama::{Llama, LlamaConfig};
 use arbor_model::tokenizer::TextTokenizer;
+use arbor_core::Message;
+use arbor_envs::prompt::step_prompt;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -36,18 +36,12 @@ pub fn encode(
             special(&step_prompt(q, prefix))?,
             steps
                 .iter()
-                .map(|s| {
-                    tok.encode(&format!("{s}\n"), false)
-                        .map_err(|e| e.to_string())
-                })
+                .map(|s| tok.encode(&format!("{s}\n"), false).map_err(|e| e.to_string()))
                 .collect::<Result<_, _>>()?,
         ),
         Question::Chat(messages) => {
             let [reply] = steps else {
-                return Err(format!(
-                    "a chat reply is one response, not {} steps",
-                    steps.len()
-                ));
+                return Err(format!("a chat reply is one response, not {} steps", steps.len()));
             };
             let prompt = tok.render_chat(messages, true).map_err(|e| e.to_string())?;
             let mut turn = messages.clone();
@@ -60,17 +54,11 @@ pub fn encode(
         }
         Question::Text(prompt) => {
             let [reply] = steps else {
-                return Err(format!(
-                    "a reply is one response, not {} steps",
-                    steps.len()
-                ));
+                return Err(format!("a reply is one response, not {} steps", steps.len()));
             };
             let mut r = tok.encode(reply, false).map_err(|e| e.to_string())?;
             r.push(tok.eos);
-            (
-                tok.encode(prompt, false).map_err(|e| e.to_string())?,
-                vec![r],
-            )
+            (tok.encode(prompt, false).map_err(|e| e.to_string())?, vec![r])
         }
     };
     let prompt_len = tokens.len();
@@ -304,10 +292,7 @@ mod tests {
         let task = encode(&tok, &"What is 2+2?".into(), &[], &steps).unwrap();
         assert_eq!(
             tok.decode(&task.tokens).unwrap(),
-            format!(
-                "{}2+2 = 4\nThe answer is 4\n",
-                step_prompt("What is 2+2?", &[])
-            )
+            format!("{}2+2 = 4\nThe answer is 4\n", step_prompt("What is 2+2?", &[]))
         );
         assert_eq!(task.step_ends.len(), 2);
 
@@ -318,24 +303,12 @@ mod tests {
         assert_eq!(tok.decode(&chat.tokens[..chat.prompt_len]).unwrap(), prompt);
         assert!(prompt.contains("Be brief.") && prompt.ends_with("<|im_start|>assistant\n"));
         let response = tok.decode(&chat.tokens[chat.prompt_len..]).unwrap();
-        assert!(
-            response.starts_with("4, since 2+2 = 4.<|im_end|>"),
-            "{response:?}"
-        );
+        assert!(response.starts_with("4, since 2+2 = 4.<|im_end|>"), "{response:?}");
         assert!(chat.tokens[chat.prompt_len..].contains(&tok.eos));
         assert!(encode(&tok, &Question::Chat(convo), &[], &steps).is_err());
 
-        let text = encode(
-            &tok,
-            &Question::Text("Q: 2+2? A:".into()),
-            &[],
-            &[" 4".into()],
-        )
-        .unwrap();
+        let text = encode(&tok, &Question::Text("Q: 2+2? A:".into()), &[], &[" 4".into()]).unwrap();
         assert_eq!(text.tokens.last(), Some(&tok.eos));
-        assert_eq!(
-            tok.decode(&text.tokens[..text.prompt_len]).unwrap(),
-            "Q: 2+2? A:"
-        );
+        assert_eq!(tok.decode(&text.tokens[..text.prompt_len]).unwrap(), "Q: 2+2? A:");
     }
 }

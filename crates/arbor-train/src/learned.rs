@@ -115,9 +115,7 @@ mod tests {
         let v = critic(dir.path());
         let paths = vec![(vec!["1+1 = 2".to_string()], false), (vec![], true)];
         for rt in [
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap(),
+            tokio::runtime::Builder::new_current_thread().build().unwrap(),
             tokio::runtime::Builder::new_multi_thread().build().unwrap(),
         ] {
             let got = rt

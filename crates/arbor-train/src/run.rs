@@ -167,15 +167,9 @@ pub fn train(
         }
         curves.push(
             step,
-            &row.iter()
-                .map(|(k, v)| (k.as_str(), *v))
-                .collect::<Vec<_>>(),
+            &row.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(),
         );
-        let get = |names: &[&str]| {
-            row.iter()
-                .find(|r| names.contains(&r.0.as_str()))
-                .map(|r| r.1)
-        };
+        let get = |names: &[&str]| row.iter().find(|r| names.contains(&r.0.as_str())).map(|r| r.1);
         let shown = get(&["loss", "nll", "policy_loss"]).unwrap_or(f64::NAN);
         bar.set_message(format!(
             "loss {shown:.4} · {:.0} tok/s",
@@ -186,10 +180,7 @@ pub fn train(
             c.inc();
         }
         let stopping = done < total_steps
-            && opts
-                .stop
-                .as_ref()
-                .is_some_and(|s| s.load(Ordering::Relaxed));
+            && opts.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
         if (done % cfg.save_every == 0 && done < total_steps) || stopping {
             checkpoint::save(out, &t, &start, done)?;
             curves.write_csv(&curves_path).map_err(io(out))?;

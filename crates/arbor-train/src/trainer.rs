@@ -39,10 +39,7 @@ pub type Metrics = Vec<(String, f64)>;
 
 impl Trainer {
     pub fn new(cfg: &TrainConfig, start: &StartModel) -> Self {
-        let reference = start
-            .reference
-            .clone()
-            .unwrap_or_else(|| start.model.clone());
+        let reference = start.reference.clone().unwrap_or_else(|| start.model.clone());
         let cx = Context::new(cfg, start.cfg.clone(), reference, &start.device);
         let objective = for_algo(cfg.algo);
         let policy = start.model.clone().fork(&cx.device).train();
@@ -69,9 +66,7 @@ impl Trainer {
     }
 
     pub fn policy(&self) -> &Llama {
-        self.policy
-            .as_ref()
-            .expect("the policy is present between steps")
+        self.policy.as_ref().expect("the policy is present between steps")
     }
 
     pub fn set_policy(&mut self, policy: Llama) {
@@ -117,14 +112,7 @@ impl Trainer {
         policy: &Llama,
         value: Option<&ValueModel>,
     ) -> LossOut {
-        loss_of(
-            self.objective.as_ref(),
-            &mut self.cx,
-            &self.data,
-            idx,
-            policy,
-            value,
-        )
+        loss_of(self.objective.as_ref(), &mut self.cx, &self.data, idx, policy, value)
     }
 
     fn loss(&mut self, idx: &[usize]) -> LossOut {
@@ -159,21 +147,12 @@ impl Trainer {
         // The critic steps before the actor.
         if let Some(v) = self.value.take() {
             let mut g = acc_v.grads();
-            sums.push((
-                "value_grad_norm".into(),
-                clip_global_norm(&v, &mut g, self.cfg.clip),
-            ));
+            sums.push(("value_grad_norm".into(), clip_global_norm(&v, &mut g, self.cfg.clip)));
             self.value = Some(self.opt_value.step(lr_value, v, g));
         }
         let mut g = acc_p.grads();
-        let policy = self
-            .policy
-            .take()
-            .expect("the policy is present between steps");
-        sums.push((
-            "grad_norm".into(),
-            clip_global_norm(&policy, &mut g, self.cfg.clip),
-        ));
+        let policy = self.policy.take().expect("the policy is present between steps");
+        sums.push(("grad_norm".into(), clip_global_norm(&policy, &mut g, self.cfg.clip)));
         self.policy = Some(self.opt_policy.step(lr, policy, g));
         sums
     }

@@ -58,11 +58,8 @@ pub struct Paired {
 }
 
 pub fn paired(a: &Report, b: &Report) -> Paired {
-    let before: std::collections::HashMap<&str, bool> = a
-        .results
-        .iter()
-        .map(|r| (r.task_id.as_str(), r.correct))
-        .collect();
+    let before: std::collections::HashMap<&str, bool> =
+        a.results.iter().map(|r| (r.task_id.as_str(), r.correct)).collect();
     let (mut n, mut wins, mut losses) = (0, 0, 0);
     for r in &b.results {
         if let Some(&was) = before.get(r.task_id.as_str()) {
@@ -86,11 +83,7 @@ pub fn paired(a: &Report, b: &Report) -> Paired {
         losses,
         difference: d,
         ci95: (d - half, d + half),
-        z: if disc > 0.0 {
-            (wins as f64 - losses as f64) / disc.sqrt()
-        } else {
-            0.0
-        },
+        z: if disc > 0.0 { (wins as f64 - losses as f64) / disc.sqrt() } else { 0.0 },
     }
 }
 

@@ -114,9 +114,9 @@ impl SearchFile {
         let p = &self.policy;
         let model = match p.kind {
             PolicyKind::Synthetic => None,
-            PolicyKind::Llm => Some(
-                model.ok_or_else(|| SearchError::Other("the llm policy needs a model".into()))?,
-            ),
+            PolicyKind::Llm => Some(model.ok_or_else(|| {
+                SearchError::Other("the llm policy needs a model".into())
+            })?),
         };
         let policy: Arc<dyn StepPolicy> = match &model {
             None => Arc::new(SyntheticPolicy::for_tasks(tasks, 3)),
@@ -235,10 +235,7 @@ pub async fn run_to_dir(
         })
         .await;
     if let Some(e) = io_error {
-        return Err(SearchError::Other(format!(
-            "writing {}: {e}",
-            out.display()
-        )));
+        return Err(SearchError::Other(format!("writing {}: {e}", out.display())));
     }
     Ok(SearchSummary {
         ok,

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use arbor_llm::{LanguageModel, LlmRequest, SamplingParams};
 use async_trait::async_trait;
 
-use crate::SearchError;
 use arbor_envs::prompt::step_prompt;
+use crate::SearchError;
 
 /// A proposed next step with its log-probability under the policy, when known.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 //! parse). A greedy walk: at each byte, the allowed byte whose state is nearest to an end by
 //! [`distance`], a lower bound on the bytes still needed.
 use super::grammar::{Grammar, Node, NodeId};
-use super::matcher::{advance, can_end, ArrStage, Frame, ObjStage, Stack};
+use super::matcher::{advance, can_end, Frame, ObjStage, Stack, ArrStage};
 
 /// Stand-in for "no finite answer found" in the distance sums.
 const FAR: usize = 1 << 20;
@@ -26,11 +26,7 @@ fn min_len(g: &Grammar, id: NodeId, seen: &mut Vec<NodeId>) -> usize {
         Node::Str { min, .. } => 2 + *min as usize,
         Node::Num { .. } => 1,
         Node::Lit(c) => c.iter().map(Vec::len).min().unwrap_or(FAR),
-        Node::AnyOf(alts) => alts
-            .iter()
-            .map(|&a| min_len(g, a, seen))
-            .min()
-            .unwrap_or(FAR),
+        Node::AnyOf(alts) => alts.iter().map(|&a| min_len(g, a, seen)).min().unwrap_or(FAR),
     };
     seen.pop();
     n.min(FAR)
@@ -45,9 +41,7 @@ pub fn distance(g: &Grammar, st: &Stack) -> usize {
     st.iter()
         .map(|f| match *f {
             Frame::Value(id) => ml(id),
-            Frame::Str {
-                to_min, esc, cont, ..
-            } => {
+            Frame::Str { to_min, esc, cont, .. } => {
                 let esc_left = match esc {
                     0 => 0,
                     1 => 1,
@@ -113,12 +107,7 @@ pub fn distance(g: &Grammar, st: &Stack) -> usize {
 /// Bytes that take `states` to an end (at most `limit` of them), or `None`.
 pub fn closing(g: &Grammar, states: &[Stack], limit: usize) -> Option<Vec<u8>> {
     // Closers first, so ties go to the byte that ends something.
-    let order: Vec<u8> = b"\"}]0 a,:"
-        .iter()
-        .copied()
-        .chain(0x20..0x7f)
-        .chain(0x80..0xc0)
-        .collect();
+    let order: Vec<u8> = b"\"}]0 a,:".iter().copied().chain(0x20..0x7f).chain(0x80..0xc0).collect();
     let mut cur = states.to_vec();
     let mut out = Vec::new();
     for _ in 0..limit {

@@ -35,26 +35,12 @@ pub struct Prop {
 pub enum Node {
     /// Fixed properties; or, when `props` is empty and `extra` is set, any keys with values of
     /// `extra` (a map).
-    Object {
-        props: Vec<Prop>,
-        extra: Option<NodeId>,
-    },
-    Array {
-        item: NodeId,
-        min: u32,
-        max: Option<u32>,
-    },
+    Object { props: Vec<Prop>, extra: Option<NodeId> },
+    Array { item: NodeId, min: u32, max: Option<u32> },
     /// A string of `min..=max` characters.
-    Str {
-        min: u32,
-        max: Option<u32>,
-    },
+    Str { min: u32, max: Option<u32> },
     /// A number; integer `min` / `max` bounds when the schema gives them.
-    Num {
-        integer: bool,
-        min: Option<i64>,
-        max: Option<i64>,
-    },
+    Num { integer: bool, min: Option<i64>, max: Option<i64> },
     /// One of these serialized JSON values.
     Lit(Vec<Vec<u8>>),
     AnyOf(Vec<NodeId>),
@@ -75,10 +61,7 @@ struct Compiler<'a> {
 }
 
 fn err<T>(path: &str, msg: impl std::fmt::Display) -> Result<T, String> {
-    Err(format!(
-        "json_schema at `{}`: {msg}",
-        if path.is_empty() { "#" } else { path }
-    ))
+    Err(format!("json_schema at `{}`: {msg}", if path.is_empty() { "#" } else { path }))
 }
 
 impl Grammar {
@@ -91,10 +74,7 @@ impl Grammar {
             any: None,
         };
         let root = c.node(schema, "")?;
-        Ok(Self {
-            nodes: c.nodes,
-            root,
-        })
+        Ok(Self { nodes: c.nodes, root })
     }
 
     /// `response_format` `json_object`: any JSON object.
@@ -116,21 +96,10 @@ impl Compiler<'_> {
         }
         let id = self.push(Node::AnyOf(Vec::new()));
         self.any = Some(id);
-        let obj = self.push(Node::Object {
-            props: Vec::new(),
-            extra: Some(id),
-        });
-        let arr = self.push(Node::Array {
-            item: id,
-            min: 0,
-            max: None,
-        });
+        let obj = self.push(Node::Object { props: Vec::new(), extra: Some(id) });
+        let arr = self.push(Node::Array { item: id, min: 0, max: None });
         let s = self.push(Node::Str { min: 0, max: None });
-        let num = self.push(Node::Num {
-            integer: false,
-            min: None,
-            max: None,
-        });
+        let num = self.push(Node::Num { integer: false, min: None, max: None });
         let lit = self.literals(&[b"true".to_vec(), b"false".to_vec(), b"null".to_vec()]);
         self.nodes[id as usize] = Node::AnyOf(vec![obj, arr, s, num, lit]);
         id
@@ -154,9 +123,7 @@ impl Compiler<'_> {
             _ => return err(path, "a schema must be an object or `true`"),
         };
         if let Some(r) = obj.get("$ref") {
-            let r = r
-                .as_str()
-                .ok_or_else(|| format!("json_schema at `{path}`: `$ref` must be a string"))?;
+            let r = r.as_str().ok_or_else(|| format!("json_schema at `{path}`: `$ref` must be a string"))?;
             return self.reference(r, path);
         }
         if let Some(v) = obj.get("const") {
@@ -219,10 +186,7 @@ impl Compiler<'_> {
                 self.doc.pointer(p)
             }
         }) else {
-            return err(
-                path,
-                format!("`$ref` {r:?} does not point into this schema"),
-            );
+            return err(path, format!("`$ref` {r:?} does not point into this schema"));
         };
         // A placeholder first, so recursive definitions refer to themselves.
         let id = self.push(Node::AnyOf(Vec::new()));
@@ -245,9 +209,7 @@ impl Compiler<'_> {
                     .as_u64()
                     .and_then(|x| u32::try_from(x).ok())
                     .map(Some)
-                    .ok_or_else(|| {
-                        format!("json_schema at `{path}`: `{k}` must be a non-negative integer")
-                    }),
+                    .ok_or_else(|| format!("json_schema at `{path}`: `{k}` must be a non-negative integer")),
             }
         };
         Ok(match t {
@@ -262,12 +224,9 @@ impl Compiler<'_> {
                 let integer = t == "integer";
                 let (min, max) = (bound(obj, "minimum"), bound(obj, "maximum"));
                 match (min, max) {
-                    (Some(lo), Some(hi)) if hi < lo => {
-                        return err(path, "`maximum` is below `minimum`")
-                    }
+                    (Some(lo), Some(hi)) if hi < lo => return err(path, "`maximum` is below `minimum`"),
                     (Some(lo), Some(hi)) if integer && (hi - lo) < MAX_LITERALS as i64 => {
-                        let lits: Vec<Vec<u8>> =
-                            (lo..=hi).map(|i| i.to_string().into_bytes()).collect();
+                        let lits: Vec<Vec<u8>> = (lo..=hi).map(|i| i.to_string().into_bytes()).collect();
                         self.literals(&lits)
                     }
                     _ => self.push(Node::Num { integer, min, max }),
@@ -291,11 +250,7 @@ impl Compiler<'_> {
         })
     }
 
-    fn object(
-        &mut self,
-        obj: &serde_json::Map<String, Value>,
-        path: &str,
-    ) -> Result<NodeId, String> {
+    fn object(&mut self, obj: &serde_json::Map<String, Value>, path: &str) -> Result<NodeId, String> {
         let props = match obj.get("properties") {
             None => serde_json::Map::new(),
             Some(Value::Object(p)) => p.clone(),
@@ -307,10 +262,7 @@ impl Compiler<'_> {
             Some(_) => return err(path, "`required` must be a list of names"),
         };
         if let Some(missing) = required.iter().find(|r| !props.contains_key(**r)) {
-            return err(
-                path,
-                format!("required property {missing:?} is not in `properties`"),
-            );
+            return err(path, format!("required property {missing:?} is not in `properties`"));
         }
         if props.is_empty() {
             let extra = match obj.get("additionalProperties") {
@@ -318,21 +270,13 @@ impl Compiler<'_> {
                 Some(Value::Bool(false)) => None,
                 Some(s) => Some(self.node(s, &format!("{path}/additionalProperties"))?),
             };
-            return Ok(self.push(Node::Object {
-                props: Vec::new(),
-                extra,
-            }));
+            return Ok(self.push(Node::Object { props: Vec::new(), extra }));
         }
         if props.len() > 64 {
             return err(path, "objects of more than 64 properties are not supported");
         }
         let mut order: Vec<&str> = required.clone();
-        order.extend(
-            props
-                .keys()
-                .map(String::as_str)
-                .filter(|k| !required.contains(k)),
-        );
+        order.extend(props.keys().map(String::as_str).filter(|k| !required.contains(k)));
         let mut out = Vec::new();
         for k in order {
             let node = self.node(&props[k], &format!("{path}/properties/{k}"))?;
@@ -342,10 +286,7 @@ impl Compiler<'_> {
                 required: required.contains(&k),
             });
         }
-        Ok(self.push(Node::Object {
-            props: out,
-            extra: None,
-        }))
+        Ok(self.push(Node::Object { props: out, extra: None }))
     }
 }
 

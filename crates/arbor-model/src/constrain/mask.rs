@@ -150,18 +150,9 @@ impl JsonConstraint {
             .map(|s| {
                 s.iter()
                     .map(|f| match *f {
-                        Frame::Str {
-                            to_min,
-                            to_max,
-                            esc,
-                            cont,
-                        } => Frame::Str {
+                        Frame::Str { to_min, to_max, esc, cont } => Frame::Str {
                             to_min: to_min.min(l),
-                            to_max: if to_max == UNBOUNDED {
-                                to_max
-                            } else {
-                                to_max.min(l)
-                            },
+                            to_max: if to_max == UNBOUNDED { to_max } else { to_max.min(l) },
                             esc,
                             cont,
                         },

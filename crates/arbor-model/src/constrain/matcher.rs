@@ -50,48 +50,19 @@ pub enum NumAt {
 pub enum Frame {
     /// A value of this node comes next.
     Value(NodeId),
-    Obj {
-        node: NodeId,
-        seen: u64,
-        stage: ObjStage,
-    },
+    Obj { node: NodeId, seen: u64, stage: ObjStage },
     /// Inside a property key; `alive`: the properties whose key still matches.
-    Key {
-        node: NodeId,
-        pos: u16,
-        alive: u64,
-    },
-    Arr {
-        node: NodeId,
-        count: u32,
-        stage: ArrStage,
-    },
+    Key { node: NodeId, pos: u16, alive: u64 },
+    Arr { node: NodeId, count: u32, stage: ArrStage },
     /// Inside a string: characters still needed / still allowed; `esc` 1 after `\`, 2..=5 while
     /// `\u` hex digits remain (esc - 1 of them), 6 after `\uD` (no surrogates); `cont`: UTF-8 continuation bytes still due
     /// (tokens split characters, so a character may span tokens, but never ends malformed).
-    Str {
-        to_min: u32,
-        to_max: u32,
-        esc: u8,
-        cont: u8,
-    },
+    Str { to_min: u32, to_max: u32, esc: u8, cont: u8 },
     /// A number; with bounds, its sign, integer part (saturating) and whether a non-zero
     /// fraction digit came (without bounds those stay zero, so that states repeat); `exp`:
     /// exponent digits so far (at most [`MAX_EXP_DIGITS`], so the value fits a double).
-    Num {
-        node: NodeId,
-        at: NumAt,
-        len: u8,
-        neg: bool,
-        int: i64,
-        frac: bool,
-        exp: u8,
-    },
-    Lit {
-        node: NodeId,
-        pos: u16,
-        alive: u64,
-    },
+    Num { node: NodeId, at: NumAt, len: u8, neg: bool, int: i64, frac: bool, exp: u8 },
+    Lit { node: NodeId, pos: u16, alive: u64 },
 }
 
 pub type Stack = Vec<Frame>;
@@ -130,20 +101,8 @@ fn num_complete(at: NumAt) -> bool {
 /// A complete number within the node's bounds. With integer bounds, a non-zero fraction puts
 /// the value strictly between `int` and `int + 1`, so `int + 0.5` compares exactly.
 fn num_in_bounds(f: Frame, g: &Grammar) -> bool {
-    let Frame::Num {
-        node,
-        at,
-        neg,
-        int,
-        frac,
-        ..
-    } = f
-    else {
-        return false;
-    };
-    let Node::Num { min, max, .. } = g.nodes[node as usize] else {
-        return false;
-    };
+    let Frame::Num { node, at, neg, int, frac, .. } = f else { return false };
+    let Node::Num { min, max, .. } = g.nodes[node as usize] else { return false };
     if !num_complete(at) {
         return false;
     }
@@ -185,16 +144,8 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                         }
                         return;
                     }
-                    Node::Object { .. } if b == b'{' => Frame::Obj {
-                        node: id,
-                        seen: 0,
-                        stage: ObjStage::Open,
-                    },
-                    Node::Array { .. } if b == b'[' => Frame::Arr {
-                        node: id,
-                        count: 0,
-                        stage: ArrStage::Open,
-                    },
+                    Node::Object { .. } if b == b'{' => Frame::Obj { node: id, seen: 0, stage: ObjStage::Open },
+                    Node::Array { .. } if b == b'[' => Frame::Arr { node: id, count: 0, stage: ArrStage::Open },
                     Node::Str { min, max } if b == b'"' => Frame::Str {
                         to_min: *min,
                         to_max: max.unwrap_or(UNBOUNDED),
@@ -210,15 +161,7 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                             b'1'..=b'9' => (NumAt::Int, 0),
                             _ => return,
                         };
-                        let f = Frame::Num {
-                            node: id,
-                            at,
-                            len: 1,
-                            neg: b == b'-',
-                            int,
-                            frac: false,
-                            exp: 0,
-                        };
+                        let f = Frame::Num { node: id, at, len: 1, neg: b == b'-', int, frac: false, exp: 0 };
                         if !num_prefix_ok(f, g) {
                             return;
                         }
@@ -229,11 +172,7 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                         if alive == 0 {
                             return;
                         }
-                        Frame::Lit {
-                            node: id,
-                            pos: 1,
-                            alive,
-                        }
+                        Frame::Lit { node: id, pos: 1, alive }
                     }
                     _ => return,
                 };
@@ -259,18 +198,9 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                             st.pop();
                         } else if b == b'"' && extra.is_some() {
                             set_top(&mut st, with(ObjStage::Colon(EXTRA)));
-                            st.push(Frame::Str {
-                                to_min: 0,
-                                to_max: UNBOUNDED,
-                                esc: 0,
-                                cont: 0,
-                            });
+                            st.push(Frame::Str { to_min: 0, to_max: UNBOUNDED, esc: 0, cont: 0 });
                         } else if b == b'"' && unseen != 0 {
-                            st.push(Frame::Key {
-                                node,
-                                pos: 1,
-                                alive: unseen,
-                            });
+                            st.push(Frame::Key { node, pos: 1, alive: unseen });
                         } else {
                             return;
                         }
@@ -335,14 +265,7 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                         },
                     );
                 } else {
-                    set_top(
-                        &mut st,
-                        Frame::Key {
-                            node,
-                            pos,
-                            alive: next,
-                        },
-                    );
+                    set_top(&mut st, Frame::Key { node, pos, alive: next });
                 }
                 out.push(st);
                 return;
@@ -357,36 +280,15 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                         st.pop();
                     }
                     ArrStage::ItemNext { space: true } if b == b' ' => {
-                        set_top(
-                            &mut st,
-                            Frame::Arr {
-                                node,
-                                count,
-                                stage: ArrStage::ItemNext { space: false },
-                            },
-                        );
+                        set_top(&mut st, Frame::Arr { node, count, stage: ArrStage::ItemNext { space: false } });
                     }
                     ArrStage::Open | ArrStage::ItemNext { .. } if room => {
-                        set_top(
-                            &mut st,
-                            Frame::Arr {
-                                node,
-                                count: count + 1,
-                                stage: ArrStage::AfterItem,
-                            },
-                        );
+                        set_top(&mut st, Frame::Arr { node, count: count + 1, stage: ArrStage::AfterItem });
                         st.push(Frame::Value(item));
                         continue;
                     }
                     ArrStage::AfterItem if b == b',' && room => {
-                        set_top(
-                            &mut st,
-                            Frame::Arr {
-                                node,
-                                count,
-                                stage: ArrStage::ItemNext { space: true },
-                            },
-                        );
+                        set_top(&mut st, Frame::Arr { node, count, stage: ArrStage::ItemNext { space: true } });
                     }
                     ArrStage::AfterItem if b == b']' && count >= min => {
                         st.pop();
@@ -396,28 +298,10 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                 out.push(st);
                 return;
             }
-            Frame::Str {
-                to_min,
-                to_max,
-                esc,
-                cont,
-            } => {
+            Frame::Str { to_min, to_max, esc, cont } => {
                 // A character counts at its first byte (an escape at its backslash).
-                let count = |to_max: u32| {
-                    if to_max == UNBOUNDED {
-                        to_max
-                    } else {
-                        to_max - 1
-                    }
-                };
-                let str = |to_min, to_max, esc, cont| {
-                    Some(Frame::Str {
-                        to_min,
-                        to_max,
-                        esc,
-                        cont,
-                    })
-                };
+                let count = |to_max: u32| if to_max == UNBOUNDED { to_max } else { to_max - 1 };
+                let str = |to_min, to_max, esc, cont| Some(Frame::Str { to_min, to_max, esc, cont });
                 let next = match (esc, b) {
                     (_, 0x80..=0xbf) if cont > 0 && continues(cont, b) => {
                         str(to_min, to_max, esc, (cont & 0xf) - 1)
@@ -442,9 +326,7 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                     }
                     (0, b'\\') => str(to_min.saturating_sub(1), count(to_max), 1, 0),
                     (0, _) => str(to_min.saturating_sub(1), count(to_max), 0, 0),
-                    (1, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                        str(to_min, to_max, 0, 0)
-                    }
+                    (1, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => str(to_min, to_max, 0, 0),
                     (1, b'u') => str(to_min, to_max, 5, 0),
                     // No surrogate escapes (\uD800-\uDFFF): a lone one does not parse, and
                     // characters beyond the BMP can be written as UTF-8.
@@ -464,15 +346,7 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                 out.push(st);
                 return;
             }
-            Frame::Num {
-                node,
-                at,
-                len,
-                neg,
-                int,
-                frac,
-                exp,
-            } => {
+            Frame::Num { node, at, len, neg, int, frac, exp } => {
                 let Node::Num { integer, min, max } = g.nodes[node as usize] else {
                     unreachable!("Num frames are numbers")
                 };
@@ -484,22 +358,12 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                     Some(next) if u32::from(len) < MAX_NUMBER_BYTES => {
                         let digit = i64::from(b.wrapping_sub(b'0'));
                         let (int, frac) = match next {
-                            NumAt::Int if bounded => {
-                                (int.saturating_mul(10).saturating_add(digit), frac)
-                            }
+                            NumAt::Int if bounded => (int.saturating_mul(10).saturating_add(digit), frac),
                             NumAt::Frac if bounded => (int, frac || digit != 0),
                             _ => (int, frac),
                         };
                         let exp = exp + u8::from(next == NumAt::EDigits);
-                        let f = Frame::Num {
-                            node,
-                            at: next,
-                            len: len + 1,
-                            neg,
-                            int,
-                            frac,
-                            exp,
-                        };
+                        let f = Frame::Num { node, at: next, len: len + 1, neg, int, frac, exp };
                         if !num_prefix_ok(f, g) {
                             return;
                         }
@@ -522,14 +386,7 @@ pub fn feed(g: &Grammar, mut st: Stack, b: u8, out: &mut Vec<Stack>) {
                 };
                 let next = lit_alive(c, alive, pos as usize, b);
                 if next != 0 {
-                    set_top(
-                        &mut st,
-                        Frame::Lit {
-                            node,
-                            pos: pos + 1,
-                            alive: next,
-                        },
-                    );
+                    set_top(&mut st, Frame::Lit { node, pos: pos + 1, alive: next });
                     out.push(st);
                     return;
                 }
@@ -594,20 +451,8 @@ pub fn advance(g: &Grammar, states: &[Stack], b: u8) -> Vec<Stack> {
 /// the integer part is fixed (`0`, or a `.` came) the value stays within `int..int + 1` in
 /// magnitude, above `int` once a non-zero fraction digit came.
 fn num_prefix_ok(f: Frame, g: &Grammar) -> bool {
-    let Frame::Num {
-        node,
-        at,
-        neg,
-        int,
-        frac,
-        ..
-    } = f
-    else {
-        return false;
-    };
-    let Node::Num { min, max, .. } = g.nodes[node as usize] else {
-        return false;
-    };
+    let Frame::Num { node, at, neg, int, frac, .. } = f else { return false };
+    let Node::Num { min, max, .. } = g.nodes[node as usize] else { return false };
     let fixed = matches!(at, NumAt::Zero | NumAt::Dot | NumAt::Frac);
     // The bound the number grows away from, and the one it must reach, seen as magnitudes.
     let (away, reach) = if neg {

@@ -49,8 +49,7 @@ fn valid(schema: &Value, v: &Value) -> bool {
         Some("array") => v.as_array().is_some_and(|a| {
             count("minItems").is_none_or(|m| a.len() >= m)
                 && count("maxItems").is_none_or(|m| a.len() <= m)
-                && a.iter()
-                    .all(|x| schema.get("items").is_none_or(|i| valid(i, x)))
+                && a.iter().all(|x| schema.get("items").is_none_or(|i| valid(i, x)))
         }),
         Some("object") => v.as_object().is_some_and(|o| {
             let props = schema.get("properties").and_then(Value::as_object);
@@ -68,17 +67,12 @@ fn valid(schema: &Value, v: &Value) -> bool {
 /// A random text the matcher accepts: bytes drawn among those allowed (structural ones
 /// favoured, so walks end), stopping where the answer may end.
 fn walk(g: &Grammar, rng: &mut StdRng) -> Option<String> {
-    let alphabet: Vec<u8> = (0x20..0x7f)
-        .chain([0xc3, 0xa9, 0xe0, 0xed, 0x80, 0xa0])
-        .collect();
+    let alphabet: Vec<u8> = (0x20..0x7f).chain([0xc3, 0xa9, 0xe0, 0xed, 0x80, 0xa0]).collect();
     let mut s = start(g);
     let mut out = Vec::new();
     for _ in 0..600 {
         if s.iter().any(|st| can_end(g, st)) && rng.gen_bool(0.5) {
-            return Some(
-                String::from_utf8(out.clone())
-                    .expect("the matcher lets only well-formed UTF-8 through"),
-            );
+            return Some(String::from_utf8(out.clone()).expect("the matcher lets only well-formed UTF-8 through"));
         }
         let ok: Vec<(u8, Vec<Stack>)> = alphabet
             .iter()
@@ -86,14 +80,12 @@ fn walk(g: &Grammar, rng: &mut StdRng) -> Option<String> {
             .filter(|x| !x.1.is_empty())
             .collect();
         if ok.is_empty() {
-            return s.iter().any(|st| can_end(g, st)).then(|| {
-                String::from_utf8(out.clone())
-                    .expect("the matcher lets only well-formed UTF-8 through")
-            });
+            return s
+                .iter()
+                .any(|st| can_end(g, st))
+                .then(|| String::from_utf8(out.clone()).expect("the matcher lets only well-formed UTF-8 through"));
         }
-        let closing: Vec<usize> = (0..ok.len())
-            .filter(|&i| b"\"]},".contains(&ok[i].0))
-            .collect();
+        let closing: Vec<usize> = (0..ok.len()).filter(|&i| b"\"]},".contains(&ok[i].0)).collect();
         let i = if !closing.is_empty() && rng.gen_bool(0.3) {
             closing[rng.gen_range(0..closing.len())]
         } else {
@@ -130,16 +122,11 @@ fn every_accepted_text_parses_and_validates() {
         let g = Grammar::compile(&schema).unwrap();
         let mut ended = 0;
         for _ in 0..300 {
-            let Some(text) = walk(&g, &mut rng) else {
-                continue;
-            };
+            let Some(text) = walk(&g, &mut rng) else { continue };
             ended += 1;
             let v: Value = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("{text:?} under {schema}: {e}"));
-            assert!(
-                valid(&schema, &v),
-                "{text:?} does not validate under {schema}"
-            );
+            assert!(valid(&schema, &v), "{text:?} does not validate under {schema}");
         }
         assert!(ended > 200, "{schema}: only {ended} of 300 walks ended");
     }
@@ -156,20 +143,12 @@ fn valid_answers_are_accepted_and_invalid_ones_refused() {
         (0, r#"{"scores": [0, 1, 2], "rationale": "zero"}"#, false),
         (0, r#"{"scores": [11, 1, 2], "rationale": "eleven"}"#, false),
         (0, r#"{"scores": [1, 2, 3]}"#, false),
-        (
-            1,
-            r#"{"score": 9.5, "critique": "ok \"quoted\" \u00e9"}"#,
-            true,
-        ),
+        (1, r#"{"score": 9.5, "critique": "ok \"quoted\" \u00e9"}"#, true),
         (1, r#"{"score": 10, "critique": ""}"#, true),
         (1, r#"{"score": 10.5, "critique": ""}"#, false),
         (1, r#"{"score": 0.9, "critique": ""}"#, false),
         (1, r#"{"score": 1e1, "critique": ""}"#, false),
-        (
-            2,
-            r#"{"a": "hé", "c": {"k":[1]}, "b": null, "d": []}"#,
-            true,
-        ),
+        (2, r#"{"a": "hé", "c": {"k":[1]}, "b": null, "d": []}"#, true),
         (2, r#"{"a": "h\u00e9", "c": true}"#, true),
         (2, r#"{"a": "h", "c": 1}"#, false),
         (2, r#"{"a": "abc", "c": 1, "b": -21}"#, false),
@@ -192,20 +171,15 @@ fn valid_answers_are_accepted_and_invalid_ones_refused() {
 
 #[test]
 fn unsupported_schemas_name_the_place() {
-    let e = Grammar::compile(&json!({"type": "object", "properties": {"a": {"type": "date"}}}))
-        .unwrap_err();
+    let e = Grammar::compile(&json!({"type": "object", "properties": {"a": {"type": "date"}}})).unwrap_err();
     assert!(e.contains("/properties/a") && e.contains("date"), "{e}");
-    let e = Grammar::compile(&json!({"type": "object", "properties": {}, "required": ["z"]}))
-        .unwrap_err();
+    let e = Grammar::compile(&json!({"type": "object", "properties": {}, "required": ["z"]})).unwrap_err();
     assert!(e.contains("\"z\""), "{e}");
     let e = Grammar::compile(&json!({"$ref": "#/$defs/nope"})).unwrap_err();
     assert!(e.contains("nope"), "{e}");
     // A recursive definition compiles and bounds nothing it should not.
     let tree = json!({"$defs": {"t": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/t"}}}, "required": ["kids"]}}, "$ref": "#/$defs/t"});
-    assert!(accepts(
-        &tree,
-        r#"{"kids": [{"kids": []}, {"kids": [{"kids": []}]}]}"#
-    ));
+    assert!(accepts(&tree, r#"{"kids": [{"kids": []}, {"kids": [{"kids": []}]}]}"#));
     assert!(!accepts(&tree, r#"{"kids": [{}]}"#));
 }
 
@@ -217,9 +191,7 @@ fn every_prefix_closes_into_a_valid_answer() {
     for schema in schemas() {
         let g = Grammar::compile(&schema).unwrap();
         for _ in 0..200 {
-            let Some(text) = walk(&g, &mut rng) else {
-                continue;
-            };
+            let Some(text) = walk(&g, &mut rng) else { continue };
             let cut = rng.gen_range(0..=text.len());
             let prefix = &text.as_bytes()[..cut];
             let mut s = start(&g);
@@ -230,8 +202,7 @@ fn every_prefix_closes_into_a_valid_answer() {
                 .unwrap_or_else(|| panic!("no closing for {:?}", String::from_utf8_lossy(prefix)));
             let whole = [prefix, &tail].concat();
             let whole = String::from_utf8_lossy(&whole);
-            let v: Value =
-                serde_json::from_str(&whole).unwrap_or_else(|e| panic!("{whole:?}: {e}"));
+            let v: Value = serde_json::from_str(&whole).unwrap_or_else(|e| panic!("{whole:?}: {e}"));
             assert!(valid(&schema, &v), "{whole:?} under {schema}");
         }
     }

@@ -116,10 +116,7 @@ impl FaultRates {
             "503" => Fault::Unavailable,
             k => *Fault::ALL.iter().find(|f| f.name() == k).ok_or_else(|| {
                 let names: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
-                format!(
-                    "--fault {spec}: unknown kind `{k}` (429, 500, 503, {})",
-                    names.join(", ")
-                )
+                format!("--fault {spec}: unknown kind `{k}` (429, 500, 503, {})", names.join(", "))
             })?,
         };
         *match kind {
@@ -181,10 +178,7 @@ mod tests {
         for i in 0..n {
             *counts.entry(rates.draw(7, i)).or_insert(0u32) += 1;
         }
-        for f in Fault::ALL
-            .into_iter()
-            .filter(|f| !matches!(f, Fault::CutAnswer | Fault::SameChoices))
-        {
+        for f in Fault::ALL.into_iter().filter(|f| !matches!(f, Fault::CutAnswer | Fault::SameChoices)) {
             let share = f64::from(counts[&Some(f)]) / n as f64;
             assert!((share - 0.1).abs() < 0.01, "{f:?}: {share}");
         }

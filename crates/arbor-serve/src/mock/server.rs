@@ -104,11 +104,7 @@ struct Shared {
 impl Shared {
     fn arrived(&self) -> f64 {
         let t = self.started.elapsed().as_secs_f64();
-        self.counters
-            .arrivals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(t);
+        self.counters.arrivals.lock().unwrap_or_else(|p| p.into_inner()).push(t);
         t
     }
 
@@ -165,10 +161,7 @@ impl MockServer {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            decoders: cfg
-                .capacity
-                .or(cfg.slots)
-                .map(|n| tokio::sync::Semaphore::new(n.max(1))),
+            decoders: cfg.capacity.or(cfg.slots).map(|n| tokio::sync::Semaphore::new(n.max(1))),
             cfg,
             counters: Counters::default(),
             started: std::time::Instant::now(),

@@ -49,17 +49,19 @@ impl Objective for Dpo {
         let (ref_lp, _) = cx.reference(batch, x.ids, false);
         let n = x.ex.len();
         let t = batch.len - 1;
-        let chosen_rows =
-            |x: burn::tensor::Tensor<2>| x.reshape([n, 2, t]).narrow(1, 0, 1).reshape([n, t]);
-        let chosen_nll = chosen_rows(pass.logprobs.clone() * mask.clone())
-            .sum()
-            .neg()
+        let chosen_rows = |x: burn::tensor::Tensor<2>| {
+            x.reshape([n, 2, t]).narrow(1, 0, 1).reshape([n, t])
+        };
+        let chosen_nll = chosen_rows(pass.logprobs.clone() * mask.clone()).sum().neg()
             / chosen_rows(mask.clone()).sum().clamp_min(1.0);
         let sums = sequence_logratio(pass.logprobs - ref_lp, mask, cx.cfg.dpo.length_normalize)
             .reshape([n, 2]);
         let chosen = sums.clone().narrow(1, 0, 1).reshape([n]);
         let rejected = sums.narrow(1, 1, 1).reshape([n]);
-        let opts = DpoOptions { beta, ..cx.cfg.dpo };
+        let opts = DpoOptions {
+            beta,
+            ..cx.cfg.dpo
+        };
         let (loss, z) = dpo(chosen.clone(), rejected.clone(), &opts);
         let loss = if cx.cfg.dpo.nll_weight > 0.0 {
             loss + chosen_nll.clone().mul_scalar(cx.cfg.dpo.nll_weight)

@@ -19,9 +19,7 @@ impl Objective for Sft {
     }
     fn sequences(&self, ex: Example) -> Result<Option<Sequences>, Example> {
         match ex {
-            Example::Sft { question, steps } => {
-                Ok(Some(Sequences::of(vec![(question, vec![], steps)])))
-            }
+            Example::Sft { question, steps } => Ok(Some(Sequences::of(vec![(question, vec![], steps)]))),
             Example::Trajectory {
                 question,
                 steps,

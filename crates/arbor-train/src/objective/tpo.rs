@@ -73,9 +73,7 @@ impl Objective for Tpo {
                     .map(|r| {
                         let n_steps = batch.seqs[row + r].step_ends.len().min(k);
                         (0..n_steps)
-                            .map(|s| {
-                                m[((row + r) * k + s) * d..((row + r) * k + s + 1) * d].to_vec()
-                            })
+                            .map(|s| m[((row + r) * k + s) * d..((row + r) * k + s + 1) * d].to_vec())
                             .collect()
                     })
                     .collect();

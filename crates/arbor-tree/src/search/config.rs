@@ -95,3 +95,4 @@ impl SearchConfig {
         Ok(())
     }
 }
+

@@ -55,12 +55,7 @@ async fn score(
     paths: &[(Vec<String>, bool)],
 ) -> Result<Vec<Option<f64>>, SearchError> {
     match value {
-        Some(v) => Ok(v
-            .values(question, paths)
-            .await?
-            .into_iter()
-            .map(Some)
-            .collect()),
+        Some(v) => Ok(v.values(question, paths).await?.into_iter().map(Some).collect()),
         None => Ok(vec![None; paths.len()]),
     }
 }
@@ -232,27 +227,13 @@ mod tests {
 
     #[async_trait]
     impl StepPolicy for Scripted {
-        async fn propose(
-            &self,
-            _: &str,
-            _: &[String],
-            _: usize,
-        ) -> Result<Vec<Proposal>, SearchError> {
+        async fn propose(&self, _: &str, _: &[String], _: usize) -> Result<Vec<Proposal>, SearchError> {
             Ok(Vec::new())
         }
         fn provenance(&self) -> crate::Provenance {
-            crate::Provenance {
-                model: "scripted".into(),
-                temperature: None,
-                seed: None,
-            }
+            crate::Provenance { model: "scripted".into(), temperature: None, seed: None }
         }
-        async fn complete(
-            &self,
-            _: &str,
-            _: &[String],
-            n: usize,
-        ) -> Result<Vec<String>, SearchError> {
+        async fn complete(&self, _: &str, _: &[String], n: usize) -> Result<Vec<String>, SearchError> {
             Ok(self.0.iter().take(n).cloned().collect())
         }
     }
@@ -272,11 +253,7 @@ mod tests {
             s("thinking\nstill thinking\nmore"),
             s("The answer is 7"),
         ]);
-        let p = DecodeParams {
-            strategy: Strategy::Majority,
-            width: 6,
-            max_depth: 2,
-        };
+        let p = DecodeParams { strategy: Strategy::Majority, width: 6, max_depth: 2 };
         let sol = solve(&env, &task, &policy, None, &p).await.unwrap();
         assert_eq!(sol.steps, vec![s("The answer is 7")]);
         assert!(sol.finished);
