@@ -25,7 +25,7 @@ pub enum GgufError {
     Truncated { what: String, needed: u64, len: u64 },
     #[error("{0}")]
     Malformed(String),
-    #[error("tensor `{name}`: type {ty} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1 are)")]
+    #[error("tensor `{name}`: type {ty} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are)")]
     UnsupportedType { name: String, ty: u32 },
     #[error("tensor `{0}` is not in the file")]
     MissingTensor(String),
@@ -542,10 +542,10 @@ pub(crate) mod tests {
         let img = build(&[], &[("t", vec![32], 3, vec![0; 20])]);
         let e = Gguf::from_bytes(img[..img.len() - 16].to_vec()).unwrap_err();
         assert!(matches!(e, GgufError::Truncated { .. }), "{e}");
-        let q6k = build(&[], &[("t", vec![256], 14, vec![0; 210])]);
+        let q5k = build(&[], &[("t", vec![256], 13, vec![0; 176])]);
         assert_eq!(
-            Gguf::from_bytes(q6k).unwrap_err().to_string(),
-            "tensor `t`: type 14 is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1 are)"
+            Gguf::from_bytes(q5k).unwrap_err().to_string(),
+            "tensor `t`: type 13 is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are)"
         );
         let mut v2 = build(&[], &[]);
         v2[4] = 9;

@@ -5,6 +5,7 @@ use half::f16;
 use super::kernels::{QActs, Weights, QK};
 use super::team::for_rows;
 use crate::gguf::{GgmlType, Gguf, GgufError};
+use crate::quant::{q4k_sub_blocks, QK_K};
 
 /// Members' shares of rows come in multiples of this (whole cache lines of output).
 const ROWS_PER_SHARE: usize = 16;
@@ -58,6 +59,25 @@ impl QMatrix {
                     q: blocks.flat_map(|b| b[4..].iter().copied()).collect(),
                 }
             }
+            // Q4_K's sub-blocks of 32 are Q4_1 blocks with their scale and minimum made f32
+            // (exact: a 6-bit integer times an f16), the nibbles repacked to Q4's order.
+            GgmlType::Q4K if cols % QK_K == 0 => {
+                let n = rows * cols / QK;
+                let (mut q, mut d, mut m) = (
+                    Vec::with_capacity(n * 16),
+                    Vec::with_capacity(n),
+                    Vec::with_capacity(n),
+                );
+                for blk in bytes.chunks_exact(144) {
+                    for (scale, min, v) in q4k_sub_blocks(blk) {
+                        d.push(scale);
+                        m.push(-min);
+                        q.extend((0..16).map(|i| v[i] | (v[i + 16] << 4)));
+                    }
+                }
+                Weights::Q4 { q, d, m }
+            }
+            // Others (F32, F16, BF16, Q6_K): f32 rows.
             _ => Weights::F32(g.dequantize(name, Some(&[rows, cols]))?),
         };
         Ok(Self { rows, cols, w })

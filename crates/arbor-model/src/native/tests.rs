@@ -144,3 +144,53 @@ fn activation_quantization_round_trips_within_half_a_step() {
     assert_eq!((zeros.d[0], zeros.s[0]), (0.0, 0.0));
     assert!(zeros.q.iter().all(|&q| q == 0));
 }
+
+/// Random Q4_K super-blocks (finite f16 scales, any scale bytes and nibbles).
+fn q4k_blocks(n: usize, rng: &mut rand::rngs::StdRng) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for _ in 0..n {
+        raw.extend(f16::from_f32(rng.gen_range(0.0005..0.01)).to_le_bytes());
+        raw.extend(f16::from_f32(rng.gen_range(0.0..0.01)).to_le_bytes());
+        raw.extend((0..140).map(|_| rng.gen::<u8>()));
+    }
+    raw
+}
+
+#[test]
+fn q4_k_rows_repack_exactly_into_q4_blocks() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let (rows, cols) = (3, 512);
+    let raw = q4k_blocks(rows * cols / 256, &mut rng);
+    let img = crate::gguf::tests::build(
+        &[],
+        &[("w", vec![cols as u64, rows as u64], 12, raw.clone())],
+    );
+    let g = crate::gguf::Gguf::from_bytes(img).unwrap();
+    let m = super::QMatrix::from_gguf(&g, "w", rows, cols).unwrap();
+    assert!(matches!(m.w, Weights::Q4 { .. }), "kept quantized");
+    let dense = dequantize(GgmlType::Q4K, &raw);
+    let x: Vec<f32> = (0..cols).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let qa = QActs::quantize(&x);
+    let xq: Vec<f32> = (0..cols)
+        .map(|i| qa.d[i / QK] * f32::from(qa.q[i]))
+        .collect();
+    let mut row = vec![0f32; cols];
+    for r in 0..rows {
+        m.row(r, &mut row);
+        let want = &dense[r * cols..(r + 1) * cols];
+        for (a, b) in row.iter().zip(want) {
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                "row {r}: {a} vs {b}"
+            );
+        }
+        let mut out = [0f32];
+        m.w.dot_row(r, cols, &x, std::slice::from_ref(&qa), &mut out);
+        let exact: f32 = want.iter().zip(&xq).map(|(a, b)| a * b).sum();
+        assert!(
+            (out[0] - exact).abs() <= 1e-4 * (1.0 + exact.abs()),
+            "{} vs {exact}",
+            out[0]
+        );
+    }
+}
