@@ -50,57 +50,93 @@ pub(crate) fn sample(lp: &[f32], o: Draw, rng: &mut StdRng) -> u32 {
             })
             .0 as u32;
     }
-    // Masked tokens (structured output) have -inf and are never drawn. Only top-k and top-p
-    // need candidates in order, and then only the head of it: a full sort of the vocabulary
-    // per token would cost more than the decode step.
+    // Masked tokens (structured output) have -inf and are never drawn. The draw walks the
+    // candidates from the most likely down (ties by id), as a full sort would, but sorts only as
+    // far as the walk goes: the head of a few hundred holds nearly all the mass, and sorting the
+    // whole vocabulary per token would cost more than the decode step.
     let mut cand: Vec<(u32, f32)> = lp
         .iter()
         .enumerate()
         .filter(|(_, x)| x.is_finite())
         .map(|(i, &x)| (i as u32, x / o.temperature))
         .collect();
-    let desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if let Some(k) = o.top_k.filter(|&k| k > 0 && k < cand.len()) {
-        cand.select_nth_unstable_by(k - 1, desc);
-        cand.truncate(k);
+    let mut order = Ordered::new(&mut cand);
+    if let Some(k) = o.top_k.filter(|&k| k > 0) {
+        order.truncate(k);
     }
-    let max = cand.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.1));
+    let max = order.cand.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.1));
     let weight = |c: &(u32, f32)| ((c.1 - max) as f64).exp();
+    let mut total: f64 = order.cand.iter().map(weight).sum();
     if let Some(p) = o.top_p.filter(|&p| p > 0.0 && p < 1.0) {
-        let total: f64 = cand.iter().map(weight).sum();
-        // The nucleus usually lies in the first few hundred; sort more only when it does not.
-        let mut head = 256.min(cand.len());
-        loop {
-            if head < cand.len() {
-                cand.select_nth_unstable_by(head - 1, desc);
+        // The smallest head whose mass reaches p.
+        let (mut acc, mut i) = (0.0, 0);
+        let keep = loop {
+            let Some(c) = order.get(i) else { break i };
+            acc += weight(&c) / total;
+            i += 1;
+            if acc >= p as f64 {
+                break i;
             }
-            cand[..head].sort_by(desc);
-            let mut acc = 0.0;
-            let keep = cand[..head].iter().position(|c| {
-                acc += weight(c) / total;
-                acc >= p as f64
-            });
-            if let Some(i) = keep {
-                cand.truncate(i + 1);
-                break;
-            }
-            if head == cand.len() {
-                break;
-            }
-            head = (head * 8).min(cand.len());
-        }
+        };
+        order.truncate(keep);
+        total = order.cand.iter().map(weight).sum();
     }
-    let weights: Vec<f64> = cand.iter().map(weight).collect();
-    let total: f64 = weights.iter().sum();
-    let u: f64 = rng.gen::<f64>() * total;
-    let mut acc = 0.0;
-    for (c, w) in cand.iter().zip(&weights) {
-        acc += w;
+    let u: f64 = rng.gen();
+    let (mut acc, mut i) = (0.0, 0);
+    let mut last = None;
+    while let Some(c) = order.get(i) {
+        acc += weight(&c) / total;
         if u < acc {
             return c.0;
         }
+        last = Some(c.0);
+        i += 1;
     }
-    cand.last().expect("a row has a finite log-prob").0
+    last.expect("a row has a finite log-prob")
+}
+
+/// Candidates in descending order (value, then id), sorted lazily: `get(i)` sorts only as far as
+/// the head must reach to answer.
+struct Ordered<'a> {
+    cand: &'a mut Vec<(u32, f32)>,
+    sorted: usize,
+}
+
+fn desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+impl<'a> Ordered<'a> {
+    fn new(cand: &'a mut Vec<(u32, f32)>) -> Self {
+        Self { cand, sorted: 0 }
+    }
+
+    /// The i-th most likely candidate.
+    fn get(&mut self, i: usize) -> Option<(u32, f32)> {
+        if i >= self.cand.len() {
+            return None;
+        }
+        if i >= self.sorted {
+            // Grow the sorted head: the next stretch is the smallest of the rest, in order.
+            let want = (self.sorted.max(32) * 8).max(i + 1).min(self.cand.len());
+            let rest = &mut self.cand[self.sorted..];
+            let n = want - self.sorted;
+            if n < rest.len() {
+                rest.select_nth_unstable_by(n - 1, desc);
+            }
+            rest[..n].sort_by(desc);
+            self.sorted = want;
+        }
+        Some(self.cand[i])
+    }
+
+    /// Keeps the `k` most likely.
+    fn truncate(&mut self, k: usize) {
+        if k < self.cand.len() {
+            let _ = self.get(k - 1);
+            self.cand.truncate(k);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +179,72 @@ mod tests {
             (0..50).map(|_| sample(&lp, k2, &mut r)).collect()
         };
         assert_eq!(a, b);
+    }
+
+    /// The draw as a full sort gives it (the sampler before the partial sorts).
+    fn sorted_draw(lp: &[f32], o: Draw, rng: &mut StdRng) -> u32 {
+        let mut cand: Vec<(u32, f32)> = lp
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.is_finite())
+            .map(|(i, &x)| (i as u32, x / o.temperature))
+            .collect();
+        cand.sort_by(desc);
+        if let Some(k) = o.top_k.filter(|&k| k > 0) {
+            cand.truncate(k);
+        }
+        let max = cand[0].1;
+        let mut probs: Vec<f64> = cand.iter().map(|c| ((c.1 - max) as f64).exp()).collect();
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+        if let Some(p) = o.top_p.filter(|&p| p > 0.0 && p < 1.0) {
+            let mut acc = 0.0;
+            let keep = probs.iter().position(|&q| {
+                acc += q;
+                acc >= p as f64
+            });
+            probs.truncate(keep.map_or(probs.len(), |i| i + 1));
+            let t: f64 = probs.iter().sum();
+            probs.iter_mut().for_each(|q| *q /= t);
+        }
+        let u: f64 = rng.gen();
+        let mut acc = 0.0;
+        for (i, q) in probs.iter().enumerate() {
+            acc += q;
+            if u < acc {
+                return cand[i].0;
+            }
+        }
+        cand[probs.len() - 1].0
+    }
+
+    /// Seeded runs keep drawing what they drew before the sampler stopped sorting everything.
+    #[test]
+    fn partial_sorting_draws_what_a_full_sort_draws() {
+        let mut gen = StdRng::seed_from_u64(17);
+        let mut differ = 0;
+        for case in 0..300 {
+            let n = [50, 3000, 49_152][case % 3];
+            let spread = [0.5f32, 3.0, 12.0][case % 5 % 3];
+            let mut logits: Vec<f32> = (0..n).map(|_| gen.gen_range(-spread..spread)).collect();
+            if case % 7 == 0 {
+                logits
+                    .iter_mut()
+                    .step_by(3)
+                    .for_each(|x| *x = f32::NEG_INFINITY);
+            }
+            let lp = log_softmax(&logits);
+            let o = Draw {
+                temperature: [1.0, 0.7, 1.3][case % 3],
+                top_k: [None, Some(40), Some(5000)][case % 4 % 3],
+                top_p: [None, Some(0.9), Some(0.3)][case % 5 % 3],
+            };
+            let seed = gen.gen();
+            let a = sample(&lp, o, &mut StdRng::seed_from_u64(seed));
+            let b = sorted_draw(&lp, o, &mut StdRng::seed_from_u64(seed));
+            differ += usize::from(a != b);
+        }
+        assert_eq!(differ, 0, "draws that differ from the full sort's");
     }
 
     #[test]
