@@ -31,6 +31,8 @@ pub struct NativeLlama {
     norm: Vec<f32>,
     /// Untied output matrix; the embedding when absent.
     head: Option<QMatrix>,
+    /// Whether any matrix multiplies quantized activations (else they are never quantized).
+    quantized: bool,
     /// cos / sin of position · base^(−2i/head_dim), `[context, head_dim/2]`.
     cos: Vec<f32>,
     sin: Vec<f32>,
@@ -119,16 +121,26 @@ impl NativeLlama {
                 sin.push(theta.sin() as f32);
             }
         }
+        let embed = matrix("token_embd.weight", cfg.vocab, d)?;
+        let head = if untied {
+            Some(matrix("output.weight", cfg.vocab, d)?)
+        } else {
+            None
+        };
+        let q = |m: &QMatrix| m.w.wants_quantized();
+        let quantized = q(head.as_ref().unwrap_or(&embed))
+            || blocks.iter().any(|b| {
+                [&b.wq, &b.wk, &b.wv, &b.wo, &b.gate, &b.up, &b.down]
+                    .into_iter()
+                    .any(q)
+            });
         Ok(Self {
             cfg: cfg.clone(),
-            embed: matrix("token_embd.weight", cfg.vocab, d)?,
+            embed,
             blocks,
             norm: vector("output_norm.weight", d)?,
-            head: if untied {
-                Some(matrix("output.weight", cfg.vocab, d)?)
-            } else {
-                None
-            },
+            head,
+            quantized,
             cos,
             sin,
         })
@@ -202,7 +214,7 @@ impl NativeLlama {
         let mut delta = vec![0f32; n * d];
         for (layer, blk) in self.blocks.iter().enumerate() {
             let xn = rms_norm(&x, &blk.attn_norm, d, cfg.rms_eps);
-            let qa = quantize(&xn, d);
+            let qa = self.quantize(&xn, d);
             let a = Acts { x: &xn, q: &qa };
             blk.wq.matmul(&a, &mut q);
             blk.wk.matmul(&a, &mut k);
@@ -232,19 +244,19 @@ impl NativeLlama {
                     attend(qh, keys, vals, pos, kv, g * hd, scale, out);
                 }
             });
-            let qa = quantize(&att, d);
+            let qa = self.quantize(&att, d);
             blk.wo.matmul(&Acts { x: &att, q: &qa }, &mut delta);
             add(&mut x, &delta);
 
             let xn = rms_norm(&x, &blk.ffn_norm, d, cfg.rms_eps);
-            let qa = quantize(&xn, d);
+            let qa = self.quantize(&xn, d);
             let a = Acts { x: &xn, q: &qa };
             blk.gate.matmul(&a, &mut gate);
             blk.up.matmul(&a, &mut up);
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
-            let qa = quantize(&gate, cfg.d_ff);
+            let qa = self.quantize(&gate, cfg.d_ff);
             blk.down.matmul(&Acts { x: &gate, q: &qa }, &mut delta);
             add(&mut x, &delta);
         }
@@ -268,7 +280,7 @@ impl NativeLlama {
             .flat_map(|&t| x[t * d..(t + 1) * d].to_vec())
             .collect();
         let xn = rms_norm(&picked, &self.norm, d, cfg.rms_eps);
-        let qa = quantize(&xn, d);
+        let qa = self.quantize(&xn, d);
         let head = self.head.as_ref().unwrap_or(&self.embed);
         let mut logits = vec![0f32; want.len() * cfg.vocab];
         head.matmul(&Acts { x: &xn, q: &qa }, &mut logits);
@@ -276,6 +288,16 @@ impl NativeLlama {
             .chunks_exact(cfg.vocab)
             .map(<[f32]>::to_vec)
             .collect()
+    }
+
+    /// Each token's activations quantized per block, for the matrices that multiply them so;
+    /// none when no matrix does (f32 checkpoints, whose widths need not be whole blocks: a
+    /// quantized matrix's width always is, the file's block layout requires it).
+    fn quantize(&self, x: &[f32], width: usize) -> Vec<QActs> {
+        if !self.quantized || width % super::kernels::QK != 0 {
+            return Vec::new();
+        }
+        x.chunks_exact(width).map(QActs::quantize).collect()
     }
 
     /// Rotates adjacent pairs (2i, 2i+1) of every head in `x` by position `pos`.
@@ -326,10 +348,6 @@ fn attend(
             out,
         );
     }
-}
-
-fn quantize(x: &[f32], width: usize) -> Vec<QActs> {
-    x.chunks_exact(width).map(QActs::quantize).collect()
 }
 
 fn rms_norm(x: &[f32], w: &[f32], d: usize, eps: f64) -> Vec<f32> {

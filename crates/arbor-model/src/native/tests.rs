@@ -194,3 +194,51 @@ fn q4_k_rows_repack_exactly_into_q4_blocks() {
         );
     }
 }
+
+/// An f32 model of any width (`arbor model init` makes d = 16) decodes natively, with the
+/// burn network's logits: its activations are never quantized.
+#[test]
+fn f32_models_of_any_width_decode_like_the_burn_network() {
+    use crate::llama::{KvCache, Llama, LlamaConfig, RandomInit, Step};
+    use burn::tensor::Device;
+    let cfg = LlamaConfig {
+        n_layers: 2,
+        d_model: 16,
+        d_ff: 40,
+        n_heads: 4,
+        n_kv_heads: 2,
+        vocab: 50,
+        rope_base: 10_000.0,
+        rms_eps: 1e-5,
+        context: 32,
+    };
+    let device = Device::flex();
+    let burn = Llama::load(
+        &cfg,
+        &mut RandomInit(rand::rngs::StdRng::seed_from_u64(4)),
+        &device,
+    )
+    .unwrap();
+    let native = super::NativeLlama::from_f32(&cfg, burn.weights()).unwrap();
+    let ids = vec![3u32, 17, 8, 42, 9];
+    let mut cache = super::SeqCache::new(&cfg);
+    let got = native.step(
+        &mut [&mut cache],
+        &[super::Feed {
+            tokens: &ids,
+            all_logits: true,
+        }],
+    );
+    let mut kv = KvCache::new(&cfg, 1, ids.len(), &device);
+    let step = Step {
+        tokens: &[ids.clone()],
+        pads: &[0],
+        all_logits: true,
+    };
+    let want = crate::host::to_f32(burn.forward(&cfg, step, &mut kv, &device));
+    for (p, row) in got.iter().enumerate() {
+        for (v, (a, b)) in row.iter().zip(&want[p * cfg.vocab..]).enumerate() {
+            assert!((a - b).abs() < 1e-4, "position {p} token {v}: {a} vs {b}");
+        }
+    }
+}
