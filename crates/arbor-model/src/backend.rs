@@ -80,14 +80,16 @@ fn worker(
     let mut next_key = 0usize;
     let mut admit = |batch: &mut Batch<'_>, open: &mut HashMap<usize, Open>, job: Job| {
         // A request that cannot be prepared fails alone.
+        // The batch keeps the prompt; the reply needs only its length.
         let ready = prepare(&model, &job.req).and_then(|(ids, opts)| {
+            let prompt_tokens = ids.len();
             batch
-                .admit(next_key, ids.clone(), opts.clone())
-                .map(|()| (ids, opts))
+                .admit(next_key, ids, opts.clone())
+                .map(|()| (prompt_tokens, opts))
                 .map_err(|e| LlmError::Invalid(format!("embedded model: {e}")))
         });
         match ready {
-            Ok((ids, opts)) => {
+            Ok((prompt_tokens, opts)) => {
                 let streams = (0..opts.n.max(1))
                     .map(|_| TextStream::new(opts.stop.clone()))
                     .collect();
@@ -95,7 +97,7 @@ fn worker(
                     next_key,
                     Open {
                         job,
-                        prompt_tokens: ids.len(),
+                        prompt_tokens,
                         opts,
                         streams,
                     },

@@ -54,12 +54,7 @@ pub(crate) fn sample(lp: &[f32], o: Draw, rng: &mut StdRng) -> u32 {
     // candidates from the most likely down (ties by id), as a full sort would, but sorts only as
     // far as the walk goes: the head of a few hundred holds nearly all the mass, and sorting the
     // whole vocabulary per token would cost more than the decode step.
-    let mut cand: Vec<(u32, f32)> = lp
-        .iter()
-        .enumerate()
-        .filter(|(_, x)| x.is_finite())
-        .map(|(i, &x)| (i as u32, x / o.temperature))
-        .collect();
+    let mut cand = candidates(lp, o.temperature);
     let mut order = Ordered::new(&mut cand);
     if let Some(k) = o.top_k.filter(|&k| k > 0) {
         order.truncate(k);
@@ -93,6 +88,15 @@ pub(crate) fn sample(lp: &[f32], o: Draw, rng: &mut StdRng) -> u32 {
         i += 1;
     }
     last.expect("a row has a finite log-prob")
+}
+
+/// The tokens that can be drawn (finite log-prob), with their log-probs over `temperature`.
+fn candidates(lp: &[f32], temperature: f32) -> Vec<(u32, f32)> {
+    lp.iter()
+        .enumerate()
+        .filter(|(_, x)| x.is_finite())
+        .map(|(i, &x)| (i as u32, x / temperature))
+        .collect()
 }
 
 /// Candidates in descending order (value, then id), sorted lazily: `get(i)` sorts only as far as
@@ -183,12 +187,7 @@ mod tests {
 
     /// The draw as a full sort gives it (the sampler before the partial sorts).
     fn sorted_draw(lp: &[f32], o: Draw, rng: &mut StdRng) -> u32 {
-        let mut cand: Vec<(u32, f32)> = lp
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| x.is_finite())
-            .map(|(i, &x)| (i as u32, x / o.temperature))
-            .collect();
+        let mut cand = candidates(lp, o.temperature);
         cand.sort_by(desc);
         if let Some(k) = o.top_k.filter(|&k| k > 0) {
             cand.truncate(k);
