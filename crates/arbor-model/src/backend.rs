@@ -145,12 +145,10 @@ fn worker(
                 .get_mut(&t.prompt)
                 .expect("tokens come for open requests");
             let Some(tx) = &o.job.deltas else { return };
-            let lp = o
-                .job
-                .req
-                .params
-                .logprobs
-                .then(|| token_logprob(&model, t.id, t.logprob, t.top, o.opts.top_logprobs));
+            let lp = t
+                .logprob
+                .filter(|_| o.job.req.params.logprobs)
+                .map(|l| token_logprob(&model, t.id, l, t.top, o.opts.top_logprobs));
             if let Some((text, logprobs)) = o.streams[t.sample].push(&model.tokenizer, t.id, lp) {
                 let _ = tx.send(Delta {
                     index: t.sample as u32,
@@ -312,6 +310,7 @@ fn prepare(
         } else {
             0
         },
+        logprobs: p.logprobs,
         json_schema: p.json_schema.clone(),
     };
     // An unsupported schema fails this request alone, before it joins a batch.

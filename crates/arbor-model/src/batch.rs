@@ -13,7 +13,7 @@ use crate::constrain::{allows, Cursor, JsonConstraint};
 use crate::engine::{BatchCache, Net, NewRow};
 use crate::generate::{EmbeddedModel, Finish, GenerateOptions, Generated, ModelError, NewToken};
 use crate::native::SeqCache;
-use crate::sampling::{log_softmax, sample, top_k, Draw};
+use crate::sampling::{argmax, log_softmax, sample, top_k, Draw};
 
 /// Constrained answers check, within this many tokens of `max_tokens`, whether closing the JSON
 /// needs the rest of the budget, and if so write the closing instead of sampling.
@@ -272,12 +272,13 @@ impl<'m> Batch<'m> {
             _ => None,
         };
         // Forced closing tokens take no mask and no draw (the log-prob is still the model's).
-        let lp;
+        // The softmax over the vocabulary runs only when a log-prob is reported or a sampled
+        // draw reads it; greedy takes the argmax of the (masked) logits either way, so asking
+        // for log-probs never changes a greedy answer.
+        let report = o.logprobs || o.top_logprobs > 0;
+        let mut lp = None;
         let tok = match forced {
-            Some(tok) => {
-                lp = log_softmax(&logits);
-                tok
-            }
+            Some(tok) => tok,
             None => {
                 if let (Some(c), Some(cursor)) = (&req.constraint, &row.grammar) {
                     let mask = c.allowed(cursor);
@@ -291,13 +292,16 @@ impl<'m> Batch<'m> {
                         logits[eos as usize] = 0.0;
                     }
                 }
-                lp = log_softmax(&logits);
-                let draw = Draw {
-                    temperature: o.temperature,
-                    top_k: o.top_k,
-                    top_p: o.top_p,
+                let tok = if o.temperature <= 0.0 {
+                    argmax(&logits)
+                } else {
+                    let draw = Draw {
+                        temperature: o.temperature,
+                        top_k: o.top_k,
+                        top_p: o.top_p,
+                    };
+                    sample(lp.insert(log_softmax(&logits)), draw, &mut row.rng)
                 };
-                let tok = sample(&lp, draw, &mut row.rng);
                 if tok == eos || o.stop_ids.contains(&tok) {
                     row.out.finish = Finish::Stop;
                     return Ok(None);
@@ -309,13 +313,27 @@ impl<'m> Batch<'m> {
             c.advance(cursor, tok);
         }
         row.out.ids.push(tok);
-        row.out.logprobs.push(lp[tok as usize]);
-        row.out.top.push(top_k(&lp, o.top_logprobs));
+        let logprob = match (report, lp) {
+            (false, _) => None,
+            (true, Some(lp)) => Some((lp[tok as usize], top_k(&lp, o.top_logprobs))),
+            (true, None) => {
+                let lp = log_softmax(&logits);
+                Some((lp[tok as usize], top_k(&lp, o.top_logprobs)))
+            }
+        };
+        let (logprob, top) = match logprob {
+            Some((l, top)) => (Some(l), top),
+            None => (None, Vec::new()),
+        };
+        if let Some(l) = logprob.filter(|_| o.logprobs) {
+            row.out.logprobs.push(l);
+        }
+        row.out.top.push(top);
         on_token(NewToken {
             prompt: row.key,
             sample: row.sample,
             id: tok,
-            logprob: lp[tok as usize],
+            logprob,
             top: row.out.top.last().map_or(&[], Vec::as_slice),
         });
         if !o.stop.is_empty() {

@@ -27,6 +27,10 @@ pub enum ModelError {
     Invalid(String),
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// Sampling settings for one prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateOptions {
@@ -42,6 +46,10 @@ pub struct GenerateOptions {
     pub n: usize,
     /// Alternatives reported per position.
     pub top_logprobs: usize,
+    /// Whether each generated id's log-prob is reported (`Generated::logprobs`). Off, a greedy
+    /// row skips the softmax over the vocabulary (a sampled row's draw needs it anyway).
+    #[serde(default = "yes")]
+    pub logprobs: bool,
     /// Structured output: every answer follows this JSON Schema (a token mask per step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_schema: Option<serde_json::Value>,
@@ -59,6 +67,7 @@ impl Default for GenerateOptions {
             stop_ids: Vec::new(),
             n: 1,
             top_logprobs: 0,
+            logprobs: true,
             json_schema: None,
         }
     }
@@ -77,7 +86,8 @@ pub struct Generated {
     /// Generated ids, the stop token excluded.
     pub ids: Vec<u32>,
     pub text: String,
-    /// Natural-log probability of each generated id under the model (temperature 1).
+    /// Natural-log probability of each generated id under the model (temperature 1); empty
+    /// when the options did not ask for them.
     pub logprobs: Vec<f32>,
     /// Per position, the most likely ids and their log-probs.
     pub top: Vec<Vec<(u32, f32)>>,
@@ -90,7 +100,8 @@ pub struct NewToken<'a> {
     pub prompt: usize,
     pub sample: usize,
     pub id: u32,
-    pub logprob: f32,
+    /// `None` when the options asked for no log-probs.
+    pub logprob: Option<f32>,
     pub top: &'a [(u32, f32)],
 }
 

@@ -35,20 +35,18 @@ pub(crate) fn top_k(lp: &[f32], k: usize) -> Vec<(u32, f32)> {
     top
 }
 
+/// The first index of the largest value (0 when every value is −∞).
+pub(crate) fn argmax(x: &[f32]) -> u32 {
+    x.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .0 as u32
+}
+
 /// Draws the next id from `lp` (log-probs at temperature 1) under the options.
 pub(crate) fn sample(lp: &[f32], o: Draw, rng: &mut StdRng) -> u32 {
     if o.temperature <= 0.0 {
-        return lp
-            .iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
-                if x > best.1 {
-                    (i, x)
-                } else {
-                    best
-                }
-            })
-            .0 as u32;
+        return argmax(lp);
     }
     // Masked tokens (structured output) have -inf and are never drawn. The draw walks the
     // candidates from the most likely down (ties by id), as a full sort would, but sorts only as

@@ -253,3 +253,40 @@ fn native_batches_equal_single_runs() {
         assert_eq!(together[i].len(), o.n);
     }
 }
+
+/// Log-probs are computed only when asked for, and asking changes no answer: greedy and
+/// seeded samples are the same ids with `logprobs` off (none reported) and on (one per id,
+/// matching teacher-forced scoring).
+#[test]
+fn asking_for_logprobs_changes_no_answer() {
+    let m = native();
+    let prompts: Vec<Vec<u32>> = golden("forward_cases.jsonl")
+        .iter()
+        .map(|c| ids(&c["prompt_ids"]))
+        .collect();
+    for temperature in [0.0, 0.9] {
+        let opts = |logprobs| GenerateOptions {
+            max_tokens: 12,
+            temperature,
+            seed: 7,
+            n: 2,
+            logprobs,
+            ..Default::default()
+        };
+        let off = m.generate_batch(&prompts, &vec![opts(false); prompts.len()]).unwrap();
+        let on = m.generate_batch(&prompts, &vec![opts(true); prompts.len()]).unwrap();
+        for (p, (off, on)) in off.iter().zip(&on).enumerate() {
+            for (a, b) in off.iter().zip(on) {
+                assert_eq!(a.ids, b.ids, "prompt {p}, temperature {temperature}");
+                assert!(a.logprobs.is_empty());
+                assert_eq!(b.logprobs.len(), b.ids.len());
+                let all: Vec<u32> = prompts[p].iter().chain(&b.ids).copied().collect();
+                let forced = native_logprobs(&all);
+                for (i, (&id, &lp)) in b.ids.iter().zip(&b.logprobs).enumerate() {
+                    let want = forced[prompts[p].len() - 1 + i][id as usize];
+                    assert!((lp - want).abs() < 1e-3, "prompt {p} token {i}: {lp} vs {want}");
+                }
+            }
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The kernels against the f32 dot product of dequantized weights (the layouts read the same
 //! bytes as `quant::dequantize`), and the SIMD kernels against the portable ones.
 use super::kernels::{portable, QActs, Weights, QK};
+use super::qacts::round_block;
 use crate::quant::{dequantize, GgmlType};
 use half::f16;
 use rand::{Rng, SeedableRng};
@@ -16,7 +17,7 @@ fn blocks(ty: GgmlType, n: usize, rng: &mut rand::rngs::StdRng) -> (Vec<u8>, Wei
         match ty {
             GgmlType::Q8_0 => {
                 for _ in 0..QK {
-                    let v: i8 = rng.gen_range(-127..=127);
+                    let v: i8 = rng.gen_range(-128..=127);
                     raw.push(v as u8);
                     q8.push(v);
                 }
@@ -118,6 +119,83 @@ fn simd_and_portable_kernels_agree() {
     assert!((out[0] - want).abs() < 1e-4, "f32: {} vs {want}", out[0]);
 }
 
+/// Each SIMD level this CPU has (AVX-512 VNNI, AVX2), called directly whatever the variables
+/// say, against the portable kernels: tiles of 1 and 4 tokens, rows of even and odd block
+/// counts (the AVX-512 kernel reads blocks in pairs). AVX-512 and AVX2 give the same bits.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn every_simd_level_agrees_with_the_portable_kernels() {
+    use super::{avx2, avx512};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let levels = [
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+        super::cpu::avx512_present(),
+    ];
+    for nb in [1usize, 2, 3, 5, 18, 19, 48] {
+        let cols = nb * QK;
+        let acts: Vec<QActs> = (0..4)
+            .map(|_| {
+                let x: Vec<f32> = (0..cols).map(|_| rng.gen_range(-3.0..3.0)).collect();
+                QActs::quantize(&x)
+            })
+            .collect();
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+            let (_, w) = blocks(ty, cols, &mut rng);
+            let want: Vec<f32> = acts
+                .iter()
+                .map(|a| match &w {
+                    Weights::Q8 { q, d } => portable::q8_0(q, d, a),
+                    Weights::Q4 { q, d, m } => portable::q4(q, d, m, a),
+                    Weights::F32(_) => unreachable!(),
+                })
+                .collect();
+            let mut got_by_level = Vec::new();
+            for (level, on) in levels.iter().enumerate() {
+                if !on {
+                    continue;
+                }
+                // SAFETY: the level's features were detected just above.
+                let (four, one) = unsafe {
+                    match (&w, level) {
+                        (Weights::Q8 { q, d }, 0) => (
+                            avx2::q8::<4>(q, d, &acts),
+                            avx2::q8::<1>(q, d, &acts[..1])[0],
+                        ),
+                        (Weights::Q8 { q, d }, _) => (
+                            avx512::q8::<4>(q, d, &acts),
+                            avx512::q8::<1>(q, d, &acts[..1])[0],
+                        ),
+                        (Weights::Q4 { q, d, m }, 0) => (
+                            avx2::q4::<4>(q, d, m, &acts),
+                            avx2::q4::<1>(q, d, m, &acts[..1])[0],
+                        ),
+                        (Weights::Q4 { q, d, m }, _) => (
+                            avx512::q4::<4>(q, d, m, &acts),
+                            avx512::q4::<1>(q, d, m, &acts[..1])[0],
+                        ),
+                        (Weights::F32(_), _) => unreachable!(),
+                    }
+                };
+                for (t, (&got, &want)) in four
+                    .iter()
+                    .chain([&one])
+                    .zip(want.iter().chain(&want[..1]))
+                    .enumerate()
+                {
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "level {level}, {ty:?}, {nb} blocks, token {t}: {got} vs {want}"
+                    );
+                }
+                got_by_level.push((four, one));
+            }
+            if let [avx2, avx512] = &got_by_level[..] {
+                assert_eq!(avx2, avx512, "{ty:?}, {nb} blocks: AVX2 and AVX-512 bits differ");
+            }
+        }
+    }
+}
+
 #[test]
 fn simd_and_portable_quantization_agree() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
@@ -126,7 +204,7 @@ fn simd_and_portable_quantization_agree() {
     for (b, blk) in x.chunks_exact(QK).enumerate() {
         let mut q = [0i8; QK];
         let id = if qa.d[b] > 0.0 { 1.0 / qa.d[b] } else { 0.0 };
-        let sum = portable::round_block(blk, id, &mut q);
+        let sum = round_block(blk, id, &mut q);
         assert_eq!(&q[..], &qa.q[b * QK..(b + 1) * QK], "block {b}");
         assert_eq!(qa.s[b], qa.d[b] * sum as f32);
     }
