@@ -878,3 +878,59 @@ fn the_judge_benchmark_scores_every_pair_in_every_setup() {
         assert!((r[0] + r[1] + r[2] - 100.0).abs() < 0.2, "right + wrong + ties = all pairs: {out}");
     }
 }
+
+/// Against a server with 2 slots and every item admitted at once, the oldest items' calls are
+/// served first, so items finish one after another while the job runs (read from the journal
+/// mid-job) rather than all together at its end, as they do when every item's target call is
+/// served before any judge call. And `item_deadline_secs` ends items that outlive it as dead
+/// letters saying so, and the job with them.
+#[test]
+fn the_oldest_items_are_served_first_and_deadlines_end_items() {
+    let m = mock(&["--slots", "2", "--latency-ms", "100"]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = tasks(dir.path(), 16);
+    let cfg = dir.path().join("synth.toml");
+    std::fs::write(
+        &cfg,
+        "candidates = 2\nrounds = 1\nno_gate = true\nboth_orders = false\ntool_use = \"none\"\nmax_in_flight = 16\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut args = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url);
+    args.extend(["--config", cfg.to_str().unwrap()]);
+    let started = std::time::Instant::now();
+    let mut child = Command::new(ARBOR)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // 16 target calls of 2 choices (each takes both slots) and 16 judge calls at 100 ms: served
+    // in arrival order, no item is done before 1.6 s; by priority one is done about every 0.15 s.
+    std::thread::sleep(Duration::from_millis(1300));
+    let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap_or_default();
+    let done_midway = journal.lines().filter(|l| l.contains("\"index\"")).count();
+    assert!(child.wait().unwrap().success());
+    let total = started.elapsed();
+    assert!(
+        done_midway >= 3,
+        "{done_midway} of 16 items done 1.3 s into a {:.1} s job",
+        total.as_secs_f64()
+    );
+    let records = jsonl(&out.join("journal.jsonl"));
+    assert_eq!(records.iter().filter(|r| r.get("index").is_some()).count(), 16);
+
+    // Deadlines: calls that hang for 30 s, items allowed 1 s.
+    let m = mock(&["--fault", "hang=1.0", "--hang-ms", "30000"]);
+    std::fs::write(&cfg, "rounds = 1\nno_gate = true\nitem_deadline_secs = 1.0\n").unwrap();
+    let out = dir.path().join("out-deadline");
+    let mut args = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url);
+    args.extend(["--config", cfg.to_str().unwrap()]);
+    let started = std::time::Instant::now();
+    let (ok, stdout, err) = arbor(&args);
+    assert!(ok, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "the deadline did not end the items");
+    let dead = jsonl(&out.join("dead_letter.jsonl"));
+    assert_eq!(dead.len(), 16, "{stdout}");
+    assert!(dead.iter().all(|d| d.to_string().contains("item deadline passed")), "{}", dead[0]);
+}

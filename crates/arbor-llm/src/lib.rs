@@ -11,6 +11,7 @@ mod error;
 mod metered;
 mod model;
 mod open;
+pub mod priority;
 mod request;
 mod response;
 mod stats;

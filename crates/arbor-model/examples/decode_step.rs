@@ -53,23 +53,28 @@ fn main() {
             });
         }
     }
-    let prompt: Vec<u32> = (0..256).map(|i| 100 + i * 37 % 5000).collect();
+    let prompt: Vec<u32> = (0..480).map(|i| 100 + i * 37 % 5000).collect();
     // `decode_step N`: only the decode step of N rows, repeated (for a profiler).
     let only: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());
-    for rows in only.map_or(vec![1usize, 8], |n| vec![n]) {
+    let at = std::env::var("AT").map_or(32, |v| v.parse().expect("AT: a position"));
+    let cases = match only {
+        Some(n) => vec![(n, at)],
+        None => vec![(1, 32), (8, 32), (1, 480), (8, 480)],
+    };
+    for (rows, at) in cases {
         let mut caches: Vec<SeqCache> = (0..rows).map(|_| SeqCache::new(&cfg)).collect();
         for c in &mut caches {
             m.step(
                 &mut [c],
                 &[Feed {
-                    tokens: &prompt[..32],
+                    tokens: &prompt[..at],
                     all_logits: false,
                 }],
             );
         }
         let next = vec![42u32; rows];
         time(
-            &format!("decode step, {rows} rows at position ~32"),
+            &format!("decode step, {rows} rows at position ~{at}"),
             if only.is_some() { 300 } else { 20 },
             || {
                 let feeds: Vec<Feed> = next
@@ -114,7 +119,7 @@ fn main() {
         m.step(
             &mut [&mut c],
             &[Feed {
-                tokens: &prompt,
+                tokens: &prompt[..256],
                 all_logits: false,
             }],
         );

@@ -13,6 +13,7 @@
 //! that +1 per completion that found the limit at least half used (slow start). Each cut is multiplicative, at most once per round, so
 //! one burst of queued answers counts once. A server that reports its slots starts there and is
 //! never given more.
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,9 @@ struct State {
     acquired: u64,
     answered: u64,
     cuts: u64,
+    /// Callers waiting for room, by (priority, arrival): only the first may take it.
+    waiting: BTreeSet<(u64, u64)>,
+    arrivals: u64,
 }
 
 /// The adaptive limit: callers `acquire` a slot, report the attempt's `Outcome` on it.
@@ -85,6 +89,19 @@ pub struct Slot {
     ticket: u64,
     /// The sequences it decodes.
     width: usize,
+}
+
+/// A caller's place in the wait queue, given up if its wait is dropped.
+struct Queued<'a> {
+    owner: &'a Concurrency,
+    me: (u64, u64),
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.owner.state.lock().waiting.remove(&self.me);
+        self.owner.wake.notify_waiters();
+    }
 }
 
 /// What the limit did, for stats.
@@ -116,6 +133,8 @@ impl Concurrency {
                 acquired: 0,
                 answered: 0,
                 cuts: 0,
+                waiting: BTreeSet::new(),
+                arrivals: 0,
             }),
             wake: Notify::new(),
             max: Mutex::new(max),
@@ -148,7 +167,11 @@ impl Concurrency {
         let lowered = n < *max;
         *max = (*max).min(n);
         let mut s = self.state.lock();
-        s.limit = if self.adaptive { *max as f64 } else { s.limit.min(*max as f64) };
+        s.limit = if self.adaptive {
+            *max as f64
+        } else {
+            s.limit.min(*max as f64)
+        };
         // Past the slots more in flight only queue: no slow start above them.
         s.slow_start = false;
         lowered
@@ -161,10 +184,20 @@ impl Concurrency {
     }
 
     /// Waits for room for a request that decodes `n` sequences (`n` choices take `n` of a
-    /// server's slots); one wider than the whole limit goes alone.
+    /// server's slots); one wider than the whole limit goes alone. Waiters are served by the
+    /// calling task's priority (`arbor_llm::priority`), then in arrival order.
     pub async fn acquire_n(self: &Arc<Self>, n: usize) -> Slot {
         let n = n.max(1);
         let asked = Instant::now();
+        let me = {
+            let mut s = self.state.lock();
+            s.arrivals += 1;
+            let me = (arbor_llm::priority::current(), s.arrivals);
+            s.waiting.insert(me);
+            me
+        };
+        // Leaves the queue however the wait ends (a cancelled caller must not block the rest).
+        let queued = Queued { owner: self, me };
         loop {
             let woken = self.wake.notified();
             tokio::pin!(woken);
@@ -173,17 +206,24 @@ impl Concurrency {
             {
                 let mut s = self.state.lock();
                 let limit = (s.limit as usize).max(1);
-                if s.in_flight + n <= limit || s.in_flight == 0 {
+                let first = s.waiting.first() == Some(&me);
+                if first && (s.in_flight + n <= limit || s.in_flight == 0) {
+                    s.waiting.remove(&me);
                     s.in_flight += n;
                     s.acquired += 1;
                     s.waited += asked.elapsed();
-                    return Slot {
+                    let slot = Slot {
                         owner: self.clone(),
                         // At least half the limit in use (as Netflix's AIMD limiter counts).
                         saturated: s.in_flight * 2 >= limit,
                         ticket: s.acquired,
                         width: n,
                     };
+                    drop(s);
+                    std::mem::forget(queued);
+                    // The next in line may fit in what is left.
+                    self.wake.notify_waiters();
+                    return slot;
                 }
             }
             woken.await;
@@ -206,7 +246,8 @@ impl Concurrency {
                 let queued = match server {
                     Some(work) => {
                         let waited = latency.saturating_sub(work);
-                        waited > QUEUE_FLOOR && waited.as_secs_f64() > QUEUE_SHARE * work.as_secs_f64()
+                        waited > QUEUE_FLOOR
+                            && waited.as_secs_f64() > QUEUE_SHARE * work.as_secs_f64()
                     }
                     None => s.inflated(latency.as_secs_f64() / (tokens + 1) as f64),
                 };
@@ -282,7 +323,8 @@ mod tests {
         let c = Concurrency::new(64, 2, true);
         // Used to the limit, never queued: slow start grows it by half per round.
         for _ in 0..10 {
-            let slots: Vec<_> = futures::future::join_all((0..c.limit()).map(|_| c.acquire())).await;
+            let slots: Vec<_> =
+                futures::future::join_all((0..c.limit()).map(|_| c.acquire())).await;
             for s in slots {
                 s.done(answered(500, Some(495)));
             }
@@ -293,8 +335,55 @@ mod tests {
         for s in slots {
             s.done(answered(900, Some(400)));
         }
-        assert_eq!(c.limit(), 51, "one cut of 0.8 for a burst of queued answers");
+        assert_eq!(
+            c.limit(),
+            51,
+            "one cut of 0.8 for a burst of queued answers"
+        );
         assert_eq!(c.stats().cuts, 1);
+    }
+
+    /// Waiters are served by their task's priority, not in arrival order; one whose wait is
+    /// dropped leaves the queue without blocking the rest.
+    #[tokio::test]
+    async fn waiters_are_served_by_priority() {
+        let c = Concurrency::new(1, 1, false);
+        let held = c.acquire().await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for p in [5u64, 1, 4, 2, 3] {
+            let (c, order) = (c.clone(), order.clone());
+            tasks.push(tokio::spawn(arbor_llm::priority::with_priority(
+                p,
+                async move {
+                    let slot = c.acquire().await;
+                    order.lock().push(p);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    drop(slot);
+                },
+            )));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Priority 0 gives up its wait while first in line.
+        let c0 = c.clone();
+        let cancelled = tokio::spawn(arbor_llm::priority::with_priority(0, async move {
+            c0.acquire().await;
+        }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        cancelled.abort();
+        let _ = cancelled.await;
+        drop(held);
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .expect("a waiter is stuck behind one that left")
+                .unwrap();
+        }
+        assert_eq!(*order.lock(), vec![1, 2, 3, 4, 5]);
+        // Without a priority a caller comes after every prioritized one, and still gets in.
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.acquire())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -308,7 +397,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(!waiting.is_finished());
         drop(four);
-        tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
         // Wider than the limit: alone, once nothing else is in flight.
         let lone = Concurrency::new(2, 2, false);
         drop(lone.acquire_n(5).await);
@@ -343,7 +435,9 @@ mod tests {
         assert_eq!(c.limit(), 4);
         for _ in 0..50 {
             let slots: Vec<_> = futures::future::join_all((0..4).map(|_| c.acquire())).await;
-            slots.into_iter().for_each(|s| s.done(answered(100, Some(99))));
+            slots
+                .into_iter()
+                .for_each(|s| s.done(answered(100, Some(99))));
         }
         assert_eq!(c.limit(), 4, "never above what the server decodes");
     }

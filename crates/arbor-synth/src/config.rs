@@ -148,6 +148,9 @@ pub struct SynthConfig {
     /// Seconds between snapshots of the output files while the job runs (0: only at the end),
     /// so a killed job leaves the pairs of its finished items.
     pub snapshot_secs: f64,
+    /// Seconds an item may take from its start (0: no limit). Past it, the item's calls are
+    /// dropped and it becomes a dead letter saying so, instead of holding the job open.
+    pub item_deadline_secs: f64,
 }
 
 impl Default for SynthConfig {
@@ -197,6 +200,7 @@ impl Default for SynthConfig {
             dedup_threshold: 0.8,
             prices: Default::default(),
             snapshot_secs: 30.0,
+            item_deadline_secs: 0.0,
         }
     }
 }
@@ -214,7 +218,9 @@ impl SynthConfig {
         if self.rounds == 0 || self.max_in_flight == 0 || self.pool_epoch == 0 {
             return Err("rounds, max_in_flight and pool_epoch must be at least 1".into());
         }
-        if let Some((m, _)) = self.prices.iter().find(|(_, p)| !(p.input >= 0.0 && p.output >= 0.0 && p.input.is_finite() && p.output.is_finite())) {
+        if let Some((m, _)) = self.prices.iter().find(|(_, p)| {
+            !(p.input >= 0.0 && p.output >= 0.0 && p.input.is_finite() && p.output.is_finite())
+        }) {
             return Err(format!("prices.{m}: input and output must be prices >= 0"));
         }
         if !(0.0..=1.0).contains(&self.jury_min_agreement) {
@@ -225,6 +231,9 @@ impl SynthConfig {
         }
         if !(self.snapshot_secs.is_finite() && self.snapshot_secs >= 0.0) {
             return Err("snapshot_secs must be a number of seconds >= 0".into());
+        }
+        if !(self.item_deadline_secs.is_finite() && self.item_deadline_secs >= 0.0) {
+            return Err("item_deadline_secs must be a number of seconds >= 0".into());
         }
         if !(self.threshold.is_finite() && self.margin.is_finite() && self.margin >= 0.0) {
             return Err("threshold and margin must be finite numbers (margin >= 0)".into());

@@ -63,7 +63,10 @@ async fn sink(
             progress.count(&r);
             records.push(r);
         }
-        if let Some(snap) = snapshot.as_ref().filter(|s| last_snapshot.elapsed() >= s.every) {
+        if let Some(snap) = snapshot
+            .as_ref()
+            .filter(|s| last_snapshot.elapsed() >= s.every)
+        {
             // Awaited, so no snapshot can land after (and over) the final output.
             let (snap, mut recs) = (snap.clone(), records.clone());
             let written = tokio::task::spawn_blocking(move || {
@@ -111,7 +114,14 @@ pub async fn run(
 
     let cap = cfg.max_in_flight;
     let (tx, rx) = mpsc::channel::<ItemRecord>(cap);
-    let sink = tokio::spawn(sink(journal, old, rx, pool.clone(), progress.clone(), snapshot));
+    let sink = tokio::spawn(sink(
+        journal,
+        old,
+        rx,
+        pool.clone(),
+        progress.clone(),
+        snapshot,
+    ));
     let shared = Arc::new(Shared {
         cfg,
         players,
@@ -151,11 +161,14 @@ pub async fn run(
         };
         while running.try_join_next().is_some() {}
         let (sh, tx) = (shared.clone(), tx.clone());
-        running.spawn(async move {
+        // The item's calls wait for endpoints at its index: the oldest items get the server's
+        // capacity first, so they finish (and stream out) in input order.
+        let priority = item.index as u64;
+        running.spawn(arbor_llm::priority::with_priority(priority, async move {
             let rec = played(&sh, Arc::new(item), prompts).await;
             let _ = tx.send(rec).await;
             drop(permit);
-        });
+        }));
     }
     while running.join_next().await.is_some() {}
     drop(tx);
@@ -168,13 +181,30 @@ pub async fn run(
 /// How the cause of an item lost to a bug in arbor (a panic) begins.
 pub const INTERNAL_ERROR: &str = "internal error: ";
 
-/// Plays one item; a panic inside becomes the item's dead letter instead of a lost item.
+/// How the cause of an item past `item_deadline_secs` begins.
+pub const DEADLINE: &str = "item deadline passed: ";
+
+/// Plays one item; a panic inside becomes the item's dead letter instead of a lost item, and
+/// so does an item still playing at its deadline.
 async fn played(sh: &Shared, item: Arc<Item>, prompts: PromptPair) -> ItemRecord {
     let kept = item.clone();
-    match std::panic::AssertUnwindSafe(play(sh, item, prompts))
-        .catch_unwind()
-        .await
-    {
+    let deadline = sh.cfg.item_deadline_secs;
+    let playing = std::panic::AssertUnwindSafe(play(sh, item, prompts)).catch_unwind();
+    let outcome = if deadline > 0.0 {
+        match tokio::time::timeout(Duration::from_secs_f64(deadline), playing).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                let cause =
+                    format!("{DEADLINE}still playing after {deadline} s (item_deadline_secs)");
+                let mut rec = ItemRecord::dead(kept.index, kept.id.clone(), 0, cause);
+                rec.input = serde_json::to_value(&*kept).ok();
+                return rec;
+            }
+        }
+    } else {
+        playing.await
+    };
+    match outcome {
         Ok(rec) => rec,
         Err(panic) => {
             let msg = panic
