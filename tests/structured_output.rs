@@ -69,15 +69,15 @@ async fn embedded_answers_to_synth_schemas_all_parse_and_validate() {
         let mut cands = vec![a.clone(), bad.clone(), "I am not sure.".to_string(), a.replace("####", "So the answer is")];
         cands.truncate(2 + i % 3);
         let user = render("judge", context! { instructions => defaults.judge.text, prompt => q, reference => "", candidates => cands, tools => Vec::<String>::new() });
-        asks.push(ask("judge", user, schemas::judge(cands.len()), cfg.judge.max_tokens, i));
+        asks.push(ask("judge", user, schemas::judge(cands.len(), cfg.judge.max_tokens), cfg.judge.max_tokens, i));
         if i < rewards {
             let user = render("reward", context! { prompt => q, reference => "", chosen => a, rejected => bad });
-            asks.push(ask("reward", user, schemas::reward(), cfg.reward.max_tokens, i));
+            asks.push(ask("reward", user, schemas::reward(cfg.reward.max_tokens), cfg.reward.max_tokens, i));
         }
         if i < optimizers {
             let user = render("optimizer", context! { target_prompt => defaults.target.text, judge_prompt => defaults.judge.text, task => q,
                 chosen => a, rejected => bad, rationale => "The first answer is right.", reward_score => 8, critique => "Clear." });
-            asks.push(ask("optimizer", user, schemas::optimizer(), cfg.optimizer.max_tokens, i));
+            asks.push(ask("optimizer", user, schemas::optimizer(cfg.optimizer.max_tokens), cfg.optimizer.max_tokens, i));
         }
     }
     let total = judges + rewards + optimizers;

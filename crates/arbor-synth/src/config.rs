@@ -168,12 +168,13 @@ impl Default for SynthConfig {
             },
             reward: RoleConfig {
                 temperature: Some(0.0),
-                max_tokens: Some(256),
+                // Upper bounds, sized so the schemas' texts fit at a token per character.
+                max_tokens: Some(512),
                 ..Default::default()
             },
             optimizer: RoleConfig {
                 temperature: Some(0.7),
-                max_tokens: Some(768),
+                max_tokens: Some(2560),
                 ..Default::default()
             },
             reward_kind: RewardKind::Judge,

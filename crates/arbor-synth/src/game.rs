@@ -305,7 +305,7 @@ impl Players {
             "judge",
             context! { instructions => judge.text, prompt => item.prompt_text(), reference => item.reference, candidates => shown, tools => tools },
         );
-        let schema = crate::schemas::judge(shown.len());
+        let schema = crate::schemas::judge(shown.len(), member.config.max_tokens);
         let req = member.json_request(user, seed(cfg, item, round, order), &schema);
         let mode = if cfg.tool_use == ToolUse::Text {
             ToolMode::Text
@@ -385,7 +385,7 @@ impl Players {
         round: u32,
     ) -> Result<RewardVerdict, MoveError> {
         let r = &self.reward;
-        let schema = crate::schemas::reward();
+        let schema = crate::schemas::reward(r.config.max_tokens);
         let read = |v: &Value| {
             let score = v
                 .get("score")
@@ -428,8 +428,8 @@ impl Players {
             chosen => chosen, rejected => rejected, rationale => judgement.rationale,
             reward_score => verdict.score, critique => verdict.critique },
         );
-        let schema = crate::schemas::optimizer();
         let o = &self.optimizer;
+        let schema = crate::schemas::optimizer(o.config.max_tokens);
         let req = o.json_request(user, seed(cfg, item, round, "optimizer"), &schema);
         let (v, _) = o
             .ask_json("optimizer", req, None, cfg.json_repairs, |v| Ok(v.clone()))
