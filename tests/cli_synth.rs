@@ -186,7 +186,11 @@ fn a_thousand_items_against_faults_all_end_accounted_for() {
         .collect();
     assert!(want.len() >= 3, "pairs, provenance and gated items should have rows here: {want:?}");
     let script = "import sys, json, datasets\ndatasets.disable_progress_bars()\nd = sys.argv[1]\nprint(json.dumps({c: datasets.load_dataset(d, c, split='train').num_rows for c in sys.argv[2:]} | {'': datasets.load_dataset(d, split='train').num_rows}))";
+    // A cache of its own: `datasets` keys a local directory's cache by its name ("out") and
+    // file names, so another run's "out" would be read back instead of this one's.
+    let hf_cache = tempfile::tempdir().unwrap();
     let loaded = Command::new(common::venv_python())
+        .env("HF_DATASETS_CACHE", hf_cache.path())
         .args(["-c", script, out.to_str().unwrap()])
         .args(want.iter().map(|w| w.0))
         .output()
