@@ -104,74 +104,58 @@ impl Weights {
     }
 }
 
+/// `out[t]` for each token of `acts`: whole tiles of four through `four`, the rest one by one
+/// through `one` (the kernels of one SIMD level).
+fn tiled(
+    acts: &[QActs],
+    out: &mut [f32],
+    four: impl Fn(&[QActs]) -> [f32; 4],
+    one: impl Fn(&QActs) -> f32,
+) {
+    match acts.len() {
+        4 => out.copy_from_slice(&four(acts)),
+        _ => acts.iter().zip(out).for_each(|(a, o)| *o = one(a)),
+    }
+}
+
 fn q8_tile(q: &[i8], d: &[f32], acts: &[QActs], out: &mut [f32]) {
+    // SAFETY (every unsafe block here and in `q4_tile`): the level's CPU features were
+    // detected; the kernels assert the slice lengths they read within.
     #[cfg(target_arch = "x86_64")]
     if avx512() {
-        // SAFETY: the AVX-512 features are present (checked); the kernel asserts the slice
-        // lengths it reads within.
-        unsafe {
-            match acts.len() {
-                4 => out.copy_from_slice(&x512::q8::<4>(q, d, acts)),
-                _ => acts
-                    .iter()
-                    .zip(out)
-                    .for_each(|(a, o)| *o = x512::q8::<1>(q, d, std::slice::from_ref(a))[0]),
-            }
-        }
-        return;
+        let one = |a: &QActs| unsafe { x512::q8::<1>(q, d, std::slice::from_ref(a))[0] };
+        return tiled(acts, out, |a| unsafe { x512::q8::<4>(q, d, a) }, one);
     }
     #[cfg(target_arch = "x86_64")]
     if avx2() {
-        // SAFETY: AVX2 and FMA are present (checked); the kernel asserts the slice lengths it
-        // reads within.
-        unsafe {
-            match acts.len() {
-                4 => out.copy_from_slice(&x86::q8::<4>(q, d, acts)),
-                _ => acts
-                    .iter()
-                    .zip(out)
-                    .for_each(|(a, o)| *o = x86::q8::<1>(q, d, std::slice::from_ref(a))[0]),
-            }
-        }
-        return;
+        let one = |a: &QActs| unsafe { x86::q8::<1>(q, d, std::slice::from_ref(a))[0] };
+        return tiled(acts, out, |a| unsafe { x86::q8::<4>(q, d, a) }, one);
     }
-    for (a, o) in acts.iter().zip(out) {
-        *o = portable::q8_0(q, d, a);
-    }
+    tiled(
+        acts,
+        out,
+        |a| std::array::from_fn(|t| portable::q8_0(q, d, &a[t])),
+        |a| portable::q8_0(q, d, a),
+    );
 }
 
 fn q4_tile(q: &[u8], d: &[f32], m: &[f32], acts: &[QActs], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if avx512() {
-        // SAFETY: as in `q8_tile`.
-        unsafe {
-            match acts.len() {
-                4 => out.copy_from_slice(&x512::q4::<4>(q, d, m, acts)),
-                _ => acts
-                    .iter()
-                    .zip(out.iter_mut())
-                    .for_each(|(a, o)| *o = x512::q4::<1>(q, d, m, std::slice::from_ref(a))[0]),
-            }
-        }
-        return;
+        let one = |a: &QActs| unsafe { x512::q4::<1>(q, d, m, std::slice::from_ref(a))[0] };
+        return tiled(acts, out, |a| unsafe { x512::q4::<4>(q, d, m, a) }, one);
     }
     #[cfg(target_arch = "x86_64")]
     if avx2() {
-        // SAFETY: as in `q8_tile`.
-        unsafe {
-            match acts.len() {
-                4 => out.copy_from_slice(&x86::q4::<4>(q, d, m, acts)),
-                _ => acts
-                    .iter()
-                    .zip(out.iter_mut())
-                    .for_each(|(a, o)| *o = x86::q4::<1>(q, d, m, std::slice::from_ref(a))[0]),
-            }
-        }
-        return;
+        let one = |a: &QActs| unsafe { x86::q4::<1>(q, d, m, std::slice::from_ref(a))[0] };
+        return tiled(acts, out, |a| unsafe { x86::q4::<4>(q, d, m, a) }, one);
     }
-    for (a, o) in acts.iter().zip(out) {
-        *o = portable::q4(q, d, m, a);
-    }
+    tiled(
+        acts,
+        out,
+        |a| std::array::from_fn(|t| portable::q4(q, d, m, &a[t])),
+        |a| portable::q4(q, d, m, a),
+    );
 }
 
 /// `y += a·x`.
