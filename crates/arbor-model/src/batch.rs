@@ -313,22 +313,17 @@ impl<'m> Batch<'m> {
             c.advance(cursor, tok);
         }
         row.out.ids.push(tok);
-        let logprob = match (report, lp) {
+        let lp = match (report, lp) {
             (false, _) => None,
-            (true, Some(lp)) => Some((lp[tok as usize], top_k(&lp, o.top_logprobs))),
-            (true, None) => {
-                let lp = log_softmax(&logits);
-                Some((lp[tok as usize], top_k(&lp, o.top_logprobs)))
-            }
+            (true, lp) => Some(lp.unwrap_or_else(|| log_softmax(&logits))),
         };
-        let (logprob, top) = match logprob {
-            Some((l, top)) => (Some(l), top),
-            None => (None, Vec::new()),
-        };
+        let logprob = lp.as_ref().map(|lp| lp[tok as usize]);
         if let Some(l) = logprob.filter(|_| o.logprobs) {
             row.out.logprobs.push(l);
         }
-        row.out.top.push(top);
+        row.out
+            .top
+            .push(lp.map_or_else(Vec::new, |lp| top_k(&lp, o.top_logprobs)));
         on_token(NewToken {
             prompt: row.key,
             sample: row.sample,
