@@ -29,7 +29,7 @@ enum Command {
     /// Ask an OpenAI-compatible endpoint one question (a quick check of a server).
     Chat(cmd::chat::ChatArgs),
     /// Serve a deterministic OpenAI-compatible mock with fault injection on 127.0.0.1.
-    MockServer(cmd::mock::MockArgs),
+    MockServer(arbor_serve::mock::cli::MockArgs),
     /// The embedded model: `arbor model fetch` downloads and verifies it.
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
@@ -52,6 +52,11 @@ enum Command {
     View(cmd::tree::ViewArgs),
     /// Train a policy offline from exported data (DPO, OREO, TPO, SFT) in burn.
     Train(cmd::train::TrainArgs),
+    /// Play synthesis items of a PostgreSQL queue's jobs (`arbor synth --queue`), on any machine.
+    Worker(arbor_queue::cli::WorkerArgs),
+    /// Jobs on a PostgreSQL queue: status, export, cancel, migrate.
+    #[command(subcommand)]
+    Job(arbor_queue::cli::JobCommand),
     /// Search with the current policy, export, train, evaluate, and again: π_0 → π_1 → …
     Loop(cmd::iterate::LoopArgs),
     /// Accuracy of a model on an environment's tasks (greedy, best-of-n or value-guided beam).
@@ -89,7 +94,7 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Chat(a) => cmd::chat::run(a).await,
-            Command::MockServer(a) => cmd::mock::run(a).await,
+            Command::MockServer(a) => arbor_serve::mock::cli::run(a).await.map_err(anyhow::Error::msg),
             Command::Env(e) => cmd::env::run(e).await,
             Command::Model(m) => cmd::model::run(m).await,
             Command::Tokenize(a) => cmd::model::tokenize(a),
@@ -103,6 +108,8 @@ fn main() -> std::process::ExitCode {
             Command::Train(a) => tokio::task::block_in_place(|| cmd::train::train(a)),
             Command::Eval(a) => cmd::train::eval(a).await,
             Command::Loop(a) => cmd::iterate::run(a).await,
+            Command::Worker(a) => cmd::synth::worker(a).await,
+            Command::Job(c) => arbor_queue::cli::job(c).await,
         }
     });
     match result {

@@ -3,7 +3,6 @@
 pub mod chat;
 pub mod env;
 pub mod iterate;
-pub mod mock;
 pub mod model;
 pub mod synth;
 pub mod train;

@@ -122,11 +122,8 @@ pub async fn run(
         progress.clone(),
         snapshot,
     ));
-    let shared = Arc::new(Shared {
-        cfg,
-        players,
-        progress,
-    });
+    let no_gate = cfg.no_gate;
+    let player = ItemPlayer::new(cfg, players, progress);
 
     // Admission, in input order.
     let permits = Arc::new(Semaphore::new(cap));
@@ -151,7 +148,7 @@ pub async fn run(
             }
         };
         // Without the gate there is no feedback, so no prompt ever changes.
-        let prompts = if shared.cfg.no_gate {
+        let prompts = if no_gate {
             PromptPair::initial()
         } else {
             pool.start(item.index).await
@@ -160,15 +157,12 @@ pub async fn run(
             break;
         };
         while running.try_join_next().is_some() {}
-        let (sh, tx) = (shared.clone(), tx.clone());
-        // The item's calls wait for endpoints at its index: the oldest items get the server's
-        // capacity first, so they finish (and stream out) in input order.
-        let priority = item.index as u64;
-        running.spawn(arbor_llm::priority::with_priority(priority, async move {
-            let rec = played(&sh, Arc::new(item), prompts).await;
+        let (player, tx) = (player.clone(), tx.clone());
+        running.spawn(async move {
+            let rec = player.play(item, prompts).await;
             let _ = tx.send(rec).await;
             drop(permit);
-        }));
+        });
     }
     while running.join_next().await.is_some() {}
     drop(tx);
@@ -176,6 +170,28 @@ pub async fn run(
     records.sort_by_key(|r| r.index);
     records.dedup_by_key(|r| r.index);
     Ok((records, interrupted))
+}
+
+/// The per-item engine, the same for a local run and a queue's worker: plays one item from the
+/// prompts it starts with to its record.
+#[derive(Clone)]
+pub struct ItemPlayer(Arc<Shared>);
+
+impl ItemPlayer {
+    pub fn new(cfg: SynthConfig, players: Players, progress: Arc<Progress>) -> Self {
+        Self(Arc::new(Shared {
+            cfg,
+            players,
+            progress,
+        }))
+    }
+
+    /// Plays `item` to its record. Its calls wait for endpoints at its index: the oldest items
+    /// get the server's capacity first, so they finish (and stream out) in input order.
+    pub async fn play(&self, item: Item, prompts: PromptPair) -> ItemRecord {
+        let priority = item.index as u64;
+        arbor_llm::priority::with_priority(priority, played(&self.0, Arc::new(item), prompts)).await
+    }
 }
 
 /// How the cause of an item lost to a bug in arbor (a panic) begins.

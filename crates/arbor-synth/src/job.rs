@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arbor_llm::{CachedModel, MeteredModel, ModelOpener, ModelSpec, ResponseCache};
+use arbor_llm::{CachedModel, LanguageModel, MeteredModel, ModelOpener, ModelSpec, ResponseCache};
 use serde_json::json;
 
 use crate::accounting::{Meters, RoleAccount};
@@ -105,15 +105,8 @@ impl Job {
     /// must match (config, row count and the input's sha256). Without `resume`, a directory
     /// that already holds a job is refused.
     pub fn open(input: &Path, out: &Path, cfg: SynthConfig, resume: bool) -> Result<Self, JobError> {
-        let cfg = cfg.with_role_defaults();
-        cfg.validate().map_err(JobError::Config)?;
+        let (cfg, items) = prepare(input, cfg)?;
         std::fs::create_dir_all(out).map_err(io(out))?;
-        let items = read_items(input).map_err(|e| JobError::Input(e.to_string()))?;
-        if cfg.strict {
-            if let Some(bad) = items.iter().find_map(|i| i.as_ref().err()) {
-                return Err(JobError::Input(format!("{} (--strict)", bad.cause)));
-            }
-        }
         let job_path = out.join("job.json");
         let journal = out.join("journal.jsonl");
         if !resume && std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0) {
@@ -170,55 +163,11 @@ impl Job {
         let log = self.out.join("calls.log");
         let cache =
             Arc::new(ResponseCache::open_log(&log).map_err(|e| JobError::Io(e.to_string()))?);
-        // Room for every item's calls in flight at once (two judge orders, reward pairs).
-        let in_flight = cfg.max_in_flight * 2 + 8;
-        let role = |r: &RoleConfig, json_service: bool| {
-            let cache = cache.clone();
-            let spec = ModelSpec {
-                url: r.url.as_ref().map(|u| u.to_string()),
-                model: r.model.clone(),
-                max_in_flight: Some(in_flight),
-                timeout_secs: r.timeout_secs,
-            };
-            let r = r.clone();
-            async move {
-                let (model, name) = if json_service {
-                    json_service_model(&spec)?
-                } else {
-                    opener.open(&spec).await?
-                };
-                // Metered outside the cache, so a cache hit counts as one (not as a call).
-                let meter = Arc::new(MeteredModel::new(Arc::new(CachedModel::new(model, cache))));
-                let role = RoleModel {
-                    model: meter.clone(),
-                    name,
-                    config: r,
-                };
-                Ok::<_, JobError>((role, meter))
-            }
-        };
-        let endpoint_reward = cfg.reward_kind == RewardKind::Endpoint && !cfg.no_gate;
-        let ((target, m_t), (judge, m_j)) = (role(&cfg.target, false).await?, role(&cfg.judge, false).await?);
-        let ((reward, m_r), (optimizer, m_o)) = (role(&cfg.reward, endpoint_reward).await?, role(&cfg.optimizer, false).await?);
-        let mut roles = vec![("target", target.name.clone(), m_t), ("judge", judge.name.clone(), m_j)];
-        let mut jury = Vec::new();
-        for member in &cfg.judges {
-            let (r, m) = role(member, false).await?;
-            roles.push(("jury", r.name.clone(), m));
-            jury.push(r);
-        }
-        if !cfg.no_gate {
-            roles.extend([("reward", reward.name.clone(), m_r), ("optimizer", optimizer.name.clone(), m_o)]);
-        }
-        let meters = Meters(roles);
-        let players = Players {
-            target,
-            judge,
-            jury,
-            reward,
-            optimizer,
-            tools: arbor_tools::builtin::pure_tools(Duration::from_secs(10)),
-        };
+        let Roles {
+            players,
+            meters,
+            names,
+        } = open_roles(&cfg, opener, Some(cache)).await?;
         progress.watch(
             [&players.target, &players.judge, &players.reward, &players.optimizer]
                 .into_iter()
@@ -226,12 +175,6 @@ impl Job {
                 .map(|r| r.model.clone())
                 .collect(),
         );
-        let names = ModelNames {
-            target: players.target.name.clone(),
-            judge: players.judge.name.clone(),
-            reward: players.reward.name.clone(),
-            optimizer: players.optimizer.name.clone(),
-        };
         let started = Instant::now();
         let total_rows = self.items.len();
         let snapshot = (cfg.snapshot_secs > 0.0).then(|| {
@@ -276,6 +219,100 @@ impl Job {
     }
 }
 
+/// `cfg` with its role defaults, checked, and the input's rows (with `strict`, the first
+/// malformed row is an error): what a job starts from, in a directory or on a queue.
+pub fn prepare(input: &Path, cfg: SynthConfig) -> Result<(SynthConfig, Vec<Result<Item, BadRow>>), JobError> {
+    let cfg = cfg.with_role_defaults();
+    cfg.validate().map_err(JobError::Config)?;
+    let items = read_items(input).map_err(|e| JobError::Input(e.to_string()))?;
+    if cfg.strict {
+        if let Some(bad) = items.iter().find_map(|i| i.as_ref().err()) {
+            return Err(JobError::Input(format!("{} (--strict)", bad.cause)));
+        }
+    }
+    Ok((cfg, items))
+}
+
+/// A job's role models, opened.
+pub struct Roles {
+    pub players: Players,
+    /// Each role's meter (calls, tokens, cost).
+    pub meters: Meters,
+    pub names: ModelNames,
+}
+
+/// Opens the roles of `cfg` (role defaults applied) through `opener`, each metered and, with
+/// `cache`, answered from it when the same call was made before.
+pub async fn open_roles(
+    cfg: &SynthConfig,
+    opener: &dyn ModelOpener,
+    cache: Option<Arc<ResponseCache>>,
+) -> Result<Roles, JobError> {
+    // Room for every item's calls in flight at once (two judge orders, reward pairs).
+    let in_flight = cfg.max_in_flight * 2 + 8;
+    let role = |r: &RoleConfig, json_service: bool| {
+        let cache = cache.clone();
+        let spec = ModelSpec {
+            url: r.url.as_ref().map(|u| u.to_string()),
+            model: r.model.clone(),
+            max_in_flight: Some(in_flight),
+            timeout_secs: r.timeout_secs,
+        };
+        let r = r.clone();
+        async move {
+            let (model, name) = if json_service {
+                json_service_model(&spec)?
+            } else {
+                opener.open(&spec).await?
+            };
+            let model = match cache {
+                Some(cache) => Arc::new(CachedModel::new(model, cache)) as Arc<dyn LanguageModel>,
+                None => model,
+            };
+            // Metered outside the cache, so a cache hit counts as one (not as a call).
+            let meter = Arc::new(MeteredModel::new(model));
+            let role = RoleModel {
+                model: meter.clone(),
+                name,
+                config: r,
+            };
+            Ok::<_, JobError>((role, meter))
+        }
+    };
+    let endpoint_reward = cfg.reward_kind == RewardKind::Endpoint && !cfg.no_gate;
+    let ((target, m_t), (judge, m_j)) = (role(&cfg.target, false).await?, role(&cfg.judge, false).await?);
+    let ((reward, m_r), (optimizer, m_o)) = (role(&cfg.reward, endpoint_reward).await?, role(&cfg.optimizer, false).await?);
+    let mut roles = vec![("target", target.name.clone(), m_t), ("judge", judge.name.clone(), m_j)];
+    let mut jury = Vec::new();
+    for member in &cfg.judges {
+        let (r, m) = role(member, false).await?;
+        roles.push(("jury", r.name.clone(), m));
+        jury.push(r);
+    }
+    if !cfg.no_gate {
+        roles.extend([("reward", reward.name.clone(), m_r), ("optimizer", optimizer.name.clone(), m_o)]);
+    }
+    let names = ModelNames {
+        target: target.name.clone(),
+        judge: judge.name.clone(),
+        reward: reward.name.clone(),
+        optimizer: optimizer.name.clone(),
+    };
+    let players = Players {
+        target,
+        judge,
+        jury,
+        reward,
+        optimizer,
+        tools: arbor_tools::builtin::pure_tools(Duration::from_secs(10)),
+    };
+    Ok(Roles {
+        players,
+        meters: Meters(roles),
+        names,
+    })
+}
+
 /// Adds the roles' accounts to `job.json` (its resume keys untouched), replacing the file whole.
 fn record_usage(path: &Path, accounts: &[RoleAccount]) -> Result<(), JobError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
@@ -286,7 +323,7 @@ fn record_usage(path: &Path, accounts: &[RoleAccount]) -> Result<(), JobError> {
 
 /// The rows that need no playing, as their records: malformed rows (dead letters with their
 /// line) and items whose prompt repeats an earlier one's (`dedup`; the first is played).
-fn unplayed(items: Vec<Result<Item, BadRow>>, cfg: &SynthConfig) -> Vec<Result<Item, ItemRecord>> {
+pub fn unplayed(items: Vec<Result<Item, BadRow>>, cfg: &SynthConfig) -> Vec<Result<Item, ItemRecord>> {
     let repeats = match cfg.dedup.threshold(cfg.dedup_threshold) {
         Some(t) => {
             let texts: Vec<String> = items.iter().map(|i| i.as_ref().map_or(String::new(), Item::prompt_text)).collect();

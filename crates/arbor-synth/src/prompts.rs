@@ -79,6 +79,28 @@ impl PromptPair {
     }
 }
 
+/// The pool's choice from the (prompt pair, accepted pairs) counts of the epochs an item may
+/// read: the pair with the most accepted pairs; among equals the smallest pair; none at all:
+/// version 0. One rule for the local run and the queue's workers, so both pick the same.
+pub fn best_pair<'a>(counts: impl IntoIterator<Item = (&'a PromptPair, usize)>) -> PromptPair {
+    let mut total: BTreeMap<&PromptPair, usize> = BTreeMap::new();
+    for (p, n) in counts {
+        *total.entry(p).or_default() += n;
+    }
+    // `rev` before max_by_key: max_by_key keeps the last of equals, so the smallest pair wins.
+    total
+        .into_iter()
+        .rev()
+        .max_by_key(|(_, n)| *n)
+        .map(|(p, _)| p.clone())
+        .unwrap_or_else(PromptPair::initial)
+}
+
+/// The last epoch an item of epoch `e` reads the pool from (none for epochs 0 and 1).
+pub fn lagged_epoch(e: usize) -> Option<usize> {
+    e.checked_sub(2)
+}
+
 /// Prompt pairs that earned accepted pairs, reused by later items. For exact resume the choice
 /// must not depend on timing, so the pool is read with a lag: an item of epoch e (index /
 /// epoch size) starts from the pairs earned by epochs 0..=e-2, once those epochs are complete,
@@ -118,32 +140,17 @@ impl PromptPool {
         if st.remaining[..=e].iter().any(|&r| r > 0) {
             return None;
         }
-        let mut total: BTreeMap<&PromptPair, usize> = BTreeMap::new();
-        for w in &st.wins[..=e] {
-            for (p, n) in w {
-                *total.entry(p).or_default() += n;
-            }
-        }
-        // Most wins; among equals the smallest pair (BTreeMap order), hence `rev` before max_by_key.
-        Some(
-            total
-                .into_iter()
-                .rev()
-                .max_by_key(|(_, n)| *n)
-                .map(|(p, _)| p.clone())
-                .unwrap_or_else(PromptPair::initial),
-        )
+        Some(best_pair(st.wins[..=e].iter().flatten().map(|(p, n)| (p, *n))))
     }
 
     /// The prompts item `index` starts from (waits for its epoch's lagged snapshot).
     pub async fn start(&self, index: usize) -> PromptPair {
-        let e = index / self.epoch;
-        if e < 2 {
+        let Some(last) = lagged_epoch(index / self.epoch) else {
             return PromptPair::initial();
-        }
+        };
         let mut rx = self.changed.subscribe();
         loop {
-            if let Some(p) = self.ready(e - 2) {
+            if let Some(p) = self.ready(last) {
                 return p;
             }
             if rx.changed().await.is_err() {

@@ -4,6 +4,7 @@
 //! faulty run with a clean one. Faults are drawn per request at configured rates: 429 with
 //! `Retry-After`, 500, 503, a hang past any sane client timeout, truncated JSON, a body of the
 //! wrong schema, and empty `choices`. `GET /stats` reports what was served.
+pub mod cli;
 mod faults;
 mod reply;
 mod server;

@@ -1,13 +1,14 @@
+//! `arbor mock-server`: its flags and the serving loop (the CLI only dispatches here).
 use std::io::Write;
 use std::time::Duration;
 
-use arbor_serve::mock::{FaultRates, MockConfig, MockServer};
+use super::{FaultRates, MockConfig, MockServer};
 
 #[derive(clap::Args)]
 pub struct MockArgs {
     /// Port on 127.0.0.1 (0 picks a free one; the URL is printed on the first line of stdout).
     #[arg(long, default_value_t = 8089)]
-    port: u16,
+    pub port: u16,
     /// Delay before each answer.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -64,15 +65,14 @@ impl MockArgs {
     }
 }
 
-pub async fn run(args: MockArgs) -> anyhow::Result<()> {
-    let cfg = args.config().map_err(anyhow::Error::msg)?;
-    cfg.faults.validate().map_err(anyhow::Error::msg)?;
+pub async fn run(args: MockArgs) -> Result<(), String> {
+    let cfg = args.config()?;
+    cfg.faults.validate()?;
     let server = MockServer::start(cfg, args.port)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
     let mut out = std::io::stdout();
-    writeln!(out, "{}", server.base_url())?;
-    out.flush()?;
+    writeln!(out, "{}", server.base_url()).and_then(|_| out.flush()).map_err(|e| e.to_string())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = server.wait() => {}

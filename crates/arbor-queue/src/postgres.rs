@@ -1,0 +1,317 @@
+//! [`WorkQueue`] on PostgreSQL. Every operation is one short statement (submitting is one
+//! transaction); no transaction or row lock is held while a model call runs — a claim is a
+//! lease (`locked_until`) that the worker's heartbeat renews, and the commit checks the lease.
+use arbor_synth::journal::{ItemRecord, Status};
+use arbor_synth::prompts::PromptPair;
+use tokio_postgres::{Client, Row};
+
+use crate::queue::{Claim, JobId, JobInfo, JobStatus, NewJob, WorkQueue};
+use crate::QueueError;
+
+pub struct PgQueue {
+    client: Client,
+    url: String,
+}
+
+/// Rows per INSERT when a job is submitted.
+const CHUNK: usize = 2000;
+
+/// Claims the first claimable item. `pick` locks one row with SKIP LOCKED, so concurrent
+/// workers take different items without waiting on each other; an item of epoch e needs every
+/// item of epochs ..e-2 done (the lowest epoch with open items, `frontier`, is at least e-1).
+const CLAIM: &str = "
+WITH jobs AS (
+    SELECT j.id,
+           COALESCE((SELECT min(o.epoch) FROM arbor_items o
+                     WHERE o.job_id = j.id AND o.state <> 'done'), 0) AS frontier
+    FROM arbor_jobs j
+    WHERE j.state = 'running' AND ($1::bigint IS NULL OR j.id = $1)
+), pick AS (
+    SELECT i.job_id, i.idx
+    FROM arbor_items i JOIN jobs ON jobs.id = i.job_id
+    WHERE i.state <> 'done'
+      AND (i.state = 'queued' OR i.locked_until < now())
+      AND i.epoch <= jobs.frontier + 1
+    ORDER BY i.job_id, i.idx
+    LIMIT 1
+    FOR UPDATE OF i SKIP LOCKED
+)
+UPDATE arbor_items i
+SET state = 'leased', attempts = i.attempts + 1, lease = nextval('arbor_lease'), worker = $2,
+    locked_until = now() + make_interval(secs => $3),
+    last_error = CASE WHEN i.state = 'leased'
+        THEN format('worker %s stopped renewing its lease (attempt %s; the lease expired at %s)',
+                    i.worker, i.attempts, i.locked_until)
+        ELSE i.last_error END
+FROM pick
+WHERE i.job_id = pick.job_id AND i.idx = pick.idx
+RETURNING i.job_id, i.idx, i.epoch, i.item, i.attempts, i.lease, i.last_error";
+
+const COMPLETE: &str = "
+UPDATE arbor_items
+SET state = 'done', record = $4, status = $5, pairs = $6, wins = $7, worker = $8,
+    finished_at = now(), lease = NULL, locked_until = NULL
+WHERE job_id = $1 AND idx = $2 AND lease = $3 AND state = 'leased'";
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Accepted => "accepted",
+        Status::GatedOut => "gated_out",
+        Status::Dead => "dead",
+        Status::Duplicate => "duplicate",
+    }
+}
+
+fn job_info(r: &Row) -> JobInfo {
+    JobInfo {
+        id: r.get("id"),
+        kind: r.get("kind"),
+        config: r.get("config"),
+        fingerprint: r.get("fingerprint"),
+        input: r.get("input"),
+        input_sha256: r.get("input_sha256"),
+        total: r.get::<_, i32>("total") as usize,
+        max_attempts: r.get("max_attempts"),
+        state: r.get("state"),
+    }
+}
+
+fn bad_record(job: JobId, e: serde_json::Error) -> QueueError {
+    QueueError::Job(format!("job {job}: a stored record does not read as an item record ({e})"))
+}
+
+impl PgQueue {
+    /// Connects and checks the schema (an empty database is set up).
+    pub async fn connect(url: &str) -> Result<Self, QueueError> {
+        let mut client = crate::connect::connect(url).await?;
+        crate::schema::ensure(&mut client).await?;
+        Ok(Self {
+            client,
+            url: url.to_string(),
+        })
+    }
+
+    /// Brings the database's schema to this binary's version (`arbor job migrate`).
+    pub async fn migrate(url: &str) -> Result<(i32, i32), QueueError> {
+        let mut client = crate::connect::connect(url).await?;
+        crate::schema::migrate(&mut client).await
+    }
+
+    /// The URL without its password.
+    pub fn shown_url(&self) -> String {
+        crate::connect::redact(&self.url)
+    }
+
+    /// Runs raw SQL (tests: aging a schema, reading what a status hides).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+#[async_trait::async_trait]
+impl WorkQueue for PgQueue {
+    async fn submit(&self, job: NewJob) -> Result<JobId, QueueError> {
+        // A connection of its own: the transaction needs the client to itself.
+        let mut client = crate::connect::connect(&self.url).await?;
+        let tx = client.transaction().await?;
+        let id: JobId = tx
+            .query_one(
+                "INSERT INTO arbor_jobs (kind, config, fingerprint, input, input_sha256, total, max_attempts)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                &[&job.kind, &job.config, &job.fingerprint, &job.input, &job.input_sha256,
+                  &(job.rows.len() as i32), &job.max_attempts],
+            )
+            .await?
+            .get(0);
+        for chunk in job.rows.chunks(CHUNK) {
+            let mut idx = Vec::new();
+            let (mut epoch, mut item, mut state, mut record) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut status, mut pairs) = (Vec::new(), Vec::new());
+            for r in chunk {
+                idx.push(r.index as i32);
+                epoch.push(r.epoch as i32);
+                item.push(r.item.clone());
+                state.push(if r.record.is_some() { "done" } else { "queued" });
+                record.push(r.record.as_ref().map(|r| serde_json::to_string(r).expect("records serialize")));
+                status.push(r.record.as_ref().map(|r| status_name(r.status)));
+                pairs.push(r.record.as_ref().map(|r| r.rows.len() as i32));
+            }
+            tx.execute(
+                "INSERT INTO arbor_items (job_id, idx, epoch, item, state, record, status, pairs, finished_at)
+                 SELECT $1, t.idx, t.epoch, t.item, t.state, t.record, t.status, t.pairs,
+                        CASE WHEN t.state = 'done' THEN now() END
+                 FROM unnest($2::int[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[])
+                      AS t (idx, epoch, item, state, record, status, pairs)",
+                &[&id, &idx, &epoch, &item, &state, &record, &status, &pairs],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn find(&self, fingerprint: &str, input_sha256: &str) -> Result<Option<JobId>, QueueError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT id FROM arbor_jobs WHERE state = 'running' AND fingerprint = $1 AND input_sha256 = $2
+                 ORDER BY id DESC LIMIT 1",
+                &[&fingerprint, &input_sha256],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn job(&self, id: JobId) -> Result<JobInfo, QueueError> {
+        let row = self
+            .client
+            .query_opt("SELECT * FROM arbor_jobs WHERE id = $1", &[&id])
+            .await?
+            .ok_or_else(|| QueueError::Job(format!("no job {id} in {}", self.shown_url())))?;
+        Ok(job_info(&row))
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobInfo>, QueueError> {
+        let rows = self.client.query("SELECT * FROM arbor_jobs ORDER BY id", &[]).await?;
+        Ok(rows.iter().map(job_info).collect())
+    }
+
+    async fn claim(&self, worker: &str, job: Option<JobId>, lease_secs: f64) -> Result<Option<Claim>, QueueError> {
+        let row = self.client.query_opt(CLAIM, &[&job, &worker, &lease_secs]).await?;
+        Ok(row.map(|r| Claim {
+            job: r.get(0),
+            index: r.get::<_, i32>(1) as usize,
+            epoch: r.get::<_, i32>(2) as usize,
+            item: r.get::<_, Option<String>>(3).unwrap_or_default(),
+            attempts: r.get(4),
+            lease: r.get(5),
+            last_error: r.get(6),
+        }))
+    }
+
+    async fn renew(&self, leases: &[i64], lease_secs: f64) -> Result<u64, QueueError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        Ok(self
+            .client
+            .execute(
+                "UPDATE arbor_items SET locked_until = now() + make_interval(secs => $2)
+                 WHERE lease = ANY($1) AND state = 'leased'",
+                &[&leases, &lease_secs],
+            )
+            .await?)
+    }
+
+    async fn complete(&self, claim: &Claim, worker: &str, record: &ItemRecord) -> Result<bool, QueueError> {
+        let text = serde_json::to_string(record).expect("records serialize");
+        let wins = serde_json::to_string(&record.wins).expect("prompt pairs serialize");
+        let n = self
+            .client
+            .execute(
+                COMPLETE,
+                &[&claim.job, &(claim.index as i32), &claim.lease, &text, &status_name(record.status),
+                  &(record.rows.len() as i32), &wins, &worker],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<(), QueueError> {
+        self.client
+            .execute(
+                "UPDATE arbor_items SET state = 'queued', attempts = attempts - 1, lease = NULL,
+                        worker = NULL, locked_until = NULL
+                 WHERE lease = $1 AND state = 'leased'",
+                &[&claim.lease],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn wins(&self, job: JobId, last: usize) -> Result<Vec<Vec<PromptPair>>, QueueError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT wins FROM arbor_items
+                 WHERE job_id = $1 AND epoch <= $2 AND state = 'done' AND wins IS NOT NULL AND wins <> '[]'",
+                &[&job, &(last as i32)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| bad_record(job, e)))
+            .collect()
+    }
+
+    async fn records(&self, job: JobId) -> Result<Vec<ItemRecord>, QueueError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT record FROM arbor_items WHERE job_id = $1 AND state = 'done' ORDER BY idx",
+                &[&job],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| bad_record(job, e)))
+            .collect()
+    }
+
+    async fn status(&self, job: JobId) -> Result<JobStatus, QueueError> {
+        let r = self
+            .client
+            .query_opt(
+                "SELECT count(*),
+                        count(*) FILTER (WHERE i.state = 'queued'),
+                        count(*) FILTER (WHERE i.state = 'leased'),
+                        count(*) FILTER (WHERE i.state = 'done'),
+                        count(*) FILTER (WHERE i.status = 'accepted'),
+                        count(*) FILTER (WHERE i.status = 'gated_out'),
+                        count(*) FILTER (WHERE i.status = 'dead'),
+                        count(*) FILTER (WHERE i.status = 'duplicate'),
+                        COALESCE(sum(i.pairs), 0),
+                        count(*) FILTER (WHERE i.attempts > 1),
+                        COALESCE(EXTRACT(EPOCH FROM max(i.finished_at) - j.created_at)::float8, 0)
+                 FROM arbor_items i JOIN arbor_jobs j ON j.id = i.job_id
+                 WHERE i.job_id = $1 GROUP BY j.created_at",
+                &[&job],
+            )
+            .await?;
+        let Some(r) = r else {
+            return Ok(JobStatus::default());
+        };
+        let n = |k: usize| r.get::<_, i64>(k) as u64;
+        let workers = self
+            .client
+            .query(
+                "SELECT worker, count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'leased')
+                 FROM arbor_items WHERE job_id = $1 AND worker IS NOT NULL GROUP BY worker ORDER BY worker",
+                &[&job],
+            )
+            .await?;
+        Ok(JobStatus {
+            total: n(0),
+            queued: n(1),
+            leased: n(2),
+            done: n(3),
+            accepted: n(4),
+            gated_out: n(5),
+            dead: n(6),
+            duplicates: n(7),
+            pairs: n(8),
+            reclaimed: n(9),
+            seconds: r.get(10),
+            workers: workers
+                .iter()
+                .map(|w| (w.get(0), w.get::<_, i64>(1) as u64, w.get::<_, i64>(2) as u64))
+                .collect(),
+        })
+    }
+
+    async fn cancel(&self, job: JobId) -> Result<bool, QueueError> {
+        let n = self
+            .client
+            .execute("UPDATE arbor_jobs SET state = 'cancelled' WHERE id = $1 AND state = 'running'", &[&job])
+            .await?;
+        Ok(n == 1)
+    }
+}

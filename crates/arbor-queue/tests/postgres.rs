@@ -1,0 +1,117 @@
+//! The queue's guarantees against a real PostgreSQL server (a private cluster per test).
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arbor_queue::testing::PgCluster;
+use arbor_queue::{NewItem, NewJob, PgQueue, WorkQueue};
+use arbor_synth::journal::{ItemRecord, Status};
+
+fn job(n: usize, epoch: usize) -> NewJob {
+    NewJob {
+        kind: "synth".into(),
+        config: "{}".into(),
+        fingerprint: "f".into(),
+        input: "in.jsonl".into(),
+        input_sha256: "s".into(),
+        max_attempts: 3,
+        rows: (0..n)
+            .map(|i| NewItem { index: i, epoch: i / epoch, item: Some(format!("{{\"i\":{i}}}")), record: None })
+            .collect(),
+    }
+}
+
+fn record(i: usize, by: &str) -> ItemRecord {
+    let mut r = ItemRecord::new(i, format!("i{i}"), Status::Accepted, 1);
+    r.cause = Some(by.into());
+    r
+}
+
+async fn queue(pg: &PgCluster) -> PgQueue {
+    PgQueue::connect(&pg.url()).await.unwrap()
+}
+
+/// A worker whose lease expired cannot commit: the item's next holder commits, once.
+/// (Breaks if the commit does not check the lease, or an expired lease is never reclaimed.)
+#[tokio::test]
+async fn a_lost_lease_cannot_commit_and_the_item_is_played_again() {
+    let pg = PgCluster::start().unwrap();
+    let q = queue(&pg).await;
+    let id = q.submit(job(1, 100)).await.unwrap();
+    let a = q.claim("a", Some(id), 0.3).await.unwrap().unwrap();
+    assert!(q.claim("b", Some(id), 0.3).await.unwrap().is_none(), "a held lease is not claimable");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let b = q.claim("b", Some(id), 30.0).await.unwrap().expect("the expired lease is reclaimed");
+    assert_eq!((b.index, b.attempts), (0, 2));
+    assert!(b.last_error.as_deref().unwrap().contains("worker a stopped renewing"), "{:?}", b.last_error);
+    assert!(!q.complete(&a, "a", &record(0, "a")).await.unwrap(), "the old holder's commit is refused");
+    assert!(q.complete(&b, "b", &record(0, "b")).await.unwrap());
+    assert!(!q.complete(&b, "b", &record(0, "b")).await.unwrap(), "a lease commits once");
+    let recs = q.records(id).await.unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].cause.as_deref(), Some("b"));
+    let s = q.status(id).await.unwrap();
+    assert_eq!((s.done, s.reclaimed, s.workers.len()), (1, 1, 1));
+}
+
+/// A renewed lease is not reclaimed. (Breaks if the heartbeat's renewal does nothing.)
+#[tokio::test]
+async fn a_renewed_lease_holds() {
+    let pg = PgCluster::start().unwrap();
+    let q = queue(&pg).await;
+    let id = q.submit(job(1, 100)).await.unwrap();
+    let a = q.claim("a", Some(id), 0.4).await.unwrap().unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(q.renew(&[a.lease], 0.4).await.unwrap(), 1);
+    }
+    assert!(q.claim("b", Some(id), 0.4).await.unwrap().is_none());
+    assert!(q.complete(&a, "a", &record(0, "a")).await.unwrap());
+}
+
+/// Items of epoch e wait until epochs ..e-2 are done (the prompt pool's lag); concurrent
+/// claims never share an item. (Breaks without SKIP LOCKED's row lock, or without the epoch
+/// rule.)
+#[tokio::test]
+async fn claims_are_distinct_and_wait_for_the_lagged_epoch() {
+    let pg = PgCluster::start().unwrap();
+    let q = Arc::new(queue(&pg).await);
+    let id = q.submit(job(12, 4)).await.unwrap();
+    // Epochs 0 and 1 (items 0..8) are claimable at once; epoch 2 is not.
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(c) = q.claim(&format!("w{w}"), Some(id), 30.0).await.unwrap() {
+                got.push(c);
+            }
+            got
+        }));
+    }
+    let mut claims = Vec::new();
+    for t in tasks {
+        claims.extend(t.await.unwrap());
+    }
+    let idx: HashSet<usize> = claims.iter().map(|c| c.index).collect();
+    assert_eq!(claims.len(), 8, "each item claimed once");
+    assert_eq!(idx, (0..8).collect());
+    // Epoch 1 done does not open epoch 2; epoch 0 done does.
+    for c in claims.iter().filter(|c| c.epoch == 1) {
+        assert!(q.complete(c, "w", &record(c.index, "w")).await.unwrap());
+    }
+    assert!(q.claim("w", Some(id), 30.0).await.unwrap().is_none());
+    for c in claims.iter().filter(|c| c.epoch == 0) {
+        assert!(q.complete(c, "w", &record(c.index, "w")).await.unwrap());
+    }
+    assert_eq!(q.claim("w", Some(id), 30.0).await.unwrap().unwrap().index, 8);
+}
+
+/// A database of a newer schema is refused with what to do, before any table is touched.
+#[tokio::test]
+async fn a_newer_schema_is_refused_by_name() {
+    let pg = PgCluster::start().unwrap();
+    let q = queue(&pg).await;
+    q.client().execute("UPDATE arbor_meta SET value = '99' WHERE key = 'schema_version'", &[]).await.unwrap();
+    let e = PgQueue::connect(&pg.url()).await.err().unwrap().to_string();
+    assert!(e.contains("version 99, newer than this arbor's 1") && e.contains("upgrade arbor"), "{e}");
+}

@@ -1,0 +1,210 @@
+//! `arbor synth --queue`, `arbor worker` and `arbor job` against a real PostgreSQL server (a
+//! private cluster per test) and the mock model server: the queue's pairs are the local run's,
+//! a killed worker's items are played again (or end as dead letters after `--max-attempts`),
+//! passwords never reach the output.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arbor_queue::testing::PgCluster;
+use common::{arbor, ARBOR};
+use serde_json::Value;
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `arbor mock-server` on a free port; its /v1 URL.
+fn mock(extra: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(ARBOR)
+        .args(["mock-server", "--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = format!("{}/v1", line.trim().trim_end_matches('/').trim_end_matches("/v1"));
+    (Proc(child), url)
+}
+
+fn tasks(dir: &Path, n: usize) -> PathBuf {
+    let (ok, out, err) = arbor(&["env", "sample", "--env", "math", "--n", &n.to_string(), "--seed", "5"]);
+    assert!(ok, "{err}");
+    let p = dir.join("items.jsonl");
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+fn synth(input: &Path, out: &Path, url: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = ["synth", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--target-url", url, "--target-model", "t", "--judge-url", url, "--judge-model", "j"]
+        .map(String::from)
+        .to_vec();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn run_ok(args: &[String]) -> String {
+    let (ok, out, err) = arbor(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "arbor {args:?}: {err}");
+    out + &err
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    Proc(Command::new(ARBOR).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+}
+
+fn jsonl(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Polls `arbor job status` until `until` holds of its text, for at most `secs`.
+fn wait_status(url: &str, secs: u64, until: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let (_, out, err) = arbor(&["job", "status", url]);
+        if until(&out) {
+            return out;
+        }
+        assert!(start.elapsed() < Duration::from_secs(secs), "waited {secs} s for the status; last: {out}{err}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The number in `text` just before `what` (`"12 of 40 items done"`, "items done" → 12).
+fn count_before(text: &str, what: &str) -> u64 {
+    let head = &text[..text.find(what).unwrap_or_else(|| panic!("`{what}` in {text}"))];
+    head.split_whitespace().last().unwrap().parse().unwrap()
+}
+
+/// Two workers (the submitting process and an `arbor worker`) play one job; its export equals
+/// the local run's files byte for byte, with pairs made from prompts the pool earned. Breaks if
+/// a worker ignores the pool's lagged-epoch rule (other prompts, other pairs), if records come
+/// back out of order or altered, or if one process does all the work.
+#[test]
+fn a_queue_job_across_workers_gives_the_local_run_s_pairs() {
+    let pg = PgCluster::start().unwrap();
+    let (_m, url) = mock(&["--latency-ms", "15"]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = tasks(dir.path(), 64);
+    let cfg = dir.path().join("synth.toml");
+    // Seed, threshold and epochs where later items start from prompts the pool earned (with
+    // other seeds the first items are accepted with the initial prompts, which then lead).
+    std::fs::write(&cfg, "pool_epoch = 4\nrounds = 3\nthreshold = 9\nseed = 1\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let (local, queued) = (dir.path().join("local"), dir.path().join("queued"));
+    run_ok(&synth(&input, &local, &url, &["--config", cfg, "--max-in-flight", "8"]));
+    let _other = spawn(&["worker", "--queue", &pg.url(), "--concurrency", "4"]);
+    let out = run_ok(&synth(&input, &queued, &url, &["--config", cfg, "--queue", &pg.url(), "--workers", "4"]));
+    assert!(out.contains("64 of 64 items done"), "{out}");
+    for f in ["pairs.jsonl", "dead_letter.jsonl", "gated_out.jsonl"] {
+        let (a, b) = (std::fs::read(local.join(f)).unwrap(), std::fs::read(queued.join(f)).unwrap());
+        assert!(a == b, "{f} differs between the local run and the queue");
+    }
+    let ids = |p: &Path| jsonl(&p.join("provenance.jsonl")).iter().map(|v| v["pair_id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&local), ids(&queued));
+    let prov = jsonl(&queued.join("provenance.jsonl"));
+    assert!(!prov.is_empty());
+    let first = &prov[0]["prompts"]["target"]["id"];
+    let from_pool = prov.iter().filter(|p| p["round"] == 0 && &p["prompts"]["target"]["id"] != first).count();
+    assert!(from_pool > 0, "no round-0 pair started from a prompt the pool earned: the test would not see the pool");
+    let status = run_ok(&["job".into(), "status".into(), pg.url(), "1".into()]);
+    let workers: Vec<u64> = status.lines().filter(|l| l.trim_start().starts_with("worker ")).map(|l| count_before(l, "done,")).collect();
+    assert!(workers.len() == 2 && workers.iter().all(|&n| n > 0), "both workers should have played items: {status}");
+}
+
+/// A worker killed with SIGKILL mid-item stops renewing its leases; another worker plays those
+/// items again and the export equals the local run's. With `--max-attempts 1` the same loss
+/// makes the items dead letters that name the cause. Breaks if leases never expire (the job
+/// never ends), if a reclaimed item is committed twice, or if max_attempts never fires.
+#[test]
+fn a_killed_worker_s_items_are_played_again_or_end_as_dead_letters() {
+    let pg = PgCluster::start().unwrap();
+    let (_m, url) = mock(&["--latency-ms", "400"]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = tasks(dir.path(), 10);
+    let local = dir.path().join("local");
+    let flags = ["--no-gate", "--rounds", "1"];
+    run_ok(&synth(&input, &local, &url, &[&flags[..], &["--max-in-flight", "10"]].concat()));
+    for (job, max_attempts) in [(1, "3"), (2, "1")] {
+        let out = dir.path().join(format!("queued-{job}"));
+        let waiter_args = synth(&input, &out, &url, &[&flags[..], &["--queue", &pg.url(), "--workers", "0", "--max-attempts", max_attempts]].concat());
+        let waiter = Command::new(ARBOR).args(&waiter_args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        wait_status(&pg.url(), 60, |s| s.contains(&format!("job {job} ")));
+        let mut doomed = spawn(&["worker", "--queue", &pg.url(), "--job", &job.to_string(), "--concurrency", "3", "--lease-secs", "1"]);
+        // Kill it once it holds items.
+        wait_status(&pg.url(), 60, |s| s.contains(&format!("job {job} ")) && s.lines().any(|l| l.contains("in play") && !l.contains(" 0 in play")));
+        doomed.0.kill().unwrap();
+        doomed.0.wait().unwrap();
+        let mut rescuer = spawn(&["worker", "--queue", &pg.url(), "--job", &job.to_string(), "--concurrency", "10", "--lease-secs", "1"]);
+        let status = rescuer.0.wait().unwrap();
+        assert!(status.success(), "the rescuing worker ends when the job is done");
+        let finished = waiter.wait_with_output().unwrap();
+        assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
+        let report = run_ok(&["job".into(), "status".into(), pg.url(), job.to_string()]);
+        let again = count_before(&report, "claimed again");
+        assert!(again >= 1, "{report}");
+        assert_eq!(count_before(&report, "of 10 items done"), 10, "{report}");
+        let dead = jsonl(&out.join("dead_letter.jsonl"));
+        if max_attempts == "3" {
+            assert!(dead.is_empty(), "{dead:?}");
+            assert_eq!(std::fs::read(local.join("pairs.jsonl")).unwrap(), std::fs::read(out.join("pairs.jsonl")).unwrap());
+        } else {
+            assert_eq!(dead.len() as u64, again, "each item claimed again was out of attempts: {report}");
+            let cause = dead[0]["cause"].as_str().unwrap();
+            assert!(cause.contains("claimed 1 times without a result (max_attempts 1)") && cause.contains("stopped renewing its lease"), "{cause}");
+        }
+    }
+}
+
+/// The password in a URL, in PGPASSWORD or in a password file never appears in arbor's output
+/// (debug logs included), a wrong one is refused by name, a cancelled job ends its waiting
+/// submitter with "stopped early", and a database of a newer schema is refused.
+#[test]
+fn passwords_stay_out_of_the_output_and_jobs_can_be_cancelled() {
+    let pg = PgCluster::start().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(ARBOR).args(args).envs(env.iter().copied()).env("RUST_LOG", "debug").output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (ok, text) = run(&["job", "status", &pg.url()], &[]);
+    assert!(ok && text.contains("no jobs in postgres://arbor:***@127.0.0.1"), "{text}");
+    assert!(!text.contains(&pg.password), "{text}");
+    let bare = pg.url_without_password();
+    let (ok, text) = run(&["job", "status", &bare], &[("PGPASSWORD", &pg.password)]);
+    assert!(ok && !text.contains(&pg.password), "{text}");
+    let passfile = pg.dir().join("pgpass");
+    std::fs::write(&passfile, format!("127.0.0.1:{}:*:arbor:{}\n", pg.port, pg.password)).unwrap();
+    let (ok, text) = run(&["job", "status", &bare], &[("PGPASSFILE", passfile.to_str().unwrap())]);
+    assert!(ok && !text.contains(&pg.password), "{text}");
+    let wrong = pg.url().replace(&pg.password, "not-the-password-7");
+    let (ok, text) = run(&["job", "status", &wrong], &[]);
+    assert!(!ok && text.contains("password authentication failed") && !text.contains("not-the-password-7"), "{text}");
+
+    let (_m, url) = mock(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = tasks(dir.path(), 3);
+    let args = synth(&input, &dir.path().join("out"), &url, &["--queue".into(), pg.url(), "--workers".into(), "0".into()].iter().map(String::as_str).collect::<Vec<_>>());
+    let waiter = Command::new(ARBOR).args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_status(&pg.url(), 30, |s| s.contains("job 1 "));
+    let (ok, text) = run(&["job", "cancel", &pg.url(), "1"], &[]);
+    assert!(ok && text.contains("job 1 cancelled"), "{text}");
+    let out = waiter.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("stopped early") && !err.contains(&pg.password), "{err}");
+    // A cancelled job's items are not claimed: a worker for it ends at once, having played none.
+    let (ok, text) = run(&["worker", "--queue", &pg.url(), "--job", "1"], &[]);
+    assert!(ok && text.contains("0 items committed"), "{text}");
+}
