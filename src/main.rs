@@ -108,7 +108,7 @@ fn main() -> std::process::ExitCode {
             Command::Train(a) => tokio::task::block_in_place(|| cmd::train::train(a)),
             Command::Eval(a) => cmd::train::eval(a).await,
             Command::Loop(a) => cmd::iterate::run(a).await,
-            Command::Worker(a) => cmd::synth::worker(a).await,
+            Command::Worker(a) => cmd::queue::worker(a).await,
             Command::Job(c) => arbor_queue::cli::job(c).await,
         }
     });

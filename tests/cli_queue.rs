@@ -208,3 +208,45 @@ fn passwords_stay_out_of_the_output_and_jobs_can_be_cancelled() {
     let (ok, text) = run(&["worker", "--queue", &pg.url(), "--job", "1"], &[]);
     assert!(ok && text.contains("0 items committed"), "{text}");
 }
+
+/// `arbor search --queue` with a second worker: the trees are the local search's (one per
+/// task, the same JSON), written in task order. Breaks if a worker builds the search from
+/// anything but the job's stored config (another algorithm, policy or seed: other trees), or
+/// if a tree is lost or written twice.
+#[test]
+fn a_search_job_on_the_queue_gives_the_local_trees() {
+    let pg = PgCluster::start().unwrap();
+    // Slow enough answers that the second worker, started with the job, gets trees to build.
+    let (_m, url) = mock(&["--latency-ms", "60"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (local, queued) = (dir.path().join("local"), dir.path().join("queued"));
+    let args = |out: &Path| -> Vec<String> {
+        ["search", "--env", "math", "--trees", "12", "--seed", "3", "--algo", "mcts", "--iterations", "6",
+         "--base-url", &url, "--model", "m", "--evaluator", "self-eval", "--out", out.to_str().unwrap()]
+            .map(String::from)
+            .to_vec()
+    };
+    run_ok(&args(&local));
+    let _other = spawn(&["worker", "--queue", &pg.url(), "--concurrency", "3"]);
+    let mut q = args(&queued);
+    q.extend(["--queue".into(), pg.url(), "--workers".into(), "3".into()]);
+    let out = run_ok(&q);
+    assert!(out.contains("12 of 12 items done — 12 trees, 0 failed"), "{out}");
+    let lines = |p: &Path| {
+        let mut l: Vec<String> = std::fs::read_to_string(p.join("trees.jsonl")).unwrap().lines().map(String::from).collect();
+        l.sort();
+        l
+    };
+    assert_eq!(lines(&local).len(), 12);
+    assert!(lines(&local) == lines(&queued), "the queue's trees differ from the local search's");
+    let order: Vec<String> = jsonl(&queued.join("trees.jsonl")).iter().map(|t| t["id"].to_string()).collect();
+    let tasks: Vec<String> = {
+        let (ok, text, err) = arbor(&["env", "sample", "--env", "math", "--n", "12", "--seed", "3"]);
+        assert!(ok, "{err}");
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].to_string()).collect()
+    };
+    assert_eq!(order, tasks, "trees in task order");
+    let status = run_ok(&["job".into(), "status".into(), pg.url(), "1".into()]);
+    let workers: Vec<u64> = status.lines().filter(|l| l.trim_start().starts_with("worker ")).map(|l| count_before(l, "done,")).collect();
+    assert!(workers.len() == 2 && workers.iter().all(|&n| n > 0), "both workers should have searched: {status}");
+}

@@ -4,6 +4,7 @@ pub mod chat;
 pub mod env;
 pub mod iterate;
 pub mod model;
+pub mod queue;
 pub mod synth;
 pub mod train;
 pub mod tree;

@@ -1,6 +1,5 @@
 //! `arbor synth`: flags onto `synth.toml` keys, then `arbor_synth::Job`.
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use arbor_core::config::{load_toml, Overrides};
@@ -146,37 +145,10 @@ pub async fn run(a: SynthArgs) -> anyhow::Result<()> {
 
 /// `arbor synth --queue`: submit, work on it here too, wait with a progress bar, export.
 async fn on_queue(a: SynthArgs, url: String) -> anyhow::Result<()> {
-    let (cfg, q) = (a.config()?, &a.queue);
-    let run = arbor_queue::job::QueueRun {
-        url,
-        input: a.input.clone(),
-        out: a.out.clone(),
-        workers: q.workers.unwrap_or(cfg.max_in_flight),
-        cfg,
-        resume: a.resume,
-        max_attempts: q.max_attempts,
-        lease_secs: q.lease_secs,
-    };
-    let watch = Arc::new(arbor_queue::job::Watch::default());
-    let w = watch.clone();
-    let ticker = crate::progress::ticker(0, move |bar, _| {
-        bar.set_length(w.total.load(Relaxed));
-        bar.set_position(w.done.load(Relaxed));
-        w.line.lock().clone()
-    });
-    let stop = crate::progress::stop_on_ctrl_c();
-    let s = arbor_queue::job::run(run, &Models::new(a.gguf.clone()), stop, watch).await;
-    ticker.finish();
-    let s = s?;
-    eprint!("{}", s.report(&a.out));
-    if !s.finished {
-        std::process::exit(130);
-    }
-    Ok(())
-}
-
-/// `arbor worker`: the roles without a URL open the embedded model.
-pub async fn worker(a: arbor_queue::cli::WorkerArgs) -> anyhow::Result<()> {
-    let opener = Models::new(a.gguf.clone());
-    arbor_queue::cli::worker(a, &opener, crate::progress::stop_on_ctrl_c()).await
+    let cfg = a.config()?;
+    let workers = cfg.max_in_flight;
+    let what = arbor_queue::job::Submission::Synth { input: a.input.clone(), cfg };
+    let models = Models::new(a.gguf.clone());
+    let openers = arbor_queue::Openers { models: &models, critic: None };
+    crate::cmd::queue::run(a.queue.run(url, &a.out, a.resume, workers), what, openers).await
 }

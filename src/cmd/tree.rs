@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arbor_core::config::{load_toml, Overrides};
-use arbor_model::{DeviceKind, Models};
-use arbor_tree::evaluate::ValueFunction;
+use arbor_model::Models;
 use arbor_tree::export::{ExportOptions, Format};
 use arbor_tree::job::{run_to_dir, EvaluatorKind, PolicyKind, SearchFile};
 use arbor_tree::{Algo, Searcher};
@@ -61,6 +60,8 @@ pub struct SearchArgs {
     /// Keep the trees an interrupted search wrote to --out and search only the other tasks.
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    queue: arbor_queue::cli::QueueFlags,
 }
 
 fn parse_algo(s: &str) -> Result<Algo, String> {
@@ -86,6 +87,16 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
         Some(p) => arbor_envs::read_tasks(p)?,
         None => env.sample(a.trees, a.seed)?,
     };
+    if let Some(url) = a.queue.queue.clone() {
+        let env_config = a.env_config.as_ref().map(std::fs::read_to_string).transpose()?;
+        let (model_url, model) = (a.target.base_url.as_ref().map(|u| u.to_string()), a.target.model.clone());
+        let spec = arbor_queue::search::SearchJob { file, env: a.env.clone(), env_config, model_url, model, seed: a.seed };
+        let input = a.tasks.as_ref().map_or(format!("{} --trees {} --seed {}", a.env, a.trees, a.seed), |p| p.display().to_string());
+        let what = arbor_queue::job::Submission::Search { spec, tasks, input };
+        let models = Models::new(a.target.gguf.clone());
+        let openers = arbor_queue::Openers { models: &models, critic: Some(&crate::cmd::queue::load_critic) };
+        return crate::cmd::queue::run(a.queue.run(url, &a.out, a.resume, a.concurrency), what, openers).await;
+    }
     let model = match file.policy.kind {
         PolicyKind::Synthetic => None,
         PolicyKind::Llm => Some(
@@ -95,9 +106,7 @@ pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
         ),
     };
     let learned = match file.learned_value_dir()? {
-        Some(dir) => Some(Arc::new(
-            arbor_train::LearnedValue::load(dir, DeviceKind::Cpu).map_err(anyhow::Error::msg)?,
-        ) as Arc<dyn ValueFunction>),
+        Some(dir) => Some(crate::cmd::queue::load_critic(dir).map_err(anyhow::Error::msg)?),
         None => None,
     };
     let (policy, evaluator) = file.build(&tasks, model, learned, a.seed)?;

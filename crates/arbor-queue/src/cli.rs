@@ -1,16 +1,15 @@
 //! The flags of `arbor synth --queue`, `arbor worker` and `arbor job`, and the commands that
 //! take no model (the CLI passes its model opener to the ones that do).
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use arbor_llm::ModelOpener;
-
 use crate::queue::{JobId, WorkQueue};
+use crate::queue::Openers;
 use crate::worker::{work, WorkerCounts, WorkerOptions};
 use crate::PgQueue;
 
-/// `arbor synth`'s queue flags.
+/// The queue flags of `arbor synth` and `arbor search`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct QueueFlags {
     /// Submit the job to this PostgreSQL work queue (postgres://USER[:PASSWORD]@HOST[:PORT]/DB;
@@ -18,7 +17,7 @@ pub struct QueueFlags {
     #[arg(long)]
     pub queue: Option<String>,
     /// With --queue: items this process plays at once; 0 only submits and waits for workers
-    /// [default: max_in_flight].
+    /// [default: synth's max_in_flight, search's --concurrency].
     #[arg(long)]
     pub workers: Option<usize>,
     /// With --queue: claims of one item (a worker lost with it each time) before it becomes a
@@ -28,6 +27,20 @@ pub struct QueueFlags {
     /// With --queue: seconds a claim holds without its worker's heartbeat.
     #[arg(long, default_value_t = 60.0)]
     pub lease_secs: f64,
+}
+
+impl QueueFlags {
+    /// The run these flags ask for, on `url`, exporting into `out`; `workers` unless given.
+    pub fn run(&self, url: String, out: &Path, resume: bool, workers: usize) -> crate::job::QueueRun {
+        crate::job::QueueRun {
+            url,
+            out: out.to_path_buf(),
+            resume,
+            workers: self.workers.unwrap_or(workers),
+            max_attempts: self.max_attempts,
+            lease_secs: self.lease_secs,
+        }
+    }
 }
 
 /// `arbor worker`.
@@ -68,7 +81,7 @@ pub enum JobCommand {
     Migrate { url: String },
 }
 
-pub async fn worker(a: WorkerArgs, opener: &dyn ModelOpener, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+pub async fn worker(a: WorkerArgs, openers: Openers<'_>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let queue: Arc<dyn WorkQueue> = Arc::new(PgQueue::connect(&a.queue).await?);
     let name = crate::worker::worker_name();
     eprintln!("worker {name} on {}", crate::redact(&a.queue));
@@ -79,7 +92,7 @@ pub async fn worker(a: WorkerArgs, opener: &dyn ModelOpener, stop: Arc<AtomicBoo
         ..Default::default()
     };
     let counts = Arc::new(WorkerCounts::default());
-    let result = work(queue, opener, opts, name.clone(), stop, counts.clone()).await;
+    let result = work(queue, openers, opts, name.clone(), stop, counts.clone()).await;
     eprintln!(
         "worker {name}: {} items committed, {} results dropped (their lease had passed to another worker)",
         counts.committed.load(Ordering::Relaxed),
@@ -113,12 +126,7 @@ pub async fn job(c: JobCommand) -> anyhow::Result<()> {
                 print!("{}", crate::job::status_text(&info, &s));
             }
         }
-        JobCommand::Export { job, out, .. } => {
-            let c = crate::job::export(&queue, job, &out).await?;
-            let info = queue.job(job).await?;
-            println!("{} of {} items: {} accepted ({} pairs), {} gated out, {} dead letters, {} duplicates -> {}",
-                c.items, info.total, c.accepted, c.pairs, c.gated_out, c.dead, c.duplicates, out.display());
-        }
+        JobCommand::Export { job, out, .. } => println!("{}", crate::job::export(&queue, job, &out).await?),
         JobCommand::Cancel { job, .. } => {
             if queue.cancel(job).await? {
                 println!("job {job} cancelled: no more of its items will be claimed");

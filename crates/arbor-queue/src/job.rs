@@ -1,109 +1,77 @@
-//! A synthesis job on a queue, as library calls: [`submit`] (or find the job to `--resume`),
-//! [`run`] (submit, work on it here too, wait, export), [`export`] (the files of a local run,
-//! from the records in the database) and [`status_text`].
+//! A job on the queue from the submitting side: [`run`] (submit — or find the job to
+//! `--resume` —, work on it here too, wait, export), [`export`] (a local run's files from the
+//! records in the database) and [`status_text`].
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arbor_llm::ModelOpener;
-use arbor_synth::output::{write_all, Counts, ModelNames};
+use arbor_envs::Task;
 use arbor_synth::SynthConfig;
 use parking_lot::Mutex;
-use serde_json::json;
 
-use crate::queue::{JobId, JobInfo, JobStatus, NewItem, NewJob, WorkQueue};
+use crate::queue::{JobId, JobInfo, JobStatus, NewJob, WorkQueue};
+use crate::search::SearchJob;
+use crate::queue::Openers;
 use crate::worker::{work, WorkerCounts, WorkerOptions};
 use crate::QueueError;
 
-/// Submits the job of `input` and `cfg` (checked as a local run checks them; malformed rows
-/// and duplicates go in as final records). With `resume`, a running job of the same config
-/// and input is taken instead, if there is one. Returns the job and whether it was found.
-pub async fn submit(
-    queue: &dyn WorkQueue,
-    input: &Path,
-    cfg: SynthConfig,
-    max_attempts: i32,
-    resume: bool,
-) -> Result<(JobId, bool), QueueError> {
-    let (cfg, items) = arbor_synth::job::prepare(input, cfg)?;
-    let sha = arbor_core::file_sha256(input)
-        .map_err(|e| QueueError::Job(format!("{}: {e}", input.display())))?;
-    let fingerprint = cfg.fingerprint();
+/// What to submit.
+pub enum Submission {
+    Synth { input: PathBuf, cfg: SynthConfig },
+    Search { spec: SearchJob, tasks: Vec<Task>, input: String },
+}
+
+impl Submission {
+    fn job(self, max_attempts: i32) -> Result<NewJob, QueueError> {
+        match self {
+            Submission::Synth { input, cfg } => crate::synth::job(&input, cfg, max_attempts),
+            Submission::Search { spec, tasks, input } => Ok(crate::search::job(&spec, &tasks, &input, max_attempts)),
+        }
+    }
+}
+
+/// Submits `job`, or with `resume` takes the running job of the same config and input if there
+/// is one. Returns the job and whether it was found.
+pub async fn submit(queue: &dyn WorkQueue, job: NewJob, resume: bool) -> Result<(JobId, bool), QueueError> {
     if resume {
-        if let Some(id) = queue.find(&fingerprint, &sha).await? {
+        if let Some(id) = queue.find(&job.fingerprint, &job.input_sha256).await? {
             return Ok((id, true));
         }
     }
-    // Without the gate no prompt ever changes, so no item waits for the pool.
-    let epoch_of = |i: usize| if cfg.no_gate { 0 } else { i / cfg.pool_epoch };
-    let rows = arbor_synth::job::unplayed(items, &cfg)
-        .into_iter()
-        .map(|row| match row {
-            Ok(item) => NewItem {
-                index: item.index,
-                epoch: epoch_of(item.index),
-                item: Some(serde_json::to_string(&item).expect("items serialize")),
-                record: None,
-            },
-            Err(rec) => NewItem {
-                index: rec.index,
-                epoch: epoch_of(rec.index),
-                item: None,
-                record: Some(rec),
-            },
-        })
-        .collect();
-    let job = NewJob {
-        kind: "synth".into(),
-        config: serde_json::to_string(&cfg).expect("configs serialize"),
-        fingerprint,
-        input: input.display().to_string(),
-        input_sha256: sha,
-        max_attempts,
-        rows,
-    };
     Ok((queue.submit(job).await?, false))
 }
 
-fn config_of(info: &JobInfo) -> Result<SynthConfig, QueueError> {
-    serde_json::from_str(&info.config)
-        .map_err(|e| QueueError::Job(format!("job {}: its config does not read ({e})", info.id)))
-}
-
-/// Writes the job's files into `out` from the records in the database, exactly as a local run
-/// of the same input and config writes them (a job still running: the items finished so far).
-pub async fn export(queue: &dyn WorkQueue, job: JobId, out: &Path) -> Result<Counts, QueueError> {
+/// Writes the job's files into `out` (a running job: the items done so far); returns a line
+/// of counts.
+pub async fn export(queue: &dyn WorkQueue, job: JobId, out: &Path) -> Result<String, QueueError> {
     let info = queue.job(job).await?;
-    let cfg = config_of(&info)?;
-    let records = queue.records(job).await?;
-    let io = |e: std::io::Error| QueueError::Job(format!("{}: {e}", out.display()));
-    std::fs::create_dir_all(out).map_err(io)?;
-    let name = |r: &arbor_synth::config::RoleConfig| r.model.clone().unwrap_or_else(|| "embedded".into());
-    let names = ModelNames {
-        target: name(&cfg.target),
-        judge: name(&cfg.judge),
-        reward: name(&cfg.reward),
-        optimizer: name(&cfg.optimizer),
-    };
-    let counts = write_all(out, &records, &cfg, &names, info.total, &[])
-        .map_err(|e| QueueError::Job(e.to_string()))?;
-    let file = json!({"format": "arbor.synth-job/1", "config": info.fingerprint, "input_rows": info.total,
-                      "input_sha256": info.input_sha256, "input": info.input, "queue_job": job});
-    arbor_core::write_atomic(&out.join("job.json"), serde_json::to_string_pretty(&file).expect("JSON values serialize"))
-        .map_err(io)?;
-    Ok(counts)
+    Ok(match info.kind.as_str() {
+        "search" => {
+            let (trees, failed) = crate::search::export(queue, &info, out).await?;
+            format!("{trees} trees, {failed} failed, of {} tasks -> {}", info.total, out.display())
+        }
+        _ => {
+            let c = crate::synth::export(queue, &info, out).await?;
+            format!("{} of {} items: {} accepted ({} pairs), {} gated out, {} dead letters, {} duplicates -> {}",
+                c.items, info.total, c.accepted, c.pairs, c.gated_out, c.dead, c.duplicates, out.display())
+        }
+    })
 }
 
 /// A job's status for the terminal.
 pub fn status_text(info: &JobInfo, s: &JobStatus) -> String {
-    let played = s.done.saturating_sub(s.duplicates);
+    let by = |k: &str| s.by_status.get(k).copied().unwrap_or(0);
+    let counts = match info.kind.as_str() {
+        "search" => format!("{} trees, {} failed", by("tree"), by("failed")),
+        _ => crate::synth::counts_text(&by, s.pairs),
+    };
+    let played = s.done.saturating_sub(by("duplicate"));
     let rate = if s.seconds > 0.0 { played as f64 / s.seconds } else { 0.0 };
     let state = if info.state == "running" && s.done == s.total { "done" } else { info.state.as_str() };
     let mut t = format!(
-        "job {} ({}, {}): {} of {} items done — {} accepted ({} pairs), {} gated out, {} dead letters, {} duplicates; {} leased, {} queued; {} claimed again after a lost lease; {:.2} items/s over {:.0} s\n",
-        info.id, info.kind, state, s.done, s.total, s.accepted, s.pairs, s.gated_out, s.dead, s.duplicates,
-        s.leased, s.queued, s.reclaimed, rate, s.seconds
+        "job {} ({}, {state}): {} of {} items done — {counts}; {} leased, {} queued; {} claimed again after a lost lease; {rate:.2} items/s over {:.0} s\n",
+        info.id, info.kind, s.done, s.total, s.leased, s.queued, s.reclaimed, s.seconds
     );
     for (w, done, leased) in &s.workers {
         t += &format!("  worker {w}: {done} done, {leased} in play\n");
@@ -119,12 +87,10 @@ pub struct Watch {
     pub line: Mutex<String>,
 }
 
-/// `arbor synth --queue`: what to submit and how to work on it.
+/// `arbor synth --queue` / `arbor search --queue`: where, and how to work on the job here.
 pub struct QueueRun {
     pub url: String,
-    pub input: PathBuf,
     pub out: PathBuf,
-    pub cfg: SynthConfig,
     pub resume: bool,
     /// Items this process plays at once (0: submit and wait for other workers).
     pub workers: usize,
@@ -134,7 +100,6 @@ pub struct QueueRun {
 
 pub struct QueueSummary {
     pub job: JobId,
-    pub url: String,
     /// The job had been submitted before (`--resume`).
     pub found: bool,
     /// Every item is done and the files are written.
@@ -166,12 +131,13 @@ impl QueueSummary {
 /// the wait; the items in play here finish and are committed.
 pub async fn run(
     r: QueueRun,
-    opener: &dyn ModelOpener,
+    what: Submission,
+    openers: Openers<'_>,
     stop: Arc<AtomicBool>,
     watch: Arc<Watch>,
 ) -> Result<QueueSummary, QueueError> {
     let queue: Arc<dyn WorkQueue> = Arc::new(crate::PgQueue::connect(&r.url).await?);
-    let (job, found) = submit(&*queue, &r.input, r.cfg, r.max_attempts, r.resume).await?;
+    let (job, found) = submit(&*queue, what.job(r.max_attempts)?, r.resume).await?;
     let info = queue.job(job).await?;
     watch.total.store(info.total as u64, Ordering::Relaxed);
     tracing::info!("job {job} on {}", crate::redact(&r.url));
@@ -187,7 +153,7 @@ pub async fn run(
             ..Default::default()
         };
         let name = crate::worker::worker_name();
-        let result = work(queue.clone(), opener, opts, name, stop.clone(), counts.clone()).await;
+        let result = work(queue.clone(), openers, opts, name, stop.clone(), counts.clone()).await;
         if result.is_err() {
             stop.store(true, Ordering::Relaxed);
         }
@@ -197,7 +163,8 @@ pub async fn run(
         loop {
             let s = queue.status(job).await?;
             watch.done.store(s.done, Ordering::Relaxed);
-            *watch.line.lock() = format!("{} accepted ({} pairs), {} gated out, {} dead, {} in play", s.accepted, s.pairs, s.gated_out, s.dead, s.leased);
+            let line = status_text(&info, &s);
+            *watch.line.lock() = line.split(" — ").nth(1).and_then(|l| l.split(';').next()).unwrap_or_default().to_string();
             if s.queued == 0 && s.leased == 0 {
                 return Ok::<_, QueueError>(true);
             }
@@ -215,7 +182,6 @@ pub async fn run(
     }
     Ok(QueueSummary {
         job,
-        url: crate::redact(&r.url),
         found,
         finished,
         status: queue.status(job).await?,

@@ -1,4 +1,4 @@
-//! Synthesis jobs across machines, on PostgreSQL as work queue and result store.
+//! Synthesis and search jobs across machines, on PostgreSQL as work queue and result store.
 //!
 //! A job is submitted once (its config and every input row); workers on any machine claim its
 //! items one at a time under a lease they renew while the item's model calls run, play each
@@ -11,8 +11,10 @@
 //! - [`queue`]: the [`WorkQueue`] trait (what another engine would implement) and its types;
 //!   [`postgres`]: the PostgreSQL implementation; `connect` (URLs, passwords, TLS) and
 //!   `schema` (the versioned migrations) serve it.
-//! - [`worker`]: the claim → play → commit loop with its heartbeat.
-//! - [`job`]: submitting a synthesis job, waiting for it, exporting its files, its status.
+//! - [`worker`]: the claim → play → commit loop with its heartbeat, over a [`Runner`]
+//!   per job kind: [`synth`] (the local run's per-item engine and prompt pool) and [`search`]
+//!   (one tree per task).
+//! - [`job`]: submitting a job, waiting for it, exporting its files, its status.
 //! - [`cli`]: the flags of `arbor synth --queue`, `arbor worker` and `arbor job`.
 //! - [`testing`]: a private PostgreSQL cluster for tests.
 
@@ -22,12 +24,14 @@ pub mod job;
 pub mod postgres;
 pub mod queue;
 mod schema;
+pub mod search;
+pub mod synth;
 pub mod testing;
 pub mod worker;
 
 pub use connect::redact;
 pub use postgres::PgQueue;
-pub use queue::{Claim, JobId, JobInfo, JobStatus, NewItem, NewJob, WorkQueue};
+pub use queue::{Claim, Done, JobId, JobInfo, JobStatus, NewItem, NewJob, Openers, Runner, WorkQueue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {

@@ -1,11 +1,9 @@
 //! [`WorkQueue`] on PostgreSQL. Every operation is one short statement (submitting is one
 //! transaction); no transaction or row lock is held while a model call runs — a claim is a
 //! lease (`locked_until`) that the worker's heartbeat renews, and the commit checks the lease.
-use arbor_synth::journal::{ItemRecord, Status};
-use arbor_synth::prompts::PromptPair;
 use tokio_postgres::{Client, Row};
 
-use crate::queue::{Claim, JobId, JobInfo, JobStatus, NewJob, WorkQueue};
+use crate::queue::{Claim, Done, JobId, JobInfo, JobStatus, NewJob, WorkQueue};
 use crate::QueueError;
 
 pub struct PgQueue {
@@ -53,15 +51,6 @@ SET state = 'done', record = $4, status = $5, pairs = $6, wins = $7, worker = $8
     finished_at = now(), lease = NULL, locked_until = NULL
 WHERE job_id = $1 AND idx = $2 AND lease = $3 AND state = 'leased'";
 
-fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Accepted => "accepted",
-        Status::GatedOut => "gated_out",
-        Status::Dead => "dead",
-        Status::Duplicate => "duplicate",
-    }
-}
-
 fn job_info(r: &Row) -> JobInfo {
     JobInfo {
         id: r.get("id"),
@@ -74,10 +63,6 @@ fn job_info(r: &Row) -> JobInfo {
         max_attempts: r.get("max_attempts"),
         state: r.get("state"),
     }
-}
-
-fn bad_record(job: JobId, e: serde_json::Error) -> QueueError {
-    QueueError::Job(format!("job {job}: a stored record does not read as an item record ({e})"))
 }
 
 impl PgQueue {
@@ -131,10 +116,10 @@ impl WorkQueue for PgQueue {
                 idx.push(r.index as i32);
                 epoch.push(r.epoch as i32);
                 item.push(r.item.clone());
-                state.push(if r.record.is_some() { "done" } else { "queued" });
-                record.push(r.record.as_ref().map(|r| serde_json::to_string(r).expect("records serialize")));
-                status.push(r.record.as_ref().map(|r| status_name(r.status)));
-                pairs.push(r.record.as_ref().map(|r| r.rows.len() as i32));
+                state.push(if r.done.is_some() { "done" } else { "queued" });
+                record.push(r.done.as_ref().map(|d| d.record.clone()));
+                status.push(r.done.as_ref().map(|d| d.status.clone()));
+                pairs.push(r.done.as_ref().map(|d| d.pairs));
             }
             tx.execute(
                 "INSERT INTO arbor_items (job_id, idx, epoch, item, state, record, status, pairs, finished_at)
@@ -203,15 +188,13 @@ impl WorkQueue for PgQueue {
             .await?)
     }
 
-    async fn complete(&self, claim: &Claim, worker: &str, record: &ItemRecord) -> Result<bool, QueueError> {
-        let text = serde_json::to_string(record).expect("records serialize");
-        let wins = serde_json::to_string(&record.wins).expect("prompt pairs serialize");
+    async fn complete(&self, claim: &Claim, worker: &str, done: &Done) -> Result<bool, QueueError> {
         let n = self
             .client
             .execute(
                 COMPLETE,
-                &[&claim.job, &(claim.index as i32), &claim.lease, &text, &status_name(record.status),
-                  &(record.rows.len() as i32), &wins, &worker],
+                &[&claim.job, &(claim.index as i32), &claim.lease, &done.record, &done.status,
+                  &done.pairs, &done.wins, &worker],
             )
             .await?;
         Ok(n == 1)
@@ -229,7 +212,7 @@ impl WorkQueue for PgQueue {
         Ok(())
     }
 
-    async fn wins(&self, job: JobId, last: usize) -> Result<Vec<Vec<PromptPair>>, QueueError> {
+    async fn wins(&self, job: JobId, last: usize) -> Result<Vec<String>, QueueError> {
         let rows = self
             .client
             .query(
@@ -238,22 +221,26 @@ impl WorkQueue for PgQueue {
                 &[&job, &(last as i32)],
             )
             .await?;
-        rows.iter()
-            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| bad_record(job, e)))
-            .collect()
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn records(&self, job: JobId) -> Result<Vec<ItemRecord>, QueueError> {
+    async fn records(&self, job: JobId) -> Result<Vec<(String, String)>, QueueError> {
         let rows = self
             .client
             .query(
-                "SELECT record FROM arbor_items WHERE job_id = $1 AND state = 'done' ORDER BY idx",
+                "SELECT status, record FROM arbor_items WHERE job_id = $1 AND state = 'done' ORDER BY idx",
                 &[&job],
             )
             .await?;
-        rows.iter()
-            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| bad_record(job, e)))
-            .collect()
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn items(&self, job: JobId) -> Result<Vec<Option<String>>, QueueError> {
+        let rows = self
+            .client
+            .query("SELECT item FROM arbor_items WHERE job_id = $1 ORDER BY idx", &[&job])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn status(&self, job: JobId) -> Result<JobStatus, QueueError> {
@@ -264,10 +251,6 @@ impl WorkQueue for PgQueue {
                         count(*) FILTER (WHERE i.state = 'queued'),
                         count(*) FILTER (WHERE i.state = 'leased'),
                         count(*) FILTER (WHERE i.state = 'done'),
-                        count(*) FILTER (WHERE i.status = 'accepted'),
-                        count(*) FILTER (WHERE i.status = 'gated_out'),
-                        count(*) FILTER (WHERE i.status = 'dead'),
-                        count(*) FILTER (WHERE i.status = 'duplicate'),
                         COALESCE(sum(i.pairs), 0),
                         count(*) FILTER (WHERE i.attempts > 1),
                         COALESCE(EXTRACT(EPOCH FROM max(i.finished_at) - j.created_at)::float8, 0)
@@ -288,18 +271,22 @@ impl WorkQueue for PgQueue {
                 &[&job],
             )
             .await?;
+        let by_status = self
+            .client
+            .query(
+                "SELECT status, count(*) FROM arbor_items WHERE job_id = $1 AND state = 'done' GROUP BY status",
+                &[&job],
+            )
+            .await?;
         Ok(JobStatus {
             total: n(0),
             queued: n(1),
             leased: n(2),
             done: n(3),
-            accepted: n(4),
-            gated_out: n(5),
-            dead: n(6),
-            duplicates: n(7),
-            pairs: n(8),
-            reclaimed: n(9),
-            seconds: r.get(10),
+            by_status: by_status.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect(),
+            pairs: n(4),
+            reclaimed: n(5),
+            seconds: r.get(6),
             workers: workers
                 .iter()
                 .map(|w| (w.get(0), w.get::<_, i64>(1) as u64, w.get::<_, i64>(2) as u64))

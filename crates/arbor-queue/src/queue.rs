@@ -1,8 +1,12 @@
 //! What a work queue does for arbor, whatever engine holds it: jobs in, items claimed under
 //! leases, records committed once, status and records out. PostgreSQL implements it today
 //! ([`crate::PgQueue`]); another engine (NATS JetStream, say) would implement the same trait.
-use arbor_synth::journal::ItemRecord;
-use arbor_synth::prompts::PromptPair;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arbor_llm::ModelOpener;
+use arbor_tree::evaluate::ValueFunction;
 
 use crate::QueueError;
 
@@ -25,10 +29,23 @@ pub struct NewJob {
 /// One input row: an item to play, or a record already final (a malformed row, a duplicate).
 pub struct NewItem {
     pub index: usize,
-    /// Its prompt-pool epoch.
+    /// Its prompt-pool epoch (0 for every item of a job without a pool).
     pub epoch: usize,
     pub item: Option<String>,
-    pub record: Option<ItemRecord>,
+    pub done: Option<Done>,
+}
+
+/// An item's result, as the job's kind writes it.
+#[derive(Debug, Clone)]
+pub struct Done {
+    /// The record (JSON text, kept byte for byte).
+    pub record: String,
+    /// How it ended, for counts: synth `accepted | gated_out | dead | duplicate`; search
+    /// `tree | failed`.
+    pub status: String,
+    pub pairs: i32,
+    /// Synth: the prompt pairs that earned its pairs (JSON), the pool's input.
+    pub wins: Option<String>,
 }
 
 /// A job as stored.
@@ -68,10 +85,8 @@ pub struct JobStatus {
     pub queued: u64,
     pub leased: u64,
     pub done: u64,
-    pub accepted: u64,
-    pub gated_out: u64,
-    pub dead: u64,
-    pub duplicates: u64,
+    /// Finished items by status.
+    pub by_status: BTreeMap<String, u64>,
     pub pairs: u64,
     /// Items claimed more than once (a worker's lease expired).
     pub reclaimed: u64,
@@ -95,14 +110,38 @@ pub trait WorkQueue: Send + Sync {
     async fn renew(&self, leases: &[i64], lease_secs: f64) -> Result<u64, QueueError>;
     /// Writes the item's record and marks it done, if `claim`'s lease is still the item's;
     /// false (and nothing written) when it is not.
-    async fn complete(&self, claim: &Claim, worker: &str, record: &ItemRecord) -> Result<bool, QueueError>;
+    async fn complete(&self, claim: &Claim, worker: &str, done: &Done) -> Result<bool, QueueError>;
     /// Gives an unplayed claim back (a worker stopping).
     async fn release(&self, claim: &Claim) -> Result<(), QueueError>;
-    /// The prompt pairs that earned pairs, one list per finished item of epochs ..=`last`.
-    async fn wins(&self, job: JobId, last: usize) -> Result<Vec<Vec<PromptPair>>, QueueError>;
-    /// The finished items' records, in input order.
-    async fn records(&self, job: JobId) -> Result<Vec<ItemRecord>, QueueError>;
+    /// The `wins` of the finished items of epochs ..=`last` that have any.
+    async fn wins(&self, job: JobId, last: usize) -> Result<Vec<String>, QueueError>;
+    /// The finished items' (status, record), in input order.
+    async fn records(&self, job: JobId) -> Result<Vec<(String, String)>, QueueError>;
+    /// Every item as submitted (None: a row submitted as final), in input order.
+    async fn items(&self, job: JobId) -> Result<Vec<Option<String>>, QueueError>;
     async fn status(&self, job: JobId) -> Result<JobStatus, QueueError>;
     /// Stops the job's items from being claimed; false if it was not running.
     async fn cancel(&self, job: JobId) -> Result<bool, QueueError>;
 }
+
+/// How a job's kind plays its items.
+#[async_trait::async_trait]
+pub trait Runner: Send + Sync {
+    /// The claimed item's result; an error leaves it unplayed (its lease expires and another
+    /// claim plays it).
+    async fn play(&self, queue: &dyn WorkQueue, claim: &Claim) -> Result<Done, QueueError>;
+    /// The record of an item claimed more often than the job allows.
+    fn given_up(&self, claim: &Claim, cause: String) -> Done;
+}
+
+/// What opens a job's runner on this machine: the models of its roles or policy, and the
+/// critic of a search with the learned evaluator.
+/// Loads an OREO critic from its directory (the CLI's, which may use burn; this crate does not).
+pub type CriticLoader = dyn Fn(&Path) -> Result<Arc<dyn ValueFunction>, String> + Send + Sync;
+
+#[derive(Clone, Copy)]
+pub struct Openers<'a> {
+    pub models: &'a dyn ModelOpener,
+    pub critic: Option<&'a CriticLoader>,
+}
+

@@ -7,15 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arbor_llm::ModelOpener;
-use arbor_synth::engine::{ItemPlayer, Progress};
-use arbor_synth::input::Item;
-use arbor_synth::journal::ItemRecord;
-use arbor_synth::prompts::{best_pair, lagged_epoch, PromptPair};
-use arbor_synth::SynthConfig;
 use parking_lot::Mutex;
 
-use crate::queue::{Claim, JobId, WorkQueue};
+use crate::queue::{JobId, Openers, Runner, WorkQueue};
 use crate::QueueError;
 
 #[derive(Debug, Clone)]
@@ -59,50 +53,23 @@ pub fn worker_name() -> String {
     format!("{host}-{}-{:04x}", std::process::id(), tag & 0xffff)
 }
 
-/// A job's config and the players that play its items, opened on first claim.
-struct JobPlayers {
-    cfg: SynthConfig,
-    player: ItemPlayer,
+/// A job's runner and its claim limit, opened on the job's first claim here.
+struct Opened {
+    runner: Box<dyn Runner>,
     max_attempts: i32,
 }
 
-async fn open_job(
-    queue: &dyn WorkQueue,
-    opener: &dyn ModelOpener,
-    job: JobId,
-    progress: Arc<Progress>,
-) -> Result<JobPlayers, QueueError> {
+async fn open_job(queue: &dyn WorkQueue, openers: Openers<'_>, job: JobId) -> Result<Opened, QueueError> {
     let info = queue.job(job).await?;
-    let cfg: SynthConfig = serde_json::from_str(&info.config)
-        .map_err(|e| QueueError::Job(format!("job {job}: its config does not read ({e})")))?;
-    let roles = arbor_synth::job::open_roles(&cfg, opener, None).await?;
-    Ok(JobPlayers {
-        player: ItemPlayer::new(cfg.clone(), roles.players, progress),
-        cfg,
+    let runner: Box<dyn Runner> = match info.kind.as_str() {
+        "synth" => Box::new(crate::synth::runner(&info, openers.models).await?),
+        "search" => Box::new(crate::search::runner(queue, &info, openers.models, openers.critic).await?),
+        other => return Err(QueueError::Job(format!("job {job} is of kind `{other}`, which this arbor does not know"))),
+    };
+    Ok(Opened {
+        runner,
         max_attempts: info.max_attempts,
     })
-}
-
-/// The prompts the claimed item starts from: the pool of the epochs it may read, by the local
-/// run's rule.
-async fn prompts(queue: &dyn WorkQueue, cfg: &SynthConfig, c: &Claim) -> Result<PromptPair, QueueError> {
-    if cfg.no_gate {
-        return Ok(PromptPair::initial());
-    }
-    let Some(last) = lagged_epoch(c.epoch) else {
-        return Ok(PromptPair::initial());
-    };
-    let wins = queue.wins(c.job, last).await?;
-    Ok(best_pair(wins.iter().flatten().map(|p| (p, 1))))
-}
-
-/// The record of an item that cannot be played: claimed too often, or unreadable.
-fn dead_letter(c: &Claim, cause: String) -> ItemRecord {
-    let item: Option<serde_json::Value> = serde_json::from_str(&c.item).ok();
-    let id = item.as_ref().and_then(|i| i["id"].as_str()).unwrap_or_default().to_string();
-    let mut rec = ItemRecord::dead(c.index, id, 0, cause);
-    rec.input = item;
-    rec
 }
 
 /// Whether a job has nothing left to play: every item done, or the job cancelled.
@@ -115,7 +82,7 @@ pub async fn finished(queue: &dyn WorkQueue, job: JobId) -> Result<bool, QueueEr
 /// `opts.job`, until that job has nothing left to claim or wait for.
 pub async fn work(
     queue: Arc<dyn WorkQueue>,
-    opener: &dyn ModelOpener,
+    openers: Openers<'_>,
     opts: WorkerOptions,
     name: String,
     stop: Arc<AtomicBool>,
@@ -135,8 +102,7 @@ pub async fn work(
         })
     };
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
-    let progress = Arc::new(Progress::default());
-    let mut jobs: HashMap<JobId, Arc<JobPlayers>> = HashMap::new();
+    let mut jobs: HashMap<JobId, Arc<Opened>> = HashMap::new();
     let mut running = tokio::task::JoinSet::new();
     let result = loop {
         if stop.load(Ordering::Relaxed) {
@@ -162,7 +128,7 @@ pub async fn work(
         };
         let players = match jobs.get(&claim.job) {
             Some(p) => p.clone(),
-            None => match open_job(&*queue, opener, claim.job, progress.clone()).await {
+            None => match open_job(&*queue, openers, claim.job).await {
                 Ok(p) => jobs.entry(claim.job).or_insert(Arc::new(p)).clone(),
                 Err(e) => {
                     let _ = queue.release(&claim).await;
@@ -173,24 +139,21 @@ pub async fn work(
         held.lock().insert(claim.lease);
         let (queue, held, counts, name) = (queue.clone(), held.clone(), counts.clone(), name.clone());
         running.spawn(async move {
-            let record = if claim.attempts > players.max_attempts {
+            let done = if claim.attempts > players.max_attempts {
                 let why = claim.last_error.clone().unwrap_or_else(|| "no cause recorded".into());
-                dead_letter(&claim, format!("claimed {} times without a result (max_attempts {}): {why}", claim.attempts - 1, players.max_attempts))
+                let cause = format!("claimed {} times without a result (max_attempts {}): {why}", claim.attempts - 1, players.max_attempts);
+                players.runner.given_up(&claim, cause)
             } else {
-                match serde_json::from_str::<Item>(&claim.item) {
-                    Err(e) => dead_letter(&claim, format!("the stored item does not read ({e})")),
-                    Ok(item) => match prompts(&*queue, &players.cfg, &claim).await {
-                        Ok(p) => players.player.play(item, p).await,
-                        Err(e) => {
-                            // Unplayed: the lease expires and another claim plays it.
-                            tracing::warn!("job {} item {}: {e}", claim.job, claim.index);
-                            held.lock().remove(&claim.lease);
-                            return;
-                        }
-                    },
+                match players.runner.play(&*queue, &claim).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        tracing::warn!("job {} item {}: {e}", claim.job, claim.index);
+                        held.lock().remove(&claim.lease);
+                        return;
+                    }
                 }
             };
-            match queue.complete(&claim, &name, &record).await {
+            match queue.complete(&claim, &name, &done).await {
                 Ok(true) => counts.committed.fetch_add(1, Ordering::Relaxed),
                 Ok(false) => {
                     tracing::warn!("job {} item {}: the lease passed to another worker; this result is dropped", claim.job, claim.index);

@@ -3,8 +3,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arbor_queue::testing::PgCluster;
-use arbor_queue::{NewItem, NewJob, PgQueue, WorkQueue};
-use arbor_synth::journal::{ItemRecord, Status};
+use arbor_queue::{Done, NewItem, NewJob, PgQueue, WorkQueue};
 
 fn job(n: usize, epoch: usize) -> NewJob {
     NewJob {
@@ -15,15 +14,13 @@ fn job(n: usize, epoch: usize) -> NewJob {
         input_sha256: "s".into(),
         max_attempts: 3,
         rows: (0..n)
-            .map(|i| NewItem { index: i, epoch: i / epoch, item: Some(format!("{{\"i\":{i}}}")), record: None })
+            .map(|i| NewItem { index: i, epoch: i / epoch, item: Some(format!("{{\"i\":{i}}}")), done: None })
             .collect(),
     }
 }
 
-fn record(i: usize, by: &str) -> ItemRecord {
-    let mut r = ItemRecord::new(i, format!("i{i}"), Status::Accepted, 1);
-    r.cause = Some(by.into());
-    r
+fn record(i: usize, by: &str) -> Done {
+    Done { record: format!("{{\"i\":{i},\"by\":\"{by}\"}}"), status: "accepted".into(), pairs: 1, wins: None }
 }
 
 async fn queue(pg: &PgCluster) -> PgQueue {
@@ -48,7 +45,7 @@ async fn a_lost_lease_cannot_commit_and_the_item_is_played_again() {
     assert!(!q.complete(&b, "b", &record(0, "b")).await.unwrap(), "a lease commits once");
     let recs = q.records(id).await.unwrap();
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].cause.as_deref(), Some("b"));
+    assert_eq!(recs[0].1, "{\"i\":0,\"by\":\"b\"}");
     let s = q.status(id).await.unwrap();
     assert_eq!((s.done, s.reclaimed, s.workers.len()), (1, 1, 1));
 }
