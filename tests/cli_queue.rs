@@ -88,10 +88,11 @@ fn count_before(text: &str, what: &str) -> u64 {
     head.split_whitespace().last().unwrap().parse().unwrap()
 }
 
-/// Two workers (the submitting process and an `arbor worker`) play one job; its export equals
-/// the local run's files byte for byte, with pairs made from prompts the pool earned. Breaks if
-/// a worker ignores the pool's lagged-epoch rule (other prompts, other pairs), if records come
-/// back out of order or altered, or if one process does all the work.
+/// Two workers (the submitting process and an `arbor worker`) play one job while the database
+/// restarts under them; the export equals the local run's files byte for byte, with pairs made
+/// from prompts the pool earned. Breaks if a worker ignores the pool's lagged-epoch rule (other
+/// prompts, other pairs), if records come back out of order or altered, if a database restart
+/// ends a worker, or if one process does all the work.
 #[test]
 fn a_queue_job_across_workers_gives_the_local_run_s_pairs() {
     let pg = PgCluster::start().unwrap();
@@ -106,8 +107,16 @@ fn a_queue_job_across_workers_gives_the_local_run_s_pairs() {
     let (local, queued) = (dir.path().join("local"), dir.path().join("queued"));
     run_ok(&synth(&input, &local, &url, &["--config", cfg, "--max-in-flight", "8"]));
     let _other = spawn(&["worker", "--queue", &pg.url(), "--concurrency", "4"]);
-    let out = run_ok(&synth(&input, &queued, &url, &["--config", cfg, "--queue", &pg.url(), "--workers", "4"]));
+    let args = synth(&input, &queued, &url, &["--config", cfg, "--queue", &pg.url(), "--workers", "4"]);
+    let submitter = Command::new(ARBOR).args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // The database restarts under both workers and the waiting submitter mid-job.
+    let before = wait_status(&pg.url(), 60, |s| s.contains("items done") && count_before(s, "of 64 items done") >= 4);
+    pg.restart().unwrap();
+    let finished = submitter.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&finished.stderr);
+    assert!(finished.status.success(), "{out}");
     assert!(out.contains("64 of 64 items done"), "{out}");
+    assert!(count_before(&before, "of 64 items done") < 64, "the restart came after the job: {before}");
     for f in ["pairs.jsonl", "dead_letter.jsonl", "gated_out.jsonl"] {
         let (a, b) = (std::fs::read(local.join(f)).unwrap(), std::fs::read(queued.join(f)).unwrap());
         assert!(a == b, "{f} differs between the local run and the queue");

@@ -120,7 +120,7 @@ pub async fn connect(url: &str) -> Result<Client, QueueError> {
         let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(fail)?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::warn!("database connection: {e}");
+                tracing::warn!("database connection: {}", crate::db_text(&e));
             }
         });
         client
@@ -128,7 +128,7 @@ pub async fn connect(url: &str) -> Result<Client, QueueError> {
         let (client, conn) = cfg.connect(tls()?).await.map_err(fail)?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::warn!("database connection: {e}");
+                tracing::warn!("database connection: {}", crate::db_text(&e));
             }
         });
         client

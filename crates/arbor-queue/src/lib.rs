@@ -49,10 +49,17 @@ pub enum QueueError {
 
 /// A driver error with the server's own message (tokio-postgres shows only "db error").
 pub(crate) fn db_text(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
     }
+    // The causes too ("error performing TLS handshake" alone does not say which check failed).
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text += &format!(": {c}");
+        cause = c.source();
+    }
+    text
 }
 
 impl From<tokio_postgres::Error> for QueueError {

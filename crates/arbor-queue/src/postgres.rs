@@ -1,15 +1,24 @@
 //! [`WorkQueue`] on PostgreSQL. Every operation is one short statement (submitting is one
 //! transaction); no transaction or row lock is held while a model call runs — a claim is a
 //! lease (`locked_until`) that the worker's heartbeat renews, and the commit checks the lease.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
 use crate::queue::{Claim, Done, JobId, JobInfo, JobStatus, NewJob, WorkQueue};
 use crate::QueueError;
 
 pub struct PgQueue {
-    client: Client,
+    client: parking_lot::Mutex<Arc<Client>>,
     url: String,
 }
+
+/// How long an operation keeps reconnecting to a database that went away (a restart, a
+/// failover) before it fails.
+const RECONNECT: Duration = Duration::from_secs(60);
 
 /// Rows per INSERT when a job is submitted.
 const CHUNK: usize = 2000;
@@ -71,9 +80,60 @@ impl PgQueue {
         let mut client = crate::connect::connect(url).await?;
         crate::schema::ensure(&mut client).await?;
         Ok(Self {
-            client,
+            client: parking_lot::Mutex::new(Arc::new(client)),
             url: url.to_string(),
         })
+    }
+
+    /// The connection, made again if it closed.
+    async fn conn(&self) -> Result<Arc<Client>, QueueError> {
+        let current = self.client.lock().clone();
+        if !current.is_closed() {
+            return Ok(current);
+        }
+        let fresh = Arc::new(crate::connect::connect(&self.url).await?);
+        *self.client.lock() = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// Runs `op` on the connection; while the database is away (the connection closed, or a
+    /// new one refused) it reconnects and runs `op` again, for up to [`RECONNECT`]. Every
+    /// operation is one statement, so running it again is safe: a claim or a commit either
+    /// happened or did not, and a commit's lease check refuses a second one.
+    async fn db<T, F, Fut>(&self, op: F) -> Result<T, QueueError>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let deadline = Instant::now() + RECONNECT;
+        loop {
+            let err = match self.conn().await {
+                Ok(c) => match op(c).await {
+                    Ok(v) => return Ok(v),
+                    Err(e) if e.is_closed() || e.as_db_error().is_some_and(|d| d.code().code().starts_with("57P")) => e.into(),
+                    Err(e) => return Err(e.into()),
+                },
+                Err(e @ QueueError::Connect(_)) => e,
+                Err(e) => return Err(e),
+            };
+            if Instant::now() >= deadline {
+                return Err(err);
+            }
+            tracing::warn!("the database went away ({err}); reconnecting");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, QueueError> {
+        self.db(|c| async move { c.query(sql, params).await }).await
+    }
+
+    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, QueueError> {
+        self.db(|c| async move { c.query_opt(sql, params).await }).await
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, QueueError> {
+        self.db(|c| async move { c.execute(sql, params).await }).await
     }
 
     /// Brings the database's schema to this binary's version (`arbor job migrate`).
@@ -87,9 +147,9 @@ impl PgQueue {
         crate::connect::redact(&self.url)
     }
 
-    /// Runs raw SQL (tests: aging a schema, reading what a status hides).
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// The connection, for raw SQL (tests: aging a schema, reading what a status hides).
+    pub fn client(&self) -> Arc<Client> {
+        self.client.lock().clone()
     }
 }
 
@@ -136,9 +196,7 @@ impl WorkQueue for PgQueue {
     }
 
     async fn find(&self, fingerprint: &str, input_sha256: &str) -> Result<Option<JobId>, QueueError> {
-        let row = self
-            .client
-            .query_opt(
+        let row = self.query_opt(
                 "SELECT id FROM arbor_jobs WHERE state = 'running' AND fingerprint = $1 AND input_sha256 = $2
                  ORDER BY id DESC LIMIT 1",
                 &[&fingerprint, &input_sha256],
@@ -148,21 +206,19 @@ impl WorkQueue for PgQueue {
     }
 
     async fn job(&self, id: JobId) -> Result<JobInfo, QueueError> {
-        let row = self
-            .client
-            .query_opt("SELECT * FROM arbor_jobs WHERE id = $1", &[&id])
+        let row = self.query_opt("SELECT * FROM arbor_jobs WHERE id = $1", &[&id])
             .await?
             .ok_or_else(|| QueueError::Job(format!("no job {id} in {}", self.shown_url())))?;
         Ok(job_info(&row))
     }
 
     async fn jobs(&self) -> Result<Vec<JobInfo>, QueueError> {
-        let rows = self.client.query("SELECT * FROM arbor_jobs ORDER BY id", &[]).await?;
+        let rows = self.query("SELECT * FROM arbor_jobs ORDER BY id", &[]).await?;
         Ok(rows.iter().map(job_info).collect())
     }
 
     async fn claim(&self, worker: &str, job: Option<JobId>, lease_secs: f64) -> Result<Option<Claim>, QueueError> {
-        let row = self.client.query_opt(CLAIM, &[&job, &worker, &lease_secs]).await?;
+        let row = self.query_opt(CLAIM, &[&job, &worker, &lease_secs]).await?;
         Ok(row.map(|r| Claim {
             job: r.get(0),
             index: r.get::<_, i32>(1) as usize,
@@ -178,9 +234,7 @@ impl WorkQueue for PgQueue {
         if leases.is_empty() {
             return Ok(0);
         }
-        Ok(self
-            .client
-            .execute(
+        Ok(self.execute(
                 "UPDATE arbor_items SET locked_until = now() + make_interval(secs => $2)
                  WHERE lease = ANY($1) AND state = 'leased'",
                 &[&leases, &lease_secs],
@@ -189,9 +243,7 @@ impl WorkQueue for PgQueue {
     }
 
     async fn complete(&self, claim: &Claim, worker: &str, done: &Done) -> Result<bool, QueueError> {
-        let n = self
-            .client
-            .execute(
+        let n = self.execute(
                 COMPLETE,
                 &[&claim.job, &(claim.index as i32), &claim.lease, &done.record, &done.status,
                   &done.pairs, &done.wins, &worker],
@@ -201,8 +253,7 @@ impl WorkQueue for PgQueue {
     }
 
     async fn release(&self, claim: &Claim) -> Result<(), QueueError> {
-        self.client
-            .execute(
+        self.execute(
                 "UPDATE arbor_items SET state = 'queued', attempts = attempts - 1, lease = NULL,
                         worker = NULL, locked_until = NULL
                  WHERE lease = $1 AND state = 'leased'",
@@ -213,9 +264,7 @@ impl WorkQueue for PgQueue {
     }
 
     async fn wins(&self, job: JobId, last: usize) -> Result<Vec<String>, QueueError> {
-        let rows = self
-            .client
-            .query(
+        let rows = self.query(
                 "SELECT wins FROM arbor_items
                  WHERE job_id = $1 AND epoch <= $2 AND state = 'done' AND wins IS NOT NULL AND wins <> '[]'",
                 &[&job, &(last as i32)],
@@ -225,9 +274,7 @@ impl WorkQueue for PgQueue {
     }
 
     async fn records(&self, job: JobId) -> Result<Vec<(String, String)>, QueueError> {
-        let rows = self
-            .client
-            .query(
+        let rows = self.query(
                 "SELECT status, record FROM arbor_items WHERE job_id = $1 AND state = 'done' ORDER BY idx",
                 &[&job],
             )
@@ -236,17 +283,13 @@ impl WorkQueue for PgQueue {
     }
 
     async fn items(&self, job: JobId) -> Result<Vec<Option<String>>, QueueError> {
-        let rows = self
-            .client
-            .query("SELECT item FROM arbor_items WHERE job_id = $1 ORDER BY idx", &[&job])
+        let rows = self.query("SELECT item FROM arbor_items WHERE job_id = $1 ORDER BY idx", &[&job])
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn status(&self, job: JobId) -> Result<JobStatus, QueueError> {
-        let r = self
-            .client
-            .query_opt(
+        let r = self.query_opt(
                 "SELECT count(*),
                         count(*) FILTER (WHERE i.state = 'queued'),
                         count(*) FILTER (WHERE i.state = 'leased'),
@@ -263,17 +306,13 @@ impl WorkQueue for PgQueue {
             return Ok(JobStatus::default());
         };
         let n = |k: usize| r.get::<_, i64>(k) as u64;
-        let workers = self
-            .client
-            .query(
+        let workers = self.query(
                 "SELECT worker, count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'leased')
                  FROM arbor_items WHERE job_id = $1 AND worker IS NOT NULL GROUP BY worker ORDER BY worker",
                 &[&job],
             )
             .await?;
-        let by_status = self
-            .client
-            .query(
+        let by_status = self.query(
                 "SELECT status, count(*) FROM arbor_items WHERE job_id = $1 AND state = 'done' GROUP BY status",
                 &[&job],
             )
@@ -295,9 +334,7 @@ impl WorkQueue for PgQueue {
     }
 
     async fn cancel(&self, job: JobId) -> Result<bool, QueueError> {
-        let n = self
-            .client
-            .execute("UPDATE arbor_jobs SET state = 'cancelled' WHERE id = $1 AND state = 'running'", &[&job])
+        let n = self.execute("UPDATE arbor_jobs SET state = 'cancelled' WHERE id = $1 AND state = 'running'", &[&job])
             .await?;
         Ok(n == 1)
     }

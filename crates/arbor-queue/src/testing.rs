@@ -41,6 +41,12 @@ const NOBODY: u32 = 65534;
 impl PgCluster {
     /// Starts a cluster; the error says what is missing.
     pub fn start() -> Result<Self, String> {
+        Self::start_with(false)
+    }
+
+    /// With `tls`, the server also speaks TLS with a self-signed certificate for 127.0.0.1
+    /// ([`PgCluster::certificate`], for `PGSSLROOTCERT`).
+    pub fn start_with(tls: bool) -> Result<Self, String> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("arbor-pg-")
@@ -48,6 +54,20 @@ impl PgCluster {
             .map_err(|e| e.to_string())?;
         let password = format!("pw-{:016x}", arbor_core::fnv1a(format!("{:?}", std::time::SystemTime::now()).bytes()));
         std::fs::write(dir.path().join("pw"), &password).map_err(|e| e.to_string())?;
+        if tls {
+            let out = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+                .args(["-keyout", "server.key", "-out", "server.crt"])
+                .current_dir(dir.path())
+                .output()
+                .map_err(|e| format!("openssl: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("openssl: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+            std::fs::set_permissions(dir.path().join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+        }
         if is_root() {
             chown_tree(dir.path())?;
         }
@@ -63,7 +83,10 @@ impl PgCluster {
         };
         let data = c.data();
         c.run("initdb", &["-D", &data, "-U", "arbor", "--auth=scram-sha-256", "--pwfile", &c.path("pw"), "-E", "UTF8", "--no-sync", "--no-instructions"])?;
-        let opts = format!("-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off -c max_connections=200");
+        let mut opts = format!("-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off -c max_connections=200");
+        if tls {
+            opts += &format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", c.path("server.crt"), c.path("server.key"));
+        }
         c.run("pg_ctl", &["-D", &data, "-l", &c.path("log"), "-w", "-t", "60", "-o", &opts, "start"])?;
         Ok(c)
     }
@@ -107,6 +130,17 @@ impl PgCluster {
     /// The URL without a password (for `PGPASSWORD` or a password file).
     pub fn url_without_password(&self) -> String {
         format!("postgres://arbor@127.0.0.1:{}/postgres?sslmode=disable", self.port)
+    }
+
+    /// The server's certificate (PEM), with [`PgCluster::start_with`] TLS.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("server.crt")
+    }
+
+    /// Stops and starts the server again (a database restart under running clients).
+    pub fn restart(&self) -> Result<(), String> {
+        // With the log file: the new server must not hold our output pipes open.
+        self.run("pg_ctl", &["-D", &self.data(), "-l", &self.path("log"), "-m", "fast", "-w", "-t", "60", "restart"])
     }
 
     pub fn dir(&self) -> &Path {

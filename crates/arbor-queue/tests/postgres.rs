@@ -112,3 +112,21 @@ async fn a_newer_schema_is_refused_by_name() {
     let e = PgQueue::connect(&pg.url()).await.err().unwrap().to_string();
     assert!(e.contains("version 99, newer than this arbor's 1") && e.contains("upgrade arbor"), "{e}");
 }
+
+/// `sslmode=require` speaks TLS (the server says so of the session), verifies the server's
+/// certificate (refused until PGSSLROOTCERT names it), and keeps the password out of errors.
+#[tokio::test]
+async fn tls_sessions_are_encrypted_and_the_certificate_checked() {
+    let pg = PgCluster::start_with(true).unwrap();
+    let url = pg.url().replace("sslmode=disable", "sslmode=require");
+    let e = PgQueue::connect(&url).await.err().expect("an unknown certificate is refused").to_string();
+    assert!(e.contains("certificate") && !e.contains(&pg.password), "{e}");
+    // The only test in this binary that sets it; the others connect without TLS.
+    std::env::set_var("PGSSLROOTCERT", pg.certificate());
+    let q = PgQueue::connect(&url).await.unwrap();
+    let ssl: bool = q.client().query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert!(ssl, "the session is encrypted");
+    let plain = PgQueue::connect(&pg.url()).await.unwrap();
+    let ssl: bool = plain.client().query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert!(!ssl, "sslmode=disable stays plain (so the check above can fail)");
+}
