@@ -108,6 +108,9 @@ pub async fn export(queue: &dyn WorkQueue, info: &JobInfo, out: &Path) -> Result
 pub struct SynthRunner {
     cfg: SynthConfig,
     player: ItemPlayer,
+    /// The pool's choice by last epoch read: fixed once those epochs are done, so each is read
+    /// from the database once per worker, not once per item.
+    pool: parking_lot::Mutex<std::collections::HashMap<usize, PromptPair>>,
 }
 
 pub async fn runner(info: &JobInfo, opener: &dyn ModelOpener) -> Result<SynthRunner, QueueError> {
@@ -116,6 +119,7 @@ pub async fn runner(info: &JobInfo, opener: &dyn ModelOpener) -> Result<SynthRun
     Ok(SynthRunner {
         player: ItemPlayer::new(cfg.clone(), roles.players, Arc::new(Progress::default())),
         cfg,
+        pool: Default::default(),
     })
 }
 
@@ -136,6 +140,9 @@ impl SynthRunner {
             Some(last) if !self.cfg.no_gate => last,
             _ => return Ok(PromptPair::initial()),
         };
+        if let Some(p) = self.pool.lock().get(&last) {
+            return Ok(p.clone());
+        }
         let wins = queue
             .wins(c.job, last)
             .await?
@@ -143,7 +150,9 @@ impl SynthRunner {
             .map(|w| serde_json::from_str::<Vec<PromptPair>>(w))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| QueueError::Job(format!("job {}: stored prompt pairs do not read ({e})", c.job)))?;
-        Ok(best_pair(wins.iter().flatten().map(|p| (p, 1))))
+        let best = best_pair(wins.iter().flatten().map(|p| (p, 1)));
+        self.pool.lock().insert(last, best.clone());
+        Ok(best)
     }
 }
 

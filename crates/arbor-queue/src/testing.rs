@@ -41,12 +41,13 @@ const NOBODY: u32 = 65534;
 impl PgCluster {
     /// Starts a cluster; the error says what is missing.
     pub fn start() -> Result<Self, String> {
-        Self::start_with(false)
+        Self::start_with(false, false)
     }
 
     /// With `tls`, the server also speaks TLS with a self-signed certificate for 127.0.0.1
-    /// ([`PgCluster::certificate`], for `PGSSLROOTCERT`).
-    pub fn start_with(tls: bool) -> Result<Self, String> {
+    /// ([`PgCluster::certificate`], for `PGSSLROOTCERT`); with `durable`, commits reach the
+    /// disk (fsync on, as in production: benchmarks), otherwise not (tests run faster).
+    pub fn start_with(tls: bool, durable: bool) -> Result<Self, String> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("arbor-pg-")
@@ -83,7 +84,10 @@ impl PgCluster {
         };
         let data = c.data();
         c.run("initdb", &["-D", &data, "-U", "arbor", "--auth=scram-sha-256", "--pwfile", &c.path("pw"), "-E", "UTF8", "--no-sync", "--no-instructions"])?;
-        let mut opts = format!("-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off -c max_connections=200");
+        let mut opts = format!("-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=200");
+        if !durable {
+            opts += " -c fsync=off";
+        }
         if tls {
             opts += &format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", c.path("server.crt"), c.path("server.key"));
         }

@@ -117,7 +117,7 @@ async fn a_newer_schema_is_refused_by_name() {
 /// certificate (refused until PGSSLROOTCERT names it), and keeps the password out of errors.
 #[tokio::test]
 async fn tls_sessions_are_encrypted_and_the_certificate_checked() {
-    let pg = PgCluster::start_with(true).unwrap();
+    let pg = PgCluster::start_with(true, false).unwrap();
     let url = pg.url().replace("sslmode=disable", "sslmode=require");
     let e = PgQueue::connect(&url).await.err().expect("an unknown certificate is refused").to_string();
     assert!(e.contains("certificate") && !e.contains(&pg.password), "{e}");
@@ -129,4 +129,39 @@ async fn tls_sessions_are_encrypted_and_the_certificate_checked() {
     let plain = PgQueue::connect(&pg.url()).await.unwrap();
     let ssl: bool = plain.client().query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
     assert!(!ssl, "sslmode=disable stays plain (so the check above can fail)");
+}
+
+/// The queue's own ceiling (docs/benchmarks.md, docs/scale.md): claims + commits per second with
+/// an instant model — K connections each claiming an item and committing a 1 KB record in a
+/// loop. `cargo test -p arbor-queue --test postgres queue_ceiling -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: about a minute"]
+async fn queue_ceiling() {
+    let pg = PgCluster::start_with(false, true).unwrap();
+    let record = "x".repeat(1000);
+    println!("| connections | items | seconds | claims + commits per second |");
+    println!("| --- | --- | --- | --- |");
+    for k in [1usize, 4, 16, 64] {
+        let q = queue(&pg).await;
+        let n = 2000 * k.min(8);
+        let id = q.submit(job(n, n)).await.unwrap();
+        let start = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..k {
+            let (url, record) = (pg.url(), record.clone());
+            tasks.push(tokio::spawn(async move {
+                let q = PgQueue::connect(&url).await.unwrap();
+                let name = format!("w{w}");
+                while let Some(c) = q.claim(&name, Some(id), 60.0).await.unwrap() {
+                    let done = Done { record: record.clone(), status: "accepted".into(), pairs: 1, wins: None };
+                    assert!(q.complete(&c, &name, &done).await.unwrap());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("| {k} | {n} | {secs:.1} | {:.0} |", n as f64 / secs);
+    }
 }
