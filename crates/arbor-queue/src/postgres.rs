@@ -26,6 +26,8 @@ const CHUNK: usize = 2000;
 /// Claims the first claimable item. `pick` locks one row with SKIP LOCKED, so concurrent
 /// workers take different items without waiting on each other; an item of epoch e needs every
 /// item of epochs ..e-2 done (the lowest epoch with open items, `frontier`, is at least e-1).
+/// The order (job, epoch, index) is input order (an epoch is a run of indices) and the open
+/// items' index order, so the scan stops at the first free row instead of sorting them all.
 const CLAIM: &str = "
 WITH jobs AS (
     SELECT j.id,
@@ -39,7 +41,7 @@ WITH jobs AS (
     WHERE i.state <> 'done'
       AND (i.state = 'queued' OR i.locked_until < now())
       AND i.epoch <= jobs.frontier + 1
-    ORDER BY i.job_id, i.idx
+    ORDER BY i.job_id, i.epoch, i.idx
     LIMIT 1
     FOR UPDATE OF i SKIP LOCKED
 )
