@@ -200,6 +200,8 @@ fn passwords_stay_out_of_the_output_and_jobs_can_be_cancelled() {
     let wrong = pg.url().replace(&pg.password, "not-the-password-7");
     let (ok, text) = run(&["job", "status", &wrong], &[]);
     assert!(!ok && text.contains("password authentication failed") && !text.contains("not-the-password-7"), "{text}");
+    let (_, _, err) = arbor(&["job", "status", &wrong]);
+    assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
 
     let (_m, url) = mock(&[]);
     let dir = tempfile::tempdir().unwrap();
@@ -349,6 +351,14 @@ fn two_jobs_at_once_stay_apart() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(std::fs::read(local.join("pairs.jsonl")).unwrap(), std::fs::read(queued.join("pairs.jsonl")).unwrap());
     }
+    // --resume takes the job of the same config and input instead of submitting a third.
+    let again = dir.path().join("again");
+    let input = dir.path().join("items-0.jsonl");
+    let out = run_ok(&synth(&input, &again, &url, &["--queue", &pg.url(), "--workers", "0", "--resume"]));
+    assert!(out.contains("job 1 (synth, done)"), "{out}");
+    assert_eq!(std::fs::read(dir.path().join("local-0/pairs.jsonl")).unwrap(), std::fs::read(again.join("pairs.jsonl")).unwrap());
+    let listed = run_ok(&["job".into(), "status".into(), pg.url()]);
+    assert!(listed.contains("job 2 ") && !listed.contains("job 3 "), "{listed}");
     let out = Command::new(ARBOR).args(["job", "status", "postgres://arbor@127.0.0.1:1/postgres"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.trim().lines().count() == 1 && err.contains("127.0.0.1:1") && err.contains("refused"), "{err}");
