@@ -178,8 +178,8 @@ fn a_killed_worker_s_items_are_played_again_or_end_as_dead_letters() {
 }
 
 /// The password in a URL, in PGPASSWORD or in a password file never appears in arbor's output
-/// (debug logs included), a wrong one is refused by name, a cancelled job ends its waiting
-/// submitter with "stopped early", and a database of a newer schema is refused.
+/// (debug logs included), a wrong one is refused by name, and a cancelled job ends its waiting
+/// submitter (exit 130, saying so).
 #[test]
 fn passwords_stay_out_of_the_output_and_jobs_can_be_cancelled() {
     let pg = PgCluster::start().unwrap();
@@ -214,7 +214,7 @@ fn passwords_stay_out_of_the_output_and_jobs_can_be_cancelled() {
     let out = waiter.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(err.contains("stopped early") && !err.contains(&pg.password), "{err}");
+    assert!(err.contains("job 1 was cancelled") && !err.contains(&pg.password), "{err}");
     // A cancelled job's items are not claimed: a worker for it ends at once, having played none.
     let (ok, text) = run(&["worker", "--queue", &pg.url(), "--job", "1"], &[]);
     assert!(ok && text.contains("0 items committed"), "{text}");
@@ -324,7 +324,8 @@ fn two_thousand_items_through_faults_and_killed_workers_equal_the_local_run() {
     assert!(jsonl(&local.join("pairs.jsonl")).len() > n / 4);
 }
 
-/// Two jobs at once on one worker pool do not mix: each export equals its own local run; an
+/// Two jobs at once on one worker pool do not mix: each export equals its own local run, its
+/// card's calls and tokens too (summed over the workers, each job's counted apart); an
 /// unreachable database is one clear error line.
 #[test]
 fn two_jobs_at_once_stay_apart() {
@@ -346,10 +347,22 @@ fn two_jobs_at_once_stay_apart() {
         runs.push((local, queued, child));
     }
     let _pool = [spawn(&["worker", "--queue", &pg.url(), "--concurrency", "6"]), spawn(&["worker", "--queue", &pg.url(), "--concurrency", "6"])];
+    // The card's accounting: (role, model, requests … completion tokens), call time aside.
+    let accounts = |dir: &Path| -> Vec<Vec<String>> {
+        let card = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        let table = card.split("## Calls, tokens and cost by role").nth(1).expect("the card's accounting");
+        table.lines()
+            .filter(|l| ["| target |", "| judge |"].iter().any(|r| l.starts_with(r)))
+            .map(|l| l.split('|').map(|c| c.trim().to_string()).skip(1).take(8).collect())
+            .collect()
+    };
     for (local, queued, child) in runs {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(std::fs::read(local.join("pairs.jsonl")).unwrap(), std::fs::read(queued.join("pairs.jsonl")).unwrap());
+        // Both workers' calls for this job, summed: the local run's calls and tokens.
+        assert_eq!(accounts(&local).len(), 2);
+        assert_eq!(accounts(&local), accounts(&queued), "the card's accounting differs from the local run's");
     }
     // --resume takes the job of the same config and input instead of submitting a third.
     let again = dir.path().join("again");

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Completion, LanguageModel, LlmError, LlmRequest, StatsSnapshot};
 
 /// A role's calls, as counted at its own wrapper.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     pub requests: u64,
     pub failed: u64,
@@ -22,6 +22,19 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// The calls' durations summed (calls overlap, so this exceeds wall time).
     pub call_seconds: f64,
+}
+
+impl Usage {
+    /// Adds `o`'s counts (the same role metered in several processes).
+    pub fn add(&mut self, o: &Usage) {
+        self.requests += o.requests;
+        self.failed += o.failed;
+        self.cache_hits += o.cache_hits;
+        self.retries += o.retries;
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
+        self.call_seconds += o.call_seconds;
+    }
 }
 
 /// Wraps a model and counts every call made through it.

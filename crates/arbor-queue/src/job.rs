@@ -116,6 +116,11 @@ impl QueueSummary {
         s += &format!("this process played {} items\n", self.committed);
         if self.finished {
             s += &format!("-> {}\n", out.display());
+        } else if self.info.state == "cancelled" {
+            s += &format!(
+                "job {} was cancelled: `arbor job export URL {} --out {}` writes the items it finished\n",
+                self.job, self.job, out.display()
+            );
         } else {
             s += &format!(
                 "stopped early: job {} stays in the database; `arbor worker --queue URL` finishes it, then `arbor job export URL {} --out {}` writes its files (or run the same command with --resume)\n",

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arbor_llm::RoleUsage;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
@@ -57,6 +58,11 @@ WHERE i.job_id = pick.job_id AND i.idx = pick.idx
 RETURNING i.job_id, i.idx, i.epoch, i.item, i.attempts, i.lease, i.last_error";
 
 const COMPLETE: &str = "
+WITH usage AS (
+    INSERT INTO arbor_usage (job_id, worker, role, model, usage)
+    SELECT $1, $8, t.role, t.model, t.usage FROM unnest($9::text[], $10::text[], $11::text[]) AS t (role, model, usage)
+    ON CONFLICT (job_id, worker, role, model) DO UPDATE SET usage = EXCLUDED.usage
+)
 UPDATE arbor_items
 SET state = 'done', record = $4, status = $5, pairs = $6, wins = $7, worker = $8,
     finished_at = now(), lease = NULL, locked_until = NULL
@@ -99,7 +105,8 @@ impl PgQueue {
     }
 
     /// Runs `op` on the connection; while the database is away (the connection closed, or a
-    /// new one refused) it reconnects and runs `op` again, for up to [`RECONNECT`]. Every
+    /// new one refused) it reconnects and runs `op` again, backing off from 0.25 s to 4 s
+    /// between tries, for up to [`RECONNECT`]. Every
     /// operation is one statement, so running it again is safe: a claim or a commit either
     /// happened or did not, and a commit's lease check refuses a second one.
     async fn db<T, F, Fut>(&self, op: F) -> Result<T, QueueError>
@@ -108,6 +115,7 @@ impl PgQueue {
         Fut: Future<Output = Result<T, tokio_postgres::Error>>,
     {
         let deadline = Instant::now() + RECONNECT;
+        let mut pause = Duration::from_millis(250);
         loop {
             let err = match self.conn().await {
                 Ok(c) => match op(c).await {
@@ -121,8 +129,9 @@ impl PgQueue {
             if Instant::now() >= deadline {
                 return Err(err);
             }
-            tracing::warn!("the database went away ({err}); reconnecting");
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tracing::warn!("the database went away ({err}); reconnecting in {pause:?}");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(4));
         }
     }
 
@@ -244,11 +253,14 @@ impl WorkQueue for PgQueue {
             .await?)
     }
 
-    async fn complete(&self, claim: &Claim, worker: &str, done: &Done) -> Result<bool, QueueError> {
+    async fn complete(&self, claim: &Claim, worker: &str, done: &Done, usage: &[(String, String, RoleUsage)]) -> Result<bool, QueueError> {
+        let roles: Vec<&str> = usage.iter().map(|u| u.0.as_str()).collect();
+        let models: Vec<&str> = usage.iter().map(|u| u.1.as_str()).collect();
+        let counts: Vec<String> = usage.iter().map(|u| serde_json::to_string(&u.2).expect("usage serializes")).collect();
         let n = self.execute(
                 COMPLETE,
                 &[&claim.job, &(claim.index as i32), &claim.lease, &done.record, &done.status,
-                  &done.pairs, &done.wins, &worker],
+                  &done.pairs, &done.wins, &worker, &roles, &models, &counts],
             )
             .await?;
         Ok(n == 1)
@@ -339,5 +351,18 @@ impl WorkQueue for PgQueue {
         let n = self.execute("UPDATE arbor_jobs SET state = 'cancelled' WHERE id = $1 AND state = 'running'", &[&job])
             .await?;
         Ok(n == 1)
+    }
+
+    async fn usage(&self, job: JobId) -> Result<Vec<(String, String, RoleUsage)>, QueueError> {
+        let rows = self
+            .query("SELECT role, model, usage FROM arbor_usage WHERE job_id = $1 ORDER BY worker", &[&job])
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let usage = serde_json::from_str(r.get::<_, &str>(2))
+                    .map_err(|e| QueueError::Job(format!("job {job}: a stored usage row does not read ({e})")))?;
+                Ok((r.get(0), r.get(1), usage))
+            })
+            .collect()
     }
 }

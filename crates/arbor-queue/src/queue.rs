@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arbor_llm::ModelOpener;
+use arbor_llm::{ModelOpener, RoleUsage};
 use arbor_tree::evaluate::ValueFunction;
 
 use crate::QueueError;
@@ -109,8 +109,10 @@ pub trait WorkQueue: Send + Sync {
     /// Extends these leases; returns how many were still held.
     async fn renew(&self, leases: &[i64], lease_secs: f64) -> Result<u64, QueueError>;
     /// Writes the item's record and marks it done, if `claim`'s lease is still the item's;
-    /// false (and nothing written) when it is not.
-    async fn complete(&self, claim: &Claim, worker: &str, done: &Done) -> Result<bool, QueueError>;
+    /// false (and nothing written) when it is not. In the same statement, `usage` (the
+    /// worker's running totals for the job: role, model, usage) replaces its earlier totals,
+    /// so the accounts are as current as the records.
+    async fn complete(&self, claim: &Claim, worker: &str, done: &Done, usage: &[(String, String, RoleUsage)]) -> Result<bool, QueueError>;
     /// Gives an unplayed claim back (a worker stopping).
     async fn release(&self, claim: &Claim) -> Result<(), QueueError>;
     /// The `wins` of the finished items of epochs ..=`last` that have any.
@@ -122,6 +124,8 @@ pub trait WorkQueue: Send + Sync {
     async fn status(&self, job: JobId) -> Result<JobStatus, QueueError>;
     /// Stops the job's items from being claimed; false if it was not running.
     async fn cancel(&self, job: JobId) -> Result<bool, QueueError>;
+    /// Every worker's usage rows of `job`.
+    async fn usage(&self, job: JobId) -> Result<Vec<(String, String, RoleUsage)>, QueueError>;
 }
 
 /// How a job's kind plays its items.
@@ -132,6 +136,10 @@ pub trait Runner: Send + Sync {
     async fn play(&self, queue: &dyn WorkQueue, claim: &Claim) -> Result<Done, QueueError>;
     /// The record of an item claimed more often than the job allows.
     fn given_up(&self, claim: &Claim, cause: String) -> Done;
+    /// What its roles asked of their models so far here: (role, model, usage).
+    fn usage(&self) -> Vec<(String, String, RoleUsage)> {
+        Vec::new()
+    }
 }
 
 /// What opens a job's runner on this machine: the models of its roles or policy, and the

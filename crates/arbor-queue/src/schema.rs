@@ -6,7 +6,10 @@ use tokio_postgres::Client;
 use crate::QueueError;
 
 /// (version, SQL), in order; the last is the version this binary reads and writes.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_usage.sql")),
+];
 
 /// The schema version this binary speaks.
 pub fn current() -> i32 {

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arbor_llm::ModelOpener;
+use arbor_llm::{ModelOpener, RoleUsage};
+use arbor_synth::accounting::{priced, RoleAccount, ROLES};
 use arbor_synth::engine::{ItemPlayer, Progress};
 use arbor_synth::input::Item;
 use arbor_synth::journal::{ItemRecord, Status};
@@ -95,7 +96,7 @@ pub async fn export(queue: &dyn WorkQueue, info: &JobInfo, out: &Path) -> Result
         reward: name(&cfg.reward),
         optimizer: name(&cfg.optimizer),
     };
-    let counts = write_all(out, &records, &cfg, &names, info.total, &[])
+    let counts = write_all(out, &records, &cfg, &names, info.total, &accounts(queue, info, &cfg).await?)
         .map_err(|e| QueueError::Job(e.to_string()))?;
     let file = json!({"format": "arbor.synth-job/1", "config": info.fingerprint, "input_rows": info.total,
                       "input_sha256": info.input_sha256, "input": info.input, "queue_job": info.id});
@@ -104,10 +105,27 @@ pub async fn export(queue: &dyn WorkQueue, info: &JobInfo, out: &Path) -> Result
     Ok(counts)
 }
 
+/// The job's accounts by role and model, summed over the workers that played it.
+async fn accounts(queue: &dyn WorkQueue, info: &JobInfo, cfg: &SynthConfig) -> Result<Vec<RoleAccount>, QueueError> {
+    let mut sums: Vec<(&'static str, String, RoleUsage)> = Vec::new();
+    for (role, model, usage) in queue.usage(info.id).await? {
+        let Some(role) = ROLES.iter().copied().find(|r| *r == role) else {
+            continue;
+        };
+        match sums.iter_mut().find(|s| s.0 == role && s.1 == model) {
+            Some(s) => s.2.add(&usage),
+            None => sums.push((role, model, usage)),
+        }
+    }
+    sums.sort_by_key(|s| ROLES.iter().position(|r| *r == s.0));
+    Ok(sums.into_iter().map(|(role, model, usage)| priced(role, model, usage, &cfg.prices)).collect())
+}
+
 /// A synthesis job's roles, opened on its first claim.
 pub struct SynthRunner {
     cfg: SynthConfig,
     player: ItemPlayer,
+    meters: arbor_synth::accounting::Meters,
     /// The pool's choice by last epoch read: fixed once those epochs are done, so each is read
     /// from the database once per worker, not once per item.
     pool: parking_lot::Mutex<std::collections::HashMap<usize, PromptPair>>,
@@ -118,6 +136,7 @@ pub async fn runner(info: &JobInfo, opener: &dyn ModelOpener) -> Result<SynthRun
     let roles = arbor_synth::job::open_roles(&cfg, opener, None).await?;
     Ok(SynthRunner {
         player: ItemPlayer::new(cfg.clone(), roles.players, Arc::new(Progress::default())),
+        meters: roles.meters,
         cfg,
         pool: Default::default(),
     })
@@ -168,6 +187,18 @@ impl Runner for SynthRunner {
 
     fn given_up(&self, c: &Claim, cause: String) -> Done {
         done(&dead_letter(c, cause))
+    }
+
+    fn usage(&self) -> Vec<(String, String, RoleUsage)> {
+        // Jury members on one model are one row.
+        let mut rows: Vec<(String, String, RoleUsage)> = Vec::new();
+        for (role, model, m) in &self.meters.0 {
+            match rows.iter_mut().find(|r| r.0 == *role && r.1 == *model) {
+                Some(r) => r.2.add(&m.usage()),
+                None => rows.push((role.to_string(), model.clone(), m.usage())),
+            }
+        }
+        rows
     }
 }
 

@@ -89,8 +89,10 @@ pub async fn work(
     counts: Arc<WorkerCounts>,
 ) -> Result<(), QueueError> {
     let held: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let jobs: Mutex<HashMap<JobId, Arc<Opened>>> = Mutex::default();
     let heartbeat = {
-        let (queue, held, every) = (queue.clone(), held.clone(), Duration::from_secs_f64(opts.lease_secs / 3.0));
+        let (queue, held) = (queue.clone(), held.clone());
+        let every = Duration::from_secs_f64(opts.lease_secs / 3.0);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -102,7 +104,6 @@ pub async fn work(
         })
     };
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
-    let mut jobs: HashMap<JobId, Arc<Opened>> = HashMap::new();
     let mut running = tokio::task::JoinSet::new();
     let result = loop {
         if stop.load(Ordering::Relaxed) {
@@ -126,10 +127,11 @@ pub async fn work(
             tokio::time::sleep(opts.poll).await;
             continue;
         };
-        let players = match jobs.get(&claim.job) {
-            Some(p) => p.clone(),
+        let known = jobs.lock().get(&claim.job).cloned();
+        let players = match known {
+            Some(p) => p,
             None => match open_job(&*queue, openers, claim.job).await {
-                Ok(p) => jobs.entry(claim.job).or_insert(Arc::new(p)).clone(),
+                Ok(p) => jobs.lock().entry(claim.job).or_insert(Arc::new(p)).clone(),
                 Err(e) => {
                     let _ = queue.release(&claim).await;
                     break Err(e);
@@ -153,7 +155,7 @@ pub async fn work(
                     }
                 }
             };
-            match queue.complete(&claim, &name, &done).await {
+            match queue.complete(&claim, &name, &done, &players.runner.usage()).await {
                 Ok(true) => counts.committed.fetch_add(1, Ordering::Relaxed),
                 Ok(false) => {
                     tracing::warn!("job {} item {}: the lease passed to another worker; this result is dropped", claim.job, claim.index);

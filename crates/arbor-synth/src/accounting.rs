@@ -33,16 +33,26 @@ impl Meters {
     pub fn accounts(&self, prices: &std::collections::BTreeMap<String, Price>) -> Vec<RoleAccount> {
         self.0
             .iter()
-            .map(|(role, model, m)| {
-                let usage = m.usage();
-                let cost = prices.get(model).map(|p| {
-                    (usage.prompt_tokens as f64 * p.input + usage.completion_tokens as f64 * p.output) / 1e6
-                });
-                RoleAccount { role, model: model.clone(), usage, cost }
-            })
+            .map(|(role, model, m)| priced(role, model.clone(), m.usage(), prices))
             .collect()
     }
 }
+
+/// A role's account from its usage, priced from `[prices]` when the model has an entry.
+pub fn priced(
+    role: &'static str,
+    model: String,
+    usage: RoleUsage,
+    prices: &std::collections::BTreeMap<String, Price>,
+) -> RoleAccount {
+    let cost = prices
+        .get(&model)
+        .map(|p| (usage.prompt_tokens as f64 * p.input + usage.completion_tokens as f64 * p.output) / 1e6);
+    RoleAccount { role, model, usage, cost }
+}
+
+/// The roles a job meters, in the order accounts are listed.
+pub const ROLES: [&str; 5] = ["target", "judge", "jury", "reward", "optimizer"];
 
 /// A role's line for the terminal.
 pub fn line(a: &RoleAccount) -> String {

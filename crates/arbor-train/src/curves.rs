@@ -55,8 +55,10 @@ impl Curves {
         Ok(Self { columns, rows })
     }
 
+    /// Replaces the file whole (written beside it, then renamed): a kill mid-write leaves the
+    /// previous curves, never an empty or torn file that a resume could not read.
     pub fn write_csv(&self, path: &Path) -> std::io::Result<()> {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+        let mut f = Vec::new();
         writeln!(f, "step,{}", self.columns.join(","))?;
         for (step, row) in &self.rows {
             let cells: Vec<String> = row
@@ -65,7 +67,7 @@ impl Curves {
                 .collect();
             writeln!(f, "{step},{}", cells.join(","))?;
         }
-        f.flush()
+        arbor_core::write_atomic(path, f)
     }
 
     /// One small line chart per column with at least one value, in a grid.

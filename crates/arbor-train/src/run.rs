@@ -182,8 +182,10 @@ pub fn train(
         let stopping = done < total_steps
             && opts.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
         if (done % cfg.save_every == 0 && done < total_steps) || stopping {
-            checkpoint::save(out, &t, &start, done)?;
+            // The curves first: a kill between the two resumes from the older checkpoint,
+            // whose steps the newer curves cover (a resume keeps the rows before it).
             curves.write_csv(&curves_path).map_err(io(out))?;
+            checkpoint::save(out, &t, &start, done)?;
         }
         last = row;
         if stopping {
