@@ -89,7 +89,7 @@ pub async fn work(
     counts: Arc<WorkerCounts>,
 ) -> Result<(), QueueError> {
     let held: Arc<Mutex<HashSet<i64>>> = Arc::default();
-    let jobs: Mutex<HashMap<JobId, Arc<Opened>>> = Mutex::default();
+    let mut jobs: HashMap<JobId, Arc<Opened>> = HashMap::new();
     let heartbeat = {
         let (queue, held) = (queue.clone(), held.clone());
         let every = Duration::from_secs_f64(opts.lease_secs / 3.0);
@@ -127,11 +127,10 @@ pub async fn work(
             tokio::time::sleep(opts.poll).await;
             continue;
         };
-        let known = jobs.lock().get(&claim.job).cloned();
-        let players = match known {
-            Some(p) => p,
+        let players = match jobs.get(&claim.job) {
+            Some(p) => p.clone(),
             None => match open_job(&*queue, openers, claim.job).await {
-                Ok(p) => jobs.lock().entry(claim.job).or_insert(Arc::new(p)).clone(),
+                Ok(p) => jobs.entry(claim.job).or_insert(Arc::new(p)).clone(),
                 Err(e) => {
                     let _ = queue.release(&claim).await;
                     break Err(e);
