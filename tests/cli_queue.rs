@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arbor_queue::testing::PgCluster;
-use common::{arbor, ARBOR};
+use common::{arbor, math_tasks as tasks, mock, ARBOR};
 use serde_json::Value;
 
 /// A child process killed on drop.
@@ -24,28 +24,6 @@ impl Drop for Proc {
 }
 
 /// `arbor mock-server` on a free port; its /v1 URL.
-fn mock(extra: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(ARBOR)
-        .args(["mock-server", "--port", "0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = format!("{}/v1", line.trim().trim_end_matches('/').trim_end_matches("/v1"));
-    (Proc(child), url)
-}
-
-fn tasks(dir: &Path, n: usize) -> PathBuf {
-    let (ok, out, err) = arbor(&["env", "sample", "--env", "math", "--n", &n.to_string(), "--seed", "5"]);
-    assert!(ok, "{err}");
-    let p = dir.join("items.jsonl");
-    std::fs::write(&p, out).unwrap();
-    p
-}
-
 fn synth(input: &Path, out: &Path, url: &str, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = ["synth", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(),
         "--target-url", url, "--target-model", "t", "--judge-url", url, "--judge-model", "j"]
@@ -96,7 +74,8 @@ fn count_before(text: &str, what: &str) -> u64 {
 #[test]
 fn a_queue_job_across_workers_gives_the_local_run_s_pairs() {
     let pg = PgCluster::start().unwrap();
-    let (_m, url) = mock(&["--latency-ms", "15"]);
+    let m = mock(&["--latency-ms", "15"]);
+    let url = m.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let input = tasks(dir.path(), 64);
     let cfg = dir.path().join("synth.toml");
@@ -140,7 +119,8 @@ fn a_queue_job_across_workers_gives_the_local_run_s_pairs() {
 #[test]
 fn a_killed_worker_s_items_are_played_again_or_end_as_dead_letters() {
     let pg = PgCluster::start().unwrap();
-    let (_m, url) = mock(&["--latency-ms", "400"]);
+    let m = mock(&["--latency-ms", "400"]);
+    let url = m.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let input = tasks(dir.path(), 10);
     let local = dir.path().join("local");
@@ -203,7 +183,8 @@ fn passwords_stay_out_of_the_output_and_jobs_can_be_cancelled() {
     let (_, _, err) = arbor(&["job", "status", &wrong]);
     assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
 
-    let (_m, url) = mock(&[]);
+    let m = mock(&[]);
+    let url = m.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let input = tasks(dir.path(), 3);
     let args = synth(&input, &dir.path().join("out"), &url, &["--queue".into(), pg.url(), "--workers".into(), "0".into()].iter().map(String::as_str).collect::<Vec<_>>());
@@ -228,7 +209,8 @@ fn passwords_stay_out_of_the_output_and_jobs_can_be_cancelled() {
 fn a_search_job_on_the_queue_gives_the_local_trees() {
     let pg = PgCluster::start().unwrap();
     // Slow enough answers that the second worker, started with the job, gets trees to build.
-    let (_m, url) = mock(&["--latency-ms", "60"]);
+    let m = mock(&["--latency-ms", "60"]);
+    let url = m.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let (local, queued) = (dir.path().join("local"), dir.path().join("queued"));
     let args = |out: &Path| -> Vec<String> {
@@ -277,8 +259,9 @@ fn a_search_job_on_the_queue_gives_the_local_trees() {
 #[test]
 fn two_thousand_items_through_faults_and_killed_workers_equal_the_local_run() {
     let pg = PgCluster::start().unwrap();
-    let (_m, url) = mock(&["--latency-ms", "10", "--fault", "429=0.025", "--fault", "500=0.025", "--fault", "truncated=0.025",
+    let m = mock(&["--latency-ms", "10", "--fault", "429=0.025", "--fault", "500=0.025", "--fault", "truncated=0.025",
                            "--fault", "hang=0.025", "--hang-ms", "1500", "--retry-after-s", "0"]);
+    let url = m.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let n = 2000;
     let input = tasks(dir.path(), n);
@@ -330,7 +313,8 @@ fn two_thousand_items_through_faults_and_killed_workers_equal_the_local_run() {
 #[test]
 fn two_jobs_at_once_stay_apart() {
     let pg = PgCluster::start().unwrap();
-    let (_m, url) = mock(&["--latency-ms", "20"]);
+    let m = mock(&["--latency-ms", "20"]);
+    let url = m.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let mut runs = Vec::new();
     for (k, seed) in [(0, "5"), (1, "6")] {

@@ -8,59 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{arbor, ARBOR};
+use common::{arbor, math_tasks as tasks, mock, Mock, ARBOR};
 use serde_json::{json, Value};
 
-/// `arbor mock-server` on a free port, killed on drop.
-struct Mock {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn mock(extra: &[&str]) -> Mock {
-    let mut child = Command::new(ARBOR)
-        .args(["mock-server", "--port", "0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line.trim().trim_end_matches('/').to_string();
-    let url = if base.ends_with("/v1") {
-        base
-    } else {
-        format!("{base}/v1")
-    };
-    Mock { child, url }
-}
-
-fn tasks(dir: &Path, n: usize) -> PathBuf {
-    let (ok, out, err) = arbor(&[
-        "env",
-        "sample",
-        "--env",
-        "math",
-        "--n",
-        &n.to_string(),
-        "--seed",
-        "5",
-    ]);
-    assert!(ok, "{err}");
-    let p = dir.join("items.jsonl");
-    std::fs::write(&p, out).unwrap();
-    p
-}
 
 fn jsonl(p: &Path) -> Vec<Value> {
     std::fs::read_to_string(p)

@@ -41,3 +41,42 @@ pub fn venv_python() -> std::path::PathBuf {
     assert!(ok, "HF datasets is missing: run `bash .ci/run`, or `{} -m pip install datasets pandas pyarrow`", py.display());
     py
 }
+
+/// `arbor mock-server` on a free port, killed on drop.
+pub struct Mock {
+    pub child: std::process::Child,
+    /// Its base URL, ending in `/v1`.
+    pub url: String,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `arbor mock-server EXTRA…` and waits for the address it prints.
+pub fn mock(extra: &[&str]) -> Mock {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(ARBOR)
+        .args(["mock-server", "--port", "0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = format!("{}/v1", line.trim().trim_end_matches('/').trim_end_matches("/v1"));
+    Mock { child, url }
+}
+
+/// `n` one-step math tasks (`arbor env sample`, seed 5) written to `DIR/items.jsonl`.
+pub fn math_tasks(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let (ok, out, err) = arbor(&["env", "sample", "--env", "math", "--n", &n.to_string(), "--seed", "5"]);
+    assert!(ok, "{err}");
+    let p = dir.join("items.jsonl");
+    std::fs::write(&p, out).unwrap();
+    p
+}

@@ -1,9 +1,12 @@
-//! `arbor bench judge`: how often arbor synth's judge picks the better answer. A labelled set
-//! from GSM8K test: each problem's reference solution against the same solution with its last
-//! result changed and carried to the final answer (one arithmetic slip). Each judge setup scores
-//! every pair with synth's own judge (`arbor_synth::jury::judge`), the correct answer shown
-//! first for even problems and second for odd ones; the figures are accuracy (the correct
-//! answer scored higher), ties, and position consistency (the same ranking in both orders).
+//! `arbor bench judge`: how often arbor synth's judge picks the better answer. Labelled sets
+//! from GSM8K test, each problem's reference solution against a wrong one: `slips`, the same
+//! solution with its last result changed and carried to the final answer (one arithmetic slip);
+//! `model`, a solution the judged model itself wrote whose final answer is wrong. Each judge setup
+//! scores every pair with synth's own judge (`arbor_synth::jury::judge`), the correct answer shown
+//! first for even problems and second for odd ones; the figures are accuracy (the correct answer
+//! scored higher), ties, position consistency (the same ranking in both orders), the tools the
+//! model called itself, and for synth's default judge the reward gate's precision (of the pairs
+//! it lets through, the share whose chosen answer is the correct one).
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +14,7 @@ use std::time::{Duration, Instant};
 use arbor_core::Message;
 use arbor_llm::{ModelOpener, ModelSpec};
 use arbor_synth::config::{JuryAggregate, RoleConfig, SynthConfig, ToolUse};
-use arbor_synth::game::{Players, RoleModel};
+use arbor_synth::game::{ranking, Players, RoleModel};
 use arbor_synth::input::Item;
 use arbor_synth::prompts::PromptPair;
 
@@ -32,6 +35,13 @@ pub struct JudgeBenchArgs {
     concurrency: usize,
     #[arg(long, default_value_t = 512)]
     max_tokens: u32,
+    /// Labelled sets: `slips` (reference vs. a carried arithmetic slip), `model` (reference vs.
+    /// the judged model's own wrong solution, sampled until one is wrong).
+    #[arg(long, value_delimiter = ',', default_value = "slips,model")]
+    sets: Vec<String>,
+    /// Judge setups to run (numbers from the table; all when empty).
+    #[arg(long, value_delimiter = ',')]
+    setups: Vec<usize>,
 }
 
 /// One labelled pair: the problem, its answer, a correct and a wrong solution.
@@ -66,19 +76,33 @@ pub fn labelled(question: &str, solution: &str, k: usize) -> Option<Labelled> {
     })
 }
 
-/// The judge setups compared: (name, reference shown to the judge, config).
-fn setups(judge: &RoleConfig) -> Vec<(&'static str, bool, SynthConfig)> {
+/// How a run's judgements are read: as synth uses them, from the forward order alone (a
+/// one-order judge: the same calls), or with the checks' penalty added back (the evidence shown,
+/// the verdict left to the model: the same calls too).
+#[derive(Clone, Copy, PartialEq)]
+enum View {
+    Final,
+    FirstOrder,
+    Unpenalized,
+}
+
+/// The judge runs compared: (reference shown to the judge, config, its rows: (name, view)).
+/// The fourth is `arbor synth`'s default judge; its pairs also go to the reward gate.
+type Setup = (bool, SynthConfig, Vec<(&'static str, View)>);
+
+fn setups(judge: &RoleConfig) -> Vec<Setup> {
     let base = SynthConfig { judge: judge.clone(), candidates: 2, ..Default::default() };
-    let one_order = SynthConfig { both_orders: false, tool_use: ToolUse::None, ..base.clone() };
-    let both = SynthConfig { tool_use: ToolUse::None, ..base.clone() };
-    let calculator = SynthConfig { judge_tools: vec!["calculator".into()], ..base.clone() };
-    let jury = SynthConfig { judges: vec![judge.clone(), judge.clone()], jury_aggregate: JuryAggregate::Majority, tool_use: ToolUse::None, ..base.clone() };
+    let bare = SynthConfig { tool_use: ToolUse::None, judge_checks: vec![], ..base.clone() };
     vec![
-        ("self-judge, one order, no tools", false, one_order),
-        ("both orders (disagreement = tie), no tools", false, both),
-        ("both orders + calculator", false, calculator),
-        ("both orders + calculator + verifier, reference shown", true, base),
-        ("jury of 3 samples (majority), both orders, no tools", false, jury),
+        (false, bare.clone(), vec![("self-judge, one order, no tools", View::FirstOrder), ("both orders (disagreement = tie), no tools", View::Final)]),
+        (true, SynthConfig { judge_checks: vec![], ..base.clone() }, vec![("both orders, tools offered to the model (calculator, verify_answer), reference shown", View::Final)]),
+        (
+            false,
+            SynthConfig { judge_checks: vec!["arithmetic".into()], ..bare.clone() },
+            vec![("both orders, arithmetic check shown to the model, verdict left to it", View::Unpenalized), ("both orders, arithmetic check (penalty 10), no reference", View::Final)],
+        ),
+        (true, base, vec![("synth's default: both orders, tools offered, arithmetic + answer checks, reference shown", View::Final)]),
+        (false, SynthConfig { judges: vec![judge.clone(), judge.clone()], jury_aggregate: JuryAggregate::Majority, ..bare }, vec![("jury of 3 samples (majority), both orders, no tools", View::Final)]),
     ]
 }
 
@@ -90,72 +114,173 @@ struct Tally {
     failed: usize,
     consistent: usize,
     judged: usize,
+    /// Tool calls the judge model made itself (the checks' own calls not counted).
+    model_calls: usize,
+    /// Reward gate: pairs let through, and of those with the correct answer chosen.
+    gated: usize,
+    gated_right: usize,
 }
 
-pub async fn run(a: JudgeBenchArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&a.gsm8k).map_err(|e| anyhow::anyhow!("{}: {e}", a.gsm8k.display()))?;
-    let set: Vec<Labelled> = text
+/// One judged pair: the judgement (or none when it failed), which candidate was correct, and
+/// with the gate: (let through, chose the correct answer).
+type Judged = (Option<arbor_synth::game::Judgement>, usize, Option<(bool, bool)>);
+
+/// `check_calls`: the tool calls per pair the checks make themselves (not the model's).
+fn tally(results: &[Judged], view: View, penalty: f64, check_calls: usize) -> Tally {
+    let mut t = Tally::default();
+    for (j, right, verdict) in results {
+        let Some(j) = j else {
+            t.failed += 1;
+            continue;
+        };
+        t.judged += 1;
+        t.model_calls += j.tool_calls.len().saturating_sub(check_calls);
+        if let Some((true, chose_right)) = verdict {
+            t.gated += 1;
+            t.gated_right += usize::from(*chose_right);
+        }
+        let unpenalize = |o: &Vec<f64>| -> Vec<f64> { o.iter().zip(&j.checks).map(|(s, c)| s + penalty * c.failed.len() as f64).collect() };
+        let (scores, agree) = match view {
+            View::Final => (j.scores.clone(), j.rankings_agree),
+            View::FirstOrder => (j.orders[0].clone(), true),
+            View::Unpenalized => {
+                let orders: Vec<Vec<f64>> = j.orders.iter().map(unpenalize).collect();
+                let agree = orders.iter().all(|o| ranking(o) == ranking(&orders[0]));
+                (unpenalize(&j.scores), agree)
+            }
+        };
+        t.consistent += usize::from(agree);
+        let (s_right, s_wrong) = (scores[*right], scores[1 - *right]);
+        // Orders that disagree are a tie, whatever their averaged scores say.
+        if !agree || s_right == s_wrong {
+            t.ties += 1;
+        } else if s_right > s_wrong {
+            t.right += 1;
+        } else {
+            t.wrong += 1;
+        }
+    }
+    t
+}
+
+fn gsm8k(path: &std::path::Path, n: usize) -> anyhow::Result<Vec<Labelled>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(text
         .lines()
         .enumerate()
         .filter_map(|(k, l)| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;
             labelled(v["question"].as_str()?, v["answer"].as_str()?, k)
         })
-        .take(a.pairs)
-        .collect();
+        .take(n)
+        .collect())
+}
+
+/// The `model` set: each problem's reference against a solution `role` wrote itself whose final
+/// answer is wrong (up to 8 samples; problems it always solves are left out).
+async fn model_wrong(role: &RoleModel, set: &[Labelled], concurrency: usize) -> Vec<Labelled> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut runs = tokio::task::JoinSet::new();
+    for (i, l) in set.iter().cloned().enumerate() {
+        let (model, name, limit) = (role.model.clone(), role.name.clone(), limit.clone());
+        runs.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            for attempt in 0..8u64 {
+                let mut req = arbor_llm::LlmRequest::chat(&name, vec![Message::user(format!("{}\nSolve it step by step and end with \"The answer is N.\"", l.question))]);
+                req.params.max_tokens = Some(384);
+                req.params.temperature = Some(0.8);
+                req.params.seed = Some(1000 * i as u64 + attempt);
+                let Ok(out) = model.generate(&req).await else { continue };
+                let text = out.text().trim().to_string();
+                if !text.is_empty() && !arbor_checks::verifier::verify(&text, &l.answer).correct {
+                    return Some((i, Labelled { wrong: text, ..l }));
+                }
+            }
+            None
+        });
+    }
+    let mut out: Vec<(usize, Labelled)> = runs.join_all().await.into_iter().flatten().collect();
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, l)| l).collect()
+}
+
+pub async fn run(a: JudgeBenchArgs) -> anyhow::Result<()> {
+    let slips = gsm8k(&a.gsm8k, a.pairs)?;
     let opener = arbor_model::Models::new(None);
     let spec = ModelSpec { url: a.url.as_ref().map(|u| u.to_string()), model: a.model.clone(), max_in_flight: Some(a.concurrency), timeout_secs: Some(600.0) };
     let (model, name) = opener.open(&spec).await?;
     let role = RoleModel { model, name: name.clone(), config: RoleConfig { max_tokens: Some(a.max_tokens), temperature: Some(0.7), ..Default::default() } };
-    println!("judge: {name}; {} GSM8K test pairs (reference solution vs. the same with its final result off)", set.len());
-    println!("| setup | accuracy | wrong | ties | failed | position-consistent | seconds |\n| --- | --- | --- | --- | --- | --- | --- |");
-    for (setup, reference, cfg) in setups(&role.config) {
-        let players = Arc::new(Players {
-            target: role.clone(),
-            judge: role.clone(),
-            jury: cfg.judges.iter().map(|_| role.clone()).collect(),
-            reward: role.clone(),
-            optimizer: role.clone(),
-            tools: arbor_tools::builtin::pure_tools(Duration::from_secs(10)),
-        });
+    for set_name in &a.sets {
         let started = Instant::now();
-        let limit = Arc::new(tokio::sync::Semaphore::new(a.concurrency));
-        let mut runs = tokio::task::JoinSet::new();
-        for (i, l) in set.iter().cloned().enumerate() {
-            let (players, cfg, limit) = (players.clone(), cfg.clone(), limit.clone());
-            runs.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let item = Item { index: i, id: format!("gsm8k-test-{i}"), messages: vec![Message::user(&l.question)], reference: reference.then(|| l.answer.clone()), metadata: Default::default() };
-                // The correct answer first for even problems, second for odd ones.
-                let (cands, right) = if i % 2 == 0 { (vec![l.correct, l.wrong], 0) } else { (vec![l.wrong, l.correct], 1) };
-                let j = arbor_synth::jury::judge(&players, &cfg, &item, &PromptPair::initial(), &cands, 0).await;
-                (j, right)
-            });
-        }
-        let mut t = Tally::default();
-        while let Some(r) = runs.join_next().await {
-            let (j, right) = r?;
-            let Ok(j) = j else {
-                t.failed += 1;
+        let (set, what) = match set_name.as_str() {
+            "slips" => (slips.clone(), "reference solution vs. the same with its last result off, carried to the answer"),
+            "model" => (model_wrong(&role, &slips, a.concurrency).await, "reference solution vs. the judged model's own wrong solution"),
+            other => anyhow::bail!("--sets: unknown set `{other}` (slips, model)"),
+        };
+        println!("\njudge: {name}; set `{set_name}`: {} GSM8K test pairs ({what}; built in {:.0} s)", set.len(), started.elapsed().as_secs_f64());
+        println!("| # | setup | accuracy | wrong | ties | failed | position-consistent | model tool calls / pair | gate passes (precision) | seconds |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        let mut row = 0;
+        for (k, (reference, cfg, rows)) in setups(&role.config).into_iter().enumerate() {
+            let gate = k == 3;
+            if !a.setups.is_empty() && !a.setups.contains(&(k + 1)) {
+                row += rows.len();
                 continue;
-            };
-            t.judged += 1;
-            t.consistent += usize::from(j.rankings_agree);
-            let (s_right, s_wrong) = (j.scores[right], j.scores[1 - right]);
-            // Orders that disagree are a tie, whatever their averaged scores say.
-            if !j.rankings_agree || s_right == s_wrong {
-                t.ties += 1;
-            } else if s_right > s_wrong {
-                t.right += 1;
-            } else {
-                t.wrong += 1;
+            }
+            let started = Instant::now();
+            let results = judge_set(&role, &set, reference, &cfg, a.concurrency, gate).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            for (name, view) in rows {
+                row += 1;
+                let check_calls = 2 * cfg.judge_checks.iter().filter(|k| *k != "answer" || reference).count();
+                let t = tally(&results, view, cfg.check_penalty, check_calls);
+                let n = set.len().max(1) as f64;
+                let pct = |x: usize| format!("{:.1}%", 100.0 * x as f64 / n);
+                let consistency = if view == View::FirstOrder { "-".into() } else { format!("{:.1}%", 100.0 * t.consistent as f64 / t.judged.max(1) as f64) };
+                let gate = if gate { format!("{} ({:.1}%)", t.gated, 100.0 * t.gated_right as f64 / t.gated.max(1) as f64) } else { "-".into() };
+                println!("| {row} | {name} | {} | {} | {} | {} | {consistency} | {:.2} | {gate} | {seconds:.0} |", pct(t.right), pct(t.wrong), pct(t.ties), t.failed, t.model_calls as f64 / n);
             }
         }
-        let n = set.len().max(1) as f64;
-        let consistency = if cfg.both_orders { format!("{:.1}%", 100.0 * t.consistent as f64 / t.judged.max(1) as f64) } else { "-".into() };
-        println!("| {setup} | {:.1}% | {:.1}% | {:.1}% | {} | {consistency} | {:.0} |", 100.0 * t.right as f64 / n, 100.0 * t.wrong as f64 / n, 100.0 * t.ties as f64 / n, t.failed, started.elapsed().as_secs_f64());
     }
     Ok(())
+}
+
+/// Judges every pair of `set` under `cfg`; with `gate`, each judged pair also goes to the reward
+/// gate (chosen: the higher-scored answer).
+async fn judge_set(role: &RoleModel, set: &[Labelled], reference: bool, cfg: &SynthConfig, concurrency: usize, gate: bool) -> anyhow::Result<Vec<Judged>> {
+    let players = Arc::new(Players {
+        target: role.clone(),
+        judge: role.clone(),
+        jury: cfg.judges.iter().map(|_| role.clone()).collect(),
+        reward: role.clone(),
+        optimizer: role.clone(),
+        tools: arbor_tools::builtin::pure_tools(Duration::from_secs(10)),
+    });
+    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut runs = tokio::task::JoinSet::new();
+    for (i, l) in set.iter().cloned().enumerate() {
+        let (players, cfg, limit) = (players.clone(), cfg.clone(), limit.clone());
+        runs.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let item = Item { index: i, id: format!("gsm8k-test-{i}"), messages: vec![Message::user(&l.question)], reference: reference.then(|| l.answer.clone()), metadata: Default::default() };
+            // The correct answer first for even problems, second for odd ones.
+            let (cands, right) = if i % 2 == 0 { (vec![l.correct, l.wrong], 0) } else { (vec![l.wrong, l.correct], 1) };
+            let j = arbor_synth::jury::judge(&players, &cfg, &item, &PromptPair::initial(), &cands, 0).await;
+            let verdict = match (&j, gate) {
+                (Ok(j), true) if j.scores[0] != j.scores[1] => {
+                    let chosen = usize::from(j.scores[1] > j.scores[0]);
+                    players.reward(&cfg, &item, &cands[chosen], &cands[1 - chosen], 0).await.ok().map(|v| (v.score >= cfg.threshold, chosen == right))
+                }
+                _ => None,
+            };
+            (j, right, verdict)
+        });
+    }
+    let mut results = Vec::with_capacity(set.len());
+    while let Some(r) = runs.join_next().await {
+        let (j, right, verdict) = r?;
+        results.push((j.ok(), right, verdict));
+    }
+    Ok(results)
 }
 
 #[cfg(test)]

@@ -125,6 +125,11 @@ pub struct SynthConfig {
     pub judge_tools: Vec<String>,
     pub tool_use: ToolUse,
     pub max_tool_rounds: usize,
+    /// Checks arbor runs on every candidate before judging (`checks.rs`): "arithmetic" (every
+    /// worked step recomputed), "answer" (the final answer against the item's reference). The
+    /// judge sees what they found; each failed check costs `check_penalty` points.
+    pub judge_checks: Vec<String>,
+    pub check_penalty: f64,
     /// Judge twice, in forward and reversed candidate order (position-bias check).
     pub both_orders: bool,
     /// Seed of every sampled call (mixed with the item id, round and role).
@@ -193,6 +198,8 @@ impl Default for SynthConfig {
             judge_tools: vec!["calculator".into(), "verify_answer".into()],
             tool_use: ToolUse::Native,
             max_tool_rounds: 4,
+            judge_checks: vec!["arithmetic".into(), "answer".into()],
+            check_penalty: 10.0,
             both_orders: true,
             seed: 0,
             pool_epoch: 256,
@@ -238,6 +245,12 @@ impl SynthConfig {
         }
         if !(self.threshold.is_finite() && self.margin.is_finite() && self.margin >= 0.0) {
             return Err("threshold and margin must be finite numbers (margin >= 0)".into());
+        }
+        if let Some(k) = self.judge_checks.iter().find(|k| !crate::checks::CHECKS.contains(&k.as_str())) {
+            return Err(format!("judge_checks: unknown check `{k}` (known: {})", crate::checks::CHECKS.join(", ")));
+        }
+        if !(self.check_penalty.is_finite() && self.check_penalty >= 0.0) {
+            return Err("check_penalty must be a number of points >= 0".into());
         }
         if self.reward_kind == RewardKind::Endpoint && self.reward.url.is_none() && !self.no_gate {
             return Err("reward_kind = \"endpoint\" needs reward.url".into());

@@ -8,6 +8,8 @@ use arbor_core::{content_hash, Message};
 use arbor_llm::{FinishReason, LanguageModel, LlmRequest, Prompt, SamplingParams};
 use arbor_tools::agent::{run_with_tools, ToolMode};
 use arbor_tools::tool::{ToolOutcome, ToolRegistry};
+
+use crate::checks::CandidateChecks;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -149,6 +151,9 @@ pub struct Judgement {
     pub rankings_agree: bool,
     pub rationale: String,
     pub tool_calls: Vec<ToolOutcome>,
+    /// What `judge_checks` found in each candidate (the scores above already carry their cost).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::checks::CandidateChecks>,
     /// With a jury: each member's own judgement (the fields above then combine them).
     #[serde(default)]
     pub jury: Vec<Vote>,
@@ -293,6 +298,7 @@ impl Players {
         item: &Item,
         judge: &PromptVersion,
         shown: &[&String],
+        checks: &[&CandidateChecks],
         round: u32,
         order: &str,
     ) -> Result<(Vec<f64>, String, Vec<ToolOutcome>), MoveError> {
@@ -303,7 +309,7 @@ impl Players {
         };
         let user = render(
             "judge",
-            context! { instructions => judge.text, prompt => item.prompt_text(), reference => item.reference, candidates => shown, tools => tools },
+            context! { instructions => judge.text, prompt => item.prompt_text(), reference => item.reference, candidates => shown, checks => checks.iter().map(|c| c.summary.as_str()).collect::<Vec<_>>(), tools => tools },
         );
         let schema = crate::schemas::judge(shown.len(), member.config.max_tokens);
         let req = member.json_request(user, seed(cfg, item, round, order), &schema);
@@ -313,16 +319,19 @@ impl Players {
             ToolMode::Native
         };
         let with_tools = (!tools.is_empty()).then_some((&self.tools, mode, cfg.max_tool_rounds));
-        let ((scores, rationale), calls) = member
+        let ((mut scores, rationale), calls) = member
             .ask_json("judge", req, with_tools, cfg.json_repairs, |v| {
                 scores_of(v, shown.len())
             })
             .await?;
+        crate::checks::penalize(&mut scores, checks, cfg.check_penalty);
         Ok((scores, rationale, calls))
     }
 
     /// Scores the candidates with jury member `k` (0: `[judge]`); with `both_orders`, once
-    /// forward and once reversed (at the same time) and averaged.
+    /// forward and once reversed (at the same time) and averaged. `checks`: what the judge
+    /// checks found in each candidate (empty: none ran).
+    #[allow(clippy::too_many_arguments)]
     pub async fn judge(
         &self,
         k: usize,
@@ -330,15 +339,17 @@ impl Players {
         item: &Item,
         prompts: &PromptPair,
         cands: &[String],
+        checks: &[CandidateChecks],
         round: u32,
     ) -> Result<Judgement, MoveError> {
         let member = if k == 0 { &self.judge } else { &self.jury[k - 1] };
         // Member 0 keeps the single judge's seeds, so adding a jury leaves its calls cached.
         let (fwd, rev) = if k == 0 { ("judge".to_string(), "judge-reversed".to_string()) } else { (format!("judge#{k}"), format!("judge-reversed#{k}")) };
         let forward: Vec<&String> = cands.iter().collect();
+        let checks_fwd: Vec<&CandidateChecks> = checks.iter().collect();
         if !cfg.both_orders {
             let (scores, rationale, calls) = self
-                .judge_once(member, cfg, item, &prompts.judge, &forward, round, &fwd)
+                .judge_once(member, cfg, item, &prompts.judge, &forward, &checks_fwd, round, &fwd)
                 .await?;
             return Ok(Judgement {
                 orders: vec![scores.clone()],
@@ -346,13 +357,15 @@ impl Players {
                 rankings_agree: true,
                 rationale,
                 tool_calls: calls,
+                checks: Vec::new(),
                 jury: Vec::new(),
             });
         }
         let reversed: Vec<&String> = cands.iter().rev().collect();
+        let checks_rev: Vec<&CandidateChecks> = checks.iter().rev().collect();
         let (a, b) = tokio::join!(
-            self.judge_once(member, cfg, item, &prompts.judge, &forward, round, &fwd),
-            self.judge_once(member, cfg, item, &prompts.judge, &reversed, round, &rev)
+            self.judge_once(member, cfg, item, &prompts.judge, &forward, &checks_fwd, round, &fwd),
+            self.judge_once(member, cfg, item, &prompts.judge, &reversed, &checks_rev, round, &rev)
         );
         let (sa, ra, ca) = a?;
         let (mut sb, rb, cb) = b?;
@@ -370,6 +383,7 @@ impl Players {
             rankings_agree: agree,
             rationale,
             tool_calls: ca.into_iter().chain(cb).collect(),
+            checks: Vec::new(),
             jury: Vec::new(),
         })
     }

@@ -10,14 +10,20 @@ use crate::input::Item;
 use crate::prompts::PromptPair;
 
 /// Every member's judgement of `cands`, combined (a lone judge's judgement as it is).
+/// The judge checks run once, before any member scores, and every member sees their findings.
 pub async fn judge(p: &Players, cfg: &SynthConfig, item: &Item, prompts: &PromptPair, cands: &[String], round: u32) -> Result<Judgement, MoveError> {
-    if p.jury.is_empty() {
-        return p.judge(0, cfg, item, prompts, cands, round).await;
-    }
-    let all = futures::future::join_all((0..=p.jury.len()).map(|k| p.judge(k, cfg, item, prompts, cands, round))).await;
-    let judgements = all.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let names = std::iter::once(&p.judge).chain(&p.jury).map(|m| m.name.clone());
-    Ok(combine(cfg.jury_aggregate, names.zip(judgements).collect()))
+    let (checks, check_calls) = crate::checks::run(&p.tools, cfg, item, cands).await;
+    let mut j = if p.jury.is_empty() {
+        p.judge(0, cfg, item, prompts, cands, &checks, round).await?
+    } else {
+        let all = futures::future::join_all((0..=p.jury.len()).map(|k| p.judge(k, cfg, item, prompts, cands, &checks, round))).await;
+        let judgements = all.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let names = std::iter::once(&p.judge).chain(&p.jury).map(|m| m.name.clone());
+        combine(cfg.jury_aggregate, names.zip(judgements).collect())
+    };
+    j.checks = checks;
+    j.tool_calls.splice(0..0, check_calls);
+    Ok(j)
 }
 
 /// The members' judgements as one: scores by `aggregate` (mean: the mean score; majority: the
@@ -44,6 +50,7 @@ pub fn combine(aggregate: JuryAggregate, members: Vec<(String, Judgement)>) -> J
         rankings_agree: members.iter().all(|(_, j)| j.rankings_agree),
         rationale: members.iter().map(|(m, j)| format!("[{m}] {}", j.rationale)).collect::<Vec<_>>().join("\n\n"),
         tool_calls: members.iter().flat_map(|(_, j)| j.tool_calls.clone()).collect(),
+        checks: Vec::new(),
         jury: members
             .into_iter()
             .map(|(model, j)| Vote { model, scores: j.scores, orders: j.orders, rankings_agree: j.rankings_agree, rationale: j.rationale })
@@ -64,7 +71,7 @@ mod tests {
     use super::*;
 
     fn j(scores: &[f64]) -> Judgement {
-        Judgement { scores: scores.to_vec(), orders: vec![scores.to_vec()], rankings_agree: true, rationale: "r".into(), tool_calls: vec![], jury: vec![] }
+        Judgement { scores: scores.to_vec(), orders: vec![scores.to_vec()], rankings_agree: true, rationale: "r".into(), tool_calls: vec![], checks: vec![], jury: vec![] }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - [`config`]: `synth.toml` (every CLI flag a key).
 //! - [`input`]: JSONL/Parquet items with per-line errors.
 //! - [`prompts`]: templates (prompts/synth), prompt versions, the lagged prompt pool.
-//! - [`game`]: the moves (sample, judge in two orders, pair, reward, optimize); [`schemas`]:
+//! - [`game`]: the moves (sample, judge in two orders, pair, reward, optimize); [`checks`]:
+//!   what arbor's own tool calls find in each candidate before judging; [`schemas`]:
 //!   the JSON Schemas of the roles' answers.
 //! - `play`: one item's rounds as an async state machine; [`engine`]: admission under the
 //!   in-flight limit and the journal actor; [`journal`]: durable progress for exact resume;
@@ -14,6 +15,7 @@
 //!   calls and tokens before it runs (`--dry-run`).
 
 pub mod accounting;
+pub mod checks;
 pub mod config;
 pub mod dedup;
 pub mod engine;

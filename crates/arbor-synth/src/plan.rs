@@ -55,8 +55,11 @@ pub fn plan(cfg: &SynthConfig, items: &[Item]) -> Plan {
         let system = render("target", context! { instructions => prompts.target.text });
         i.messages.iter().fold(system, |s, m| s + &m.content)
     });
+    // The checks' findings: one line per candidate, about as long as two wrong steps make it.
+    let finding = "12 worked steps recomputed, 2 wrong: 1234 * 56 = 69104 (is 69104); final answer 1234 does not match the reference";
+    let checks: Vec<&str> = if cfg.judge_checks.is_empty() { Vec::new() } else { vec![finding; c] };
     let judge_prompt = mean(&|i| {
-        render("judge", context! { instructions => prompts.judge.text, prompt => i.prompt_text(), reference => i.reference, candidates => shown, tools => tools })
+        render("judge", context! { instructions => prompts.judge.text, prompt => i.prompt_text(), reference => i.reference, candidates => shown, checks => checks, tools => tools })
     });
     let reward_prompt = mean(&|i| {
         render("reward", context! { prompt => i.prompt_text(), reference => i.reference, chosen => candidate, rejected => candidate })

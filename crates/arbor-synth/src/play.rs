@@ -146,6 +146,7 @@ async fn round(sh: &Shared, g: &Game) -> Round {
             rankings_agree: true,
             rationale: "not judged".into(),
             tool_calls: Vec::new(),
+            checks: Vec::new(),
             jury: Vec::new(),
         };
         return Round::Rejected {

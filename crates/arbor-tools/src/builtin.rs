@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use arbor_checks::retrieval::Bm25Index;
 use arbor_checks::sandbox::PythonRunner;
 use crate::tool::{Tool, ToolRegistry};
-use arbor_checks::{calculator, format, unit_tests, verifier};
+use arbor_checks::{arithmetic, calculator, format, unit_tests, verifier};
 
 fn spec(name: &str, description: &str, parameters: Value) -> ToolSpec {
     ToolSpec {
@@ -38,6 +38,24 @@ impl Tool for Calculator {
     async fn run(&self, args: Value) -> Result<Value, String> {
         let v = calculator::evaluate(str_arg(&args, "expression")).map_err(|e| e.to_string())?;
         Ok(json!({"result": calculator::render(&v)}))
+    }
+}
+
+pub struct ArithmeticCheck;
+
+#[async_trait]
+impl Tool for ArithmeticCheck {
+    fn spec(&self) -> ToolSpec {
+        spec(
+            "check_arithmetic",
+            "Recompute every worked step (\"expression = number\") of a text exactly; reports each step and whether it holds.",
+            json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"], "additionalProperties": false}),
+        )
+    }
+    async fn run(&self, args: Value) -> Result<Value, String> {
+        let eqs = arithmetic::equations(str_arg(&args, "text"));
+        let wrong = eqs.iter().filter(|e| !e.holds).count();
+        Ok(json!({"steps": eqs, "wrong": wrong}))
     }
 }
 
@@ -159,10 +177,12 @@ impl Tool for JsonSchemaCheck {
     }
 }
 
-/// The registry of tools needing nothing from the host: calculator, verifier, format checks.
+/// The registry of tools needing nothing from the host: calculator, arithmetic check, verifier,
+/// format checks.
 pub fn pure_tools(timeout: std::time::Duration) -> ToolRegistry {
     ToolRegistry::new(timeout)
         .with(Arc::new(Calculator))
+        .with(Arc::new(ArithmeticCheck))
         .with(Arc::new(AnswerVerifier))
         .with(Arc::new(RegexCheck))
         .with(Arc::new(JsonSchemaCheck))
@@ -193,7 +213,10 @@ mod tests {
         let missing = reg.call("calculator", r#"{"expr": "1"}"#).await;
         assert!(missing.error.unwrap().starts_with("invalid arguments"),);
         let unknown = reg.call("nope", "{}").await;
-        assert!(unknown.error.unwrap().contains("available: calculator"));
+        assert!(unknown.error.unwrap().contains("available: calculator, check_arithmetic"));
+        let steps = reg.call("check_arithmetic", r#"{"text": "3 * 4 = 12 and 9 * 2 = 21"}"#).await;
+        assert!(steps.ok && steps.output["wrong"] == 1, "{steps:?}");
+        assert_eq!(steps.output["steps"][1]["value"], "18");
         let v = reg
             .call(
                 "verify_answer",
