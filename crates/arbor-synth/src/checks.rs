@@ -13,9 +13,6 @@ use arbor_tools::tool::{ToolOutcome, ToolRegistry};
 use crate::config::SynthConfig;
 use crate::input::Item;
 
-/// The check names `judge_checks` accepts.
-pub const CHECKS: [&str; 2] = ["arithmetic", "answer"];
-
 /// What the checks found in one candidate.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CandidateChecks {

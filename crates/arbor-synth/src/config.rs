@@ -158,6 +158,9 @@ pub struct SynthConfig {
     pub item_deadline_secs: f64,
 }
 
+/// The check names `judge_checks` accepts (`checks.rs` runs them).
+pub const CHECKS: [&str; 2] = ["arithmetic", "answer"];
+
 impl Default for SynthConfig {
     fn default() -> Self {
         Self {
@@ -246,8 +249,8 @@ impl SynthConfig {
         if !(self.threshold.is_finite() && self.margin.is_finite() && self.margin >= 0.0) {
             return Err("threshold and margin must be finite numbers (margin >= 0)".into());
         }
-        if let Some(k) = self.judge_checks.iter().find(|k| !crate::checks::CHECKS.contains(&k.as_str())) {
-            return Err(format!("judge_checks: unknown check `{k}` (known: {})", crate::checks::CHECKS.join(", ")));
+        if let Some(k) = self.judge_checks.iter().find(|k| !CHECKS.contains(&k.as_str())) {
+            return Err(format!("judge_checks: unknown check `{k}` (known: {})", CHECKS.join(", ")));
         }
         if !(self.check_penalty.is_finite() && self.check_penalty >= 0.0) {
             return Err("check_penalty must be a number of points >= 0".into());
