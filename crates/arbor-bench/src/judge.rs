@@ -39,7 +39,8 @@ pub struct JudgeBenchArgs {
     /// the judged model's own wrong solution, sampled until one is wrong).
     #[arg(long, value_delimiter = ',', default_value = "slips,model")]
     sets: Vec<String>,
-    /// Judge setups to run (numbers from the table; all when empty).
+    /// Judge runs to make (all when empty): 1 no tools (table rows 1-2), 2 tools offered
+    /// (row 3), 3 arithmetic check (rows 4-5), 4 synth's default (row 6), 5 jury (row 7).
     #[arg(long, value_delimiter = ',')]
     setups: Vec<usize>,
 }
