@@ -1,9 +1,10 @@
 """PyTorch side of `arbor bench train`: the same DPO or OREO step as arbor's, on the same
-Hugging Face checkpoint and the same token batch (written by arbor), on the CPU.
+Hugging Face checkpoint and the same token batch (written by arbor), on the CPU or a CUDA GPU
+(float32 both, TF32 off: the precision arbor computes in).
 
 Prints one JSON line: seconds per step (mean over the timed steps after one warm-up), response
 tokens per second, and each step's loss (the first must match arbor's: same model, same data).
-Usage: python benches/train_torch.py --model DIR --batch batch.json --steps 3
+Usage: python benches/train_torch.py --model DIR --batch batch.json --steps 3 [--device cuda]
 """
 import argparse
 import copy
@@ -12,7 +13,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+import transformers
 from transformers import AutoModelForCausalLM
+
+
+DEVICE = torch.device("cpu")
 
 
 def batch_tensors(seqs):
@@ -28,7 +33,7 @@ def batch_tensors(seqs):
         att[b, pad:] = 1
         act[b, pad + s["prompt_len"] - 1 :] = 1.0
     pos = (att.cumsum(1) - 1).clamp(min=0)
-    return ids, att, pos, act
+    return ids.to(DEVICE), att.to(DEVICE), pos.to(DEVICE), act.to(DEVICE)
 
 
 def token_logprobs(model, ids, att, pos, keep_dist=False):
@@ -68,7 +73,7 @@ def oreo_loss(policy, ref, critic, seqs, rewards, beta, alpha):
     rho = (lp - rlp) * act
     kl = (dist.exp() * (dist - rdist)).sum(-1) * act if alpha > 0 else torch.zeros_like(rho)
     v = critic(ids, att, pos)[:, :-1]
-    r = torch.tensor(rewards).unsqueeze(1)
+    r = torch.tensor(rewards, device=DEVICE).unsqueeze(1)
     rd = rho.detach()
     incl = rd.flip(1).cumsum(1).flip(1)  # Σ_{i>=t}
     excl = incl - rd
@@ -85,22 +90,33 @@ def main():
     ap.add_argument("--batch", required=True)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
+    cuda = DEVICE.type == "cuda"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     b = json.load(open(a.batch))
-    policy = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=torch.float32, attn_implementation="eager")
+    # transformers 4.56 renamed `torch_dtype` to `dtype`.
+    new = tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 56)
+    dtype = {"dtype" if new else "torch_dtype": torch.float32}
+    policy = AutoModelForCausalLM.from_pretrained(a.model, attn_implementation="eager", **dtype).to(DEVICE)
     ref = copy.deepcopy(policy).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
     seqs = [s for e in b["examples"] for s in e["seqs"]]
     rewards = [e["reward"] for e in b["examples"]]
     tokens = sum(len(s["tokens"]) - s["prompt_len"] for s in seqs)
-    critic = Critic(copy.deepcopy(policy)) if b["algo"] == "oreo" else None
+    critic = Critic(copy.deepcopy(policy)).to(DEVICE) if b["algo"] == "oreo" else None
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-5, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
     vopt = torch.optim.AdamW(critic.parameters(), lr=1e-5, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0) if critic else None
     times, losses = [], []
     for _ in range(a.steps + 1):
+        if cuda:
+            torch.cuda.synchronize()
         t = time.perf_counter()
         if b["algo"] == "dpo":
             ploss, vloss = dpo_loss(policy, ref, seqs, b["beta"])
@@ -116,9 +132,13 @@ def main():
         ploss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     mean = sum(times[1:]) / max(1, len(times) - 1)
-    print(json.dumps({"impl": f"PyTorch {torch.__version__} (CPU, {a.threads} threads)", "step_s": mean, "tokens_per_step": tokens,
+    where = f"CUDA, {torch.cuda.get_device_name()}" if cuda else f"CPU, {a.threads} threads"
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    print(json.dumps({"impl": f"PyTorch {torch.__version__} ({where})", "step_s": mean, "peak_allocated_mib": peak, "tokens_per_step": tokens,
                       "tokens_per_s": tokens / mean, "losses": losses, "step_times": times}))
 
 

@@ -292,3 +292,103 @@ fn bad_rows_are_reported_with_file_and_line_and_the_rest_trains() {
     ]);
     assert!(!ok && err.contains("cannot be trained with oreo"), "{err}");
 }
+
+/// benches/gpu.sh's dry run on the CPU: the device check (CPU against itself) and a DPO and an
+/// OREO step of `arbor bench train` on a tiny model, written where the script says. Catches a
+/// script that no longer runs its parts, or parts whose output it cannot read.
+#[test]
+fn gpu_script_dry_run_on_the_cpu() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let status = Command::new("bash")
+        .args([
+            "benches/gpu.sh",
+            "run",
+            "--device",
+            "cpu",
+            "--shapes",
+            "tiny",
+            "--steps",
+            "1",
+        ])
+        .args(["--bin", common::ARBOR, "--out", s(&out)])
+        .env("OUT", s(&out))
+        .status()
+        .unwrap();
+    let log = std::fs::read_to_string(out.join("log.txt")).unwrap_or_default();
+    assert!(status.success(), "{log}");
+    let dev = common::read_json(&out.join("device.json"));
+    assert_eq!(dev["agrees"], true, "{dev}");
+    let names: Vec<&str> = dev["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["loss"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dpo", "oreo", "oreo critic", "tpo"]);
+    let rows: Vec<Value> = std::fs::read_to_string(out.join("train.jsonl"))
+        .unwrap_or_else(|e| panic!("{e}: {log}"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let algos: Vec<&str> = rows
+        .iter()
+        .map(|r| r["result"]["algo"].as_str().unwrap())
+        .collect();
+    assert_eq!(algos, ["dpo", "oreo"], "{log}");
+    for r in &rows {
+        assert_eq!(r["shape"], "tiny");
+        let a = &r["result"]["arbor"];
+        assert!(a["step_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(
+            a["losses"][0]["policy"].as_f64().unwrap().is_finite(),
+            "{r}"
+        );
+    }
+}
+
+/// `--shape` gives a published model's dimensions, `--tokenizer` another model's vocabulary.
+#[test]
+fn init_takes_a_published_shape_and_the_embedded_tokenizer() {
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("m");
+    let (ok, _, err) = arbor(&[
+        "model",
+        "init",
+        "--shape",
+        "smollm2-135m",
+        "--tokenizer",
+        "embedded",
+        "--out",
+        s(&m),
+    ]);
+    assert!(ok, "{err}");
+    let c = common::read_json(&m.join("config.json"));
+    assert_eq!(
+        (
+            &c["num_hidden_layers"],
+            &c["hidden_size"],
+            &c["num_attention_heads"],
+            &c["num_key_value_heads"],
+            &c["intermediate_size"],
+            &c["vocab_size"]
+        ),
+        (
+            &json!(30),
+            &json!(576),
+            &json!(9),
+            &json!(3),
+            &json!(1536),
+            &json!(49152)
+        ),
+    );
+    let (ok, _, err) = arbor(&[
+        "model",
+        "init",
+        "--shape",
+        "smollm2-9b",
+        "--out",
+        s(&d.path().join("x")),
+    ]);
+    assert!(!ok && err.contains("smollm2-135m"), "{err}");
+}

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use arbor_model::fetch::{fetch, resolve_model};
 use arbor_model::gguf::Gguf;
-use arbor_model::tokenizer::TextTokenizer;
 use arbor_model::init::{init_tiny, TinySpec};
+use arbor_model::tokenizer::TextTokenizer;
 use arbor_model::{DeviceKind, EmbeddedBackend, EmbeddedModel, GenerateOptions};
 use serde_json::json;
 
@@ -67,19 +67,37 @@ pub struct InitArgs {
     /// Vocabulary size of the learned BPE.
     #[arg(long, default_value_t = 512)]
     vocab_size: usize,
+    /// Another model's tokenizer instead (`embedded`, a GGUF file or a checkpoint directory).
+    #[arg(long, conflicts_with = "corpus")]
+    tokenizer: Option<String>,
+    /// A published model's layers, width and heads (overrides those flags); with
+    /// `--tokenizer embedded`, a random model of that size for speed and memory measurements.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(arbor_model::init::SHAPES))]
+    shape: Option<String>,
 }
 
 fn init(a: InitArgs) -> anyhow::Result<()> {
+    let [layers, d_model, heads, kv_heads, d_ff] = match a.shape.as_deref() {
+        Some(s) => arbor_model::init::shape(s).context("unknown --shape")?,
+        None => [a.layers, a.d_model, a.heads, a.kv_heads, a.d_ff],
+    };
+    let tokenizer = match a.tokenizer.as_deref() {
+        Some(t) => Some(resolve_model(
+            (t != "embedded").then(|| std::path::Path::new(t)),
+        )?),
+        None => None,
+    };
     let spec = TinySpec {
-        layers: a.layers,
-        d_model: a.d_model,
-        heads: a.heads,
-        kv_heads: a.kv_heads,
-        d_ff: a.d_ff,
+        layers,
+        d_model,
+        heads,
+        kv_heads,
+        d_ff,
         context: a.context,
         seed: a.seed,
         corpus: a.corpus,
         vocab_size: a.vocab_size,
+        tokenizer,
     };
     init_tiny(&spec, &a.out)?;
     println!("{}", a.out.display());
@@ -183,7 +201,8 @@ pub fn tokenize(a: TokenizeArgs) -> anyhow::Result<()> {
 async fn load(model: Option<PathBuf>, d: DeviceKind) -> anyhow::Result<EmbeddedModel> {
     tokio::task::spawn_blocking(move || {
         let path = resolve_model(model.as_deref())?;
-        EmbeddedModel::load(&path, d.device()).with_context(|| format!("loading {}", path.display()))
+        EmbeddedModel::load(&path, d.device())
+            .with_context(|| format!("loading {}", path.display()))
     })
     .await?
 }
@@ -227,10 +246,21 @@ pub async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     use arbor_serve::{serve, wire::Limits};
     let m = load(a.model.clone(), a.device).await?;
-    let limits = Limits { context: Some(m.cfg.context), max_n: 64 };
+    let limits = Limits {
+        context: Some(m.cfg.context),
+        max_n: 64,
+    };
     let (host, models) = (a.host, vec!["embedded".to_string(), m.name.clone()]);
-    let opts = serve::ServeOptions { host, port: a.port, api_key: a.api_key, models, limits, ..Default::default() };
-    let backend: Arc<dyn arbor_llm::LanguageModel> = Arc::new(EmbeddedBackend::start(m, a.max_batch));
+    let opts = serve::ServeOptions {
+        host,
+        port: a.port,
+        api_key: a.api_key,
+        models,
+        limits,
+        ..Default::default()
+    };
+    let backend: Arc<dyn arbor_llm::LanguageModel> =
+        Arc::new(EmbeddedBackend::start(m, a.max_batch));
     let (addr, task) = serve::serve(backend, opts, serve::shutdown_signal())
         .await
         .with_context(|| format!("cannot listen on {host}:{}", a.port))?;

@@ -3,6 +3,7 @@
 //! with its arguments (clap, flattened into the CLI); [`kit`] and [`resources`] are what they
 //! share (server children, process measurements).
 
+pub mod device;
 pub mod household;
 pub mod judge;
 pub mod kit;
@@ -37,6 +38,9 @@ pub enum BenchCommand {
     /// One DPO or OREO training step on SmolLM2-135M: arbor (burn, CPU) against PyTorch on the
     /// same checkpoint, batch and loss: tokens/s and peak memory.
     Train(train::TrainBenchArgs),
+    /// A GPU backend against the CPU: the losses and gradients of a DPO, an OREO and a TPO
+    /// batch on a small random Llama; fails beyond the tolerance.
+    Device(device::DeviceBenchArgs),
 }
 
 
@@ -51,5 +55,6 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Synth(a) => synth::run(a).await,
         BenchCommand::Judge(a) => judge::run(a).await,
         BenchCommand::Train(a) => tokio::task::block_in_place(|| train::run(a)),
+        BenchCommand::Device(a) => tokio::task::block_in_place(|| device::run(a)),
     }
 }

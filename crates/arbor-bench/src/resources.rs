@@ -71,3 +71,49 @@ pub fn run_measured(cmd: &mut std::process::Command) -> std::io::Result<ChildUsa
         peak_rss_bytes: ru.ru_maxrss as u64 * 1024,
     })
 }
+
+/// Peak GPU memory in use while something runs, sampled from `nvidia-smi` every 100 ms (the
+/// whole device's figure, so one measured process at a time).
+pub struct GpuMemory {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Option<f64>>,
+}
+
+fn gpu_used_mib() -> Option<f64> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl GpuMemory {
+    /// Starts sampling; `None` where there is no `nvidia-smi`.
+    pub fn start() -> Option<Self> {
+        let base = gpu_used_mib()?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = base;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(m) = gpu_used_mib() {
+                    peak = peak.max(m);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Some(peak - base)
+        });
+        Some(Self { stop, thread })
+    }
+
+    /// The peak above what was in use at the start, in MiB.
+    pub fn finish(self) -> Option<f64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().ok().flatten()
+    }
+}

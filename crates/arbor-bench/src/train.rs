@@ -1,6 +1,6 @@
-//! `arbor bench train`: one training step's throughput and peak memory, arbor (burn, flex CPU)
-//! against PyTorch on the same model, the same token batch and the same loss, each in its own
-//! measured child process, one after the other in the same run.
+//! `arbor bench train`: one training step's throughput and peak memory, arbor (burn: flex on the
+//! CPU, or a GPU backend) against PyTorch on the same model, the same token batch and the same
+//! loss, each in its own measured child process, one after the other in the same run.
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -30,6 +30,15 @@ pub struct TrainBenchArgs {
     python: Option<PathBuf>,
     #[arg(long, default_value = "benches/train_torch.py")]
     torch_script: PathBuf,
+    /// arbor's device: cpu, or wgpu / cuda in builds with that feature.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceKind,
+    /// PyTorch's device: cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    torch_device: String,
+    /// arbor's side only (no Python with torch here).
+    #[arg(long)]
+    skip_torch: bool,
     /// Internal: run arbor's side only, on this checkpoint directory, and print JSON.
     #[arg(long, hide = true)]
     worker: Option<PathBuf>,
@@ -101,7 +110,7 @@ fn worker(a: &TrainBenchArgs, dir: &Path) -> anyhow::Result<()> {
         precompute_reference: false,
         ..TrainConfig::default()
     };
-    let start = StartModel::load(&dir.display().to_string(), DeviceKind::Cpu)?;
+    let start = StartModel::load(&dir.display().to_string(), a.device)?;
     let mut probe = Probe::new(&cfg, &start, examples(a.algo, a.batch)?)?;
     if let Some(p) = &a.batch_out {
         std::fs::write(p, probe.batch_json().to_string())?;
@@ -120,9 +129,60 @@ fn worker(a: &TrainBenchArgs, dir: &Path) -> anyhow::Result<()> {
     let mean = timed.iter().sum::<f64>() / timed.len().max(1) as f64;
     println!(
         "{}",
-        json!({"impl": "arbor (burn flex)", "step_s": mean, "tokens_per_step": tokens, "tokens_per_s": tokens as f64 / mean, "losses": losses, "step_times": times})
+        json!({"impl": format!("arbor (burn, {})", device_name(a.device)), "step_s": mean, "tokens_per_step": tokens, "tokens_per_s": tokens as f64 / mean, "losses": losses, "step_times": times})
     );
     Ok(())
+}
+
+fn device_name(d: DeviceKind) -> &'static str {
+    match d {
+        DeviceKind::Cpu => "flex CPU",
+        #[allow(unreachable_patterns)]
+        other => other.name(),
+    }
+}
+
+/// Runs a measured child; on a GPU machine also the peak device memory it added.
+fn measured(
+    cmd: &mut std::process::Command,
+) -> std::io::Result<(crate::resources::ChildUsage, Option<f64>)> {
+    let gpu = crate::resources::GpuMemory::start();
+    let u = run_measured(cmd)?;
+    Ok((u, gpu.and_then(|g| g.finish())))
+}
+
+fn read(p: &Path) -> anyhow::Result<Value> {
+    Ok(serde_json::from_str(
+        std::fs::read_to_string(p)?.lines().last().unwrap_or(""),
+    )?)
+}
+
+fn row(r: &Value, peak_rss: u64, gpu: Option<f64>) -> Value {
+    json!({"impl": r["impl"], "step_s": r["step_s"], "tokens_per_s": r["tokens_per_s"], "peak_rss_mib": peak_rss as f64 / 1048576.0, "peak_gpu_mib": gpu, "peak_allocated_mib": r.get("peak_allocated_mib"), "losses": r["losses"]})
+}
+
+/// PyTorch's step on the same checkpoint and batch, in its own measured process.
+fn torch_side(a: &TrainBenchArgs, dir: &Path, batch: &Path, tmp: &Path) -> anyhow::Result<Value> {
+    let python = a
+        .python
+        .clone()
+        .unwrap_or_else(|| arbor_model::fetch::arbor_home().join("torch-venv/bin/python"));
+    let out_t = tmp.join("torch.json");
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&a.torch_script)
+        .arg("--model")
+        .arg(dir)
+        .arg("--batch")
+        .arg(batch)
+        .arg("--steps")
+        .arg(a.steps.to_string())
+        .arg("--device")
+        .arg(&a.torch_device);
+    cmd.stdout(std::fs::File::create(&out_t)?);
+    let (ut, gt) = measured(&mut cmd)
+        .with_context(|| format!("{} (pip install torch transformers)", python.display()))?;
+    anyhow::ensure!(ut.status.success(), "the PyTorch side failed");
+    Ok(row(&read(&out_t)?, ut.peak_rss_bytes, gt))
 }
 
 pub fn run(a: TrainBenchArgs) -> anyhow::Result<()> {
@@ -153,6 +213,8 @@ pub fn run(a: TrainBenchArgs) -> anyhow::Result<()> {
         &a.batch.to_string(),
         "--steps",
         &a.steps.to_string(),
+        "--device",
+        a.device.name(),
     ])
     .arg("--worker")
     .arg(&dir)
@@ -160,35 +222,17 @@ pub fn run(a: TrainBenchArgs) -> anyhow::Result<()> {
     .arg(&batch);
     let out_a = tmp.path().join("arbor.json");
     cmd.stdout(std::fs::File::create(&out_a)?);
-    let ua = run_measured(&mut cmd)?;
+    let (ua, ga) = measured(&mut cmd)?;
     anyhow::ensure!(ua.status.success(), "arbor's worker failed");
-    let python = a
-        .python
-        .clone()
-        .unwrap_or_else(|| arbor_model::fetch::arbor_home().join("torch-venv/bin/python"));
-    let out_t = tmp.path().join("torch.json");
-    let mut cmd = std::process::Command::new(&python);
-    cmd.arg(&a.torch_script)
-        .arg("--model")
-        .arg(&dir)
-        .arg("--batch")
-        .arg(&batch)
-        .arg("--steps")
-        .arg(a.steps.to_string());
-    cmd.stdout(std::fs::File::create(&out_t)?);
-    let ut = run_measured(&mut cmd)
-        .with_context(|| format!("{} (pip install torch transformers)", python.display()))?;
-    anyhow::ensure!(ut.status.success(), "the PyTorch side failed");
-    let read = |p: &Path| -> anyhow::Result<Value> {
-        Ok(serde_json::from_str(
-            std::fs::read_to_string(p)?.lines().last().unwrap_or(""),
-        )?)
+    let ra = read(&out_a)?;
+    let torch = if a.skip_torch {
+        Value::Null
+    } else {
+        torch_side(&a, &dir, &batch, tmp.path())?
     };
-    let (ra, rt) = (read(&out_a)?, read(&out_t)?);
-    let row = |r: &Value, peak: u64| json!({"impl": r["impl"], "step_s": r["step_s"], "tokens_per_s": r["tokens_per_s"], "peak_rss_mib": peak as f64 / 1048576.0, "losses": r["losses"]});
     println!(
         "{}",
-        json!({"algo": algo, "batch": a.batch, "tokens_per_step": ra["tokens_per_step"], "arbor": row(&ra, ua.peak_rss_bytes), "torch": row(&rt, ut.peak_rss_bytes)})
+        json!({"algo": algo, "batch": a.batch, "tokens_per_step": ra["tokens_per_step"], "arbor": row(&ra, ua.peak_rss_bytes, ga), "torch": torch})
     );
     Ok(())
 }

@@ -25,6 +25,19 @@ impl DeviceKind {
     }
 }
 
+impl DeviceKind {
+    /// The name `--device` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            #[cfg(feature = "gpu-wgpu")]
+            Self::Wgpu => "wgpu",
+            #[cfg(feature = "gpu-cuda")]
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
 impl std::str::FromStr for DeviceKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -34,6 +47,7 @@ impl std::str::FromStr for DeviceKind {
             "wgpu" => Ok(Self::Wgpu),
             #[cfg(feature = "gpu-cuda")]
             "cuda" => Ok(Self::Cuda),
+            #[allow(unreachable_patterns)]
             "wgpu" | "cuda" => Err(format!(
                 "device `{s}` needs arbor built with `--features gpu-{s}`"
             )),

@@ -6,11 +6,13 @@
 //! [`objective`] holds one module per algorithm behind one trait, [`trainer`] is one optimizer
 //! step over them, [`run`] the whole run (schedule, evaluation, [`checkpoint`]s, curves),
 //! [`start`] loads the starting model, [`value`] is the OREO critic and [`learned`] uses it in
-//! arbor-tree's searches; [`probe`] computes losses outside the loop (gradient checks, bench).
+//! arbor-tree's searches; [`probe`] computes losses outside the loop (gradient checks, bench);
+//! [`device_check`] compares a device's losses and gradients with the CPU's.
 pub mod checkpoint;
 pub mod config;
 pub mod curves;
 pub mod data;
+pub mod device_check;
 pub mod forward;
 pub mod learned;
 pub mod losses;

@@ -15,15 +15,21 @@ pub fn adamw(weight_decay: f64) -> ModuleOptimizer {
         .init()
 }
 
+/// The squared norms summed on the device, read once: one read per parameter tensor would
+/// wait for the device hundreds of times a step.
 struct SumSquares<'a> {
     grads: &'a GradientsParams,
-    total: f64,
+    total: Option<Tensor<1>>,
 }
 
 impl ModuleVisitor for SumSquares<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
-            self.total += g.powi_scalar(2).sum().into_scalar::<f32>() as f64;
+            let sq = g.powi_scalar(2).sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + sq,
+                None => sq,
+            });
         }
     }
 }
@@ -44,9 +50,11 @@ impl ModuleVisitor for Scale<'_> {
 /// Scales every gradient of `module` by min(1, max_norm / ‖g‖₂) over all of them together;
 /// returns the norm before clipping.
 pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
-    let mut s = SumSquares { grads, total: 0.0 };
+    let mut s = SumSquares { grads, total: None };
     module.visit(&mut s);
-    let norm = s.total.sqrt();
+    let norm = s
+        .total
+        .map_or(0.0, |t| (t.into_scalar::<f32>() as f64).sqrt());
     if max_norm > 0.0 && norm > max_norm {
         module.visit(&mut Scale {
             grads,
