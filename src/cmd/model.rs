@@ -46,60 +46,12 @@ fn export_gguf(a: ExportGgufArgs) -> anyhow::Result<()> {
 pub struct InitArgs {
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = 2)]
-    layers: usize,
-    #[arg(long, default_value_t = 64)]
-    d_model: usize,
-    #[arg(long, default_value_t = 4)]
-    heads: usize,
-    #[arg(long, default_value_t = 2)]
-    kv_heads: usize,
-    #[arg(long, default_value_t = 192)]
-    d_ff: usize,
-    #[arg(long, default_value_t = 1024)]
-    context: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Learn a byte-level BPE from this text file (e.g. rendered prompts and solutions)
-    /// instead of one token per byte.
-    #[arg(long)]
-    corpus: Option<PathBuf>,
-    /// Vocabulary size of the learned BPE.
-    #[arg(long, default_value_t = 512)]
-    vocab_size: usize,
-    /// Another model's tokenizer instead (`embedded`, a GGUF file or a checkpoint directory).
-    #[arg(long, conflicts_with = "corpus")]
-    tokenizer: Option<String>,
-    /// A published model's layers, width and heads (overrides those flags); with
-    /// `--tokenizer embedded`, a random model of that size for speed and memory measurements.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(arbor_model::init::SHAPES))]
-    shape: Option<String>,
+    #[command(flatten)]
+    spec: TinySpec,
 }
 
 fn init(a: InitArgs) -> anyhow::Result<()> {
-    let [layers, d_model, heads, kv_heads, d_ff] = match a.shape.as_deref() {
-        Some(s) => arbor_model::init::shape(s).context("unknown --shape")?,
-        None => [a.layers, a.d_model, a.heads, a.kv_heads, a.d_ff],
-    };
-    let tokenizer = match a.tokenizer.as_deref() {
-        Some(t) => Some(resolve_model(
-            (t != "embedded").then(|| std::path::Path::new(t)),
-        )?),
-        None => None,
-    };
-    let spec = TinySpec {
-        layers,
-        d_model,
-        heads,
-        kv_heads,
-        d_ff,
-        context: a.context,
-        seed: a.seed,
-        corpus: a.corpus,
-        vocab_size: a.vocab_size,
-        tokenizer,
-    };
-    init_tiny(&spec, &a.out)?;
+    init_tiny(&a.spec, &a.out)?;
     println!("{}", a.out.display());
     Ok(())
 }
