@@ -6,7 +6,7 @@ use arbor_model::tokenizer::TextTokenizer;
 use arbor_core::Message;
 use arbor_envs::prompt::step_prompt;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::data::Question;
 
@@ -118,44 +118,60 @@ impl<'a> Batch<'a> {
             .collect()
     }
 
+    /// Whether position j of row b predicts a response token.
+    fn acts(&self, b: usize, j: usize) -> bool {
+        j + 1 >= self.pads[b] + self.seqs[b].prompt_len
+    }
+
     /// 1 where position j predicts a response token.
     pub fn action_mask(&self, device: &Device) -> Tensor<2> {
         let t = self.len - 1;
-        let v = self.flat_f32(
-            |b, j| {
-                if j + 1 >= self.pads[b] + self.seqs[b].prompt_len {
-                    1.0
-                } else {
-                    0.0
-                }
-            },
-            t,
-        );
+        let v = self.flat_f32(|b, j| if self.acts(b, j) { 1.0 } else { 0.0 }, t);
         Tensor::from_data(TensorData::new(v, [self.rows(), t]), device)
     }
 
-    /// The next-token ids `[B, T−1, 1]`.
-    fn targets(&self, device: &Device) -> Tensor<3, Int> {
+    /// The flat indices `b·(T−1) + j` of the positions that predict response tokens, in order.
+    fn action_positions(&self) -> Vec<usize> {
         let t = self.len - 1;
-        let v: Vec<i64> = self
-            .tokens
-            .iter()
-            .flat_map(|r| r[1..].iter().map(|&x| x as i64))
-            .collect();
-        Tensor::from_data(TensorData::new(v, [self.rows(), t, 1]), device)
+        (0..self.rows())
+            .flat_map(|b| (0..t).map(move |j| (b, j)))
+            .filter(|&(b, j)| self.acts(b, j))
+            .map(|(b, j)| b * t + j)
+            .collect()
     }
+
+    /// A value per action position (`[N]`, in [`Batch::action_positions`] order) spread to
+    /// `[B, T−1]`, zero elsewhere.
+    pub fn spread(&self, x: Tensor<1>, device: &Device) -> Tensor<2> {
+        let (b, t) = (self.rows(), self.len - 1);
+        let idx = index_tensor(&self.action_positions(), device);
+        Tensor::<1>::zeros([b * t], device)
+            .select_assign(0, idx, x, IndexingUpdateOp::Add)
+            .reshape([b, t])
+    }
+}
+
+fn index_tensor(v: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = v.iter().map(|&i| i as i64).collect();
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
 /// What one forward pass of a language model gives a loss.
 pub struct TokenPass {
-    /// log π(token j+1 | ≤ j), `[B, T−1]`.
+    /// log π(token j+1 | ≤ j), `[B, T−1]`, at the positions that predict response tokens
+    /// (zero at prompt and pad positions, which every loss masks out).
     pub logprobs: Tensor<2>,
-    /// Full next-token log-distributions `[B, T−1, V]`, when asked for (KL).
-    pub dist: Option<Tensor<3>>,
+    /// Next-token log-distributions at those positions only, `[N, V]` in
+    /// [`Batch::spread`]'s order, when asked for (KL).
+    pub dist: Option<Tensor<2>>,
     /// Final hidden states `[B, T, d]`.
     pub hidden: Tensor<3>,
 }
 
+/// The output layer runs only where a loss reads it: the vocabulary-wide logits, their
+/// log-softmax and its gradient are the step's largest tensors, and the prompt's positions
+/// (often half the tokens) are masked out of every loss anyway.
 pub fn token_pass(
     model: &Llama,
     cfg: &LlamaConfig,
@@ -164,25 +180,35 @@ pub fn token_pass(
     keep_dist: bool,
 ) -> TokenPass {
     let hidden = model.hidden(cfg, &batch.tokens, &batch.pads, device);
-    let t = batch.len;
-    let logits = model.logits(hidden.clone().narrow(1, 0, t - 1));
-    let dist = log_softmax(logits, 2);
-    let logprobs = dist
+    let (b, t) = (batch.rows(), batch.len - 1);
+    let at = batch.action_positions();
+    let targets: Vec<usize> = at
+        .iter()
+        .map(|&p| batch.tokens[p / t][p % t + 1] as usize)
+        .collect();
+    let states = hidden
         .clone()
-        .gather(2, batch.targets(device))
-        .squeeze_dim::<2>(2);
+        .narrow(1, 0, t)
+        .reshape([b * t, cfg.d_model])
+        .select(0, index_tensor(&at, device));
+    let logits = model.logits(states.unsqueeze::<3>()).squeeze_dim::<2>(0);
+    let dist = log_softmax(logits, 1);
+    let picked = dist
+        .clone()
+        .gather(1, index_tensor(&targets, device).unsqueeze_dim::<2>(1))
+        .squeeze_dim::<1>(1);
     TokenPass {
-        logprobs,
+        logprobs: batch.spread(picked, device),
         dist: keep_dist.then_some(dist),
         hidden,
     }
 }
 
-/// KL(π_θ‖π_ref) at every position, `[B, T−1]`, from two full log-distributions.
-pub fn exact_kl(policy: Tensor<3>, reference: Tensor<3>) -> Tensor<2> {
+/// KL(π_θ‖π_ref) per position `[N]`, from two log-distributions `[N, V]`.
+pub fn exact_kl(policy: Tensor<2>, reference: Tensor<2>) -> Tensor<1> {
     (policy.clone().exp() * (policy - reference))
-        .sum_dim(2)
-        .squeeze_dim::<2>(2)
+        .sum_dim(1)
+        .squeeze_dim::<1>(1)
 }
 
 /// Moves a tensor computed on another device (the frozen reference's) onto `device`.
@@ -281,6 +307,60 @@ impl Units {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arbor_model::host::to_f32;
+    use arbor_model::llama::RandomInit;
+    use rand::SeedableRng;
+
+    /// The output layer on the action positions only gives, at each of them, the log-prob and
+    /// log-distribution that the full `[B, T−1, V]` computation gives, and zero elsewhere; rows
+    /// with different pads and prompt lengths catch an index or target off by one.
+    #[test]
+    fn action_positions_match_the_full_output_layer() {
+        let tok = TextTokenizer::byte_level().unwrap();
+        let cfg = LlamaConfig {
+            n_layers: 1,
+            d_model: 32,
+            d_ff: 64,
+            n_heads: 4,
+            n_kv_heads: 2,
+            vocab: tok.vocab_size,
+            rope_base: 10_000.0,
+            rms_eps: 1e-5,
+            context: 512,
+        };
+        let device = Device::flex();
+        let mut src = RandomInit(rand::rngs::StdRng::seed_from_u64(7));
+        let Ok(model) = Llama::load(&cfg, &mut src, &device);
+        let a = encode(&tok, &"What is 2+2?".into(), &[], &["2+2 = 4".into()]).unwrap();
+        let long = "Ava has 3 cards and buys 2 more. How many?";
+        let b = encode(&tok, &long.into(), &["3 + 2 = 5".into()], &["The answer is 5".into()]).unwrap();
+        let batch = Batch::new(vec![&a, &b]);
+        let pass = token_pass(&model, &cfg, &batch, &device, true);
+
+        let t = batch.len - 1;
+        let full = log_softmax(model.logits(pass.hidden.clone().narrow(1, 0, t)), 2);
+        let full = to_f32(full);
+        let got = to_f32(pass.logprobs);
+        let dist = to_f32(pass.dist.unwrap());
+        let v = cfg.vocab;
+        let mut n = 0;
+        for (row, toks) in batch.tokens.iter().enumerate() {
+            for j in 0..t {
+                let p = row * t + j;
+                if batch.acts(row, j) {
+                    let want = full[p * v + toks[j + 1] as usize];
+                    assert!((got[p] - want).abs() < 1e-5, "row {row} pos {j}: {} vs {want}", got[p]);
+                    let (d, f) = (&dist[n * v..(n + 1) * v], &full[p * v..(p + 1) * v]);
+                    assert!(d.iter().zip(f).all(|(x, y)| (x - y).abs() < 1e-5));
+                    n += 1;
+                } else {
+                    assert_eq!(got[p], 0.0);
+                }
+            }
+        }
+        assert_eq!(n, batch.action_tokens());
+        assert!(batch.pads.iter().any(|&p| p > 0), "the rows are padded differently");
+    }
 
     /// A task is the step prompt with a line per step; a conversation goes through the chat
     /// template and its reply ends with the end-of-turn token, which the model must learn to

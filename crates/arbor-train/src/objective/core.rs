@@ -107,13 +107,13 @@ impl Context {
     }
 
     /// Reference per-token log-probs `[B, T−1]` on the training device, and the full
-    /// distributions when the KL needs them.
+    /// distributions at the action positions (`[N, V]`) when the KL needs them.
     pub fn reference(
         &mut self,
         batch: &Batch<'_>,
         ids: &[usize],
         keep_dist: bool,
-    ) -> (Tensor<2>, Option<Tensor<3>>) {
+    ) -> (Tensor<2>, Option<Tensor<2>>) {
         let most = ids.iter().max().map_or(0, |&i| i + 1);
         if self.ref_cache.len() < most {
             self.ref_cache.resize(most, None);

@@ -23,7 +23,7 @@ pub fn oreo_inputs(cx: &mut Context, x: &LossInput<'_>) -> OreoInputs {
     let units = Units::new(batch, cx.cfg.oreo_level, &device);
     let rho_tok = (pass.logprobs - ref_lp) * mask.clone();
     let kl_tok = match (pass.dist, ref_dist) {
-        (Some(p), Some(r)) => exact_kl(p, r) * mask,
+        (Some(p), Some(r)) => batch.spread(exact_kl(p, r), &device) * mask,
         _ => rho_tok.zeros_like(),
     };
     let v = value
