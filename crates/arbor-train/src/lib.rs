@@ -8,6 +8,7 @@
 //! [`start`] loads the starting model, [`value`] is the OREO critic and [`learned`] uses it in
 //! arbor-tree's searches; [`probe`] computes losses outside the loop (gradient checks, bench);
 //! [`device_check`] compares a device's losses and gradients with the CPU's.
+pub mod alloc;
 pub mod checkpoint;
 pub mod config;
 pub mod curves;

@@ -39,6 +39,7 @@ pub type Metrics = Vec<(String, f64)>;
 
 impl Trainer {
     pub fn new(cfg: &TrainConfig, start: &StartModel) -> Self {
+        crate::alloc::keep_freed_memory();
         let reference = start.reference.clone().unwrap_or_else(|| start.model.clone());
         let cx = Context::new(cfg, start.cfg.clone(), reference, &start.device);
         let objective = for_algo(cfg.algo);
