@@ -78,7 +78,22 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// `arbor … | head` closes stdout early; `println!` then panics with a backtrace. Exit quietly
+/// instead with the status a shell gives a process killed by SIGPIPE (128 + 13); work already
+/// recorded (journals, checkpoints) stays, as after Ctrl-C.
+fn exit_quietly_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload_as_str().unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}
+
 fn main() -> std::process::ExitCode {
+    exit_quietly_on_closed_stdout();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()

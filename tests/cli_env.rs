@@ -76,3 +76,20 @@ fn play_household_from_stdin() {
         "{text}"
     );
 }
+
+/// Catches a CLI that panics (exit 101, a backtrace on stderr) when its reader goes away, as in
+/// `arbor env list | head -1` (`env list` prints with `println!`).
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let (r, w) = std::io::pipe().unwrap();
+    drop(r);
+    let out = Command::new(ARBOR)
+        .args(["env", "list"])
+        .stdout(w)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
