@@ -62,7 +62,8 @@ impl WeightSource for Scaled {
     }
 }
 
-fn config(tok: &TextTokenizer) -> LlamaConfig {
+/// The tiny Llama (2 layers, width 64) on byte-level tokens that the checks (and unit tests) use.
+pub(crate) fn config(tok: &TextTokenizer) -> LlamaConfig {
     LlamaConfig {
         n_layers: 2,
         d_model: 64,

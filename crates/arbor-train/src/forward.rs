@@ -317,17 +317,7 @@ mod tests {
     #[test]
     fn action_positions_match_the_full_output_layer() {
         let tok = TextTokenizer::byte_level().unwrap();
-        let cfg = LlamaConfig {
-            n_layers: 1,
-            d_model: 32,
-            d_ff: 64,
-            n_heads: 4,
-            n_kv_heads: 2,
-            vocab: tok.vocab_size,
-            rope_base: 10_000.0,
-            rms_eps: 1e-5,
-            context: 512,
-        };
+        let cfg = crate::device_check::config(&tok);
         let device = Device::flex();
         let mut src = RandomInit(rand::rngs::StdRng::seed_from_u64(7));
         let Ok(model) = Llama::load(&cfg, &mut src, &device);
