@@ -12,7 +12,9 @@
 //! Increase is additive (+1 per round of `limit` completions) once the limit has been cut; before
 //! that +1 per completion that found the limit at least half used (slow start). Each cut is multiplicative, at most once per round, so
 //! one burst of queued answers counts once. A server that reports its slots starts there and is
-//! never given more.
+//! never given more; below them a request cannot queue in it, so only overload cuts that limit
+//! (llama.cpp's timings count the prompt processing of other requests batched with this one as
+//! this one's waiting, which read as queueing held a job at 3 of 8 slots).
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,6 +78,9 @@ pub struct Concurrency {
     wake: Notify,
     /// The configured maximum, and after a server said its slots, that.
     max: Mutex<usize>,
+    /// The server said its slots: the maximum is what it decodes at once, and waiting seen in
+    /// an answer is not its queue.
+    slots_known: std::sync::atomic::AtomicBool,
     adaptive: bool,
 }
 
@@ -138,6 +143,7 @@ impl Concurrency {
             }),
             wake: Notify::new(),
             max: Mutex::new(max),
+            slots_known: std::sync::atomic::AtomicBool::new(false),
             adaptive,
         })
     }
@@ -174,6 +180,7 @@ impl Concurrency {
         };
         // Past the slots more in flight only queue: no slow start above them.
         s.slow_start = false;
+        self.slots_known.store(true, std::sync::atomic::Ordering::Relaxed);
         lowered
     }
 
@@ -232,6 +239,7 @@ impl Concurrency {
 
     fn record(&self, outcome: Outcome, saturated: bool, ticket: u64) {
         let max = *self.max.lock() as f64;
+        let slots_known = self.slots_known.load(std::sync::atomic::Ordering::Relaxed);
         let mut s = self.state.lock();
         let cut = match outcome {
             Outcome::Neutral => return,
@@ -244,6 +252,8 @@ impl Concurrency {
                 s.answered += 1;
                 s.latency += latency;
                 let queued = match server {
+                    // Within the server's slots nothing of ours waits in its queue.
+                    _ if slots_known => false,
                     Some(work) => {
                         let waited = latency.saturating_sub(work);
                         waited > QUEUE_FLOOR
@@ -440,5 +450,17 @@ mod tests {
                 .for_each(|s| s.done(answered(100, Some(99))));
         }
         assert_eq!(c.limit(), 4, "never above what the server decodes");
+        // Answers that look queued (llama.cpp's batched prompt processing) do not cut a limit
+        // the server set; overload still does.
+        for _ in 0..5 {
+            let slots: Vec<_> = futures::future::join_all((0..4).map(|_| c.acquire())).await;
+            slots
+                .into_iter()
+                .for_each(|s| s.done(answered(900, Some(400))));
+        }
+        assert_eq!((c.limit(), c.stats().cuts), (4, 0));
+        let slots: Vec<_> = futures::future::join_all((0..4).map(|_| c.acquire())).await;
+        slots.into_iter().for_each(|s| s.done(Outcome::Overloaded));
+        assert_eq!(c.limit(), 2, "one cut of 0.7 for the round");
     }
 }

@@ -21,9 +21,34 @@ pub struct Endpoint {
     /// One connection pool per endpoint, so every role on one server reuses the connections
     /// the others opened.
     pub(crate) http: reqwest::Client,
-    /// The server's decoding slots, as it reports them (llama.cpp's `/props` `total_slots`),
-    /// asked once before the first request; `None` when it does not say.
-    slots: tokio::sync::OnceCell<Option<usize>>,
+    /// What the server says of its slots (llama.cpp's `/props`), asked once before the first
+    /// request.
+    props: tokio::sync::OnceCell<ServerProps>,
+    /// A request larger than a slot's context has been reported (once per endpoint).
+    warned_context: AtomicBool,
+}
+
+/// The server's decoding slots and each one's context in tokens, where it says them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerProps {
+    /// `total_slots`: requests decoded at once.
+    pub slots: Option<usize>,
+    /// `default_generation_settings.n_ctx`: tokens one slot holds, prompt and answer together.
+    pub slot_context: Option<usize>,
+}
+
+impl ServerProps {
+    fn parse(v: &serde_json::Value) -> Self {
+        let positive = |x: Option<&serde_json::Value>| {
+            x.and_then(serde_json::Value::as_u64)
+                .filter(|n| *n > 0)
+                .map(|n| n as usize)
+        };
+        Self {
+            slots: positive(v.get("total_slots")),
+            slot_context: positive(v.pointer("/default_generation_settings/n_ctx")),
+        }
+    }
 }
 
 impl Endpoint {
@@ -34,7 +59,8 @@ impl Endpoint {
             breaker: Breaker::new(&name, cfg.breaker.clone()),
             stats: EndpointStats::default(),
             ignores_n: AtomicBool::new(false),
-            slots: tokio::sync::OnceCell::new(),
+            props: tokio::sync::OnceCell::new(),
+            warned_context: AtomicBool::new(false),
             http: reqwest::Client::builder()
                 .tcp_nodelay(true)
                 .connect_timeout(cfg.timeout().min(std::time::Duration::from_secs(10)))
@@ -77,14 +103,34 @@ impl Endpoint {
 
     /// The server's slots once asked (`None` before the first request or when it does not say).
     pub fn server_slots(&self) -> Option<usize> {
-        self.slots.get().copied().flatten()
+        self.props.get().and_then(|p| p.slots)
+    }
+
+    /// The tokens one of the server's slots holds, once asked and where it says.
+    pub fn slot_context(&self) -> Option<usize> {
+        self.props.get().and_then(|p| p.slot_context)
+    }
+
+    /// Warns once when a request may need more than a slot holds: llama.cpp refuses a prompt
+    /// longer than its slot (HTTP 400) and cuts an answer at the slot's end, which a user
+    /// otherwise meets as dead letters deep into a job.
+    pub(crate) fn check_context(&self, estimated_tokens: u64) {
+        let Some(ctx) = self.slot_context() else { return };
+        if estimated_tokens > ctx as u64 && !self.warned_context.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                endpoint = %self.name,
+                "a request of about {estimated_tokens} tokens (prompt + max_tokens) does not fit the server's {ctx}-token slots: \
+                 llama.cpp refuses longer prompts and cuts answers at a slot's end; give each slot more context \
+                 (llama-server: --ctx-size = slots x tokens per slot) or lower max_tokens"
+            );
+        }
     }
 
     /// Asks the server once how many requests it decodes at a time and keeps the in-flight
     /// limit at that: requests beyond it would wait inside the server, where their time counts
     /// against the per-attempt timeout and looks like a failure; here they wait for a permit.
     pub(crate) async fn learn_slots(&self, cfg: &EndpointConfig) {
-        self.slots
+        self.props
             .get_or_init(|| async {
                 let mut url = cfg.base_url.clone();
                 url.set_path("/props");
@@ -94,24 +140,36 @@ impl Endpoint {
                     .timeout(std::time::Duration::from_secs(3))
                     .send()
                     .await;
-                let slots = match asked {
+                let props = match asked {
                     Ok(r) if r.status().is_success() => r
                         .bytes()
                         .await
                         .ok()
                         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                        .and_then(|v| v.get("total_slots")?.as_u64())
-                        .filter(|n| *n > 0)
-                        .map(|n| n as usize),
-                    _ => None,
+                        .map(|v| ServerProps::parse(&v))
+                        .unwrap_or_default(),
+                    _ => ServerProps::default(),
                 };
-                if let Some(n) = slots {
+                if let Some(n) = props.slots {
                     if self.limiter.server_slots(n) {
                         tracing::info!(endpoint = %self.name, slots = n, "the server decodes {n} requests at a time: at most {n} in flight");
                     }
                 }
-                slots
+                props
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerProps;
+
+    #[test]
+    fn reads_llamacpp_props() {
+        let v = serde_json::json!({"total_slots": 8, "default_generation_settings": {"n_ctx": 4096}});
+        assert_eq!(ServerProps::parse(&v), ServerProps { slots: Some(8), slot_context: Some(4096) });
+        let none = serde_json::json!({"total_slots": 0, "default_generation_settings": {}});
+        assert_eq!(ServerProps::parse(&none), ServerProps::default());
     }
 }

@@ -15,6 +15,6 @@ mod wire;
 
 pub use config::{ApiKey, BreakerConfig, ConfigError, EndpointConfig, LimitsConfig, RetryConfig};
 pub use concurrency::ConcurrencyStats;
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, ServerProps};
 pub use openai::OpenAiClient;
 pub use stats::EndpointStats;

@@ -62,6 +62,8 @@ async fn chat_completions_n_and_logprobs_against_llamacpp() {
     assert!(r.usage.prompt_tokens > 0 && r.usage.completion_tokens > 0);
     // The server said how many requests it decodes at once (its 4 slots).
     assert_eq!(c.endpoint().server_slots(), Some(4));
+    // ... and how many tokens each slot holds (the server was started with 2,048 per slot).
+    assert_eq!(c.endpoint().slot_context(), Some(2048));
     let lp = r.choices[0]
         .logprobs
         .as_ref()
