@@ -98,13 +98,24 @@ impl LlmRequest {
     /// A rough token count for rate limiting before the server reports real usage:
     /// ~4 bytes a token for the prompt, plus the most the reply may spend.
     pub fn estimated_tokens(&self) -> u64 {
+        self.estimated_prompt_tokens() + self.max_completion_tokens() * u64::from(self.params.n.max(1))
+    }
+
+    /// The same estimate for one of the `n` sequences: what one server slot must hold.
+    pub fn estimated_tokens_per_sequence(&self) -> u64 {
+        self.estimated_prompt_tokens() + self.max_completion_tokens()
+    }
+
+    fn estimated_prompt_tokens(&self) -> u64 {
         let prompt_bytes = match &self.prompt {
             Prompt::Chat(m) => m.iter().map(|m| m.content.len() + 4).sum::<usize>(),
             Prompt::Text(t) => t.len(),
         };
-        let completion =
-            u64::from(self.params.max_tokens.unwrap_or(256)) * u64::from(self.params.n.max(1));
-        (prompt_bytes as u64).div_ceil(4) + completion
+        (prompt_bytes as u64).div_ceil(4)
+    }
+
+    fn max_completion_tokens(&self) -> u64 {
+        u64::from(self.params.max_tokens.unwrap_or(256))
     }
 }
 
@@ -127,5 +138,15 @@ mod tests {
             }
         }
         assert_eq!(base.key(), base.clone().key());
+    }
+
+    #[test]
+    fn n_choices_multiply_the_request_estimate_not_one_sequence() {
+        // 40 bytes of text = 10 tokens.
+        let mut req = LlmRequest::text("m", "x".repeat(40));
+        req.params.max_tokens = Some(100);
+        req.params.n = 3;
+        assert_eq!(req.estimated_tokens(), 10 + 300);
+        assert_eq!(req.estimated_tokens_per_sequence(), 10 + 100);
     }
 }

@@ -78,9 +78,8 @@ impl OpenAiClient {
         let est = req.estimated_tokens();
         if self.wire == Wire::OpenAi {
             ep.learn_slots(&self.cfg).await;
-            // One sequence's share: `n` choices each take a slot of their own.
-            let n = u64::from(req.params.n.max(1));
-            ep.check_context(est - u64::from(req.params.max_tokens.unwrap_or(256)) * (n - 1));
+            // `n` choices each take a slot of their own: one sequence must fit one slot.
+            ep.check_context(req.estimated_tokens_per_sequence());
         }
         let mut attempt = 0u32;
         loop {

@@ -221,6 +221,60 @@ async fn in_flight_stays_at_the_slots_the_server_reports() {
     assert!(peak(None).await > 12, "without /props the limit grows while nothing queues");
 }
 
+/// A server whose slots hold 64 tokens: a request that cannot fit one is warned about, once
+/// per endpoint; `n` choices that each fit a slot are not. Caught if the slot context is never
+/// read, if every such request warns, or if `n` choices are measured as one sequence.
+#[tokio::test]
+async fn a_request_longer_than_a_slot_warns_once() {
+    #[derive(Clone, Default)]
+    struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Logs {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+        type Writer = Logs;
+        fn make_writer(&'a self) -> Logs {
+            self.clone()
+        }
+    }
+    let logs = Logs::default();
+    // The test runs on one thread, so the subscriber sees every request's events.
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).finish(),
+    );
+    let server = MockServer::start(
+        MockConfig {
+            slots: Some(2),
+            slot_context: Some(64),
+            ..Default::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let c = client(&server.base_url(), |_| {});
+    let warnings = || {
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        text.matches("does not fit the server's 64-token slots").count()
+    };
+    // Four choices of up to 16 tokens each: 66 tokens in all, 18 in each slot.
+    let mut four = chat("s", 1);
+    four.params.n = 4;
+    c.generate(&four).await.unwrap();
+    assert_eq!(c.endpoint().slot_context(), Some(64));
+    assert_eq!(warnings(), 0, "each of n choices fits a slot");
+    for i in 0..3 {
+        c.generate(&chat("x".repeat(400), 10 + i)).await.unwrap();
+    }
+    assert_eq!(warnings(), 1, "a ~116-token request warns, once per endpoint");
+}
+
 /// A server that decodes 4 requests at a time without saying so, asked by 64 callers: the
 /// adaptive limit settles near its 4 slots, so requests wait in arbor instead of its queue, and
 /// the server stays busy. Both signals: llama.cpp's `timings` (queue time = latency − work) and,

@@ -58,6 +58,7 @@ impl MockArgs {
             hang: Duration::from_millis(self.hang_ms),
             ignore_n: self.ignore_n,
             slots: self.slots,
+            slot_context: None,
             capacity: self.capacity,
             timings: true,
             api_key: self.api_key.clone(),

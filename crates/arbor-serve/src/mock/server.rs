@@ -32,6 +32,8 @@ pub struct MockConfig {
     /// Decoding slots reported at `GET /props` (`total_slots`, as llama.cpp's server does);
     /// none: no `/props`.
     pub slots: Option<usize>,
+    /// The tokens a slot holds, reported beside `slots` (`default_generation_settings.n_ctx`).
+    pub slot_context: Option<usize>,
     /// Decode at most this many requests at a time, the rest waiting in the mock's queue (as a
     /// real server's slots do); `latency` is then the time in a slot. Defaults to `slots`.
     pub capacity: Option<usize>,
@@ -52,6 +54,7 @@ impl Default for MockConfig {
             hang: Duration::from_secs(600),
             ignore_n: false,
             slots: None,
+            slot_context: None,
             capacity: None,
             timings: true,
             api_key: None,
@@ -246,7 +249,11 @@ async fn models() -> Json<Value> {
 
 async fn props(State(s): State<Arc<Shared>>) -> Response {
     match s.cfg.slots {
-        Some(n) => Json(json!({"total_slots": n})).into_response(),
+        Some(n) => Json(json!({
+            "total_slots": n,
+            "default_generation_settings": {"n_ctx": s.cfg.slot_context},
+        }))
+        .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
