@@ -11,6 +11,10 @@ A=$(realpath "${1:-target/debug/arbor}")
 N=${2:-40}
 source "$(dirname "$0")/llamacpp_server.sh"
 DPY=${DISTILABEL_PY:-$HOME_/distilabel-venv/bin/python}
+if ! "$DPY" -c 'import distilabel' 2>/dev/null; then
+  python3 -m venv "$(dirname "$(dirname "$DPY")")"
+  "$DPY" -m pip install -q distilabel==1.5.3 openai requests
+fi
 gsm8k_items "$N" "$WORK/items.jsonl"
 cat > "$WORK/synth.toml" <<TOML
 candidates = 2

@@ -1,7 +1,9 @@
 //! `arbor bench judge`: how often arbor synth's judge picks the better answer. Labelled sets
 //! from GSM8K test, each problem's reference solution against a wrong one: `slips`, the same
 //! solution with its last result changed and carried to the final answer (one arithmetic slip);
-//! `model`, a solution the judged model itself wrote whose final answer is wrong. Each judge setup
+//! `model`, a solution the judged model itself wrote whose final answer is wrong; and `code`, the
+//! code tasks' passing and failing solutions (environments/code), whose check runs the task's
+//! tests in the sandbox. Each judge setup
 //! scores every pair with synth's own judge (`arbor_synth::jury::judge`), the correct answer shown
 //! first for even problems and second for odd ones; the figures are accuracy (the correct answer
 //! scored higher), ties, position consistency (the same ranking in both orders), the tools the
@@ -30,13 +32,17 @@ pub struct JudgeBenchArgs {
     pairs: usize,
     #[arg(long, default_value = "../shared/data/gsm8k/test.jsonl")]
     gsm8k: PathBuf,
+    /// The code environment's directory (tasks.jsonl and solutions.jsonl) for the `code` set.
+    #[arg(long, default_value = "environments/code")]
+    code: PathBuf,
     /// Requests in flight.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     #[arg(long, default_value_t = 512)]
     max_tokens: u32,
     /// Labelled sets: `slips` (reference vs. a carried arithmetic slip), `model` (reference vs.
-    /// the judged model's own wrong solution, sampled until one is wrong).
+    /// the judged model's own wrong solution, sampled until one is wrong), `code` (a passing vs.
+    /// a failing solution of each code task).
     #[arg(long, value_delimiter = ',', default_value = "slips,model")]
     sets: Vec<String>,
     /// Judge runs to make (all when empty): 1 no tools (table rows 1-2), 2 tools offered
@@ -45,11 +51,13 @@ pub struct JudgeBenchArgs {
     setups: Vec<usize>,
 }
 
-/// One labelled pair: the problem, its answer, a correct and a wrong solution.
-#[derive(Debug, Clone, PartialEq)]
+/// One labelled pair: the problem, its answer (or for code, its unit tests), a correct and a
+/// wrong solution.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Labelled {
     pub question: String,
     pub answer: String,
+    pub tests: Vec<String>,
     pub correct: String,
     pub wrong: String,
 }
@@ -74,7 +82,36 @@ pub fn labelled(question: &str, solution: &str, k: usize) -> Option<Labelled> {
         answer: answer.clone(),
         correct: format!("{plain}\nThe answer is {value}."),
         wrong: format!("{wrong_working}\nThe answer is {slip}."),
+        tests: Vec::new(),
     })
+}
+
+/// The `code` set: each task's prompt (with its example) and tests, its passing and failing
+/// solution from `solutions.jsonl` (arbor-checks' tests hold them to that).
+fn code_pairs(dir: &std::path::Path) -> anyhow::Result<Vec<Labelled>> {
+    let read = |name: &str| -> anyhow::Result<Vec<serde_json::Value>> {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| serde_json::from_str(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1)))
+            .collect()
+    };
+    let (tasks, solutions) = (read("tasks.jsonl")?, read("solutions.jsonl")?);
+    let field = |v: &serde_json::Value, k: &str| v[k].as_str().map(str::to_string).ok_or_else(|| anyhow::anyhow!("{}: field `{k}` missing", v["id"]));
+    tasks
+        .iter()
+        .map(|t| {
+            let sol = solutions.iter().find(|s| s["id"] == t["id"]).ok_or_else(|| anyhow::anyhow!("solutions.jsonl: no solutions for {}", t["id"]))?;
+            Ok(Labelled {
+                question: format!("{}\nExample: {}", field(t, "prompt")?, field(t, "example")?),
+                answer: String::new(),
+                tests: serde_json::from_value(t["tests"].clone())?,
+                correct: field(sol, "correct")?,
+                wrong: field(sol, "wrong")?,
+            })
+        })
+        .collect()
 }
 
 /// How a run's judgements are read: as synth uses them, from the forward order alone (a
@@ -87,23 +124,41 @@ enum View {
     Unpenalized,
 }
 
-/// The judge runs compared: (reference shown to the judge, config, its rows: (name, view)).
-/// The fourth is `arbor synth`'s default judge; its pairs also go to the reward gate.
+/// The judge runs compared: (reference shown to the judge, or for code the tests given to the
+/// checks; config; its rows: (name, view)). The fourth is `arbor synth`'s default judge (for code,
+/// with the unit-test check); its pairs also go to the reward gate.
 type Setup = (bool, SynthConfig, Vec<(&'static str, View)>);
 
-fn setups(judge: &RoleConfig) -> Vec<Setup> {
+fn setups(judge: &RoleConfig, code: bool) -> Vec<Setup> {
     let base = SynthConfig { judge: judge.clone(), candidates: 2, ..Default::default() };
     let bare = SynthConfig { tool_use: ToolUse::None, judge_checks: vec![], ..base.clone() };
+    let jury = (false, SynthConfig { judges: vec![judge.clone(), judge.clone()], jury_aggregate: JuryAggregate::Majority, ..bare.clone() }, vec![("jury of 3 samples (majority), both orders, no tools", View::Final)]);
+    let first = (false, bare.clone(), vec![("self-judge, one order, no tools", View::FirstOrder), ("both orders (disagreement = tie), no tools", View::Final)]);
+    if code {
+        let tests = vec!["tests".to_string()];
+        let offered = SynthConfig { judge_tools: vec!["python".into()], ..base };
+        return vec![
+            first,
+            (true, SynthConfig { judge_checks: vec![], ..offered.clone() }, vec![("both orders, python offered to the model", View::Final)]),
+            (
+                true,
+                SynthConfig { judge_checks: tests.clone(), ..bare },
+                vec![("both orders, test results shown to the model, verdict left to it", View::Unpenalized), ("both orders, unit-test check (penalty 10)", View::Final)],
+            ),
+            (true, SynthConfig { judge_checks: tests, ..offered }, vec![("both orders, python offered, unit-test check", View::Final)]),
+            jury,
+        ];
+    }
     vec![
-        (false, bare.clone(), vec![("self-judge, one order, no tools", View::FirstOrder), ("both orders (disagreement = tie), no tools", View::Final)]),
+        first,
         (true, SynthConfig { judge_checks: vec![], ..base.clone() }, vec![("both orders, tools offered to the model (calculator, verify_answer), reference shown", View::Final)]),
         (
             false,
-            SynthConfig { judge_checks: vec!["arithmetic".into()], ..bare.clone() },
+            SynthConfig { judge_checks: vec!["arithmetic".into()], ..bare },
             vec![("both orders, arithmetic check shown to the model, verdict left to it", View::Unpenalized), ("both orders, arithmetic check (penalty 10), no reference", View::Final)],
         ),
         (true, base, vec![("synth's default: both orders, tools offered, arithmetic + answer checks, reference shown", View::Final)]),
-        (false, SynthConfig { judges: vec![judge.clone(), judge.clone()], jury_aggregate: JuryAggregate::Majority, ..bare }, vec![("jury of 3 samples (majority), both orders, no tools", View::Final)]),
+        jury,
     ]
 }
 
@@ -216,12 +271,14 @@ pub async fn run(a: JudgeBenchArgs) -> anyhow::Result<()> {
         let (set, what) = match set_name.as_str() {
             "slips" => (slips.clone(), "reference solution vs. the same with its last result off, carried to the answer"),
             "model" => (model_wrong(&role, &slips, a.concurrency).await, "reference solution vs. the judged model's own wrong solution"),
-            other => anyhow::bail!("--sets: unknown set `{other}` (slips, model)"),
+            "code" => (code_pairs(&a.code)?, "code tasks: a solution passing every test vs. one failing some"),
+            other => anyhow::bail!("--sets: unknown set `{other}` (slips, model, code)"),
         };
-        println!("\njudge: {name}; set `{set_name}`: {} GSM8K test pairs ({what}; built in {:.0} s)", set.len(), started.elapsed().as_secs_f64());
+        let code = set_name == "code";
+        println!("\njudge: {name}; set `{set_name}`: {} pairs ({what}; built in {:.0} s)", set.len(), started.elapsed().as_secs_f64());
         println!("| # | setup | accuracy | wrong | ties | failed | position-consistent | model tool calls / pair | gate passes (precision) | seconds |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         let mut row = 0;
-        for (k, (reference, cfg, rows)) in setups(&role.config).into_iter().enumerate() {
+        for (k, (reference, cfg, rows)) in setups(&role.config, code).into_iter().enumerate() {
             let gate = k == 3;
             if !a.setups.is_empty() && !a.setups.contains(&(k + 1)) {
                 row += rows.len();
@@ -254,7 +311,7 @@ async fn judge_set(role: &RoleModel, set: &[Labelled], reference: bool, cfg: &Sy
         jury: cfg.judges.iter().map(|_| role.clone()).collect(),
         reward: role.clone(),
         optimizer: role.clone(),
-        tools: arbor_tools::builtin::pure_tools(Duration::from_secs(10)),
+        tools: arbor_synth::checks::registry(cfg, Duration::from_secs(30)).map_err(anyhow::Error::msg)?,
     });
     let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut runs = tokio::task::JoinSet::new();
@@ -262,7 +319,13 @@ async fn judge_set(role: &RoleModel, set: &[Labelled], reference: bool, cfg: &Sy
         let (players, cfg, limit) = (players.clone(), cfg.clone(), limit.clone());
         runs.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let item = Item { index: i, id: format!("gsm8k-test-{i}"), messages: vec![Message::user(&l.question)], reference: reference.then(|| l.answer.clone()), metadata: Default::default() };
+            // For code the "reference" is the task's tests, which only the checks read.
+            let code = !l.tests.is_empty();
+            let mut metadata = serde_json::Map::new();
+            if code && reference {
+                metadata.insert("tests".into(), serde_json::json!(l.tests));
+            }
+            let item = Item { index: i, id: format!("pair-{i}"), messages: vec![Message::user(&l.question)], reference: (reference && !code).then(|| l.answer.clone()), metadata };
             // The correct answer first for even problems, second for odd ones.
             let (cands, right) = if i % 2 == 0 { (vec![l.correct, l.wrong], 0) } else { (vec![l.wrong, l.correct], 1) };
             let j = arbor_synth::jury::judge(&players, &cfg, &item, &PromptPair::initial(), &cands, 0).await;

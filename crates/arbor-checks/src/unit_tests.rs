@@ -46,6 +46,20 @@ struct HarnessReport {
     results: Vec<TestResult>,
 }
 
+/// The code inside the first ```python fence, or the whole text.
+pub fn extract_code(text: &str) -> String {
+    for fence in ["```python", "```py", "```"] {
+        if let Some(start) = text.find(fence) {
+            let body = &text[start + fence.len()..];
+            let body = body.strip_prefix('\n').unwrap_or(body);
+            if let Some(end) = body.find("```") {
+                return body[..end].to_string();
+            }
+        }
+    }
+    text.to_string()
+}
+
 /// Runs `solution` then each of `tests` (Python statements, usually `assert …`).
 pub async fn run_unit_tests(
     runner: &PythonRunner,
@@ -103,4 +117,18 @@ fn rand_u128() -> u128 {
         return t.as_nanos() ^ (std::process::id() as u128) << 64;
     }
     u128::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_is_taken_from_fences() {
+        assert_eq!(
+            extract_code("Here:\n```python\ndef f():\n    return 1\n```\nDone."),
+            "def f():\n    return 1\n"
+        );
+        assert_eq!(extract_code("def f(): pass"), "def f(): pass");
+    }
 }

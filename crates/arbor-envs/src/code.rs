@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 
 use arbor_checks::sandbox::{Limits, PythonRunner};
-use arbor_checks::unit_tests::run_unit_tests;
+use arbor_checks::unit_tests::{extract_code, run_unit_tests};
 use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -76,20 +76,6 @@ impl CodeEnv {
             limits: cfg.limits,
         })
     }
-}
-
-/// The code inside the first ```python fence, or the whole text.
-pub fn extract_code(text: &str) -> String {
-    for fence in ["```python", "```py", "```"] {
-        if let Some(start) = text.find(fence) {
-            let body = &text[start + fence.len()..];
-            let body = body.strip_prefix('\n').unwrap_or(body);
-            if let Some(end) = body.find("```") {
-                return body[..end].to_string();
-            }
-        }
-    }
-    text.to_string()
 }
 
 impl Environment for CodeEnv {
@@ -241,14 +227,5 @@ mod tests {
     fn bad_task_files_name_the_line() {
         let e = parse_tasks("{\"id\": \"a\", \"function\": \"f\", \"prompt\": \"p\", \"example\": \"e\", \"tests\": []}\n", "t.jsonl").unwrap_err();
         assert_eq!(e.to_string(), "t.jsonl:1: field `tests` is empty");
-    }
-
-    #[test]
-    fn code_is_taken_from_fences() {
-        assert_eq!(
-            extract_code("Here:\n```python\ndef f():\n    return 1\n```\nDone."),
-            "def f():\n    return 1\n"
-        );
-        assert_eq!(extract_code("def f(): pass"), "def f(): pass");
     }
 }

@@ -1,6 +1,7 @@
 //! Judge checks (`judge_checks`): tools arbor runs itself on every candidate before the judge
 //! scores them — each worked step recomputed (`check_arithmetic`), the final answer against the
-//! item's reference (`verify_answer`). The judge reads what they found beside each candidate,
+//! item's reference (`verify_answer`), code against the item's `tests` in the sandbox
+//! (`run_unit_tests`). The judge reads what they found beside each candidate,
 //! and each failed check costs the candidate `check_penalty` points after it scores, so a
 //! candidate a check refutes ranks below one it does not, whatever the judge model makes of the
 //! evidence. Why: a small judge rarely calls tools on its own and often ignores what they say
@@ -61,10 +62,44 @@ pub async fn run(tools: &ToolRegistry, cfg: &SynthConfig, item: &Item, cands: &[
             lines.push(line);
             calls.push(out);
         }
+        if let (true, Some(tests)) = (cfg.judge_checks.iter().any(|k| k == "tests"), item_tests(item)) {
+            let out = tools.call("run_unit_tests", &json!({ "code": c, "tests": tests }).to_string()).await;
+            let (passed, total) = (out.output["passed"].as_u64().unwrap_or(0), out.output["total"].as_u64().unwrap_or(0));
+            let line = match (&out.error, out.output["load_error"].as_str()) {
+                // The sandbox itself failed: the same for every candidate, so no one's fault.
+                (Some(e), _) => format!("the tests could not run: {e}"),
+                (None, Some(e)) => format!("the code did not run: {e}"),
+                (None, None) if passed == total => format!("all {total} tests pass"),
+                (None, None) => format!("{passed} of {total} tests pass"),
+            };
+            if out.error.is_none() && passed < total {
+                checks.failed.push(format!("tests: {line}"));
+            }
+            lines.push(line);
+            calls.push(out);
+        }
         checks.summary = lines.join("; ");
         found.push(checks);
     }
     (found, calls)
+}
+
+/// The item's unit tests (`"tests": ["assert …", …]` in its input row), where it has them.
+fn item_tests(item: &Item) -> Option<Vec<&str>> {
+    let tests: Vec<&str> = item.metadata.get("tests")?.as_array()?.iter().filter_map(Value::as_str).collect();
+    (!tests.is_empty()).then_some(tests)
+}
+
+/// The tools the judge and the checks call: the pure ones, and the sandboxed ones (which need
+/// bubblewrap) when the config runs tests or offers `python` / `run_unit_tests` to the judge.
+pub fn registry(cfg: &SynthConfig, timeout: std::time::Duration) -> Result<ToolRegistry, String> {
+    let sandboxed = cfg.judge_checks.iter().any(|k| k == "tests")
+        || cfg.judge_tools.iter().any(|t| t == "python" || t == "run_unit_tests");
+    if !sandboxed {
+        return Ok(arbor_tools::builtin::pure_tools(timeout));
+    }
+    arbor_tools::builtin::sandboxed_tools(timeout)
+        .map_err(|e| format!("judge_checks \"tests\" and the judge tools python / run_unit_tests need the sandbox: {e}"))
 }
 
 fn step(s: &Value) -> String {
@@ -103,5 +138,30 @@ mod tests {
         assert_eq!(run(&tools, &cfg, &no_ref, &cands).await.1.len(), 3);
         let off = SynthConfig { judge_checks: vec![], ..cfg };
         assert!(run(&tools, &off, &item, &cands).await.0.is_empty());
+    }
+
+    /// Code candidates run against the item's tests in the sandbox (bubblewrap; .ci/run installs
+    /// it): a passing one is clean, a wrong one and one that does not load each fail the check.
+    #[tokio::test]
+    async fn code_runs_against_the_items_tests() {
+        let cfg = SynthConfig { judge_checks: vec!["tests".into()], ..SynthConfig::default() };
+        let tools = registry(&cfg, std::time::Duration::from_secs(30)).unwrap();
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("tests".into(), json!(["assert double(2) == 4", "assert double(0) == 0"]));
+        let item = Item { index: 0, id: "c".into(), messages: vec![Message::user("Write double(x).")], reference: None, metadata };
+        let cands = [
+            "Here:\n```python\ndef double(x):\n    return 2 * x\n```",
+            "```python\ndef double(x):\n    return x + 2\n```",
+            "def double(x) return 2 * x",
+        ]
+        .map(String::from);
+        let (found, calls) = run(&tools, &cfg, &item, &cands).await;
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert!(found[0].failed.is_empty() && found[0].summary == "all 2 tests pass", "{found:?}");
+        assert_eq!(found[1].failed, vec!["tests: 1 of 2 tests pass".to_string()]);
+        assert!(found[2].failed.len() == 1 && found[2].summary.starts_with("the code did not run"), "{found:?}");
+        // An item without tests is not checked.
+        let plain = Item { metadata: Default::default(), ..item };
+        assert!(run(&tools, &cfg, &plain, &cands).await.1.is_empty());
     }
 }

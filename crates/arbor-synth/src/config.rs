@@ -126,8 +126,9 @@ pub struct SynthConfig {
     pub tool_use: ToolUse,
     pub max_tool_rounds: usize,
     /// Checks arbor runs on every candidate before judging (`checks.rs`): "arithmetic" (every
-    /// worked step recomputed), "answer" (the final answer against the item's reference). The
-    /// judge sees what they found; each failed check costs `check_penalty` points.
+    /// worked step recomputed), "answer" (the final answer against the item's reference),
+    /// "tests" (the candidate's code run against the item's `tests` in the sandbox). The judge
+    /// sees what they found; each failed check costs `check_penalty` points.
     pub judge_checks: Vec<String>,
     pub check_penalty: f64,
     /// Judge twice, in forward and reversed candidate order (position-bias check).
@@ -159,7 +160,7 @@ pub struct SynthConfig {
 }
 
 /// The check names `judge_checks` accepts (`checks.rs` runs them).
-pub const CHECKS: [&str; 2] = ["arithmetic", "answer"];
+pub const CHECKS: [&str; 3] = ["arithmetic", "answer", "tests"];
 
 impl Default for SynthConfig {
     fn default() -> Self {

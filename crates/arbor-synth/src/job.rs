@@ -304,7 +304,7 @@ pub async fn open_roles(
         jury,
         reward,
         optimizer,
-        tools: arbor_tools::builtin::pure_tools(Duration::from_secs(10)),
+        tools: crate::checks::registry(cfg, Duration::from_secs(10)).map_err(JobError::Config)?,
     };
     Ok(Roles {
         players,

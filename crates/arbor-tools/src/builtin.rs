@@ -105,7 +105,7 @@ impl Tool for UnitTests {
     fn spec(&self) -> ToolSpec {
         spec(
             "run_unit_tests",
-            "Run Python code, then each test statement (e.g. \"assert f(2) == 4\"); reports which pass.",
+            "Run Python code (or the first fenced block of a text), then each test statement (e.g. \"assert f(2) == 4\"); reports which pass.",
             json!({"type": "object", "properties": {"code": {"type": "string"}, "tests": {"type": "array", "items": {"type": "string"}}},
                    "required": ["code", "tests"], "additionalProperties": false}),
         )
@@ -113,7 +113,8 @@ impl Tool for UnitTests {
     async fn run(&self, args: Value) -> Result<Value, String> {
         let tests: Vec<String> =
             serde_json::from_value(args["tests"].clone()).map_err(|e| e.to_string())?;
-        let rep = unit_tests::run_unit_tests(&self.0, str_arg(&args, "code"), &tests)
+        let code = unit_tests::extract_code(str_arg(&args, "code"));
+        let rep = unit_tests::run_unit_tests(&self.0, &code, &tests)
             .await
             .map_err(|e| e.to_string())?;
         Ok(
@@ -186,6 +187,14 @@ pub fn pure_tools(timeout: std::time::Duration) -> ToolRegistry {
         .with(Arc::new(AnswerVerifier))
         .with(Arc::new(RegexCheck))
         .with(Arc::new(JsonSchemaCheck))
+}
+
+/// The pure tools plus the sandboxed ones (`python`, `run_unit_tests`), which need bubblewrap.
+pub fn sandboxed_tools(timeout: std::time::Duration) -> Result<ToolRegistry, arbor_checks::sandbox::SandboxError> {
+    let runner = PythonRunner::new(arbor_checks::sandbox::Limits::default())?;
+    Ok(pure_tools(timeout)
+        .with(Arc::new(Python(runner.clone())))
+        .with(Arc::new(UnitTests(runner))))
 }
 
 #[cfg(test)]
