@@ -7,10 +7,8 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -59,6 +57,43 @@ struct App {
     opts: ServeOptions,
 }
 
+/// A body larger than this is refused without reading it; a smaller one that is still over the
+/// limit is read to its end first.
+const DRAIN_BYTES: usize = 64 << 20;
+
+/// The request body, at most `limit` bytes. One over the limit is still read to its end before
+/// the 413 goes out: a server that answers and closes while the client is still sending leaves
+/// the client a broken pipe instead of the error.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    use futures::StreamExt;
+    let too_large = |got: &str| ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("the request body is {got} bytes; this server takes at most {limit} bytes"),
+        param: None,
+        code: None,
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if let Some(n) = declared.filter(|&n| n > limit.max(DRAIN_BYTES)) {
+        return Err(too_large(&n.to_string()));
+    }
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid("body", format!("reading the request body: {e}")))?;
+        seen += chunk.len();
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if seen > limit.max(DRAIN_BYTES) {
+            return Err(too_large(&format!("over {seen}")));
+        }
+    }
+    if seen > limit {
+        return Err(too_large(&seen.to_string()));
+    }
+    Ok(Bytes::from(kept))
+}
+
 fn error(e: ApiError) -> Response {
     (e.status, Json(e.body())).into_response()
 }
@@ -103,22 +138,15 @@ impl App {
     async fn handle(
         self: Arc<Self>,
         headers: HeaderMap,
-        body: Result<Bytes, BytesRejection>,
+        body: Body,
         chat: bool,
     ) -> Response {
         if let Err(e) = self.authorized(&headers) {
             return error(e);
         }
-        let body = match body {
+        let body = match read_body(&headers, body, self.opts.max_body_bytes).await {
             Ok(b) => b,
-            Err(r) => {
-                return error(ApiError {
-                    status: r.status(),
-                    message: format!("{} (this server takes at most {} bytes)", r.body_text(), self.opts.max_body_bytes),
-                    param: None,
-                    code: None,
-                })
-            }
+            Err(e) => return error(e),
         };
         let v: Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
@@ -267,17 +295,16 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind((opts.host, opts.port)).await?;
     let addr = listener.local_addr()?;
-    let limit = opts.max_body_bytes;
     let app = Arc::new(App { model, opts });
     let (a1, a2, a3) = (app.clone(), app.clone(), app);
     let router = Router::new()
         .route(
             "/v1/chat/completions",
-            post(move |h: HeaderMap, b: Result<Bytes, BytesRejection>| a1.clone().handle(h, b, true)),
+            post(move |h: HeaderMap, b: Body| a1.clone().handle(h, b, true)),
         )
         .route(
             "/v1/completions",
-            post(move |h: HeaderMap, b: Result<Bytes, BytesRejection>| a2.clone().handle(h, b, false)),
+            post(move |h: HeaderMap, b: Body| a2.clone().handle(h, b, false)),
         )
         .route(
             "/v1/models",
@@ -290,8 +317,7 @@ pub async fn serve(
                 Json(json!({"object": "list", "data": data})).into_response()
             }),
         )
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .layer(DefaultBodyLimit::max(limit));
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }));
     let task = tokio::spawn(async move {
         if let Err(e) = serve_router_until(listener, router, shutdown).await {
             tracing::error!(error = %e, "server stopped");
