@@ -92,6 +92,10 @@ pub struct CallMeta {
     /// generation), microseconds; the rest of the latency was network and its queue.
     #[serde(default)]
     pub server_us: Option<u64>,
+    /// The tokens the server's `timings` say it generated (llama.cpp's `predicted_n`). With
+    /// `n` > 1 llama.cpp reports the first choice's alone, in `timings` and `usage` both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_tokens: Option<u64>,
 }
 
 /// The result of one [`crate::LlmRequest`].

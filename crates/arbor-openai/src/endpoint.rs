@@ -161,6 +161,25 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// The tokens `text` encodes to on the server (llama.cpp's `/tokenize`), or none when it
+    /// cannot say.
+    pub(crate) async fn count_tokens(&self, cfg: &EndpointConfig, text: &str) -> Option<u64> {
+        let mut url = cfg.base_url.clone();
+        url.set_path("/tokenize");
+        let r = self
+            .http
+            .post(url)
+            .json(&serde_json::json!({ "content": text }))
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        let v: serde_json::Value = r.error_for_status().ok()?.json().await.ok()?;
+        Some(v["tokens"].as_array()?.len() as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ServerProps;

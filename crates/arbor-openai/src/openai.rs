@@ -2,7 +2,7 @@
 //! vLLM, llama.cpp's server, Ollama and OpenAI.
 use std::sync::Arc;
 
-use arbor_llm::{CallMeta, Completion, LanguageModel, LlmError, LlmRequest, StatsSnapshot, Usage};
+use arbor_llm::{CallMeta, Completion, FinishReason, LanguageModel, LlmError, LlmRequest, StatsSnapshot, Usage};
 use async_trait::async_trait;
 
 use crate::concurrency::Outcome;
@@ -99,6 +99,7 @@ impl OpenAiClient {
             match result {
                 Ok(mut c) => {
                     ep.breaker.record_success();
+                    self.count_every_choice(&mut c, req).await;
                     ep.limiter.settle_tokens(est, c.usage.total());
                     c.meta.attempts = attempt;
                     return Ok(c);
@@ -118,6 +119,31 @@ impl OpenAiClient {
                 }
             }
         }
+    }
+
+    /// llama.cpp answers `n` > 1 with the usage of its first choice alone (its `timings` say
+    /// the same count), so the others are counted here: a choice cut at the limit generated
+    /// `max_tokens`; one that stopped, its text's tokens on the server plus the end token.
+    async fn count_every_choice(&self, c: &mut Completion, req: &LlmRequest) {
+        let first_only = c.choices.len() > 1 && c.meta.server_tokens == Some(c.usage.completion_tokens);
+        if !first_only {
+            return;
+        }
+        let counts = c.choices[1..].iter().map(|ch| async move {
+            match (ch.finish_reason, req.params.max_tokens) {
+                (FinishReason::Length, Some(max)) => u64::from(max),
+                _ => {
+                    // A tool call was generated as text too: its name and arguments.
+                    let text = ch.tool_calls.iter().fold(ch.text.clone(), |t, call| t + &call.name + &call.arguments);
+                    match self.endpoint.count_tokens(&self.cfg, &text).await {
+                        Some(n) => n + 1,
+                        // A server without `/tokenize`: about four characters a token.
+                        None => text.len() as u64 / 4 + 1,
+                    }
+                }
+            }
+        });
+        c.usage.completion_tokens += futures::future::join_all(counts).await.iter().sum::<u64>();
     }
 
     async fn send_once(&self, req: &LlmRequest) -> Result<Completion, LlmError> {

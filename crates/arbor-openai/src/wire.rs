@@ -100,6 +100,8 @@ struct WireTimings {
     prompt_ms: f64,
     #[serde(default)]
     predicted_ms: f64,
+    #[serde(default)]
+    predicted_n: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -218,7 +220,9 @@ pub(crate) fn parse_response(bytes: &[u8], req: &LlmRequest) -> Result<Completio
         meta: CallMeta {
             server_us: wire
                 .timings
+                .as_ref()
                 .map(|t| ((t.prompt_ms + t.predicted_ms).max(0.0) * 1000.0) as u64),
+            server_tokens: wire.timings.and_then(|t| t.predicted_n),
             ..CallMeta::default()
         },
     })

@@ -124,5 +124,23 @@ async fn chat_completions_n_and_logprobs_against_llamacpp() {
         "sampled choices all equal: {:?}",
         r.choices
     );
+
+    // Usage counts every choice: llama.cpp reports the first choice's tokens alone, and the
+    // server's own counter of generated tokens says what all of them took. Short answers, so
+    // that choices stop on their own as well as at the limit.
+    let generated = || async {
+        let text = reqwest::get(format!("{}/metrics", url.trim_end_matches("/v1"))).await.unwrap().text().await.unwrap();
+        let line = text.lines().find(|l| l.starts_with("llamacpp:tokens_predicted_total ")).expect("the server counts generated tokens");
+        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() as u64
+    };
+    let mut p = params(3, false);
+    p.temperature = Some(1.0);
+    p.max_tokens = Some(40);
+    let req = LlmRequest::chat("smollm2-135m", vec![Message::user("Say hi.")]).with_params(p);
+    let before = generated().await;
+    let r = c.generate(&req).await.unwrap();
+    let after = generated().await;
+    let finishes: Vec<_> = r.choices.iter().map(|c| c.finish_reason).collect();
+    assert_eq!(r.usage.completion_tokens, after - before, "usage of {finishes:?}");
     eprintln!("{}", c.stats().unwrap());
 }
