@@ -82,11 +82,13 @@ impl std::ops::AddAssign for Usage {
 /// How a result was obtained: not part of the model's answer, never cached.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallMeta {
-    /// HTTP attempts made (0 for a cache hit).
+    /// Attempts: one plus the retries made, of any of its choices when `n` went out as several
+    /// requests (0 for a cache hit).
     pub attempts: u32,
     /// Served from the response cache.
     pub cached: bool,
-    /// `n` was emulated with parallel single-choice requests because the server ignored it.
+    /// `n` went out as parallel single-choice requests: the server ignores `n`, or decodes
+    /// each choice in a slot of its own (see `arbor-openai`'s `generate_inner`).
     pub n_fallback: bool,
     /// The time the server says it worked on the request (llama.cpp's `timings`: prompt and
     /// generation), microseconds; the rest of the latency was network and its queue.

@@ -50,6 +50,23 @@ pub struct EndpointConfig {
     pub retry: RetryConfig,
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// How a request for `n` choices goes out.
+    #[serde(default)]
+    pub n_choices: NChoices,
+}
+
+/// How a request for `n` > 1 choices goes out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NChoices {
+    /// As parallel single-choice requests to a server that reports its slots (llama.cpp,
+    /// which holds every choice's slot until the last one ends), as one request elsewhere.
+    #[default]
+    Auto,
+    /// One request with `n` (parallel requests all the same if the server ignores `n`).
+    Native,
+    /// Always parallel single-choice requests.
+    Parallel,
 }
 
 /// Limits shared by every caller of one endpoint. 0 means unlimited.
@@ -161,6 +178,7 @@ impl EndpointConfig {
             limits: LimitsConfig::default(),
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
+            n_choices: NChoices::Auto,
         }
     }
 

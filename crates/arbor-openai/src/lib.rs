@@ -13,7 +13,7 @@ mod retry;
 mod stats;
 mod wire;
 
-pub use config::{ApiKey, BreakerConfig, ConfigError, EndpointConfig, LimitsConfig, RetryConfig};
+pub use config::{ApiKey, BreakerConfig, ConfigError, EndpointConfig, LimitsConfig, NChoices, RetryConfig};
 pub use concurrency::ConcurrencyStats;
 pub use endpoint::{Endpoint, ServerProps};
 pub use openai::OpenAiClient;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::concurrency::Outcome;
 use crate::wire::{json_post_body, json_post_completion, parse_response, request_body};
-use crate::{retry, ApiKey, ConfigError, Endpoint, EndpointConfig};
+use crate::{retry, ApiKey, ConfigError, Endpoint, EndpointConfig, NChoices};
 
 /// A client for one OpenAI-compatible endpoint. Clones share the connection pool and the
 /// endpoint's limits.
@@ -212,7 +212,7 @@ impl OpenAiClient {
         })
     }
 
-    /// Emulates `n` with `count` single-choice requests with distinct seeds, indices from `first`.
+    /// Sends `n` as `count` single-choice requests with distinct seeds, indices from `first`.
     async fn fan_out(
         &self,
         req: &LlmRequest,
@@ -230,7 +230,7 @@ impl OpenAiClient {
             model: req.model.clone(),
             choices: Vec::new(),
             usage: Usage::default(),
-            meta: CallMeta::default(),
+            meta: CallMeta { attempts: 1, ..CallMeta::default() },
         };
         for (i, r) in futures::future::join_all(calls)
             .await
@@ -240,7 +240,8 @@ impl OpenAiClient {
             let c = r?;
             out.model = c.model;
             out.usage += c.usage;
-            out.meta.attempts += c.meta.attempts;
+            // Counted as one request's attempts: one, plus every retry of any choice.
+            out.meta.attempts += c.meta.attempts.saturating_sub(1);
             if let Some(mut ch) = c.choices.into_iter().next() {
                 ch.index = first + i as u32;
                 out.choices.push(ch);
@@ -252,8 +253,22 @@ impl OpenAiClient {
 
     async fn generate_inner(&self, req: &LlmRequest) -> Result<Completion, LlmError> {
         let n = req.params.n.max(1);
-        if n > 1 && self.endpoint.ignores_n() {
-            self.endpoint.stats.n_fallback();
+        if n > 1 && self.wire == Wire::OpenAi {
+            self.endpoint.learn_slots(&self.cfg).await;
+        }
+        // A server that reports its slots (llama.cpp) decodes each of `n` choices in a slot of
+        // its own and answers when the last one ends: the permits of the choices that ended
+        // first would sit idle until then. Sent as single-choice requests, each permit returns
+        // when its own choice ends (docs/benchmarks.md, issue 17: slots busy 6.3 → 7.5 of 8).
+        let per_slot = match self.cfg.n_choices {
+            NChoices::Auto => self.endpoint.server_slots().is_some(),
+            NChoices::Native => false,
+            NChoices::Parallel => true,
+        };
+        if n > 1 && (per_slot || self.endpoint.ignores_n()) {
+            if !per_slot {
+                self.endpoint.stats.n_fallback();
+            }
             return self.fan_out(req, n, 0).await;
         }
         let mut c = self.call_with_retry(req).await?;
@@ -271,7 +286,7 @@ impl OpenAiClient {
             let rest = self.fan_out(req, n - got, got).await?;
             c.choices.extend(rest.choices);
             c.usage += rest.usage;
-            c.meta.attempts += rest.meta.attempts;
+            c.meta.attempts += rest.meta.attempts.saturating_sub(1);
             c.meta.n_fallback = true;
         }
         Ok(c)

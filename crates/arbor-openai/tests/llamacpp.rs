@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use arbor_core::Message;
 use arbor_serve::llamacpp::LlamaCppServer;
 use arbor_llm::{FinishReason, LanguageModel, LlmRequest, SamplingParams};
-use arbor_openai::{EndpointConfig, OpenAiClient};
+use arbor_openai::{EndpointConfig, NChoices, OpenAiClient};
 
 fn arbor_home() -> PathBuf {
     std::env::var_os("ARBOR_HOME")
@@ -133,14 +133,22 @@ async fn chat_completions_n_and_logprobs_against_llamacpp() {
         let line = text.lines().find(|l| l.starts_with("llamacpp:tokens_predicted_total ")).expect("the server counts generated tokens");
         line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() as u64
     };
+    // By default n goes out as single-choice requests to a server that reports its slots; sent
+    // natively, llama.cpp reports the first choice's usage alone and arbor counts the others.
+    let mut native = EndpointConfig::new(url.parse().unwrap(), "smollm2-135m");
+    native.n_choices = NChoices::Native;
+    let native = OpenAiClient::new(native).unwrap();
     let mut p = params(3, false);
     p.temperature = Some(1.0);
     p.max_tokens = Some(40);
     let req = LlmRequest::chat("smollm2-135m", vec![Message::user("Say hi.")]).with_params(p);
-    let before = generated().await;
-    let r = c.generate(&req).await.unwrap();
-    let after = generated().await;
-    let finishes: Vec<_> = r.choices.iter().map(|c| c.finish_reason).collect();
-    assert_eq!(r.usage.completion_tokens, after - before, "usage of {finishes:?}");
+    for (client, parallel) in [(&c, true), (&native, false)] {
+        let before = generated().await;
+        let r = client.generate(&req).await.unwrap();
+        let after = generated().await;
+        assert_eq!((r.choices.len(), r.meta.n_fallback), (3, parallel));
+        let finishes: Vec<_> = r.choices.iter().map(|c| c.finish_reason).collect();
+        assert_eq!(r.usage.completion_tokens, after - before, "usage of {finishes:?}, parallel: {parallel}");
+    }
     eprintln!("{}", c.stats().unwrap());
 }
