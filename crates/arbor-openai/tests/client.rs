@@ -27,6 +27,7 @@ async fn n_is_emulated_when_the_server_ignores_it() {
     let first = c.generate(&req).await.unwrap();
     assert_eq!(first.choices.len(), 4);
     assert!(first.meta.n_fallback);
+    assert_eq!(first.meta.attempts, 1, "four requests without a retry are not retries");
     let texts: HashSet<_> = first.choices.iter().map(|c| c.text.clone()).collect();
     assert_eq!(texts.len(), 4, "fallback samples must use distinct seeds");
     assert_eq!(
