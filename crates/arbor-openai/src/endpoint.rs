@@ -159,9 +159,7 @@ impl Endpoint {
             })
             .await;
     }
-}
 
-impl Endpoint {
     /// The tokens `text` encodes to on the server (llama.cpp's `/tokenize`), or none when it
     /// cannot say.
     pub(crate) async fn count_tokens(&self, cfg: &EndpointConfig, text: &str) -> Option<u64> {
