@@ -2,7 +2,8 @@
 # `arbor synth` with its defaults (4 candidates, judge with tools in both orders, reward gate)
 # on GSM8K test questions, target and judge on one llama.cpp server of the embedded GGUF
 # (xllamacpp, PARALLEL slots of CTX_PER_SLOT tokens, 2 threads), beside the server's own
-# capacity measured in the same run (benches/llamacpp_server.sh).
+# capacity measured in the same run (benches/llamacpp_server.sh): decode only, and on the job's
+# own mix of prompt and generated tokens.
 #   bash benches/synth_llamacpp.sh [ARBOR_BINARY] [ITEMS]
 #   (knobs: PARALLEL=8, CTX_PER_SLOT=4096, TIMEOUT=120)
 set -euo pipefail
@@ -16,6 +17,7 @@ measured "arbor synth (defaults)" "$A" synth --input "$WORK/items.jsonl" --out "
   --target-url "$URL/v1" --target-model smollm2 --judge-url "$URL/v1" --judge-model smollm2 \
   --timeout-secs "$TIMEOUT" 2> "$WORK/synth.err"
 grep -v '^\s*$' "$WORK/synth.err" | tail -n 4
+mix_capacity
 "$PY" - "$WORK/out" <<'PY'
 import collections, json, sys
 out = sys.argv[1]
