@@ -1,14 +1,14 @@
 //! From examples to tensors: tokenization with step boundaries, left-padded batches, per-token
-//! log-probabilities, the exact KL to the reference, and the aggregation of tokens into the units
+//! log-probabilities and the exact KL to the reference (their math in `head`), and the aggregation of tokens into the units
 //! a loss works on (tokens, steps, whole responses).
 use arbor_model::llama::{Llama, LlamaConfig};
 use arbor_model::tokenizer::TextTokenizer;
 use arbor_core::Message;
 use arbor_envs::prompt::step_prompt;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::data::Question;
+use crate::head::{policy_head, reference_head};
 
 /// A prompt and response as token ids, with where each response step ends.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,28 +157,27 @@ fn index_tensor(v: &[usize], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
-/// What one forward pass of a language model gives a loss.
+/// What one forward pass of the trained policy gives a loss.
 pub struct TokenPass {
     /// log π(token j+1 | ≤ j), `[B, T−1]`, at the positions that predict response tokens
     /// (zero at prompt and pad positions, which every loss masks out).
     pub logprobs: Tensor<2>,
-    /// Next-token log-distributions at those positions only, `[N, V]` in
-    /// [`Batch::spread`]'s order, when asked for (KL).
-    pub dist: Option<Tensor<2>>,
+    /// KL(π‖π_ref) at those positions, `[B, T−1]`, when the reference's distributions are given.
+    pub kl: Option<Tensor<2>>,
     /// Final hidden states `[B, T, d]`.
     pub hidden: Tensor<3>,
 }
 
 /// The output layer runs only where a loss reads it: the vocabulary-wide logits, their
 /// log-softmax and its gradient are the step's largest tensors, and the prompt's positions
-/// (often half the tokens) are masked out of every loss anyway.
-pub fn token_pass(
+/// (often half the tokens) are masked out of every loss anyway. Returns the hidden states, the
+/// logits `[N, V]` at the action positions and the tokens they predict.
+fn action_logits(
     model: &Llama,
     cfg: &LlamaConfig,
     batch: &Batch<'_>,
     device: &Device,
-    keep_dist: bool,
-) -> TokenPass {
+) -> (Tensor<3>, Tensor<2>, Vec<usize>) {
     let hidden = model.hidden(cfg, &batch.tokens, &batch.pads, device);
     let (b, t) = (batch.rows(), batch.len - 1);
     let at = batch.action_positions();
@@ -192,23 +191,39 @@ pub fn token_pass(
         .reshape([b * t, cfg.d_model])
         .select(0, index_tensor(&at, device));
     let logits = model.logits(states.unsqueeze::<3>()).squeeze_dim::<2>(0);
-    let dist = log_softmax(logits, 1);
-    let picked = dist
-        .clone()
-        .gather(1, index_tensor(&targets, device).unsqueeze_dim::<2>(1))
-        .squeeze_dim::<1>(1);
+    (hidden, logits, targets)
+}
+
+/// The policy's pass; `reference` (the reference's log-distributions `[N, V]` in
+/// [`Batch::spread`]'s order) asks for the exact KL.
+pub fn token_pass(
+    model: &Llama,
+    cfg: &LlamaConfig,
+    batch: &Batch<'_>,
+    device: &Device,
+    reference: Option<Tensor<2>>,
+) -> TokenPass {
+    let (hidden, logits, targets) = action_logits(model, cfg, batch, device);
+    let (logp, kl) = policy_head(logits, &targets, reference);
     TokenPass {
-        logprobs: batch.spread(picked, device),
-        dist: keep_dist.then_some(dist),
+        logprobs: batch.spread(logp, device),
+        kl: kl.map(|kl| batch.spread(kl, device)),
         hidden,
     }
 }
 
-/// KL(π_θ‖π_ref) per position `[N]`, from two log-distributions `[N, V]`.
-pub fn exact_kl(policy: Tensor<2>, reference: Tensor<2>) -> Tensor<1> {
-    (policy.clone().exp() * (policy - reference))
-        .sum_dim(1)
-        .squeeze_dim::<1>(1)
+/// The frozen reference's log-probs `[B, T−1]` (as [`TokenPass::logprobs`]) and, when
+/// `keep_dist`, its log-distributions `[N, V]` at the action positions.
+pub fn reference_pass(
+    model: &Llama,
+    cfg: &LlamaConfig,
+    batch: &Batch<'_>,
+    device: &Device,
+    keep_dist: bool,
+) -> (Tensor<2>, Option<Tensor<2>>) {
+    let (_, logits, targets) = action_logits(model, cfg, batch, device);
+    let (logp, dist) = reference_head(logits, &targets, keep_dist);
+    (batch.spread(logp, device), dist)
 }
 
 /// Moves a tensor computed on another device (the frozen reference's) onto `device`.
@@ -309,6 +324,7 @@ mod tests {
     use super::*;
     use arbor_model::host::to_f32;
     use arbor_model::llama::RandomInit;
+    use burn::tensor::activation::log_softmax;
     use rand::SeedableRng;
 
     /// The output layer on the action positions only gives, at each of them, the log-prob and
@@ -325,13 +341,15 @@ mod tests {
         let long = "Ava has 3 cards and buys 2 more. How many?";
         let b = encode(&tok, &long.into(), &["3 + 2 = 5".into()], &["The answer is 5".into()]).unwrap();
         let batch = Batch::new(vec![&a, &b]);
-        let pass = token_pass(&model, &cfg, &batch, &device, true);
+        let pass = token_pass(&model, &cfg, &batch, &device, None);
+        let (ref_lp, dist) = reference_pass(&model, &cfg, &batch, &device, true);
 
         let t = batch.len - 1;
         let full = log_softmax(model.logits(pass.hidden.clone().narrow(1, 0, t)), 2);
         let full = to_f32(full);
         let got = to_f32(pass.logprobs);
-        let dist = to_f32(pass.dist.unwrap());
+        assert!(got.iter().zip(to_f32(ref_lp)).all(|(a, b)| (a - b).abs() < 1e-5));
+        let dist = to_f32(dist.unwrap());
         let v = cfg.vocab;
         let mut n = 0;
         for (row, toks) in batch.tokens.iter().enumerate() {

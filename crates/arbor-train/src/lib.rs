@@ -2,7 +2,8 @@
 //! policy, token/step/response level) and TPO (listwise with LiPO-λ and adaptive step
 //! weights) in burn, plus SFT for rejection sampling; the learned value for test-time search.
 //!
-//! [`losses`] are pure tensor functions, [`forward`] turns examples into the tensors they take,
+//! [`losses`] are pure tensor functions, [`forward`] turns examples into the tensors they take
+//! ([`head`]: the output layer's log-probs and KL with closed-form gradients),
 //! [`objective`] holds one module per algorithm behind one trait, [`trainer`] is one optimizer
 //! step over them, [`run`] the whole run (schedule, evaluation, [`checkpoint`]s, curves),
 //! [`start`] loads the starting model, [`value`] is the OREO critic and [`learned`] uses it in
@@ -15,6 +16,7 @@ pub mod curves;
 pub mod data;
 pub mod device_check;
 pub mod forward;
+pub mod head;
 pub mod learned;
 pub mod losses;
 pub mod objective;

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::{Algo, TrainConfig};
 use crate::data::{Example, Question};
-use crate::forward::{encode, to_device, token_pass, Batch, Encoded};
+use crate::forward::{encode, reference_pass, to_device, Batch, Encoded};
 use crate::value::ValueModel;
 
 /// A one-element tensor's value.
@@ -123,17 +123,18 @@ impl Context {
             && !keep_dist
             && ids.iter().all(|&i| self.ref_cache[i].is_some());
         if !cached {
-            let pass = token_pass(&self.reference, &self.lcfg, batch, &self.plain, keep_dist);
+            let (logprobs, dist) =
+                reference_pass(&self.reference, &self.lcfg, batch, &self.plain, keep_dist);
             if self.cfg.precompute_reference {
-                let lp = to_f32(pass.logprobs.clone());
+                let lp = to_f32(logprobs.clone());
                 for (row, &i) in ids.iter().enumerate() {
                     let pad = batch.pads[row];
                     self.ref_cache[i] = Some(lp[row * t + pad.min(t)..(row + 1) * t].to_vec());
                 }
             }
             return (
-                to_device(pass.logprobs, &self.device),
-                pass.dist.map(|d| to_device(d, &self.device)),
+                to_device(logprobs, &self.device),
+                dist.map(|d| to_device(d, &self.device)),
             );
         }
         let mut flat = Vec::with_capacity(ids.len() * t);

@@ -45,7 +45,7 @@ impl Objective for Dpo {
         let device = cx.device.clone();
         let beta = cx.cfg.beta();
         let mask = batch.action_mask(&device);
-        let pass = token_pass(policy, &cx.lcfg, batch, &device, false);
+        let pass = token_pass(policy, &cx.lcfg, batch, &device, None);
         let (ref_lp, _) = cx.reference(batch, x.ids, false);
         let n = x.ex.len();
         let t = batch.len - 1;

@@ -5,7 +5,7 @@ use burn::tensor::{Tensor, TensorData};
 use super::core::{mean_of, scalar, Context, LossInput, LossOut, Objective, Sequences};
 use crate::config::Algo;
 use crate::data::{Example, Question};
-use crate::forward::{exact_kl, token_pass, Units};
+use crate::forward::{token_pass, Units};
 use crate::losses::{oreo_policy_loss, oreo_value_loss, OreoInputs};
 
 pub struct Oreo;
@@ -18,13 +18,13 @@ pub fn oreo_inputs(cx: &mut Context, x: &LossInput<'_>) -> OreoInputs {
     let device = cx.device.clone();
     let keep = cx.cfg.alpha() > 0.0;
     let mask = batch.action_mask(&device);
-    let pass = token_pass(policy, &cx.lcfg, batch, &device, keep);
     let (ref_lp, ref_dist) = cx.reference(batch, x.ids, keep);
+    let pass = token_pass(policy, &cx.lcfg, batch, &device, ref_dist);
     let units = Units::new(batch, cx.cfg.oreo_level, &device);
     let rho_tok = (pass.logprobs - ref_lp) * mask.clone();
-    let kl_tok = match (pass.dist, ref_dist) {
-        (Some(p), Some(r)) => batch.spread(exact_kl(p, r), &device) * mask,
-        _ => rho_tok.zeros_like(),
+    let kl_tok = match pass.kl {
+        Some(kl) => kl * mask,
+        None => rho_tok.zeros_like(),
     };
     let v = value
         .values(&cx.lcfg, &batch.tokens, &batch.pads, &device)

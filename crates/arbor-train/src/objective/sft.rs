@@ -32,7 +32,7 @@ impl Objective for Sft {
     fn loss(&self, cx: &mut Context, x: &LossInput<'_>) -> LossOut {
         let (policy, batch) = (x.policy, x.batch);
         let mask = batch.action_mask(&cx.device);
-        let pass = token_pass(policy, &cx.lcfg, batch, &cx.device, false);
+        let pass = token_pass(policy, &cx.lcfg, batch, &cx.device, None);
         let nll = (pass.logprobs * mask.clone()).sum().neg() / mask.sum().clamp_min(1.0);
         LossOut {
             metrics: vec![("nll", scalar(nll.clone()))],

@@ -43,7 +43,7 @@ impl Objective for Tpo {
         let (policy, batch, ex) = (x.policy, x.batch, x.ex);
         let device = cx.device.clone();
         let mask = batch.action_mask(&device);
-        let pass = token_pass(policy, &cx.lcfg, batch, &device, false);
+        let pass = token_pass(policy, &cx.lcfg, batch, &device, None);
         // Optional NLL of each list's best response (Iterative RPO's term; not in the TPO
         // paper): the weight is `[dpo] nll_weight`.
         let nll_weight = cx.cfg.dpo.nll_weight;
