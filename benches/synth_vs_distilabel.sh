@@ -39,5 +39,5 @@ echo "arbor: $(wc -l < "$WORK/arbor/journal.jsonl") items, $(wc -l < "$WORK/arbo
 for batch in 8 50; do
   measured "distilabel batch $batch" "$DPY" "$ROOT/benches/distilabel_synth.py" "$URL/v1" "$WORK/items.jsonl" "$batch" \
     --timeout 600 --max-tokens 256 --judge-max-tokens 512 --temperature 1.0 --judge-temperature 0.7 --json-schema \
-    2> "$WORK/distilabel-$batch.err" | tail -n 2
+    2> "$WORK/distilabel-$batch.err" | grep -E '^\{"items"|^distilabel batch' || true
 done
