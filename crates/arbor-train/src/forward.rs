@@ -1,6 +1,6 @@
 //! From examples to tensors: tokenization with step boundaries, left-padded batches, per-token
-//! log-probabilities and the exact KL to the reference (their math in `head`), and the aggregation of tokens into the units
-//! a loss works on (tokens, steps, whole responses).
+//! log-probabilities and the exact KL to the reference (their math in `head`), and the
+//! aggregation of tokens into the units a loss works on (tokens, steps, whole responses).
 use arbor_model::llama::{Llama, LlamaConfig};
 use arbor_model::tokenizer::TextTokenizer;
 use arbor_core::Message;
@@ -151,7 +151,7 @@ impl<'a> Batch<'a> {
     }
 }
 
-fn index_tensor(v: &[usize], device: &Device) -> Tensor<1, Int> {
+pub(crate) fn index_tensor(v: &[usize], device: &Device) -> Tensor<1, Int> {
     let v: Vec<i64> = v.iter().map(|&i| i as i64).collect();
     let n = v.len();
     Tensor::from_data(TensorData::new(v, [n]), device)

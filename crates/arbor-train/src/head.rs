@@ -10,19 +10,15 @@
 //! exact one, `y + (s − s.detach())`. Other devices keep burn's ops (no host round trip).
 use arbor_model::host::to_f32;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
+
+use crate::forward::index_tensor;
 
 /// Whether `device` is the CPU backend (plain or autodiff), where the fused pass runs.
 fn on_cpu(device: &Device) -> bool {
     let flex = Device::flex();
     *device == flex || *device == flex.autodiff()
-}
-
-fn index_column(targets: &[usize], device: &Device) -> Tensor<2, Int> {
-    let v: Vec<i64> = targets.iter().map(|&i| i as i64).collect();
-    let n = v.len();
-    Tensor::from_data(TensorData::new(v, [n, 1]), device)
 }
 
 fn vector(v: Vec<f32>, device: &Device) -> Tensor<1> {
@@ -176,7 +172,7 @@ fn log_dist(logits: Tensor<2>, targets: &[usize]) -> (Tensor<2>, Tensor<1>) {
     let dist = log_softmax(logits, 1);
     let picked = dist
         .clone()
-        .gather(1, index_column(targets, &device))
+        .gather(1, index_tensor(targets, &device).unsqueeze_dim::<2>(1))
         .squeeze_dim::<1>(1);
     (dist, picked)
 }
