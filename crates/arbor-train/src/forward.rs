@@ -8,7 +8,7 @@ use arbor_envs::prompt::step_prompt;
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::data::Question;
-use crate::head::{policy_head, reference_head};
+use crate::head::{index_tensor, policy_head, reference_head};
 
 /// A prompt and response as token ids, with where each response step ends.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,12 +149,6 @@ impl<'a> Batch<'a> {
             .select_assign(0, idx, x, IndexingUpdateOp::Add)
             .reshape([b, t])
     }
-}
-
-pub(crate) fn index_tensor(v: &[usize], device: &Device) -> Tensor<1, Int> {
-    let v: Vec<i64> = v.iter().map(|&i| i as i64).collect();
-    let n = v.len();
-    Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
 /// What one forward pass of the trained policy gives a loss.

@@ -10,10 +10,15 @@
 //! exact one, `y + (s − s.detach())`. Other devices keep burn's ops (no host round trip).
 use arbor_model::host::to_f32;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::forward::index_tensor;
+/// Positions as an index tensor (for `select` and `gather`).
+pub(crate) fn index_tensor(v: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = v.iter().map(|&i| i as i64).collect();
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
 
 /// Whether `device` is the CPU backend (plain or autodiff), where the fused pass runs.
 fn on_cpu(device: &Device) -> bool {
