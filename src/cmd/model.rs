@@ -99,7 +99,7 @@ pub struct GenerateArgs {
     /// Print prompt ids, generated ids and their log-probs as JSON.
     #[arg(long)]
     json: bool,
-    /// cpu, or wgpu / cuda in builds with that feature.
+    /// cpu, or libtorch / wgpu / cuda in builds with that feature.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
     prompt: String,
@@ -120,7 +120,7 @@ pub struct ServeArgs {
     /// Requests run together at most.
     #[arg(long, default_value_t = 16)]
     max_batch: usize,
-    /// cpu, or wgpu / cuda in builds with that feature.
+    /// cpu, or libtorch / wgpu / cuda in builds with that feature.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
 }

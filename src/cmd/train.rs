@@ -28,7 +28,7 @@ pub struct TrainArgs {
     /// `curves.csv`, `curves.svg`, `train.json`, `checkpoint/`.
     #[arg(long)]
     out: PathBuf,
-    /// cpu, or wgpu / cuda in builds with that feature.
+    /// cpu, or libtorch / wgpu / cuda in builds with that feature.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
     /// `train.toml` (docs/formats.md); the flags below override its keys.

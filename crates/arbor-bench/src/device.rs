@@ -8,7 +8,7 @@ use serde_json::json;
 
 #[derive(clap::Args)]
 pub struct DeviceBenchArgs {
-    /// cpu, or wgpu / cuda in builds with that feature.
+    /// cpu, or libtorch / wgpu / cuda in builds with that feature.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
     /// Largest accepted |device − CPU| of a loss, and of a gradient entry relative to the

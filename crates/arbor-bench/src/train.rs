@@ -30,7 +30,7 @@ pub struct TrainBenchArgs {
     python: Option<PathBuf>,
     #[arg(long, default_value = "benches/train_torch.py")]
     torch_script: PathBuf,
-    /// arbor's device: cpu, or wgpu / cuda in builds with that feature.
+    /// arbor's device: cpu, or libtorch / wgpu / cuda in builds with that feature.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
     /// PyTorch's device: cpu or cuda.

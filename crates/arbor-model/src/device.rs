@@ -1,5 +1,10 @@
 //! Which device runs a model, named without burn types so that callers (the CLI, configs) need
-//! not see burn. GPU kinds exist only when the crate is built with their feature.
+//! not see burn. Kinds other than the CPU exist only when the crate is built with their feature.
+//!
+//! CUDA goes through burn's LibTorch backend (PyTorch's kernels, linked against the `torch`
+//! that pip installs): burn's own CUDA backend (cubecl) needs an LLVM bundle that no package
+//! registry carries. burn marks its LibTorch backend deprecated; it is the one CUDA path that
+//! builds from the registries, so arbor uses it on purpose.
 use burn::tensor::Device;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -8,30 +13,36 @@ pub enum DeviceKind {
     Cpu,
     #[cfg(feature = "gpu-wgpu")]
     Wgpu,
+    /// PyTorch's CPU kernels through burn's LibTorch backend.
+    #[cfg(feature = "libtorch")]
+    LibTorch,
     #[cfg(feature = "gpu-cuda")]
     Cuda,
 }
 
 impl DeviceKind {
     /// The burn device (flex on the CPU; the default adapter for wgpu; CUDA device 0).
+    #[allow(deprecated)] // burn's LibTorch devices: see the module comment
     pub fn device(self) -> Device {
         match self {
             Self::Cpu => Device::flex(),
             #[cfg(feature = "gpu-wgpu")]
             Self::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+            #[cfg(feature = "libtorch")]
+            Self::LibTorch => Device::libtorch(),
             #[cfg(feature = "gpu-cuda")]
-            Self::Cuda => Device::cuda(0),
+            Self::Cuda => Device::libtorch_cuda(0),
         }
     }
-}
 
-impl DeviceKind {
     /// The name `--device` takes.
     pub fn name(self) -> &'static str {
         match self {
             Self::Cpu => "cpu",
             #[cfg(feature = "gpu-wgpu")]
             Self::Wgpu => "wgpu",
+            #[cfg(feature = "libtorch")]
+            Self::LibTorch => "libtorch",
             #[cfg(feature = "gpu-cuda")]
             Self::Cuda => "cuda",
         }
@@ -45,13 +56,34 @@ impl std::str::FromStr for DeviceKind {
             "cpu" => Ok(Self::Cpu),
             #[cfg(feature = "gpu-wgpu")]
             "wgpu" => Ok(Self::Wgpu),
+            #[cfg(feature = "libtorch")]
+            "libtorch" => Ok(Self::LibTorch),
             #[cfg(feature = "gpu-cuda")]
             "cuda" => Ok(Self::Cuda),
             #[allow(unreachable_patterns)]
             "wgpu" | "cuda" => Err(format!(
                 "device `{s}` needs arbor built with `--features gpu-{s}`"
             )),
-            _ => Err(format!("unknown device `{s}` (cpu, wgpu, cuda)")),
+            #[allow(unreachable_patterns)]
+            "libtorch" => Err("device `libtorch` needs arbor built with `--features libtorch`".into()),
+            _ => Err(format!("unknown device `{s}` (cpu, libtorch, wgpu, cuda)")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceKind;
+
+    /// Names round-trip; a kind this build lacks names the feature that brings it.
+    #[test]
+    fn names_round_trip_and_a_missing_feature_is_named() {
+        let cpu: DeviceKind = "cpu".parse().unwrap();
+        assert_eq!(cpu.name().parse::<DeviceKind>(), Ok(DeviceKind::Cpu));
+        #[cfg(not(feature = "libtorch"))]
+        assert!("libtorch".parse::<DeviceKind>().unwrap_err().contains("--features libtorch"));
+        #[cfg(not(feature = "gpu-cuda"))]
+        assert!("cuda".parse::<DeviceKind>().unwrap_err().contains("--features gpu-cuda"));
+        assert!("tpu".parse::<DeviceKind>().unwrap_err().contains("unknown device"));
     }
 }

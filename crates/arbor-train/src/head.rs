@@ -20,10 +20,14 @@ pub(crate) fn index_tensor(v: &[usize], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
-/// Whether `device` is the CPU backend (plain or autodiff), where the fused pass runs.
+/// Whether `device` is a CPU backend (flex, or LibTorch's CPU; plain or autodiff), where the
+/// fused pass runs.
 fn on_cpu(device: &Device) -> bool {
-    let flex = Device::flex();
-    *device == flex || *device == flex.autodiff()
+    #[allow(unused_mut)]
+    let mut cpus = vec![Device::flex()];
+    #[cfg(feature = "libtorch")]
+    cpus.push(arbor_model::DeviceKind::LibTorch.device());
+    cpus.into_iter().any(|d| d == *device || d.autodiff() == *device)
 }
 
 fn vector(v: Vec<f32>, device: &Device) -> Tensor<1> {
