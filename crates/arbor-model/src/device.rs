@@ -59,16 +59,47 @@ impl std::str::FromStr for DeviceKind {
             #[cfg(feature = "libtorch")]
             "libtorch" => Ok(Self::LibTorch),
             #[cfg(feature = "gpu-cuda")]
-            "cuda" => Ok(Self::Cuda),
+            "cuda" => cuda_present().map(|()| Self::Cuda),
             #[allow(unreachable_patterns)]
             "wgpu" | "cuda" => Err(format!(
                 "device `{s}` needs arbor built with `--features gpu-{s}`"
             )),
             #[allow(unreachable_patterns)]
-            "libtorch" => Err("device `libtorch` needs arbor built with `--features libtorch`".into()),
+            "libtorch" => {
+                Err("device `libtorch` needs arbor built with `--features libtorch`".into())
+            }
             _ => Err(format!("unknown device `{s}` (cpu, libtorch, wgpu, cuda)")),
         }
     }
+}
+
+/// LibTorch panics on the first tensor of a CUDA device it cannot open; ask once, up front,
+/// so that `--device cuda` on a machine without one is a clear error.
+#[cfg(feature = "gpu-cuda")]
+#[allow(deprecated)] // burn's LibTorch devices: see the module comment
+fn cuda_present() -> Result<(), String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let probe = std::panic::catch_unwind(|| {
+        burn::tensor::Tensor::<1>::zeros([1], &Device::libtorch_cuda(0)).into_data()
+    });
+    std::panic::set_hook(hook);
+    probe.map(|_| ()).map_err(|e| {
+        let why = e
+            .downcast_ref::<String>()
+            // tch's error, debug-printed: keep its first line ("Found no NVIDIA driver …").
+            .map(|m| {
+                m.rsplit("Torch(\"")
+                    .next()
+                    .unwrap_or(m)
+                    .split("\\n")
+                    .next()
+                    .unwrap_or(m)
+                    .to_string()
+            })
+            .unwrap_or_default();
+        format!("device `cuda`: LibTorch cannot open CUDA device 0 ({why})")
+    })
 }
 
 #[cfg(test)]
@@ -81,9 +112,18 @@ mod tests {
         let cpu: DeviceKind = "cpu".parse().unwrap();
         assert_eq!(cpu.name().parse::<DeviceKind>(), Ok(DeviceKind::Cpu));
         #[cfg(not(feature = "libtorch"))]
-        assert!("libtorch".parse::<DeviceKind>().unwrap_err().contains("--features libtorch"));
+        assert!("libtorch"
+            .parse::<DeviceKind>()
+            .unwrap_err()
+            .contains("--features libtorch"));
         #[cfg(not(feature = "gpu-cuda"))]
-        assert!("cuda".parse::<DeviceKind>().unwrap_err().contains("--features gpu-cuda"));
-        assert!("tpu".parse::<DeviceKind>().unwrap_err().contains("unknown device"));
+        assert!("cuda"
+            .parse::<DeviceKind>()
+            .unwrap_err()
+            .contains("--features gpu-cuda"));
+        assert!("tpu"
+            .parse::<DeviceKind>()
+            .unwrap_err()
+            .contains("unknown device"));
     }
 }
