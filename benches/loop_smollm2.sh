@@ -5,12 +5,15 @@
 # intervals and the paired gain over the previous iteration (wins/losses, McNemar's z).
 #   bash benches/loop_smollm2.sh [ARBOR_BINARY] [OUT_DIR]
 # Knobs (environment): ALGO (sft), ITERATIONS (2), TASKS (200 per iteration), EVAL (500),
-# EPOCHS (2), LR (1e-5), BATCH (4), PARALLEL (8 llama.cpp slots). A killed run resumes: rerun it.
+# EPOCHS (2), LR (1e-5), BATCH (4), PARALLEL (8 llama.cpp slots), NLL (DPO's NLL weight, 1:
+# Iterative RPO), DEVICE (cpu; libtorch trains on PyTorch's kernels: build with
+# `bash benches/libtorch.sh build` and pass that binary). A killed run resumes: rerun it.
 set -euo pipefail
 A=${1:-target/release/arbor}
 OUT=${2:-/tmp/arbor-loop-smollm2}
 ALGO=${ALGO:-sft}; ITERATIONS=${ITERATIONS:-2}; TASKS=${TASKS:-200}; EVAL=${EVAL:-500}
 EPOCHS=${EPOCHS:-2}; LR=${LR:-1e-5}; BATCH=${BATCH:-4}; PARALLEL=${PARALLEL:-8}
+NLL=${NLL:-1}; DEVICE=${DEVICE:-cpu}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CFG="$OUT.toml"
 cat > "$CFG" <<TOML
@@ -20,6 +23,7 @@ tasks_per_iteration = $TASKS
 eval_tasks = $EVAL
 eval_seed = 999
 concurrency = $PARALLEL
+device = "$DEVICE"
 [llamacpp]
 script = "$ROOT/../shared/tools/serve_xllamacpp.py"
 parallel = $PARALLEL
@@ -34,6 +38,12 @@ algo = "$ALGO"
 epochs = $EPOCHS
 lr = $LR
 batch_size = $BATCH
+[train.dpo]
+nll_weight = $NLL
 TOML
+if [ "$DEVICE" = libtorch ] || [ "$DEVICE" = cuda ]; then
+  TORCH_LIB=$("${ARBOR_HOME:-$HOME/.cache/arbor}/libtorch-venv/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')/lib
+  export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 resume=""; [ -f "$OUT/loop.json" ] && resume="--resume"
 "$A" loop --model embedded --iterations "$ITERATIONS" --config "$CFG" --out "$OUT" $resume

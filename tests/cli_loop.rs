@@ -287,6 +287,33 @@ fn sigterm_during_training_keeps_its_step_and_the_resume_continues_it() {
     );
 }
 
+/// The training device is a flag and a loop.toml key; one this build cannot open is refused
+/// before any stage runs, naming what is missing, and nothing is written.
+#[test]
+fn a_training_device_this_build_lacks_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, cfg) = setup(dir.path(), LOOP_TOML);
+    let out = dir.path().join("out");
+    let mut a = loop_args(&model, &cfg, &out, 1);
+    a.extend(["--device".into(), "tpu".into()]);
+    let (ok, _, err) = run(&a);
+    assert!(!ok && err.contains("unknown device `tpu`"), "{err}");
+    #[cfg(not(feature = "libtorch"))]
+    {
+        let keyed = dir.path().join("keyed.toml");
+        std::fs::write(&keyed, format!("device = \"libtorch\"\n{LOOP_TOML}")).unwrap();
+        let (ok, _, err) = run(&loop_args(&model, &keyed, &out, 1));
+        assert!(!ok && err.contains("--features libtorch") && err.contains("device"), "{err}");
+    }
+    assert!(!out.exists(), "a refused loop wrote {}", out.display());
+    // The default device spelled out runs.
+    let mut a = loop_args(&model, &cfg, &out, 1);
+    a.extend(["--device".into(), "cpu".into()]);
+    let (ok, _, err) = run(&a);
+    assert!(ok, "{err}");
+    assert_eq!(common::read_json(&out.join("loop.json"))["config"]["device"], "cpu");
+}
+
 #[test]
 fn an_oreo_loop_evaluates_with_its_critic_too() {
     let dir = tempfile::tempdir().unwrap();

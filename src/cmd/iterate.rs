@@ -7,6 +7,7 @@ use std::time::Instant;
 use arbor_core::config::{load_toml, Overrides};
 use arbor_core::Progress;
 use arbor_loop::{LoopConfig, LoopError, Observer};
+use arbor_model::DeviceKind;
 use arbor_train::Algo;
 
 use crate::cmd::parse_enum;
@@ -32,6 +33,9 @@ pub struct LoopArgs {
     /// Continue the loop in --out at the stage where it stopped.
     #[arg(long)]
     resume: bool,
+    /// Where training runs: cpu, or libtorch / wgpu / cuda in builds with that feature.
+    #[arg(long)]
+    device: Option<DeviceKind>,
 }
 
 /// One line per stage, with the time since the loop started, and a bar of the running stage
@@ -78,7 +82,8 @@ pub async fn run(a: LoopArgs) -> anyhow::Result<()> {
     let mut o = Overrides::default();
     o.set("env", a.env.as_ref())
         .set("iterations", a.iterations)
-        .set("train.algo", a.algo);
+        .set("train.algo", a.algo)
+        .set("device", a.device);
     let cfg: LoopConfig = load_toml(a.config.as_deref(), &o).map_err(anyhow::Error::msg)?;
     let given = (a.model != "embedded").then(|| PathBuf::from(&a.model));
     let start = arbor_model::fetch::resolve_model(given.as_deref())?;

@@ -1,6 +1,7 @@
 //! `loop.toml`: the environment (`env`, its keys in `[environment]`) and its task slices, the search (`[search]`, `[policy]`,
 //! `[evaluator]` as in search.toml), the training (`[train]` as in train.toml) and the
 //! evaluation. Every `arbor loop` flag is also a key here.
+use arbor_model::DeviceKind;
 use arbor_train::{Algo, TrainConfig};
 use arbor_tree::job::{EvaluatorFile, EvaluatorKind, PolicyFile, SearchFile};
 use arbor_tree::SearchConfig;
@@ -43,6 +44,9 @@ pub struct LoopConfig {
     /// Where π_t runs for search and evaluation (embedded, or llamacpp with `[llamacpp]`).
     pub backend: Backend,
     pub llamacpp: LlamaCppFile,
+    /// Where training (and the critic of value-guided evaluation) runs: `cpu`, or `libtorch` /
+    /// `cuda` / `wgpu` in builds with that feature. A resumed loop may change it.
+    pub device: DeviceKind,
     pub search: SearchConfig,
     pub policy: PolicyFile,
     pub evaluator: EvaluatorFile,
@@ -74,6 +78,7 @@ impl Default for LoopConfig {
             reference: Reference::Previous,
             backend: Backend::Embedded,
             llamacpp: LlamaCppFile::default(),
+            device: DeviceKind::Cpu,
             // Small enough that the README's loop on the embedded model finishes in minutes
             // on 2 cores; larger budgets are keys of loop.toml.
             search: SearchConfig {

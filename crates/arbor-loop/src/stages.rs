@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use arbor_core::Progress;
 use arbor_envs::{Environment, Task};
-use arbor_model::DeviceKind;
 use arbor_train::{Algo, LearnedValue, RunOptions, StartModel, TrainError};
 use arbor_tree::eval::{paired, Report};
 use arbor_tree::export::{export, ExportOptions, Format};
@@ -88,7 +87,7 @@ fn learned_critic(
         }
         return Ok(None);
     }
-    let v = LearnedValue::load(&dir, DeviceKind::Cpu)?;
+    let v = LearnedValue::load(&dir, cfg.device)?;
     Ok(Some((dir, Arc::new(v) as Arc<dyn ValueFunction>)))
 }
 
@@ -194,7 +193,7 @@ impl Ctx<'_> {
             // §4.4), sampling at the search temperature.
             let critic = model.join("value");
             if critic.join("config.json").is_file() {
-                let value = LearnedValue::load(&critic, DeviceKind::Cpu)?;
+                let value = LearnedValue::load(&critic, cfg.device)?;
                 let mut sampler = LlmStepPolicy::new(pi.model.clone(), &pi.name);
                 sampler.temperature = cfg.policy.temperature;
                 sampler.seed = Some(cfg.eval_seed);
@@ -286,6 +285,7 @@ impl Ctx<'_> {
     /// recorded.
     async fn train(&self, t: usize, prev: &Path, start: &Path) -> Result<Value, LoopError> {
         let cfg = self.cfg.train.clone();
+        let device = self.cfg.device;
         let reference = (self.cfg.reference == Reference::Start && prev != start)
             .then(|| start.display().to_string());
         self.stage(t, "train", |dir| async move {
@@ -295,9 +295,9 @@ impl Ctx<'_> {
             let (data, out) = (dir.join("data.jsonl"), dir.join("model"));
             let (counter, stop) = (self.progress.clone(), self.stop.clone());
             let result = tokio::task::spawn_blocking(move || {
-                let mut start = StartModel::load(&prev_s, DeviceKind::Cpu)?;
+                let mut start = StartModel::load(&prev_s, device)?;
                 if let Some(r) = reference {
-                    start = start.with_reference(StartModel::load(&r, DeviceKind::Cpu)?)?;
+                    start = start.with_reference(StartModel::load(&r, device)?)?;
                 }
                 let opts = RunOptions {
                     resume: true,
@@ -339,10 +339,13 @@ pub async fn run(
     let job = json!({"format": "arbor.loop/1", "start": start, "config": serde_json::to_value(cfg).map_err(|e| LoopError::Config(e.to_string()))?});
     match read_json(&pin) {
         Some(old) if resume => {
-            // More iterations may be asked of a resumed loop; nothing else may change.
+            // More iterations, or another device, may be asked of a resumed loop; nothing else
+            // may change.
             let (mut a, mut b) = (old.clone(), job.clone());
-            a["config"]["iterations"] = json!(0);
-            b["config"]["iterations"] = json!(0);
+            for key in ["iterations", "device"] {
+                a["config"][key] = json!(0);
+                b["config"][key] = json!(0);
+            }
             if a != b {
                 return Err(LoopError::Config(format!(
                     "{}: the loop there was started with another model or config; resume with the same settings, or choose a new --out",

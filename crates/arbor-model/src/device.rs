@@ -73,6 +73,20 @@ impl std::str::FromStr for DeviceKind {
     }
 }
 
+/// In config files a device is its `--device` name (`device = "libtorch"`).
+impl serde::Serialize for DeviceKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// LibTorch panics on the first tensor of a CUDA device it cannot open; ask once, up front,
 /// so that `--device cuda` on a machine without one is a clear error.
 #[cfg(feature = "gpu-cuda")]
