@@ -5,7 +5,7 @@
 //! CPU decoder that generates, [`generate`] does batched decoding with a KV cache and
 //! teacher-forced scoring, [`constrain`] masks tokens so answers follow a JSON Schema, `gguf_write` exports a model as GGUF for llama.cpp, [`fetch`] downloads and verifies the default model, [`hf`] reads and writes Hugging Face
 //! checkpoints (what training produces), [`host`] moves values between host vectors and tensors,
-//! [`init`] writes tiny random models, `Models` opens the model behind a role (a server or
+//! [`init`] writes tiny random models, `Precision` the mixed precision of training, `Models` opens the model behind a role (a server or
 //! this crate's embedded model), `DeviceKind` names a device without burn types.
 
 pub mod backend;
@@ -23,6 +23,7 @@ pub mod init;
 pub mod llama;
 pub mod native;
 mod open;
+mod precision;
 pub mod quant;
 mod sampling;
 pub mod stream;
@@ -34,3 +35,4 @@ pub use engine::Engine;
 pub use generate::{EmbeddedModel, Finish, GenerateOptions, Generated, ModelError, Scored};
 pub use gguf_write::OutType;
 pub use open::{Models, EMBEDDED};
+pub use precision::Precision;

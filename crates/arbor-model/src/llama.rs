@@ -8,6 +8,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::gguf::{Gguf, GgufError};
+use crate::precision::Precision;
 
 /// Hyper-parameters read from GGUF metadata (`llama.*`).
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +114,9 @@ pub struct Llama {
     norm: Param<Tensor<1>>,
     /// [vocab, d_model]; None when tied to the embedding.
     lm_head: Option<Param<Tensor<2>>>,
+    /// The type of the matrix products (training's mixed precision; f32 unless set).
+    #[module(skip)]
+    precision: Precision,
 }
 
 /// Keys and values of every layer for a batch, `[batch, kv_heads, capacity, head_dim]`.
@@ -322,6 +326,7 @@ impl Llama {
             blocks,
             norm,
             lm_head,
+            precision: Precision::F32,
         })
     }
 
@@ -377,8 +382,8 @@ fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
 }
 
 /// W·x for a weight `[out, in]` and feature-major activations `[in, tokens]`.
-fn blk_proj(w: &Param<Tensor<2>>, x: Tensor<2>) -> Tensor<2> {
-    w.val().matmul(x)
+fn blk_proj(p: Precision, w: &Param<Tensor<2>>, x: Tensor<2>) -> Tensor<2> {
+    p.matmul(w.val(), x)
 }
 
 /// What a forward pass needs besides the tokens.
@@ -468,6 +473,7 @@ impl Llama {
             );
         }
         let (h, kvh, hd) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim());
+        let p = self.precision;
 
         let ids: Vec<i64> = tokens
             .iter()
@@ -494,7 +500,7 @@ impl Llama {
             let xn = rms_norm(x.clone(), &blk.attn_norm, cfg.rms_eps);
             // Token-major for attention: [n, features] → [b, heads, t, hd].
             let heads = |w: &Param<Tensor<2>>, nh: usize| {
-                blk_proj(w, xn.clone())
+                blk_proj(p, w, xn.clone())
                     .transpose()
                     .reshape([b, t, nh, hd])
                     .swap_dims(1, 2)
@@ -524,20 +530,20 @@ impl Llama {
             // Grouped-query attention without copying keys per query head: query head j reads KV
             // head j / group, so the group's queries stack along the row axis.
             let q = q.reshape([b, kvh, group * t, hd]);
-            let scores = q.matmul(keys.swap_dims(2, 3)).mul_scalar(scale); // [b, kvh, group·t, total]
+            let scores = p.matmul(q, keys.swap_dims(2, 3)).mul_scalar(scale); // [b, kvh, group·t, total]
             let scores = scores.mask_fill(group_mask.clone(), f32::NEG_INFINITY);
-            let attn = softmax(scores, 3).matmul(vals); // [b, kvh, group·t, hd]
+            let attn = p.matmul(softmax(scores, 3), vals); // [b, kvh, group·t, hd]
             let attn = attn
                 .reshape([b, h, t, hd])
                 .swap_dims(1, 2)
                 .reshape([n, cfg.d_model])
                 .transpose();
-            x = x + blk_proj(&blk.wo, attn);
+            x = x + blk_proj(p, &blk.wo, attn);
 
             let xn = rms_norm(x.clone(), &blk.ffn_norm, cfg.rms_eps);
-            let gate = silu(blk_proj(&blk.w_gate, xn.clone()));
-            let up = blk_proj(&blk.w_up, xn);
-            x = x + blk_proj(&blk.w_down, gate * up);
+            let gate = silu(blk_proj(p, &blk.w_gate, xn.clone()));
+            let up = blk_proj(p, &blk.w_up, xn);
+            x = x + blk_proj(p, &blk.w_down, gate * up);
         }
         if let Some(c) = cache {
             c.len = total;
@@ -568,7 +574,9 @@ impl Llama {
         let rows = if step.all_logits { t } else { 1 };
         let x = rms_norm(x, &self.norm, cfg.rms_eps);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        blk_proj(head, x).transpose().reshape([b, rows, cfg.vocab])
+        blk_proj(self.precision, head, x)
+            .transpose()
+            .reshape([b, rows, cfg.vocab])
     }
 
     /// Final-normed hidden states `[batch, seq, d]` of left-padded `tokens`, without a cache:
@@ -592,6 +600,13 @@ impl Llama {
     /// Logits `[batch, seq, vocab]` of hidden states from [`Llama::hidden`].
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let head = self.lm_head.as_ref().unwrap_or(&self.embed).val();
-        hidden.matmul(head.transpose().unsqueeze::<3>())
+        self.precision
+            .matmul(hidden, head.transpose().unsqueeze::<3>())
+    }
+
+    /// The model with its matrix products in `precision` (the weights stay f32).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 }

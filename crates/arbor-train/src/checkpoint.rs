@@ -46,7 +46,7 @@ pub fn save(out: &Path, t: &Trainer, start: &StartModel, step: usize) -> Result<
             .save(tmp.join("optim-value.bpk"))
             .map_err(|x| e(&x))?;
     }
-    let state = json!({"step": step, "source": start.source, "config": t.cfg});
+    let state = json!({"step": step, "source": start.source, "config": t.cfg, "loss_scaler": t.scaler});
     std::fs::write(tmp.join("state.json"), state.to_string()).map_err(|x| e(&x))?;
     // Swap in the new checkpoint: the old one stays until the new one is complete.
     let old = out.join("checkpoint.old");
@@ -98,9 +98,13 @@ pub fn restore(out: &Path, t: &mut Trainer, start: &StartModel) -> Result<usize,
     if t.value.is_some() {
         let (v, _) = ValueModel::load(&ck.join("value"), &plain)
             .map_err(|x| TrainError::Io(x.to_string()))?;
-        t.value = Some(v.fork(&ad).train());
+        t.set_value(v.fork(&ad).train());
         let opt = std::mem::replace(&mut t.opt_value, crate::optim::adamw(t.cfg.weight_decay));
         t.opt_value = opt.load(ck.join("optim-value.bpk")).map_err(|x| e(&x))?;
+    }
+    // (Checkpoints from before mixed precision have none: the f32 default.)
+    if let Ok(s) = serde_json::from_value(state["loss_scaler"].clone()) {
+        t.scaler = s;
     }
     Ok(state["step"].as_u64().unwrap_or(0) as usize)
 }

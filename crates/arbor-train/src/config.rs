@@ -1,4 +1,5 @@
 //! `train.toml`: every key optional; `arbor train` flags set the keys of the same name.
+use arbor_model::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::forward::Level;
@@ -60,6 +61,10 @@ pub struct TrainConfig {
     /// Longer sequences (prompt + response tokens) are skipped and counted.
     pub max_len: usize,
     pub seed: u64,
+    /// The type of the matrix products (mixed precision; weights, norms and losses stay f32).
+    pub precision: Precision,
+    /// f16's starting loss scale (dynamic: halved on overflow, doubled after 2,000 clean steps).
+    pub loss_scale: f64,
 }
 
 impl Default for TrainConfig {
@@ -87,6 +92,8 @@ impl Default for TrainConfig {
             save_every: 50,
             max_len: 1024,
             seed: 0,
+            precision: Precision::F32,
+            loss_scale: 65536.0,
         }
     }
 }
@@ -127,6 +134,9 @@ impl TrainConfig {
             return bad(
                 "beta must be positive, alpha non-negative, dpo.label_smoothing in [0, 0.5)",
             );
+        }
+        if !(self.loss_scale >= 1.0 && self.loss_scale.is_finite()) {
+            return bad("loss_scale must be a finite number of at least 1");
         }
         if self.eval_every == 0 || self.save_every == 0 || self.max_len < 2 {
             return bad("eval_every and save_every must be at least 1, max_len at least 2");

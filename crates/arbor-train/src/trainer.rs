@@ -15,7 +15,7 @@ use crate::forward::Batch;
 use crate::objective::{
     for_algo, prepare, Context, LossInput, LossOut, Objective, Prepared, PreparedSet,
 };
-use crate::optim::{adamw, clip_global_norm};
+use crate::optim::{adamw, clip_factor, global_norm, scale_grads, LossScaler};
 use crate::start::StartModel;
 use crate::value::ValueModel;
 use crate::TrainError;
@@ -32,6 +32,8 @@ pub struct Trainer {
     pub value: Option<ValueModel>,
     pub opt_policy: ModuleOptimizer,
     pub opt_value: ModuleOptimizer,
+    /// f16's loss scale (a factor of 1 otherwise); saved with checkpoints.
+    pub scaler: LossScaler,
 }
 
 /// A step's (or an evaluation's) metrics by column name.
@@ -40,10 +42,11 @@ pub type Metrics = Vec<(String, f64)>;
 impl Trainer {
     pub fn new(cfg: &TrainConfig, start: &StartModel) -> Self {
         crate::alloc::keep_freed_memory();
+        let p = cfg.precision;
         let reference = start.reference.clone().unwrap_or_else(|| start.model.clone());
-        let cx = Context::new(cfg, start.cfg.clone(), reference, &start.device);
+        let cx = Context::new(cfg, start.cfg.clone(), reference.with_precision(p), &start.device);
         let objective = for_algo(cfg.algo);
-        let policy = start.model.clone().fork(&cx.device).train();
+        let policy = start.model.clone().fork(&cx.device).train().with_precision(p);
         let value = objective.has_critic().then(|| {
             let fresh = || ValueModel::new(start.model.clone(), &start.cfg, &start.device);
             start
@@ -52,6 +55,7 @@ impl Trainer {
                 .unwrap_or_else(fresh)
                 .fork(&cx.device)
                 .train()
+                .with_precision(p)
         });
         Self {
             cfg: cfg.clone(),
@@ -63,6 +67,7 @@ impl Trainer {
             value,
             opt_policy: adamw(cfg.weight_decay),
             opt_value: adamw(cfg.weight_decay),
+            scaler: LossScaler::new(p, cfg.loss_scale),
         }
     }
 
@@ -70,8 +75,14 @@ impl Trainer {
         self.policy.as_ref().expect("the policy is present between steps")
     }
 
+    /// Replaces the policy (a restored checkpoint), computing in the configured precision.
     pub fn set_policy(&mut self, policy: Llama) {
-        self.policy = Some(policy);
+        self.policy = Some(policy.with_precision(self.cfg.precision));
+    }
+
+    /// Replaces the critic, likewise.
+    pub fn set_value(&mut self, value: ValueModel) {
+        self.value = Some(value.with_precision(self.cfg.precision));
     }
 
     /// Encodes `examples` for the objective (they replace any earlier ones).
@@ -94,6 +105,7 @@ impl Trainer {
             .chain(o.metrics().iter().map(|m| m.to_string()))
             .chain(o.eval_metrics().iter().map(|m| format!("eval_{m}")))
             .chain(["grad_norm", "value_grad_norm", "tokens_per_s"].map(String::from))
+            .chain(self.scaler.enabled.then(|| "loss_scale".to_string()))
             .collect()
     }
 
@@ -124,13 +136,16 @@ impl Trainer {
 
     /// One optimizer step over `micro` micro-batches (example indices), at learning rates `lr`
     /// (policy) and `lr_value` (critic). Returns the metrics averaged over the micro-batches and
-    /// the gradient norms before clipping.
+    /// the gradient norms before clipping. In f16 a step whose gradients overflow changes no
+    /// weight (its norms read as non-finite) and lowers the loss scale.
     pub fn step(&mut self, micro: &[Vec<usize>], lr: f64, lr_value: f64) -> Metrics {
         let mut acc_p = GradientsAccumulator::<Llama>::new();
         let mut acc_v = GradientsAccumulator::<ValueModel>::new();
         let mut sums: Metrics = Vec::new();
-        // Each micro-batch's gradient is scaled so the step averages over them.
-        let scale = 1.0 / self.cfg.grad_accum as f64;
+        // Each micro-batch's gradient is scaled so the step averages over them, and by the
+        // loss scale (f16), which is divided out before clipping.
+        let ls = self.scaler.factor();
+        let scale = ls / self.cfg.grad_accum as f64;
         for idx in micro {
             let out = self.loss(idx);
             let g = out.policy.mul_scalar(scale).backward();
@@ -145,16 +160,26 @@ impl Trainer {
         for s in &mut sums {
             s.1 /= micro.len().max(1) as f64;
         }
-        // The critic steps before the actor.
-        if let Some(v) = self.value.take() {
-            let mut g = acc_v.grads();
-            sums.push(("value_grad_norm".into(), clip_global_norm(&v, &mut g, self.cfg.clip)));
-            self.value = Some(self.opt_value.step(lr_value, v, g));
+        let (mut gp, mut gv) = (acc_p.grads(), acc_v.grads());
+        let norm_p = global_norm(self.policy(), &gp) / ls;
+        let norm_v = self.value.as_ref().map(|v| global_norm(v, &gv) / ls);
+        sums.extend(norm_v.map(|n| ("value_grad_norm".to_string(), n)));
+        sums.push(("grad_norm".into(), norm_p));
+        if self.scaler.enabled {
+            sums.push(("loss_scale".into(), ls));
         }
-        let mut g = acc_p.grads();
+        if !self.scaler.update(&[norm_p, norm_v.unwrap_or(0.0)]) {
+            return sums;
+        }
+        let clip = self.cfg.clip;
+        // The critic steps before the actor.
+        if let (Some(v), Some(n)) = (self.value.take(), norm_v) {
+            scale_grads(&v, &mut gv, clip_factor(n, clip) / ls);
+            self.value = Some(self.opt_value.step(lr_value, v, gv));
+        }
         let policy = self.policy.take().expect("the policy is present between steps");
-        sums.push(("grad_norm".into(), clip_global_norm(&policy, &mut g, self.cfg.clip)));
-        self.policy = Some(self.opt_policy.step(lr, policy, g));
+        scale_grads(&policy, &mut gp, clip_factor(norm_p, clip) / ls);
+        self.policy = Some(self.opt_policy.step(lr, policy, gp));
         sums
     }
 

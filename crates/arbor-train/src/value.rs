@@ -33,6 +33,14 @@ impl ValueModel {
         }
     }
 
+    /// The critic with its trunk's matrix products in `precision`.
+    pub fn with_precision(self, precision: arbor_model::Precision) -> Self {
+        Self {
+            trunk: self.trunk.with_precision(precision),
+            head: self.head,
+        }
+    }
+
     /// V at every position of left-padded `tokens`, `[B, T]`.
     pub fn values(
         &self,
