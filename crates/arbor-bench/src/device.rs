@@ -30,7 +30,7 @@ pub fn run(a: DeviceBenchArgs) -> anyhow::Result<()> {
         .collect();
     println!(
         "{}",
-        json!({"device": a.device.name(), "precision": a.precision.name(), "tolerance": a.tolerance, "agrees": bad.is_empty(), "losses": rows})
+        json!({"device": a.device.name(), "precision": a.precision, "tolerance": a.tolerance, "agrees": bad.is_empty(), "losses": rows})
     );
     anyhow::ensure!(
         bad.is_empty(),

@@ -31,25 +31,16 @@ impl Precision {
             Some(t) => a.cast(t).matmul(b.cast(t)).cast(FloatDType::F32),
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::Bf16 => "bf16",
-            Self::F16 => "f16",
-        }
-    }
 }
 
+/// The names of `--precision` are the config file's (serde's), so they are spelled once.
 impl std::str::FromStr for Precision {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "f32" => Ok(Self::F32),
-            "bf16" => Ok(Self::Bf16),
-            "f16" => Ok(Self::F16),
-            _ => Err(format!("unknown precision `{s}` (f32, bf16, f16)")),
-        }
+        use serde::de::IntoDeserializer;
+        let d: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            s.into_deserializer();
+        Self::deserialize(d).map_err(|e| format!("precision: {e}"))
     }
 }
 
@@ -69,6 +60,11 @@ mod tests {
         assert_eq!(at(Precision::F32), 1.0 + 1.0 / 1024.0);
         assert_eq!(at(Precision::F16), 1.0 + 1.0 / 1024.0);
         assert_eq!(at(Precision::Bf16), 1.0);
-        assert_eq!(Precision::F16.matmul(a(), b()).dtype(), burn::tensor::DType::F32);
+        assert_eq!(
+            Precision::F16.matmul(a(), b()).dtype(),
+            burn::tensor::DType::F32
+        );
+        assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));
+        assert!("fp8".parse::<Precision>().unwrap_err().contains("`f16`"));
     }
 }
