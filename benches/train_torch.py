@@ -1,6 +1,7 @@
 """PyTorch side of `arbor bench train`: the same DPO or OREO step as arbor's, on the same
 Hugging Face checkpoint and the same token batch (written by arbor), on the CPU or a CUDA GPU
-(float32 both, TF32 off: the precision arbor computes in).
+(float32 both, TF32 off: the precision arbor computes in; `--precision bf16|f16` runs the
+forward under autocast, PyTorch's mixed precision, against arbor's `precision` key).
 
 Prints one JSON line: seconds per step (mean over the timed steps after one warm-up), response
 tokens per second, and each step's loss (the first must match arbor's: same model, same data).
@@ -91,6 +92,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16", "f16"])
     a = ap.parse_args()
     global DEVICE
     DEVICE = torch.device(a.device)
@@ -114,14 +116,19 @@ def main():
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-5, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
     vopt = torch.optim.AdamW(critic.parameters(), lr=1e-5, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0) if critic else None
     times, losses = [], []
+    low = {"bf16": torch.bfloat16, "f16": torch.float16}.get(a.precision)
+    # Autocast runs the products in the low type; losses are f32 (log_softmax is on its f32
+    # list). No GradScaler for f16: a few steps from a trained model do not underflow.
+    cast = lambda: torch.autocast(DEVICE.type, dtype=low, enabled=low is not None)
     for _ in range(a.steps + 1):
         if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        if b["algo"] == "dpo":
-            ploss, vloss = dpo_loss(policy, ref, seqs, b["beta"])
-        else:
-            ploss, vloss = oreo_loss(policy, ref, critic, seqs, rewards, b["beta"], b["alpha"])
+        with cast():
+            if b["algo"] == "dpo":
+                ploss, vloss = dpo_loss(policy, ref, seqs, b["beta"])
+            else:
+                ploss, vloss = oreo_loss(policy, ref, critic, seqs, rewards, b["beta"], b["alpha"])
         losses.append({"policy": ploss.item(), "value": vloss.item() if vloss is not None else None})
         if vloss is not None:
             vopt.zero_grad()
@@ -138,7 +145,7 @@ def main():
     mean = sum(times[1:]) / max(1, len(times) - 1)
     where = f"CUDA, {torch.cuda.get_device_name()}" if cuda else f"CPU, {a.threads} threads"
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-    print(json.dumps({"impl": f"PyTorch {torch.__version__} ({where})", "step_s": mean, "peak_allocated_mib": peak, "tokens_per_step": tokens,
+    print(json.dumps({"impl": f"PyTorch {torch.__version__} ({where}, {a.precision})", "step_s": mean, "peak_allocated_mib": peak, "tokens_per_step": tokens,
                       "tokens_per_s": tokens / mean, "losses": losses, "step_times": times}))
 
 

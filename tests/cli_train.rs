@@ -392,3 +392,36 @@ fn init_takes_a_published_shape_and_the_embedded_tokenizer() {
     ]);
     assert!(!ok && err.contains("smollm2-135m"), "{err}");
 }
+
+/// `--precision f16` reaches the trainer: the curves carry f16's loss scale (65,536 at the
+/// start) and the losses are near f32's without being equal to them. Caught by a flag that is
+/// parsed and dropped (no `loss_scale` column, losses identical to f32's) and by products that
+/// lose more than f16's rounding (losses off by more than 1e-2).
+#[test]
+fn precision_flag_trains_in_f16_near_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (tiny, data) = tiny_and_pairs(d);
+    let curves = |p: &str| {
+        let out = d.join(p);
+        run(&[
+            "train", "--algo", "dpo", "--data", s(&data), "--model", s(&tiny), "--out", s(&out),
+            "--max-steps", "3", "--batch-size", "4", "--precision", p, "--quiet",
+        ]);
+        let text = std::fs::read_to_string(out.join("curves.csv")).unwrap();
+        let header: Vec<String> = text.lines().next().unwrap().split(',').map(String::from).collect();
+        let col = |name: &str| -> Vec<f64> {
+            let Some(i) = header.iter().position(|c| c == name) else { return vec![] };
+            text.lines().skip(1).filter_map(|l| l.split(',').nth(i)?.parse().ok()).collect()
+        };
+        (col("loss"), col("loss_scale"))
+    };
+    let (f32_loss, f32_scale) = curves("f32");
+    let (f16_loss, f16_scale) = curves("f16");
+    assert!(f32_scale.is_empty(), "f32 has no loss scale: {f32_scale:?}");
+    assert_eq!(f16_scale.first(), Some(&65536.0), "{f16_scale:?}");
+    assert_eq!(f32_loss.len(), 3);
+    assert_eq!(f16_loss.len(), 3);
+    let diff = f32_loss.iter().zip(&f16_loss).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(diff > 0.0 && diff < 1e-2, "f32 {f32_loss:?} f16 {f16_loss:?}");
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arbor_core::config::{load_toml, Overrides};
-use arbor_model::{DeviceKind, EmbeddedBackend, EMBEDDED};
+use arbor_model::{DeviceKind, EmbeddedBackend, Precision, EMBEDDED};
 use arbor_train::forward::Level;
 use arbor_train::{Algo, LearnedValue, RunOptions, StartModel, TrainConfig};
 use arbor_tree::evaluate::ValueFunction;
@@ -60,6 +60,9 @@ pub struct TrainArgs {
     eval_every: Option<usize>,
     #[arg(long)]
     seed: Option<u64>,
+    /// Matrix products in f32, bf16 or f16 (mixed precision; f32 master weights).
+    #[arg(long)]
+    precision: Option<Precision>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -78,7 +81,8 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         .set("oreo_level", a.level)
         .set("save_every", a.save_every)
         .set("eval_every", a.eval_every)
-        .set("seed", a.seed);
+        .set("seed", a.seed)
+        .set("precision", a.precision);
     let cfg: TrainConfig = load_toml(a.config.as_deref(), &o).map_err(anyhow::Error::msg)?;
     let start = StartModel::load(&a.model, a.device)?;
     // Within the runtime's context (train runs in block_in_place), so the handler can spawn.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use arbor_model::{DeviceKind, EmbeddedModel};
+use arbor_model::{DeviceKind, EmbeddedModel, Precision};
 use arbor_train::data::Example;
 use arbor_train::{Algo, Probe, StartModel, TrainConfig};
 use serde_json::{json, Value};
@@ -36,6 +36,10 @@ pub struct TrainBenchArgs {
     /// PyTorch's device: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     torch_device: String,
+    /// The type of the matrix products on both sides (f32, bf16, f16): arbor's mixed precision,
+    /// PyTorch's autocast.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// arbor's side only (no Python with torch here).
     #[arg(long)]
     skip_torch: bool,
@@ -108,6 +112,7 @@ fn worker(a: &TrainBenchArgs, dir: &Path) -> anyhow::Result<()> {
     let cfg = TrainConfig {
         algo: a.algo.algo(),
         precompute_reference: false,
+        precision: a.precision,
         ..TrainConfig::default()
     };
     let start = StartModel::load(&dir.display().to_string(), a.device)?;
@@ -129,7 +134,7 @@ fn worker(a: &TrainBenchArgs, dir: &Path) -> anyhow::Result<()> {
     let mean = timed.iter().sum::<f64>() / timed.len().max(1) as f64;
     println!(
         "{}",
-        json!({"impl": format!("arbor (burn, {})", device_name(a.device)), "step_s": mean, "tokens_per_step": tokens, "tokens_per_s": tokens as f64 / mean, "losses": losses, "step_times": times})
+        json!({"impl": format!("arbor (burn, {}, {})", device_name(a.device), a.precision), "step_s": mean, "tokens_per_step": tokens, "tokens_per_s": tokens as f64 / mean, "losses": losses, "step_times": times})
     );
     Ok(())
 }
@@ -177,7 +182,9 @@ fn torch_side(a: &TrainBenchArgs, dir: &Path, batch: &Path, tmp: &Path) -> anyho
         .arg("--steps")
         .arg(a.steps.to_string())
         .arg("--device")
-        .arg(&a.torch_device);
+        .arg(&a.torch_device)
+        .arg("--precision")
+        .arg(a.precision.to_string());
     cmd.stdout(std::fs::File::create(&out_t)?);
     let (ut, gt) = measured(&mut cmd)
         .with_context(|| format!("{} (pip install torch transformers)", python.display()))?;
@@ -215,6 +222,8 @@ pub fn run(a: TrainBenchArgs) -> anyhow::Result<()> {
         &a.steps.to_string(),
         "--device",
         a.device.name(),
+        "--precision",
+        &a.precision.to_string(),
     ])
     .arg("--worker")
     .arg(&dir)

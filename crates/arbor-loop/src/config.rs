@@ -36,6 +36,9 @@ pub struct LoopConfig {
     pub eval_max_depth: usize,
     /// Beam width B of value-guided evaluation (when the policy has a critic).
     pub eval_beam: usize,
+    /// Sampling temperature of that evaluation (value-guided beam, best-of-B by value, the
+    /// majority of B samples, one sample); unset, the search policy's.
+    pub eval_temperature: Option<f32>,
     /// Trees (and evaluation tasks) in flight at once.
     pub concurrency: usize,
     pub seed: u64,
@@ -73,6 +76,7 @@ impl Default for LoopConfig {
             eval_seed: 1_000_003,
             eval_max_depth: 10,
             eval_beam: 4,
+            eval_temperature: None,
             concurrency: 8,
             seed: 0,
             reference: Reference::Previous,

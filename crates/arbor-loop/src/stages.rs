@@ -190,12 +190,12 @@ impl Ctx<'_> {
                 v["vs_previous"] = json!(paired(&prev, &r));
             }
             // With a critic (OREO): its AUC, and value-guided search against sampling (OREO
-            // §4.4), sampling at the search temperature.
+            // §4.4), sampling at `eval_temperature` (default: the search's).
             let critic = model.join("value");
             if critic.join("config.json").is_file() {
                 let value = LearnedValue::load(&critic, cfg.device)?;
                 let mut sampler = LlmStepPolicy::new(pi.model.clone(), &pi.name);
-                sampler.temperature = cfg.policy.temperature;
+                sampler.temperature = cfg.eval_temperature.unwrap_or(cfg.policy.temperature);
                 sampler.seed = Some(cfg.eval_seed);
                 v["critic"] = crate::critic::measure(env, tasks, &r, Arc::new(sampler), Arc::new(value), cfg.eval_beam, cfg.eval_max_depth, cfg.concurrency, &self.progress)
                     .await?;
@@ -323,6 +323,25 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether the pinned job `old` (loop.json) and `new` are the same loop. More iterations, or
+/// another device, may be asked of a resumed loop; nothing else may change. The pin is read
+/// back through `LoopConfig`, so a key added since it was written takes its default rather
+/// than refusing the resume.
+fn same_job(old: &Value, new: &Value) -> bool {
+    let (mut a, mut b) = (old.clone(), new.clone());
+    if let Some(c) = serde_json::from_value::<LoopConfig>(old["config"].clone())
+        .ok()
+        .and_then(|c| serde_json::to_value(c).ok())
+    {
+        a["config"] = c;
+    }
+    for key in ["iterations", "device"] {
+        a["config"][key] = json!(0);
+        b["config"][key] = json!(0);
+    }
+    a == b
+}
+
 /// Runs (or resumes) the loop from the model at `start` into `out`. `stop` ends it between
 /// stages with [`LoopError::Interrupted`]; what finished stays finished.
 pub async fn run(
@@ -339,14 +358,7 @@ pub async fn run(
     let job = json!({"format": "arbor.loop/1", "start": start, "config": serde_json::to_value(cfg).map_err(|e| LoopError::Config(e.to_string()))?});
     match read_json(&pin) {
         Some(old) if resume => {
-            // More iterations, or another device, may be asked of a resumed loop; nothing else
-            // may change.
-            let (mut a, mut b) = (old.clone(), job.clone());
-            for key in ["iterations", "device"] {
-                a["config"][key] = json!(0);
-                b["config"][key] = json!(0);
-            }
-            if a != b {
+            if !same_job(&old, &job) {
                 return Err(LoopError::Config(format!(
                     "{}: the loop there was started with another model or config; resume with the same settings, or choose a new --out",
                     pin.display()
@@ -462,5 +474,35 @@ fn iteration(t: usize, stages: &[(&str, &Value)]) -> IterationReport {
             .iter()
             .filter_map(|(k, v)| v["seconds"].as_f64().map(|s| (k.to_string(), s)))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_job;
+    use crate::config::LoopConfig;
+    use serde_json::json;
+
+    fn pin(cfg: &LoopConfig) -> serde_json::Value {
+        json!({"format": "arbor.loop/1", "start": "/m", "config": serde_json::to_value(cfg).unwrap()})
+    }
+
+    /// A pin from before a key existed resumes; a changed key, or another start, does not;
+    /// more iterations may be asked. Caught by a comparison of the raw pins (the first
+    /// case refuses) and by one that ignores the config (the second passes).
+    #[test]
+    fn a_resume_matches_the_pin_up_to_new_keys_iterations_and_device() {
+        let cfg = LoopConfig::default();
+        let mut old = pin(&cfg);
+        old["config"].as_object_mut().unwrap().remove("eval_temperature");
+        assert!(same_job(&old, &pin(&cfg)));
+        let mut lr = LoopConfig::default();
+        lr.train.lr *= 2.0;
+        assert!(!same_job(&old, &pin(&lr)));
+        let more = LoopConfig { iterations: 3, ..LoopConfig::default() };
+        assert!(same_job(&old, &pin(&more)));
+        let mut elsewhere = pin(&cfg);
+        elsewhere["start"] = json!("/other");
+        assert!(!same_job(&old, &elsewhere));
     }
 }

@@ -44,6 +44,15 @@ impl std::str::FromStr for Precision {
     }
 }
 
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => f.write_str(&s),
+            _ => unreachable!("a unit variant serializes as its name"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Precision;
@@ -65,6 +74,7 @@ mod tests {
             burn::tensor::DType::F32
         );
         assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));
+        assert_eq!(Precision::Bf16.to_string(), "bf16");
         assert!("fp8".parse::<Precision>().unwrap_err().contains("`f16`"));
     }
 }
