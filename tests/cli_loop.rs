@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{arbor, ARBOR};
 use serde_json::Value;
@@ -81,6 +81,21 @@ fn essence(r: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// How many stages of a loop in `out` have finished (their markers, `iter-<t>/<stage>.json`).
+fn stages_done(out: &Path) -> usize {
+    let Ok(iters) = std::fs::read_dir(out) else { return 0 };
+    iters
+        .flatten()
+        .filter(|d| d.file_name().to_string_lossy().starts_with("iter-"))
+        .map(|d| {
+            ["eval", "search", "export", "train"]
+                .iter()
+                .filter(|s| d.path().join(format!("{s}.json")).is_file())
+                .count()
+        })
+        .sum()
+}
+
 /// `report.html` reaches nothing outside itself and renders its table (one row per
 /// iteration) in headless Chromium.
 fn report_page_loads_in_chromium(out: &Path, iterations: usize) {
@@ -115,9 +130,7 @@ fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_repo
     let args = |out: &Path| loop_args(&model, &cfg, out, 2);
 
     let once = dir.path().join("once");
-    let started = Instant::now();
     let (ok, table, err) = run(&args(&once));
-    let took = started.elapsed();
     assert!(ok, "{err}");
     let r = report(&once);
     let its = r["iterations"].as_array().unwrap();
@@ -164,29 +177,41 @@ fn iterations_land_in_their_directories_and_resume_after_kill_9_to_the_same_repo
     let (ok, _, err) = run(&args(&once));
     assert!(!ok && err.contains("--resume"), "{err}");
 
-    // Killed again and again a third of a whole run's time after each (re)start: every
-    // attempt gets further, and kills land inside different stages.
+    // Killed again and again, each time a moment after one more stage has finished, so every
+    // attempt gets further and each kill lands inside a later stage than the one before. (Kills
+    // follow the stage markers, not a fraction of a timed run: a run timed while other tests
+    // load the machine said nothing about the next one.)
     let killed = dir.path().join("killed");
-    let mut landed = 0;
-    for frac in [0.3; 6] {
+    let mut killed_in = Vec::new();
+    for attempt in 0..12u64 {
         let mut a = args(&killed);
         if killed.join("loop.json").exists() {
             a.push("--resume".into());
         }
+        let before = stages_done(&killed);
         let mut child = Command::new(ARBOR)
             .args(&a)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(took.mul_f64(frac));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            landed += 1;
+        while stages_done(&killed) == before && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(2));
         }
+        // At the next stage's start, or a little into it.
+        std::thread::sleep(Duration::from_millis([0, 3, 0, 10][attempt as usize % 4]));
+        if child.try_wait().unwrap().is_some() {
+            break; // finished by itself
+        }
+        child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        killed_in.push(stages_done(&killed));
     }
-    assert!(landed >= 2, "only {landed} kills landed before the loop finished");
+    eprintln!("killed after {killed_in:?} finished stages");
+    assert!(
+        killed_in.len() >= 3 && killed_in.windows(2).all(|w| w[0] < w[1]),
+        "kills landed after {killed_in:?} finished stages"
+    );
     let mut a = args(&killed);
     a.push("--resume".into());
     let (ok, _, err) = run(&a);
