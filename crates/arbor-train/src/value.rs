@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use arbor_model::hf;
-use arbor_model::llama::{Llama, LlamaConfig};
+use arbor_model::llama::{KvCache, Llama, LlamaConfig};
 use arbor_model::tokenizer::TextTokenizer;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -50,6 +50,23 @@ impl ValueModel {
         device: &Device,
     ) -> Tensor<2> {
         let h = self.trunk.hidden(cfg, tokens, pads, device);
+        let [b, t, d] = h.dims();
+        h.reshape([b * t, d])
+            .matmul(self.head.val())
+            .reshape([b, t])
+    }
+
+    /// V at every position of `tokens` `[B, T]` on top of `cache` (a shared prefix's keys and
+    /// values, extended in place); rows may be right-padded, as later positions are not seen.
+    pub fn values_cached(
+        &self,
+        cfg: &LlamaConfig,
+        tokens: &[Vec<u32>],
+        cache: &mut KvCache,
+        device: &Device,
+    ) -> Tensor<2> {
+        let pads = vec![0; tokens.len()];
+        let h = self.trunk.hidden_cached(cfg, tokens, &pads, cache, device);
         let [b, t, d] = h.dims();
         h.reshape([b * t, d])
             .matmul(self.head.val())

@@ -143,6 +143,22 @@ impl KvCache {
         }
     }
 
+    /// This one-row cache (a shared prompt's prefill) repeated over `rows` rows, with room for
+    /// `capacity` positions.
+    pub fn repeat(&self, rows: usize, capacity: usize, device: &Device) -> Self {
+        let grow = |x: &Tensor<4>| {
+            let [_, h, _, hd] = x.dims();
+            let filled = x.clone().narrow(2, 0, self.len).repeat_dim(0, rows);
+            let room = Tensor::zeros([rows, h, capacity - self.len, hd], device);
+            Tensor::cat(vec![filled, room], 2)
+        };
+        Self {
+            layers: self.layers.iter().map(|(k, v)| (grow(k), grow(v))).collect(),
+            len: self.len,
+            capacity,
+        }
+    }
+
     /// Rows `rows` (with repeats) of this cache: n samples share a prompt's prefill this way.
     pub fn select_rows(&self, rows: &[usize], device: &Device) -> Self {
         let idx = Tensor::<1, Int>::from_data(
@@ -400,6 +416,25 @@ impl Llama {
         let (b, t) = (tokens.len(), tokens[0].len());
         let x = rms_norm(
             self.trunk(cfg, tokens, pads, None, device),
+            &self.norm,
+            cfg.rms_eps,
+        );
+        x.transpose().reshape([b, t, cfg.d_model])
+    }
+
+    /// [`Llama::hidden`] on top of `cache` (extending it): a value head reads many states of one
+    /// prompt without recomputing the prompt.
+    pub fn hidden_cached(
+        &self,
+        cfg: &LlamaConfig,
+        tokens: &[Vec<u32>],
+        pads: &[usize],
+        cache: &mut KvCache,
+        device: &Device,
+    ) -> Tensor<3> {
+        let (b, t) = (tokens.len(), tokens[0].len());
+        let x = rms_norm(
+            self.trunk(cfg, tokens, pads, Some(cache), device),
             &self.norm,
             cfg.rms_eps,
         );
