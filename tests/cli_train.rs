@@ -196,6 +196,13 @@ fn a_killed_run_resumes_to_the_same_result() {
         }
         assert_eq!(curves_without_timing(&whole), curves_without_timing(&cut), "{algo}");
         assert_eq!(curves_without_timing(&whole).len(), 13, "{algo}: a header and one row per step");
+        if algo == "oreo" {
+            // The trained critic scores states with each prompt kept as it does in full.
+            let v = whole.join("value");
+            let r = run(&["bench", "critic", "--value", s(&v), "--tasks", "3", "--rounds", "1"]);
+            assert!(r["states"].as_u64().unwrap() > 12, "{r}");
+            assert!(r["max_abs_diff"].as_f64().unwrap() < 1e-4, "{r}");
+        }
     }
 }
 

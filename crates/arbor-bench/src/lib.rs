@@ -3,6 +3,7 @@
 //! with its arguments (clap, flattened into the CLI); [`kit`] and [`resources`] are what they
 //! share (server children, process measurements).
 
+pub mod critic;
 pub mod device;
 pub mod household;
 pub mod judge;
@@ -41,6 +42,9 @@ pub enum BenchCommand {
     /// A GPU backend against the CPU: the losses and gradients of a DPO, an OREO and a TPO
     /// batch on a small random Llama; fails beyond the tolerance.
     Device(device::DeviceBenchArgs),
+    /// An OREO critic scoring the states value-guided search asks about: each question's
+    /// prompt kept (KV cache) against every state computed in full, in the same run.
+    Critic(critic::CriticBenchArgs),
 }
 
 
@@ -56,5 +60,6 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Judge(a) => judge::run(a).await,
         BenchCommand::Train(a) => tokio::task::block_in_place(|| train::run(a)),
         BenchCommand::Device(a) => tokio::task::block_in_place(|| device::run(a)),
+        BenchCommand::Critic(a) => critic::run(a).await,
     }
 }

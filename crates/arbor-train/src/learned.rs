@@ -21,12 +21,14 @@ pub struct LearnedValue {
     cfg: LlamaConfig,
     tokenizer: TextTokenizer,
     device: Device,
+    /// Questions whose prompt prefill is kept; 0 computes every state in full.
+    keep: usize,
 }
 
 /// How many questions' prompt prefills are kept (one row each; about 3.7 MB for a
 /// SmolLM2-135M prompt of 80 tokens). Value-guided search asks about the states of one task
 /// step after step, with other tasks' calls in between.
-const PREFIXES_KEPT: usize = 32;
+pub const PREFIXES_KEPT: usize = 32;
 
 struct Critic {
     model: ValueModel,
@@ -49,7 +51,15 @@ impl LearnedValue {
             cfg,
             tokenizer,
             device,
+            keep: PREFIXES_KEPT,
         })
+    }
+
+    /// Keeps the prompt prefills of the `questions` most recent questions (0: none, every state
+    /// in full, as `arbor bench critic` compares).
+    pub fn keeping_prompts(mut self, questions: usize) -> Self {
+        self.keep = questions;
+        self
     }
 
     /// The token ids V reads for each path: a finished path is read one token before its end,
@@ -88,6 +98,9 @@ impl LearnedValue {
         // Every path must keep at least one token of its own past the shared prefix.
         let room = ids.iter().map(Vec::len).min().unwrap_or(0).saturating_sub(1);
         let fits = |p: &[u32]| p.len() <= room && ids.iter().all(|t| t.starts_with(p));
+        if self.keep == 0 {
+            return Ok(values_uncached(&critic.model, &self.cfg, &ids, &self.device));
+        }
         let hit = critic
             .prefixes
             .iter()
@@ -127,7 +140,7 @@ impl LearnedValue {
             .model
             .values_cached(&self.cfg, &suffixes, &mut cache, &self.device);
         critic.prefixes.push_back(entry);
-        if critic.prefixes.len() > PREFIXES_KEPT {
+        if critic.prefixes.len() > self.keep {
             critic.prefixes.pop_front();
         }
         let v = to_f64(v);
