@@ -8,7 +8,7 @@ use std::time::Instant;
 use arbor_model::DeviceKind;
 use arbor_train::learned::{LearnedValue, PREFIXES_KEPT};
 use arbor_tree::evaluate::ValueFunction;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[derive(clap::Args)]
 pub struct CriticBenchArgs {
@@ -36,13 +36,7 @@ fn calls(n: usize, width: usize) -> anyhow::Result<Calls> {
     let env = arbor_envs::by_name("math", None)?;
     let mut out = Vec::new();
     for t in env.sample(n, 999)? {
-        let lines: Vec<String> = t
-            .meta("solution")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let lines = crate::kit::solution_steps(&t);
         for d in 0..lines.len() {
             let states = (0..width)
                 .map(|j| {

@@ -82,3 +82,13 @@ pub fn free_port() -> anyhow::Result<u16> {
         .local_addr()?
         .port())
 }
+
+/// The reference solution of a generated math task, one step per line.
+pub fn solution_steps(task: &arbor_envs::Task) -> Vec<String> {
+    task.meta("solution")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

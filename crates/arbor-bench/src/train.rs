@@ -80,13 +80,7 @@ fn examples(algo: BenchAlgo, n: usize) -> anyhow::Result<Vec<Example>> {
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let gold: Vec<String> = t
-                .meta("solution")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .lines()
-                .map(str::to_string)
-                .collect();
+            let gold = crate::kit::solution_steps(t);
             let mut wrong = gold.clone();
             if let Some(last) = wrong.last_mut() {
                 *last = format!("{last}1");

@@ -95,12 +95,12 @@ impl LearnedValue {
             .critic
             .lock()
             .map_err(|_| "the value model's lock is poisoned".to_string())?;
-        // Every path must keep at least one token of its own past the shared prefix.
-        let room = ids.iter().map(Vec::len).min().unwrap_or(0).saturating_sub(1);
-        let fits = |p: &[u32]| p.len() <= room && ids.iter().all(|t| t.starts_with(p));
         if self.keep == 0 {
             return Ok(values_uncached(&critic.model, &self.cfg, &ids, &self.device));
         }
+        // Every path must keep at least one token of its own past the shared prefix.
+        let room = ids.iter().map(Vec::len).min().unwrap_or(0).saturating_sub(1);
+        let fits = |p: &[u32]| p.len() <= room && ids.iter().all(|t| t.starts_with(p));
         let hit = critic
             .prefixes
             .iter()
