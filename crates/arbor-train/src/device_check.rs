@@ -89,7 +89,7 @@ fn steps(s: &[&str]) -> Vec<String> {
     s.iter().map(|x| x.to_string()).collect()
 }
 
-fn examples(algo: Algo) -> Vec<Example> {
+pub(crate) fn examples(algo: Algo) -> Vec<Example> {
     let q = "Ava has 3 cards. She buys 2 more. How many cards does she have?";
     let right = steps(&["3 + 2 = 5", "The answer is 5"]);
     match algo {
