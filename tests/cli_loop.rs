@@ -435,6 +435,52 @@ fn the_llama_cpp_backend_searches_and_evaluates_on_a_server_of_the_policy() {
     assert!(trees.contains("\"policy\""), "the trees were searched on the server's model");
 }
 
+/// Processes whose command line names `needle` (the loop's servers name its directory).
+fn processes_naming(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// kill -9 of a loop takes its llama.cpp server with it (no Drop runs, so the kernel must end
+/// it). Caught if the server outlives arbor, as it did before servers asked for a parent-death
+/// signal.
+#[test]
+fn a_killed_loop_leaves_no_llama_cpp_server_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/serve_xllamacpp.py");
+    let toml = LOOP_TOML
+        .replace("kind = \"synthetic\"", "kind = \"llm\"\nmax_step_tokens = 16")
+        .replace("env = \"math\"", "env = \"math\"\nbackend = \"llamacpp\"")
+        .replace("[search]", &format!("[llamacpp]\nparallel = 2\nscript = {:?}\n[search]", script.to_str().unwrap()));
+    let (model, cfg) = setup(dir.path(), &toml);
+    let out = dir.path().join("out");
+    let needle = out.join("iter-0/policy.gguf").display().to_string();
+    let mut child = Command::new(ARBOR).args(loop_args(&model, &cfg, &out, 1)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    while processes_naming(&needle).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no server after 300 s");
+        assert!(child.try_wait().unwrap().is_none(), "the loop ended before its server started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t1 = Instant::now();
+    while let Some(&pid) = processes_naming(&needle).first() {
+        if t1.elapsed() > Duration::from_secs(10) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("the server outlived the killed loop");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn dpo_trains_against_the_previous_policy_or_the_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -368,6 +368,45 @@ fn chaos_benchmark() {
     assert!(bad.is_empty(), "runs that lost, doubled or changed pairs: {bad:?}");
 }
 
+/// A second Ctrl-C (SIGTERM) aborts at once, without waiting for the requests in flight (the
+/// mock answers after 30 s): exit 130, a line naming --resume, no panic on the way out. Caught
+/// if the second signal is ignored or also waits for the work in flight.
+#[test]
+fn a_second_signal_aborts_without_waiting_for_the_work_in_flight() {
+    use std::io::BufRead;
+    let m = mock(&["--latency-ms", "30000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = tasks(dir.path(), 4);
+    let out = dir.path().join("out");
+    let args = synth_args(input.to_str().unwrap(), out.to_str().unwrap(), &m.url);
+    let mut child = Command::new(ARBOR).args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id() as i32;
+    // SAFETY: kill sends a signal to the child's pid.
+    let term = || assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    term();
+    let mut err: Vec<String> = Vec::new();
+    while !err.iter().any(|l| l.starts_with("interrupted:")) {
+        err.push(rx.recv_timeout(Duration::from_secs(10)).expect("no 'interrupted' line in 10 s"));
+    }
+    let t = std::time::Instant::now();
+    term();
+    let status = child.wait().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "the abort waited {:?}", t.elapsed());
+    err.extend(rx.iter());
+    let err = err.join("\n");
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("aborted: what had finished is kept; run the same command with --resume"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// A job killed with SIGKILL leaves the pairs of the items it finished (`snapshot_secs`), whole
 /// lines only, each one a pair the finished job also has. Caught if outputs are written only at
 /// the end, or written in place (a torn line).

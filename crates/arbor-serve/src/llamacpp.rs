@@ -1,5 +1,5 @@
 //! A real llama.cpp server as a child process: `serve_xllamacpp.py` (../shared/tools) with the
-//! prebuilt xllamacpp wheel, for integration tests. Killed on drop.
+//! prebuilt xllamacpp wheel. Killed on drop, and by the kernel when arbor dies without dropping it.
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +14,30 @@ impl Drop for LlamaCppServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The server dies with the process that started it: its Drop kills it, but an abort or kill -9
+/// of arbor runs no Drop, and a loop's llama.cpp servers (2 threads each) were left serving
+/// and loading the machine. Linux delivers the signal when the spawning thread ends; servers
+/// start from the runtime's worker threads, which live as long as the process.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+        // functions (prctl, getppid, _exit).
+        let parent = std::process::id() as libc::pid_t;
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // The parent may have died before the prctl.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
     }
 }
 
@@ -52,7 +76,9 @@ impl LlamaCppServer {
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
-        let child = Command::new(python)
+        let mut cmd = Command::new(python);
+        die_with_parent(&mut cmd);
+        let child = cmd
             .arg(script)
             .arg("--model")
             .arg(gguf)
