@@ -88,23 +88,13 @@ pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
             eprintln!("interrupted: finishing the work in flight (Ctrl-C again to abort)");
             s.store(true, Ordering::Relaxed);
             if signalled(&mut term).await {
-                abort_now();
+                // As kill -9 would: process::exit ran LibTorch's destructors under live threads.
+                eprintln!("aborted: what had finished is kept; run the same command with --resume to go on");
+                unsafe { libc::_exit(130) } // SAFETY: ends the process; nothing after it runs.
             }
         }
     });
     stop
-}
-
-/// Ends the process the way kill -9 would, which every job survives (its files are written
-/// whole or not at all). `std::process::exit` would run the C++ static destructors of LibTorch
-/// while worker threads still call into it, and the abort would end in a torch assertion's
-/// panic instead of this message.
-fn abort_now() -> ! {
-    use std::io::Write;
-    eprintln!("aborted: what had finished is kept; run the same command with --resume to go on");
-    let _ = std::io::stderr().flush();
-    // SAFETY: _exit ends the process at once; nothing after it runs.
-    unsafe { libc::_exit(130) }
 }
 
 async fn signalled(term: &mut Signal) -> bool {
