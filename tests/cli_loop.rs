@@ -403,17 +403,22 @@ fn an_oreo_loop_searches_with_the_critic_of_its_last_policy() {
     assert!(!learned.is_empty() && learned.iter().any(|v| *v != 0.0), "{learned:?}");
 }
 
-/// `backend = "llamacpp"`: π_t is exported as GGUF and served by llama.cpp (xllamacpp) for the
-/// search and the evaluation; the trees name the server's model.
-#[test]
-fn the_llama_cpp_backend_searches_and_evaluates_on_a_server_of_the_policy() {
-    let dir = tempfile::tempdir().unwrap();
+/// [`setup`] for a loop on the `llamacpp` backend (an LLM policy served by xllamacpp, 2 slots).
+fn setup_llamacpp(dir: &Path) -> (PathBuf, PathBuf) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/serve_xllamacpp.py");
     let toml = LOOP_TOML
         .replace("kind = \"synthetic\"", "kind = \"llm\"\nmax_step_tokens = 16")
         .replace("env = \"math\"", "env = \"math\"\nbackend = \"llamacpp\"")
         .replace("[search]", &format!("[llamacpp]\nparallel = 2\nscript = {:?}\n[search]", script.to_str().unwrap()));
-    let (model, cfg) = setup(dir.path(), &toml);
+    setup(dir, &toml)
+}
+
+/// `backend = "llamacpp"`: π_t is exported as GGUF and served by llama.cpp (xllamacpp) for the
+/// search and the evaluation; the trees name the server's model.
+#[test]
+fn the_llama_cpp_backend_searches_and_evaluates_on_a_server_of_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, cfg) = setup_llamacpp(dir.path());
     let out = dir.path().join("out");
     let (ok, _, err) = run(&loop_args(&model, &cfg, &out, 1));
     assert!(ok, "{err}");
@@ -454,12 +459,7 @@ fn processes_naming(needle: &str) -> Vec<u32> {
 #[test]
 fn a_killed_loop_leaves_no_llama_cpp_server_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/serve_xllamacpp.py");
-    let toml = LOOP_TOML
-        .replace("kind = \"synthetic\"", "kind = \"llm\"\nmax_step_tokens = 16")
-        .replace("env = \"math\"", "env = \"math\"\nbackend = \"llamacpp\"")
-        .replace("[search]", &format!("[llamacpp]\nparallel = 2\nscript = {:?}\n[search]", script.to_str().unwrap()));
-    let (model, cfg) = setup(dir.path(), &toml);
+    let (model, cfg) = setup_llamacpp(dir.path());
     let out = dir.path().join("out");
     let needle = out.join("iter-0/policy.gguf").display().to_string();
     let mut child = Command::new(ARBOR).args(loop_args(&model, &cfg, &out, 1)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
