@@ -8,7 +8,8 @@
 # EPOCHS (2), LR (1e-5), BATCH (4), PARALLEL (8 llama.cpp slots), NLL (DPO's NLL weight, 1:
 # Iterative RPO), MAX_STEPS (optimizer steps at most per iteration: OREO trains on every
 # trajectory, not only the correct ones), VALUE_LR (OREO's critic, 1e-5), EVAL_BEAM (K of the
-# critic's comparison, 4), EVAL_TEMPERATURE (its sampling temperature, 0.8), DEVICE (cpu; libtorch trains on PyTorch's kernels: build with
+# critic's comparison, 4), EVAL_TEMPERATURE (its sampling temperature, 0.8),
+# CRITIC_TASKS (that comparison on the first N held-out tasks; default all), DEVICE (cpu; libtorch trains on PyTorch's kernels: build with
 # `bash benches/libtorch.sh build` and pass that binary). A killed run resumes: rerun it.
 set -euo pipefail
 A=${1:-target/release/arbor}
@@ -18,6 +19,7 @@ EPOCHS=${EPOCHS:-2}; LR=${LR:-1e-5}; BATCH=${BATCH:-4}; PARALLEL=${PARALLEL:-8}
 NLL=${NLL:-1}; DEVICE=${DEVICE:-cpu}; VALUE_LR=${VALUE_LR:-1e-5}; EVAL_BEAM=${EVAL_BEAM:-4}
 EVAL_TEMPERATURE=${EVAL_TEMPERATURE:-0.8}
 max_steps=""; [ -n "${MAX_STEPS:-}" ] && max_steps="max_steps = $MAX_STEPS"
+critic_tasks=""; [ -n "${CRITIC_TASKS:-}" ] && critic_tasks="critic_tasks = $CRITIC_TASKS"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CFG="$OUT.toml"
 cat > "$CFG" <<TOML
@@ -28,6 +30,7 @@ eval_tasks = $EVAL
 eval_seed = 999
 eval_beam = $EVAL_BEAM
 eval_temperature = $EVAL_TEMPERATURE
+$critic_tasks
 concurrency = $PARALLEL
 device = "$DEVICE"
 [llamacpp]

@@ -339,10 +339,15 @@ fn a_training_device_this_build_lacks_is_refused_up_front() {
     assert_eq!(common::read_json(&out.join("loop.json"))["config"]["device"], "cpu");
 }
 
+/// π_1 of an OREO loop is also scored with its critic, in a stage of its own on the first
+/// `critic_tasks` held-out tasks. Its measurements are kept one by one: a rerun of the stage
+/// (its marker gone, as after a kill) reuses the finished ones; caught if the resume redoes
+/// them (the planted result would be overwritten) or the subset is ignored (n would be 6).
 #[test]
 fn an_oreo_loop_evaluates_with_its_critic_too() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, cfg) = setup(dir.path(), &LOOP_TOML.replace("algo = \"sft\"", "algo = \"oreo\""));
+    let toml = LOOP_TOML.replace("algo = \"sft\"", "algo = \"oreo\"").replace("eval_tasks = 6", "eval_tasks = 6\ncritic_tasks = 4");
+    let (model, cfg) = setup(dir.path(), &toml);
     let out = dir.path().join("out");
     let (ok, _, err) = run(&loop_args(&model, &cfg, &out, 1));
     assert!(ok, "{err}");
@@ -355,14 +360,35 @@ fn an_oreo_loop_evaluates_with_its_critic_too() {
     // one sample (K = eval_beam), and its critic's AUC is reported when the greedy paths hold
     // both right and wrong answers.
     assert!(r["iterations"][0]["value_beam_accuracy"].is_null(), "{r}");
+    assert!(!out.join("iter-0/critic.json").exists());
     for k in ["value_beam_accuracy", "best_of_k_accuracy", "majority_of_k_accuracy", "sample_accuracy"] {
         assert!(it[k].is_f64(), "{k}: {it}");
     }
-    let eval: Value =
-        common::read_json(&out.join("iter-1/eval.json"));
-    assert_eq!(eval["critic"]["width"], 4, "{eval}");
-    assert!(eval["critic"].get("critic_auc").is_some(), "{eval}");
+    assert_eq!(it["critic_n"], 4, "{it}");
     assert!(it["vs_previous"]["n"] == 6, "the gain over π_0 is paired on the 6 tasks: {it}");
+    let critic = common::read_json(&out.join("iter-1/critic.json"));
+    assert_eq!((critic["width"].as_u64(), critic["n"].as_u64()), (Some(4), Some(4)), "{critic}");
+    assert!(critic.get("critic_auc").is_some(), "{critic}");
+    assert_eq!(critic["value_beam"]["vs_greedy"]["n"], 4, "{critic}");
+    assert_eq!(critic["value_beam"]["vs_majority"]["n"], 4, "{critic}");
+
+    // Plant a value-beam result no run gives (all 4 solved), drop the marker, resume.
+    let results = out.join("iter-1/critic-results.json");
+    let mut kept = common::read_json(&results);
+    for r in kept["reports"]["value_beam"]["results"].as_array_mut().unwrap() {
+        r["correct"] = true.into();
+    }
+    kept["reports"]["value_beam"]["correct"] = 4.into();
+    kept["reports"]["value_beam"]["accuracy"] = 1.0.into();
+    std::fs::write(&results, kept.to_string()).unwrap();
+    std::fs::remove_file(out.join("iter-1/critic.json")).unwrap();
+    let mut a = loop_args(&model, &cfg, &out, 1);
+    a.push("--resume".into());
+    let (ok, _, err) = run(&a);
+    assert!(ok, "{err}");
+    let critic = common::read_json(&out.join("iter-1/critic.json"));
+    assert_eq!(critic["value_beam"]["accuracy"], 1.0, "the finished measurement was redone: {critic}");
+    assert_eq!(report(&out)["iterations"][1]["value_beam_accuracy"], 1.0);
 }
 
 /// `[evaluator] kind = "learned"` in an OREO loop: π_0 has no critic, so iteration 1 searches

@@ -39,6 +39,9 @@ pub struct LoopConfig {
     /// Sampling temperature of that evaluation (value-guided beam, best-of-B by value, the
     /// majority of B samples, one sample); unset, the search policy's.
     pub eval_temperature: Option<f32>,
+    /// The critic's comparison runs on the first `critic_tasks` held-out tasks (unset: all):
+    /// value-guided beam scores K² states per step, far slower than greedy on a CPU.
+    pub critic_tasks: Option<usize>,
     /// Trees (and evaluation tasks) in flight at once.
     pub concurrency: usize,
     pub seed: u64,
@@ -77,6 +80,7 @@ impl Default for LoopConfig {
             eval_max_depth: 10,
             eval_beam: 4,
             eval_temperature: None,
+            critic_tasks: None,
             concurrency: 8,
             seed: 0,
             reference: Reference::Previous,
@@ -105,8 +109,8 @@ impl Default for LoopConfig {
 
 impl LoopConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if self.iterations == 0 || self.tasks_per_iteration == 0 || self.eval_tasks == 0 {
-            return Err("iterations, tasks_per_iteration and eval_tasks must be at least 1".into());
+        if self.iterations == 0 || self.tasks_per_iteration == 0 || self.eval_tasks == 0 || self.critic_tasks == Some(0) {
+            return Err("iterations, tasks_per_iteration, eval_tasks and critic_tasks must be at least 1".into());
         }
         self.llamacpp.validate()?;
         self.search.validate()?;

@@ -1,14 +1,17 @@
 //! What the critic V(s) of an OREO policy is worth, measured on the held-out tasks: its AUC at
 //! telling states on correct paths from states on wrong ones, and search guided by it against
 //! sampling with the same number of policy samples.
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use arbor_core::Progress;
 use arbor_envs::{Environment, Task};
-use arbor_tree::eval::{evaluate, Report};
+use arbor_tree::eval::{evaluate, paired, Report};
 use arbor_tree::policy::StepPolicy;
 use arbor_tree::search::decode::{DecodeParams, Strategy};
 use arbor_tree::evaluate::ValueFunction;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Area under the ROC curve of `scores` for `labels` (Mann–Whitney, ties counted half);
@@ -59,9 +62,21 @@ fn summary(r: &Report) -> Value {
     json!({"correct": r.correct, "accuracy": r.accuracy, "ci95": [r.ci95.0, r.ci95.1]})
 }
 
-/// The critic's AUC on the greedy paths, then value-guided beam (width K), best-of-K by value
-/// and one sample, all at the sampler's temperature: K samples per step or per task for the
-/// first two, so they can be set against one sample and against greedy.
+/// What an interrupted comparison finished, kept in `critic-results.json`: the AUC and each
+/// strategy's per-task results, for the same task count.
+#[derive(Default, Serialize, Deserialize)]
+struct Finished {
+    n: usize,
+    critic_auc: Option<Option<f64>>,
+    reports: BTreeMap<String, Report>,
+}
+
+/// The critic's AUC on the greedy paths, then value-guided beam (width K), best-of-K by value,
+/// the majority vote of K samples and one sample, all at the sampler's temperature, each paired
+/// with greedy (and the two critic-guided ones with the majority vote: the same K samples per
+/// step or per task, selected without the critic). `tasks` and `greedy` cover the same tasks.
+/// Each finished measurement is written to `results` at once; a rerun after an interruption
+/// measures only the rest.
 #[allow(clippy::too_many_arguments)]
 pub async fn measure(
     env: Arc<dyn Environment>,
@@ -73,23 +88,46 @@ pub async fn measure(
     max_depth: usize,
     concurrency: usize,
     progress: &Progress,
+    results: &Path,
 ) -> Result<Value, String> {
-    let auc = state_auc(tasks, greedy, value.as_ref()).await?;
-    let mut out = json!({"critic_auc": auc, "width": k});
+    let save = |f: &Finished| {
+        arbor_core::write_atomic(results, serde_json::to_string(f).expect("reports serialize"))
+            .map_err(|e| format!("{}: {e}", results.display()))
+    };
+    let mut done = std::fs::read_to_string(results)
+        .ok()
+        .and_then(|s| serde_json::from_str::<Finished>(&s).ok())
+        .filter(|f| f.n == tasks.len())
+        .unwrap_or(Finished { n: tasks.len(), ..Finished::default() });
+    if done.critic_auc.is_none() {
+        done.critic_auc = Some(state_auc(tasks, greedy, value.as_ref()).await?);
+        save(&done)?;
+    }
+    let mut out = json!({"n": tasks.len(), "critic_auc": done.critic_auc.flatten(), "width": k,
+                         "greedy": summary(greedy)});
     for (key, strategy, width) in [
         ("value_beam", Strategy::ValueBeam, k),
         ("best_of_k", Strategy::BestOfN, k),
         ("majority_of_k", Strategy::Majority, k),
         ("sample", Strategy::Sample, 1),
     ] {
-        let params = DecodeParams {
-            strategy,
-            width,
-            max_depth,
-        };
-        let v = strategy.needs_value().then(|| value.clone());
-        let r = evaluate(env.clone(), tasks, sampler.clone(), v, &params, concurrency, progress).await;
-        out[key] = summary(&r);
+        if !done.reports.contains_key(key) {
+            let params = DecodeParams {
+                strategy,
+                width,
+                max_depth,
+            };
+            let v = strategy.needs_value().then(|| value.clone());
+            let r = evaluate(env.clone(), tasks, sampler.clone(), v, &params, concurrency, progress).await;
+            done.reports.insert(key.to_string(), r);
+            save(&done)?;
+        }
+        let r = &done.reports[key];
+        out[key] = summary(r);
+        out[key]["vs_greedy"] = json!(paired(greedy, r));
+    }
+    for key in ["value_beam", "best_of_k"] {
+        out[key]["vs_majority"] = json!(paired(&done.reports["majority_of_k"], &done.reports[key]));
     }
     Ok(out)
 }

@@ -38,6 +38,9 @@ pub struct IterationReport {
     pub majority_of_k_accuracy: Option<f64>,
     pub sample_accuracy: Option<f64>,
     pub critic_auc: Option<f64>,
+    /// The held-out tasks those figures are on (the first `critic_tasks`).
+    #[serde(default)]
+    pub critic_n: Option<usize>,
     /// The held-out gain over the previous iteration's policy, paired on the same tasks.
     pub vs_previous: Option<arbor_tree::eval::Paired>,
     /// Wall seconds of each stage that ran in this process (a resumed stage keeps its old
@@ -59,7 +62,7 @@ impl LoopReport {
         let head = vec![
             "iteration", "trees", "nodes", "correct leaves", "rows", "steps", "accuracy", "95% CI",
             "gain (paired 95% CI)",
-            "value beam", "best-of-K", "majority of K", "sample", "critic AUC",
+            "critic tasks", "value beam", "best-of-K", "majority of K", "sample", "critic AUC",
         ];
         let opt = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
         let pct = |x: f64| format!("{:.1}%", 100.0 * x);
@@ -79,6 +82,7 @@ impl LoopReport {
                     r.vs_previous.as_ref().map_or("-".to_string(), |p| {
                         format!("{:+.1} [{:+.1}, {:+.1}]", 100.0 * p.difference, 100.0 * p.ci95.0, 100.0 * p.ci95.1)
                     }),
+                    opt(r.critic_n),
                     r.value_beam_accuracy.map_or("-".to_string(), pct),
                     r.best_of_k_accuracy.map_or("-".to_string(), pct),
                     r.majority_of_k_accuracy.map_or("-".to_string(), pct),

@@ -189,20 +189,41 @@ impl Ctx<'_> {
                 .map_err(|e| format!("{}: {e}", prev.display()))?;
                 v["vs_previous"] = json!(paired(&prev, &r));
             }
-            // With a critic (OREO): its AUC, and value-guided search against sampling (OREO
-            // §4.4), sampling at `eval_temperature` (default: the search's).
-            let critic = model.join("value");
-            if critic.join("config.json").is_file() {
-                let value = LearnedValue::load(&critic, cfg.device)?;
-                let mut sampler = LlmStepPolicy::new(pi.model.clone(), &pi.name);
-                sampler.temperature = cfg.eval_temperature.unwrap_or(cfg.policy.temperature);
-                sampler.seed = Some(cfg.eval_seed);
-                v["critic"] = crate::critic::measure(env, tasks, &r, Arc::new(sampler), Arc::new(value), cfg.eval_beam, cfg.eval_max_depth, cfg.concurrency, &self.progress)
-                    .await?;
-            }
             Ok(v)
         })
         .await
+    }
+
+    /// With a critic (OREO writes `MODEL/value`): its AUC, and value-guided search against
+    /// sampling (OREO §4.4) on the first `critic_tasks` held-out tasks, sampling at
+    /// `eval_temperature` (default: the search's); `None` for a policy without a critic.
+    async fn critic(&self, t: usize, model: &Path) -> Result<Option<Value>, LoopError> {
+        let critic = model.join("value");
+        if !critic.join("config.json").is_file() {
+            return Ok(None);
+        }
+        let (cfg, env) = (self.cfg, self.env.clone());
+        let n = cfg.critic_tasks.unwrap_or(usize::MAX).min(self.eval_tasks.len());
+        let tasks = &self.eval_tasks[..n];
+        let v = self.stage(t, "critic", |dir| async move {
+            let path = dir.join("eval-results.json");
+            let greedy: Report = serde_json::from_str(
+                &std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+            )
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+            let greedy = Report::of(greedy.results.into_iter().take(n).collect());
+            let (pi, reused) = self.policy(model, &dir).await?;
+            let value = LearnedValue::load(&critic, cfg.device)?;
+            let mut sampler = LlmStepPolicy::new(pi.model.clone(), &pi.name);
+            sampler.temperature = cfg.eval_temperature.unwrap_or(cfg.policy.temperature);
+            sampler.seed = Some(cfg.eval_seed);
+            let mut v = crate::critic::measure(env, tasks, &greedy, Arc::new(sampler), Arc::new(value), cfg.eval_beam, cfg.eval_max_depth, cfg.concurrency, &self.progress, &dir.join("critic-results.json"))
+                .await?;
+            v["policy_reused"] = json!(reused);
+            Ok(v)
+        })
+        .await?;
+        Ok(Some(v))
     }
 
     /// Trees over a fresh slice of training tasks, searched with `model`.
@@ -324,7 +345,8 @@ impl Ctx<'_> {
 }
 
 /// Whether the pinned job `old` (loop.json) and `new` are the same loop. More iterations, or
-/// another device, may be asked of a resumed loop; nothing else may change. The pin is read
+/// another device, or another number of tasks for the critic's comparison (each finished
+/// comparison records its own), may be asked of a resumed loop; nothing else may change. The pin is read
 /// back through `LoopConfig`, so a key added since it was written takes its default rather
 /// than refusing the resume.
 fn same_job(old: &Value, new: &Value) -> bool {
@@ -335,7 +357,7 @@ fn same_job(old: &Value, new: &Value) -> bool {
     {
         a["config"] = c;
     }
-    for key in ["iterations", "device"] {
+    for key in ["iterations", "device", "critic_tasks"] {
         a["config"][key] = json!(0);
         b["config"][key] = json!(0);
     }
@@ -428,10 +450,10 @@ pub async fn run(
             .map(PathBuf::from)
             .unwrap_or_else(|| model.clone());
         let e = cx.eval(t, &model).await?;
-        report.iterations.push(iteration(
-            t,
-            &[("search", &s), ("export", &x), ("train", &tr), ("eval", &e)],
-        ));
+        let c = cx.critic(t, &model).await?;
+        let mut stages = vec![("search", &s), ("export", &x), ("train", &tr), ("eval", &e)];
+        stages.extend(c.as_ref().map(|c| ("critic", c)));
+        report.iterations.push(iteration(t, &stages));
         write(&report)?;
     }
     Ok(report)
@@ -446,6 +468,8 @@ fn iteration(t: usize, stages: &[(&str, &Value)]) -> IterationReport {
     let get = |stage: &str| stages.iter().find(|s| s.0 == stage).map(|s| s.1);
     let n = |stage: &str, k: &str| get(stage).and_then(|v| v[k].as_u64()).map(|x| x as usize);
     let e = get("eval");
+    // Loops from before the critic had its own stage kept its figures in the evaluation's.
+    let c = get("critic").or_else(|| e.map(|v| &v["critic"]));
     IterationReport {
         iteration: t,
         model: e.and_then(|v| v["model"].as_str()).unwrap_or("").to_string(),
@@ -460,11 +484,12 @@ fn iteration(t: usize, stages: &[(&str, &Value)]) -> IterationReport {
         eval_n: n("eval", "n").unwrap_or(0),
         eval_correct: n("eval", "correct").unwrap_or(0),
         accuracy: e.and_then(|v| v["accuracy"].as_f64()).unwrap_or(0.0),
-        value_beam_accuracy: e.and_then(|v| v["critic"]["value_beam"]["accuracy"].as_f64()),
-        best_of_k_accuracy: e.and_then(|v| v["critic"]["best_of_k"]["accuracy"].as_f64()),
-        majority_of_k_accuracy: e.and_then(|v| v["critic"]["majority_of_k"]["accuracy"].as_f64()),
-        sample_accuracy: e.and_then(|v| v["critic"]["sample"]["accuracy"].as_f64()),
-        critic_auc: e.and_then(|v| v["critic"]["critic_auc"].as_f64()),
+        value_beam_accuracy: c.and_then(|v| v["value_beam"]["accuracy"].as_f64()),
+        best_of_k_accuracy: c.and_then(|v| v["best_of_k"]["accuracy"].as_f64()),
+        majority_of_k_accuracy: c.and_then(|v| v["majority_of_k"]["accuracy"].as_f64()),
+        sample_accuracy: c.and_then(|v| v["sample"]["accuracy"].as_f64()),
+        critic_auc: c.and_then(|v| v["critic_auc"].as_f64()),
+        critic_n: c.and_then(|v| v["n"].as_u64()).map(|x| x as usize),
         vs_previous: e.and_then(|v| serde_json::from_value(v["vs_previous"].clone()).ok()),
         ci95: (
             e.and_then(|v| v["ci95"][0].as_f64()).unwrap_or(0.0),

@@ -31,6 +31,20 @@ pub struct Report {
     pub results: Vec<TaskResult>,
 }
 
+impl Report {
+    /// The accuracy of `results`, with its interval.
+    pub fn of(results: Vec<TaskResult>) -> Report {
+        let (correct, n) = (results.iter().filter(|r| r.correct).count(), results.len());
+        Report {
+            n,
+            correct,
+            accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 },
+            ci95: wilson(correct, n),
+            results,
+        }
+    }
+}
+
 /// Wilson score interval for `k` successes out of `n` at z = 1.96.
 pub fn wilson(k: usize, n: usize) -> (f64, f64) {
     if n == 0 {
@@ -128,19 +142,7 @@ pub async fn evaluate(
     .buffered(concurrency.max(1))
     .collect()
     .await;
-    let correct = results.iter().filter(|r| r.correct).count();
-    let n = results.len();
-    Report {
-        n,
-        correct,
-        accuracy: if n == 0 {
-            0.0
-        } else {
-            correct as f64 / n as f64
-        },
-        ci95: wilson(correct, n),
-        results,
-    }
+    Report::of(results)
 }
 
 #[cfg(test)]
@@ -159,14 +161,7 @@ mod tests {
                 error: None,
             })
             .collect();
-        let k = correct.iter().filter(|c| **c).count();
-        Report {
-            n: correct.len(),
-            correct: k,
-            accuracy: k as f64 / correct.len() as f64,
-            ci95: wilson(k, correct.len()),
-            results,
-        }
+        Report::of(results)
     }
 
     #[test]
