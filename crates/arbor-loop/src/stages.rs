@@ -71,6 +71,13 @@ fn write_json(path: &Path, v: &Value) -> std::io::Result<()> {
     arbor_core::write_atomic(path, serde_json::to_string_pretty(v).expect("JSON values serialize"))
 }
 
+/// The greedy evaluation that an iteration's `eval` stage wrote in `dir`.
+fn greedy_results(dir: &Path) -> Result<Report, String> {
+    let path = dir.join("eval-results.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// The critic of the `learned` evaluator for a search with `model`: `[evaluator] value` when
 /// set, else the policy's own (`MODEL/value`, which OREO writes), if it has one.
 fn learned_critic(
@@ -182,11 +189,7 @@ impl Ctx<'_> {
             let mut v = json!({"model": model, "policy_reused": reused, "n": r.n, "correct": r.correct, "accuracy": r.accuracy, "ci95": [r.ci95.0, r.ci95.1]});
             // The gain over π_{t−1}, paired on the same tasks.
             if t > 0 {
-                let prev = iter_dir(out, t - 1).join("eval-results.json");
-                let prev: Report = serde_json::from_str(
-                    &std::fs::read_to_string(&prev).map_err(|e| format!("{}: {e}", prev.display()))?,
-                )
-                .map_err(|e| format!("{}: {e}", prev.display()))?;
+                let prev = greedy_results(&iter_dir(out, t - 1))?;
                 v["vs_previous"] = json!(paired(&prev, &r));
             }
             Ok(v)
@@ -206,12 +209,7 @@ impl Ctx<'_> {
         let n = cfg.critic_tasks.unwrap_or(usize::MAX).min(self.eval_tasks.len());
         let tasks = &self.eval_tasks[..n];
         let v = self.stage(t, "critic", |dir| async move {
-            let path = dir.join("eval-results.json");
-            let greedy: Report = serde_json::from_str(
-                &std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-            )
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-            let greedy = Report::of(greedy.results.into_iter().take(n).collect());
+            let greedy = Report::of(greedy_results(&dir)?.results.into_iter().take(n).collect());
             let (pi, reused) = self.policy(model, &dir).await?;
             let value = LearnedValue::load(&critic, cfg.device)?;
             let mut sampler = LlmStepPolicy::new(pi.model.clone(), &pi.name);
