@@ -25,6 +25,14 @@ pub trait StepPolicy: Send + Sync {
         steps: &[String],
         k: usize,
     ) -> Result<Vec<Proposal>, SearchError>;
+    /// `n` next steps drawn independently, in draw order, duplicates and blank ones kept (the
+    /// ballots of a vote: `propose` would merge them).
+    async fn sample(
+        &self,
+        question: &str,
+        steps: &[String],
+        n: usize,
+    ) -> Result<Vec<Proposal>, SearchError>;
     /// The model name and sampling settings recorded as each node's provenance.
     fn provenance(&self) -> crate::Provenance;
     /// Completes the solution from `steps` to its end in one call per sample (for rollouts).
@@ -102,34 +110,46 @@ impl StepPolicy for LlmStepPolicy {
         steps: &[String],
         k: usize,
     ) -> Result<Vec<Proposal>, SearchError> {
+        let mut out: Vec<Proposal> = Vec::new();
+        for p in self.sample(question, steps, k).await? {
+            if !p.text.is_empty() && !out.iter().any(|o| o.text == p.text) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn sample(
+        &self,
+        question: &str,
+        steps: &[String],
+        n: usize,
+    ) -> Result<Vec<Proposal>, SearchError> {
         let req = self.request(
             question,
             steps,
-            k,
+            n,
             vec![self.delimiter.clone()],
             self.max_step_tokens,
         );
         let c = self.model.generate(&req).await?;
-        let mut out: Vec<Proposal> = Vec::new();
-        for choice in c.choices {
-            let text = choice.text.trim().to_string();
-            if text.is_empty() || out.iter().any(|p| p.text == text) {
-                continue;
-            }
-            let (logprob, tokens) = match &choice.logprobs {
-                Some(lp) => (
-                    Some(lp.iter().map(|t| f64::from(t.logprob)).sum()),
-                    lp.len(),
-                ),
-                None => (None, 0),
-            };
-            out.push(Proposal {
-                text,
-                logprob,
-                tokens,
-            });
-        }
-        Ok(out)
+        Ok(c.choices
+            .into_iter()
+            .map(|choice| {
+                let (logprob, tokens) = match &choice.logprobs {
+                    Some(lp) => (
+                        Some(lp.iter().map(|t| f64::from(t.logprob)).sum()),
+                        lp.len(),
+                    ),
+                    None => (None, 0),
+                };
+                Proposal {
+                    text: choice.text.trim().to_string(),
+                    logprob,
+                    tokens,
+                }
+            })
+            .collect())
     }
 
     fn provenance(&self) -> crate::Provenance {
@@ -257,6 +277,16 @@ impl StepPolicy for SyntheticPolicy {
                 }
             })
             .collect())
+    }
+
+    /// Its proposals are distinct by construction: the same `n` steps.
+    async fn sample(
+        &self,
+        question: &str,
+        steps: &[String],
+        n: usize,
+    ) -> Result<Vec<Proposal>, SearchError> {
+        self.propose(question, steps, n).await
     }
 
     fn provenance(&self) -> crate::Provenance {

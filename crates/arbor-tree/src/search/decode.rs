@@ -17,9 +17,10 @@ pub enum Strategy {
     Greedy,
     /// One solution sampled at the policy's temperature (pass@1 of the sampler).
     Sample,
-    /// K sampled solutions; the one whose final state the critic values most.
+    /// K solutions sampled independently ([`chains`]); the one whose final state the critic
+    /// values most.
     BestOfN,
-    /// K sampled solutions; one stating the answer most of them state (self-consistency,
+    /// The same K samples; one stating the answer most of them state (self-consistency,
     /// Wang et al. 2022), no critic.
     Majority,
     /// Keep B partial solutions, sample B next steps for each, keep the B with the highest V.
@@ -75,21 +76,19 @@ pub async fn solve(
     let mut live: Vec<Vec<String>> = vec![Vec::new()];
     let mut done: Vec<(Vec<String>, bool)> = Vec::new();
     let (keep, per_state) = match p.strategy {
-        Strategy::Greedy | Strategy::Sample => (1, 1),
-        Strategy::BestOfN => (width, 1),
-        Strategy::Majority => return vote(env, task, policy, p).await,
+        Strategy::Greedy => (1, 1),
+        Strategy::Sample => return Ok(first(chains(env, task, policy, 1, p.max_depth).await?)),
+        Strategy::Majority => return Ok(majority(env, chains(env, task, policy, width, p.max_depth).await?)),
+        Strategy::BestOfN => {
+            let done = chains(env, task, policy, width, p.max_depth).await?;
+            return best(value, q, done).await;
+        }
         Strategy::ValueBeam => (width, width),
     };
-    for depth in 0..p.max_depth {
+    for _ in 0..p.max_depth {
         let mut cands: Vec<(Vec<String>, bool)> = Vec::new();
-        for (i, state) in live.iter().enumerate() {
-            // Best-of-n fans out K samples at the root and follows each chain alone after.
-            let k = if p.strategy == Strategy::BestOfN && depth == 0 && i == 0 {
-                width
-            } else {
-                per_state
-            };
-            for prop in policy.propose(q, state, k).await? {
+        for state in &live {
+            for prop in policy.propose(q, state, per_state).await? {
                 let mut path = state.clone();
                 path.push(prop.text);
                 let fin = replay(env, task, &path).await?.terminal;
@@ -125,12 +124,17 @@ pub async fn solve(
     }
     // Paths cut off at the depth limit compete too (they will verify as wrong).
     done.extend(live.into_iter().map(|s| (s, false)));
+    best(value, q, done).await
+}
+
+/// The path the critic values most (ties: the earlier); no critic call for a single path.
+async fn best(
+    value: Option<&dyn ValueFunction>,
+    q: &str,
+    mut done: Vec<(Vec<String>, bool)>,
+) -> Result<Solution, SearchError> {
     if done.is_empty() {
-        return Ok(Solution {
-            steps: Vec::new(),
-            finished: false,
-            value: None,
-        });
+        return Ok(first(done));
     }
     let vals = if done.len() > 1 {
         score(value, q, &done).await?
@@ -153,28 +157,97 @@ pub async fn solve(
     })
 }
 
-/// Majority of K: K whole solutions sampled independently (duplicates count: they are the
-/// votes), each cut at the step where its episode ends or at `max_depth`; then [`majority`].
-async fn vote(
+/// The first path, or an empty unfinished solution.
+fn first(done: Vec<(Vec<String>, bool)>) -> Solution {
+    let (steps, finished) = done.into_iter().next().unwrap_or_default();
+    Solution {
+        steps,
+        finished,
+        value: None,
+    }
+}
+
+/// `k` solutions sampled independently one step at a time, in draw order, duplicates kept (they
+/// are a vote's ballots), each ending at the step where its episode ends or cut at `max_depth`.
+/// Chains that share a partial solution draw their next steps in one request of that many
+/// choices, so a seeded policy still samples them independently. A chain whose next line comes
+/// back blank goes on as one whole-solution completion would: its remaining steps are one
+/// `complete`, cut where the episode ends. Sampling a step at a time stops at the answer where
+/// a whole completion runs on to its token limit.
+pub async fn chains(
     env: &dyn Environment,
     task: &Task,
     policy: &dyn StepPolicy,
-    p: &DecodeParams,
-) -> Result<Solution, SearchError> {
-    let mut done = Vec::new();
-    for text in policy.complete(&task.prompt, &[], p.width.max(1)).await? {
-        let mut path = Vec::new();
-        let mut finished = false;
-        for l in completion_steps(&text, "\n").into_iter().take(p.max_depth) {
-            path.push(l);
-            if replay(env, task, &path).await?.terminal {
-                finished = true;
-                break;
+    k: usize,
+    max_depth: usize,
+) -> Result<Vec<(Vec<String>, bool)>, SearchError> {
+    let q = task.prompt.as_str();
+    let mut live: Vec<(usize, Vec<String>)> = (0..k).map(|i| (i, Vec::new())).collect();
+    let mut done: Vec<(usize, Vec<String>, bool)> = Vec::new();
+    for _ in 0..max_depth {
+        // Chains with the same partial solution, in first-draw order.
+        let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+        for (i, path) in live.drain(..) {
+            match groups.iter_mut().find(|g| g.0 == path) {
+                Some(g) => g.1.push(i),
+                None => groups.push((path, vec![i])),
             }
         }
-        done.push((path, finished));
+        for (path, ids) in groups {
+            let drawn = policy.sample(q, &path, ids.len()).await?;
+            let mut blank = Vec::new();
+            for (n, &i) in ids.iter().enumerate() {
+                match drawn.get(n).filter(|p| !p.text.is_empty()) {
+                    Some(p) => {
+                        let mut next = path.clone();
+                        next.push(p.text.clone());
+                        if replay(env, task, &next).await?.terminal {
+                            done.push((i, next, true));
+                        } else {
+                            live.push((i, next));
+                        }
+                    }
+                    None => blank.push(i),
+                }
+            }
+            if !blank.is_empty() {
+                let texts = policy.complete(q, &path, blank.len()).await?;
+                for (n, i) in blank.into_iter().enumerate() {
+                    let text = texts.get(n).map_or("", String::as_str);
+                    let (steps, fin) = finish(env, task, path.clone(), text, max_depth).await?;
+                    done.push((i, steps, fin));
+                }
+            }
+        }
+        if live.is_empty() {
+            break;
+        }
     }
-    Ok(majority(env, done))
+    // Paths cut off at the depth limit count too (they will verify as wrong).
+    done.extend(live.into_iter().map(|(i, p)| (i, p, false)));
+    done.sort_by_key(|d| d.0);
+    Ok(done.into_iter().map(|(_, p, f)| (p, f)).collect())
+}
+
+/// `path` followed by the steps of a completion `text`, up to the step where the episode ends
+/// (finished) or `max_depth` steps in all.
+async fn finish(
+    env: &dyn Environment,
+    task: &Task,
+    mut path: Vec<String>,
+    text: &str,
+    max_depth: usize,
+) -> Result<(Vec<String>, bool), SearchError> {
+    for l in completion_steps(text, "\n") {
+        if path.len() >= max_depth {
+            break;
+        }
+        path.push(l);
+        if replay(env, task, &path).await?.terminal {
+            return Ok((path, true));
+        }
+    }
+    Ok((path, false))
 }
 
 /// The first finished path stating the answer most finished paths state (ties: the answer
@@ -222,7 +295,12 @@ mod tests {
     use arbor_envs::math::{MathConfig, MathEnv};
     use async_trait::async_trait;
 
-    /// Whole solutions in a fixed order, for the vote.
+    fn step(text: &str) -> Proposal {
+        Proposal { text: text.to_string(), logprob: None, tokens: 1 }
+    }
+
+    /// Whole solutions in a fixed order, drawn a step at a time: the next steps of a partial
+    /// solution are those of the scripted solutions that begin with it, in order.
     struct Scripted(Vec<String>);
 
     #[async_trait]
@@ -230,12 +308,78 @@ mod tests {
         async fn propose(&self, _: &str, _: &[String], _: usize) -> Result<Vec<Proposal>, SearchError> {
             Ok(Vec::new())
         }
+        async fn sample(&self, _: &str, steps: &[String], n: usize) -> Result<Vec<Proposal>, SearchError> {
+            let next = self.0.iter().map(|s| completion_steps(s, "\n")).filter_map(|l| {
+                l.starts_with(steps).then(|| l.get(steps.len()).cloned()).flatten()
+            });
+            Ok(next.take(n).map(|t| step(&t)).collect())
+        }
         fn provenance(&self) -> crate::Provenance {
             crate::Provenance { model: "scripted".into(), temperature: None, seed: None }
         }
-        async fn complete(&self, _: &str, _: &[String], n: usize) -> Result<Vec<String>, SearchError> {
-            Ok(self.0.iter().take(n).cloned().collect())
+        async fn complete(&self, _: &str, _: &[String], _: usize) -> Result<Vec<String>, SearchError> {
+            Ok(Vec::new())
         }
+    }
+
+    /// Like a seeded server: the i-th of `n` draws at a state is fixed by the state and i, so a
+    /// request for one draw always returns the first. Draws by depth; a blank draw's chain goes
+    /// on with `complete`, which returns `rest`.
+    struct Seeded {
+        draws: Vec<Vec<&'static str>>,
+        rest: &'static str,
+    }
+
+    #[async_trait]
+    impl StepPolicy for Seeded {
+        async fn propose(&self, _: &str, _: &[String], _: usize) -> Result<Vec<Proposal>, SearchError> {
+            Ok(Vec::new())
+        }
+        async fn sample(&self, _: &str, steps: &[String], n: usize) -> Result<Vec<Proposal>, SearchError> {
+            Ok(self.draws[steps.len()].iter().take(n).map(|t| step(t)).collect())
+        }
+        fn provenance(&self) -> crate::Provenance {
+            crate::Provenance { model: "seeded".into(), temperature: None, seed: Some(1) }
+        }
+        async fn complete(&self, _: &str, _: &[String], n: usize) -> Result<Vec<String>, SearchError> {
+            Ok(vec![self.rest.to_string(); n])
+        }
+    }
+
+    /// K chains are K independent draws even from a seeded policy: chains at the same state are
+    /// drawn in one request (a policy asked once per chain would return the first draw K times,
+    /// and the vote would be unanimous); duplicates are kept as ballots; a blank line continues
+    /// as a whole completion cut at the answer; draw order is kept.
+    #[tokio::test]
+    async fn chains_are_independent_draws_kept_in_order() {
+        let env = MathEnv::new(MathConfig::default()).unwrap();
+        let task = env.sample(1, 3).unwrap().remove(0);
+        let policy = Seeded {
+            draws: vec![vec!["The answer is 7", "2+2 = 4", "The answer is 7", "", "The answer is 8"]],
+            rest: "work\nThe answer is 9\nmore text",
+        };
+        let policy = Seeded { draws: [policy.draws, vec![vec!["The answer is 9"]]].concat(), ..policy };
+        let got = chains(&env, &task, &policy, 4, 4).await.unwrap();
+        let s = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            got,
+            vec![
+                (s(&["The answer is 7"]), true),
+                (s(&["2+2 = 4", "The answer is 9"]), true),
+                (s(&["The answer is 7"]), true),
+                (s(&["work", "The answer is 9"]), true),
+            ]
+        );
+        // 7 and 9 tie two to two: the answer drawn first wins, with half the votes.
+        let p = DecodeParams { strategy: Strategy::Majority, width: 4, max_depth: 4 };
+        let sol = solve(&env, &task, &policy, None, &p).await.unwrap();
+        assert_eq!((sol.steps, sol.value), (s(&["The answer is 7"]), Some(0.5)));
+        // One sample is the first chain; the depth limit cuts a chain unfinished.
+        let p = DecodeParams { strategy: Strategy::Sample, width: 1, max_depth: 1 };
+        let sol = solve(&env, &task, &policy, None, &p).await.unwrap();
+        assert_eq!((sol.steps, sol.finished), (s(&["The answer is 7"]), true));
+        let cut = chains(&env, &task, &policy, 2, 1).await.unwrap();
+        assert_eq!(cut[1], (s(&["2+2 = 4"]), false));
     }
 
     /// The answer most samples state wins although another comes first, equal answers written
