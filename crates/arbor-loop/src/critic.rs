@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use arbor_core::Progress;
 use arbor_envs::{Environment, Task};
-use arbor_tree::eval::{evaluate, paired, Report};
+use arbor_tree::eval::{evaluate, evaluate_shared_chains, paired, Report};
+use arbor_tree::evaluate::ValueFunction;
 use arbor_tree::policy::StepPolicy;
 use arbor_tree::search::decode::{DecodeParams, Strategy};
-use arbor_tree::evaluate::ValueFunction;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -44,8 +44,9 @@ pub async fn state_auc(
 ) -> Result<Option<f64>, String> {
     let mut scored = Vec::new();
     for (task, r) in tasks.iter().zip(&report.results) {
-        let states: Vec<(Vec<String>, bool)> =
-            (0..r.steps.len()).map(|i| (r.steps[..i].to_vec(), false)).collect();
+        let states: Vec<(Vec<String>, bool)> = (0..r.steps.len())
+            .map(|i| (r.steps[..i].to_vec(), false))
+            .collect();
         if states.is_empty() {
             continue;
         }
@@ -72,7 +73,8 @@ struct Finished {
 }
 
 /// The critic's AUC on the greedy paths, then value-guided beam (width K), best-of-K by value,
-/// the majority vote of K samples and one sample, all at the sampler's temperature, each paired
+/// the majority vote of K samples and one sample (the last three from the same K chains of
+/// each task, one sample being the first), all at the sampler's temperature, each paired
 /// with greedy (and the two critic-guided ones with the majority vote: the same K samples per
 /// step or per task, selected without the critic). `tasks` and `greedy` cover the same tasks.
 /// Each finished measurement is written to `results` at once; a rerun after an interruption
@@ -91,37 +93,72 @@ pub async fn measure(
     results: &Path,
 ) -> Result<Value, String> {
     let save = |f: &Finished| {
-        arbor_core::write_atomic(results, serde_json::to_string(f).expect("reports serialize"))
-            .map_err(|e| format!("{}: {e}", results.display()))
+        arbor_core::write_atomic(
+            results,
+            serde_json::to_string(f).expect("reports serialize"),
+        )
+        .map_err(|e| format!("{}: {e}", results.display()))
     };
     let mut done = std::fs::read_to_string(results)
         .ok()
         .and_then(|s| serde_json::from_str::<Finished>(&s).ok())
         .filter(|f| f.n == tasks.len())
-        .unwrap_or(Finished { n: tasks.len(), ..Finished::default() });
+        .unwrap_or(Finished {
+            n: tasks.len(),
+            ..Finished::default()
+        });
     if done.critic_auc.is_none() {
         done.critic_auc = Some(state_auc(tasks, greedy, value.as_ref()).await?);
         save(&done)?;
     }
     let mut out = json!({"n": tasks.len(), "critic_auc": done.critic_auc.flatten(), "width": k,
                          "greedy": summary(greedy)});
-    for (key, strategy, width) in [
-        ("value_beam", Strategy::ValueBeam, k),
-        ("best_of_k", Strategy::BestOfN, k),
-        ("majority_of_k", Strategy::Majority, k),
-        ("sample", Strategy::Sample, 1),
-    ] {
-        if !done.reports.contains_key(key) {
-            let params = DecodeParams {
-                strategy,
-                width,
-                max_depth,
-            };
-            let v = strategy.needs_value().then(|| value.clone());
-            let r = evaluate(env.clone(), tasks, sampler.clone(), v, &params, concurrency, progress).await;
+    if !done.reports.contains_key("value_beam") {
+        let params = DecodeParams {
+            strategy: Strategy::ValueBeam,
+            width: k,
+            max_depth,
+        };
+        let r = evaluate(
+            env.clone(),
+            tasks,
+            sampler.clone(),
+            Some(value.clone()),
+            &params,
+            concurrency,
+            progress,
+        )
+        .await;
+        done.reports.insert("value_beam".into(), r);
+        save(&done)?;
+    }
+    // The three pick from the same K chains of each task, drawn once: the difference between
+    // best-of-K and the vote is the rule alone, not the draws (a rerun draws all three again).
+    let shared = [
+        ("best_of_k", Strategy::BestOfN),
+        ("majority_of_k", Strategy::Majority),
+        ("sample", Strategy::Sample),
+    ];
+    if shared.iter().any(|s| !done.reports.contains_key(s.0)) {
+        let strategies: Vec<Strategy> = shared.iter().map(|s| s.1).collect();
+        let reports = evaluate_shared_chains(
+            env.clone(),
+            tasks,
+            sampler.clone(),
+            Some(value.clone()),
+            &strategies,
+            k,
+            max_depth,
+            concurrency,
+            progress,
+        )
+        .await;
+        for ((key, _), r) in shared.iter().zip(reports) {
             done.reports.insert(key.to_string(), r);
-            save(&done)?;
         }
+        save(&done)?;
+    }
+    for key in ["value_beam", "best_of_k", "majority_of_k", "sample"] {
         let r = &done.reports[key];
         out[key] = summary(r);
         out[key]["vs_greedy"] = json!(paired(greedy, r));

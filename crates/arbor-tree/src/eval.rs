@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::evaluate::ValueFunction;
 use crate::policy::StepPolicy;
-use crate::search::decode::{solve, DecodeParams};
+use crate::search::decode::{chains, pick, solve, DecodeParams, Solution, Strategy};
+use crate::SearchError;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskResult {
@@ -38,7 +39,11 @@ impl Report {
         Report {
             n,
             correct,
-            accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 },
+            accuracy: if n == 0 {
+                0.0
+            } else {
+                correct as f64 / n as f64
+            },
             ci95: wilson(correct, n),
             results,
         }
@@ -72,8 +77,11 @@ pub struct Paired {
 }
 
 pub fn paired(a: &Report, b: &Report) -> Paired {
-    let before: std::collections::HashMap<&str, bool> =
-        a.results.iter().map(|r| (r.task_id.as_str(), r.correct)).collect();
+    let before: std::collections::HashMap<&str, bool> = a
+        .results
+        .iter()
+        .map(|r| (r.task_id.as_str(), r.correct))
+        .collect();
     let (mut n, mut wins, mut losses) = (0, 0, 0);
     for r in &b.results {
         if let Some(&was) = before.get(r.task_id.as_str()) {
@@ -97,7 +105,11 @@ pub fn paired(a: &Report, b: &Report) -> Paired {
         losses,
         difference: d,
         ci95: (d - half, d + half),
-        z: if disc > 0.0 { (wins as f64 - losses as f64) / disc.sqrt() } else { 0.0 },
+        z: if disc > 0.0 {
+            (wins as f64 - losses as f64) / disc.sqrt()
+        } else {
+            0.0
+        },
     }
 }
 
@@ -113,41 +125,115 @@ pub async fn evaluate(
     concurrency: usize,
     progress: &Progress,
 ) -> Report {
-    progress.start(0, tasks.len() as u64, "tasks");
-    let results: Vec<TaskResult> = stream::iter(tasks.iter().map(|t| {
+    let per_task = for_each_task(tasks, concurrency, progress, |t| {
         let (env, policy, value) = (env.clone(), policy.clone(), value.clone());
         async move {
-            let run = async {
-                let s = solve(env.as_ref(), t, policy.as_ref(), value.as_deref(), params).await?;
-                let o = replay(env.as_ref(), t, &s.steps).await?;
-                Ok::<_, crate::SearchError>(TaskResult {
-                    task_id: t.id.clone(),
-                    correct: o.verified == Some(true),
-                    steps: s.steps,
-                    value: s.value,
-                    error: None,
-                })
-            };
-            let r = run.await.unwrap_or_else(|e| TaskResult {
-                task_id: t.id.clone(),
-                correct: false,
-                steps: Vec::new(),
-                value: None,
-                error: Some(e.to_string()),
-            });
+            let s = solve(env.as_ref(), t, policy.as_ref(), value.as_deref(), params).await;
+            vec![verified(env.as_ref(), t, s.map_err(|e| e.to_string())).await]
+        }
+    })
+    .await;
+    Report::of(per_task.into_iter().flatten().collect())
+}
+
+/// One report per strategy of `strategies` (each one that [`Strategy::picks_a_chain`]), all
+/// picking from the same `k` [`chains`] of each task: the reports differ by the selection rule
+/// alone, and the policy samples once for all of them.
+#[allow(clippy::too_many_arguments)]
+pub async fn evaluate_shared_chains(
+    env: Arc<dyn Environment>,
+    tasks: &[Task],
+    policy: Arc<dyn StepPolicy>,
+    value: Option<Arc<dyn ValueFunction>>,
+    strategies: &[Strategy],
+    k: usize,
+    max_depth: usize,
+    concurrency: usize,
+    progress: &Progress,
+) -> Vec<Report> {
+    let per_task = for_each_task(tasks, concurrency, progress, |t| {
+        let (env, policy, value) = (env.clone(), policy.clone(), value.clone());
+        async move {
+            let drawn = chains(env.as_ref(), t, policy.as_ref(), k.max(1), max_depth)
+                .await
+                .map_err(|e| e.to_string());
+            let mut out = Vec::new();
+            for &s in strategies {
+                let sol = match &drawn {
+                    Ok(d) => pick(env.as_ref(), &t.prompt, value.as_deref(), s, d.clone())
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.clone()),
+                };
+                out.push(verified(env.as_ref(), t, sol).await);
+            }
+            out
+        }
+    })
+    .await;
+    (0..strategies.len())
+        .map(|i| Report::of(per_task.iter().map(|r| r[i].clone()).collect()))
+        .collect()
+}
+
+/// `run` on every task, `concurrency` at once (so model calls batch), in task order, each
+/// finished task counted in `progress`.
+async fn for_each_task<'a, F, Fut>(
+    tasks: &'a [Task],
+    concurrency: usize,
+    progress: &Progress,
+    run: F,
+) -> Vec<Vec<TaskResult>>
+where
+    F: Fn(&'a Task) -> Fut,
+    Fut: std::future::Future<Output = Vec<TaskResult>>,
+{
+    progress.start(0, tasks.len() as u64, "tasks");
+    stream::iter(tasks.iter().map(|t| {
+        let fut = run(t);
+        async move {
+            let r = fut.await;
             progress.inc();
             r
         }
     }))
     .buffered(concurrency.max(1))
     .collect()
-    .await;
-    Report::of(results)
+    .await
+}
+
+/// The verified result of solving `t` (a failed solve counts as wrong and keeps its error).
+async fn verified(env: &dyn Environment, t: &Task, solved: Result<Solution, String>) -> TaskResult {
+    let checked = match solved {
+        Ok(s) => match replay(env, t, &s.steps).await {
+            Ok(o) => Ok((s, o)),
+            Err(e) => Err(SearchError::from(e).to_string()),
+        },
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok((s, o)) => TaskResult {
+            task_id: t.id.clone(),
+            correct: o.verified == Some(true),
+            steps: s.steps,
+            value: s.value,
+            error: None,
+        },
+        Err(e) => TaskResult {
+            task_id: t.id.clone(),
+            correct: false,
+            steps: Vec::new(),
+            value: None,
+            error: Some(e),
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Proposal;
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn report(correct: &[bool]) -> Report {
         let results: Vec<TaskResult> = correct
@@ -175,6 +261,109 @@ mod tests {
         // var = (3/5 − 0.04) / 5 = 0.112
         assert!((p.ci95.1 - (0.2 + 1.96 * 0.112f64.sqrt())).abs() < 1e-12);
         assert_eq!(paired(&a, &a).z, 0.0);
+    }
+
+    /// Each draw states a number no other draw states (a running count), and V is that number.
+    struct Counting {
+        draws: std::sync::atomic::AtomicUsize,
+        requests: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl StepPolicy for Counting {
+        async fn propose(
+            &self,
+            _: &str,
+            _: &[String],
+            _: usize,
+        ) -> Result<Vec<Proposal>, SearchError> {
+            Ok(Vec::new())
+        }
+        async fn sample(
+            &self,
+            _: &str,
+            _: &[String],
+            n: usize,
+        ) -> Result<Vec<Proposal>, SearchError> {
+            self.requests.fetch_add(1, Relaxed);
+            Ok((0..n)
+                .map(|_| Proposal {
+                    text: format!("The answer is {}", self.draws.fetch_add(1, Relaxed)),
+                    logprob: None,
+                    tokens: 1,
+                })
+                .collect())
+        }
+        async fn complete(
+            &self,
+            _: &str,
+            _: &[String],
+            _: usize,
+        ) -> Result<Vec<String>, SearchError> {
+            Ok(Vec::new())
+        }
+        fn provenance(&self) -> crate::Provenance {
+            crate::Provenance {
+                model: "counting".into(),
+                temperature: None,
+                seed: None,
+            }
+        }
+    }
+
+    struct StatedNumber;
+
+    #[async_trait::async_trait]
+    impl ValueFunction for StatedNumber {
+        async fn values(
+            &self,
+            _: &str,
+            paths: &[(Vec<String>, bool)],
+        ) -> Result<Vec<f64>, SearchError> {
+            let n = |p: &(Vec<String>, bool)| {
+                p.0.last().and_then(|s| s.rsplit(' ').next()?.parse().ok())
+            };
+            Ok(paths.iter().map(|p| n(p).unwrap_or(f64::NAN)).collect())
+        }
+    }
+
+    /// One sample, the vote and best-of-K pick from one set of draws per task: the policy is
+    /// asked once per task, one sample is the first draw, best-of-K the draw V ranks highest
+    /// (a pass per strategy would ask three times and state numbers of other draws).
+    #[tokio::test]
+    async fn shared_chains_are_drawn_once_for_every_strategy() {
+        use arbor_envs::math::{MathConfig, MathEnv};
+        let env: Arc<dyn Environment> = Arc::new(MathEnv::new(MathConfig::default()).unwrap());
+        let tasks = env.sample(3, 5).unwrap();
+        let policy = Arc::new(Counting {
+            draws: 0.into(),
+            requests: 0.into(),
+        });
+        let strategies = [Strategy::Sample, Strategy::Majority, Strategy::BestOfN];
+        let reports = evaluate_shared_chains(
+            env.clone(),
+            &tasks,
+            policy.clone(),
+            Some(Arc::new(StatedNumber)),
+            &strategies,
+            4,
+            3,
+            1,
+            &Progress::default(),
+        )
+        .await;
+        assert_eq!(policy.requests.load(Relaxed), 3);
+        let stated = |r: &Report, i: usize| r.results[i].steps.clone();
+        for i in 0..3 {
+            let draw = |d: usize| vec![format!("The answer is {}", 4 * i + d)];
+            assert_eq!(stated(&reports[0], i), draw(0));
+            // Four answers, one vote each: the first stated wins, with a quarter of the votes.
+            assert_eq!(
+                (stated(&reports[1], i), reports[1].results[i].value),
+                (draw(0), Some(0.25))
+            );
+            assert_eq!(stated(&reports[2], i), draw(3));
+        }
     }
 
     #[test]

@@ -32,6 +32,12 @@ impl Strategy {
     pub fn needs_value(self) -> bool {
         matches!(self, Self::BestOfN | Self::ValueBeam)
     }
+
+    /// Whether the strategy picks one of a task's [`chains`] ([`pick`]), so that strategies
+    /// compared on the same tasks can share one set of draws.
+    pub fn picks_a_chain(self) -> bool {
+        matches!(self, Self::Sample | Self::BestOfN | Self::Majority)
+    }
 }
 
 /// A finished (or cut-off) solution.
@@ -56,7 +62,12 @@ async fn score(
     paths: &[(Vec<String>, bool)],
 ) -> Result<Vec<Option<f64>>, SearchError> {
     match value {
-        Some(v) => Ok(v.values(question, paths).await?.into_iter().map(Some).collect()),
+        Some(v) => Ok(v
+            .values(question, paths)
+            .await?
+            .into_iter()
+            .map(Some)
+            .collect()),
         None => Ok(vec![None; paths.len()]),
     }
 }
@@ -75,15 +86,19 @@ pub async fn solve(
     // Live partial solutions and finished ones.
     let mut live: Vec<Vec<String>> = vec![Vec::new()];
     let mut done: Vec<(Vec<String>, bool)> = Vec::new();
-    let (keep, per_state) = match p.strategy {
-        Strategy::Greedy => (1, 1),
-        Strategy::Sample => return Ok(first(chains(env, task, policy, 1, p.max_depth).await?)),
-        Strategy::Majority => return Ok(majority(env, chains(env, task, policy, width, p.max_depth).await?)),
-        Strategy::BestOfN => {
-            let done = chains(env, task, policy, width, p.max_depth).await?;
-            return best(value, q, done).await;
-        }
-        Strategy::ValueBeam => (width, width),
+    if p.strategy.picks_a_chain() {
+        let k = if p.strategy == Strategy::Sample {
+            1
+        } else {
+            width
+        };
+        let drawn = chains(env, task, policy, k, p.max_depth).await?;
+        return pick(env, q, value, p.strategy, drawn).await;
+    }
+    let (keep, per_state) = if p.strategy == Strategy::Greedy {
+        (1, 1)
+    } else {
+        (width, width)
     };
     for _ in 0..p.max_depth {
         let mut cands: Vec<(Vec<String>, bool)> = Vec::new();
@@ -125,6 +140,23 @@ pub async fn solve(
     // Paths cut off at the depth limit compete too (they will verify as wrong).
     done.extend(live.into_iter().map(|s| (s, false)));
     best(value, q, done).await
+}
+
+/// The solution a chain strategy ([`Strategy::picks_a_chain`]) selects from `drawn`, one task's
+/// [`chains`]: the first (one sample; under a seeded policy the first of K chains is the chain
+/// of K = 1), the majority answer, or the final state the critic values most.
+pub async fn pick(
+    env: &dyn Environment,
+    q: &str,
+    value: Option<&dyn ValueFunction>,
+    strategy: Strategy,
+    drawn: Vec<(Vec<String>, bool)>,
+) -> Result<Solution, SearchError> {
+    match strategy {
+        Strategy::Majority => Ok(majority(env, drawn)),
+        Strategy::BestOfN => best(value, q, drawn).await,
+        _ => Ok(first(drawn)),
+    }
 }
 
 /// The path the critic values most (ties: the earlier); no critic call for a single path.
@@ -296,7 +328,11 @@ mod tests {
     use async_trait::async_trait;
 
     fn step(text: &str) -> Proposal {
-        Proposal { text: text.to_string(), logprob: None, tokens: 1 }
+        Proposal {
+            text: text.to_string(),
+            logprob: None,
+            tokens: 1,
+        }
     }
 
     /// Whole solutions in a fixed order, drawn a step at a time: the next steps of a partial
@@ -305,19 +341,44 @@ mod tests {
 
     #[async_trait]
     impl StepPolicy for Scripted {
-        async fn propose(&self, _: &str, _: &[String], _: usize) -> Result<Vec<Proposal>, SearchError> {
+        async fn propose(
+            &self,
+            _: &str,
+            _: &[String],
+            _: usize,
+        ) -> Result<Vec<Proposal>, SearchError> {
             Ok(Vec::new())
         }
-        async fn sample(&self, _: &str, steps: &[String], n: usize) -> Result<Vec<Proposal>, SearchError> {
-            let next = self.0.iter().map(|s| completion_steps(s, "\n")).filter_map(|l| {
-                l.starts_with(steps).then(|| l.get(steps.len()).cloned()).flatten()
-            });
+        async fn sample(
+            &self,
+            _: &str,
+            steps: &[String],
+            n: usize,
+        ) -> Result<Vec<Proposal>, SearchError> {
+            let next = self
+                .0
+                .iter()
+                .map(|s| completion_steps(s, "\n"))
+                .filter_map(|l| {
+                    l.starts_with(steps)
+                        .then(|| l.get(steps.len()).cloned())
+                        .flatten()
+                });
             Ok(next.take(n).map(|t| step(&t)).collect())
         }
         fn provenance(&self) -> crate::Provenance {
-            crate::Provenance { model: "scripted".into(), temperature: None, seed: None }
+            crate::Provenance {
+                model: "scripted".into(),
+                temperature: None,
+                seed: None,
+            }
         }
-        async fn complete(&self, _: &str, _: &[String], _: usize) -> Result<Vec<String>, SearchError> {
+        async fn complete(
+            &self,
+            _: &str,
+            _: &[String],
+            _: usize,
+        ) -> Result<Vec<String>, SearchError> {
             Ok(Vec::new())
         }
     }
@@ -332,16 +393,39 @@ mod tests {
 
     #[async_trait]
     impl StepPolicy for Seeded {
-        async fn propose(&self, _: &str, _: &[String], _: usize) -> Result<Vec<Proposal>, SearchError> {
+        async fn propose(
+            &self,
+            _: &str,
+            _: &[String],
+            _: usize,
+        ) -> Result<Vec<Proposal>, SearchError> {
             Ok(Vec::new())
         }
-        async fn sample(&self, _: &str, steps: &[String], n: usize) -> Result<Vec<Proposal>, SearchError> {
-            Ok(self.draws[steps.len()].iter().take(n).map(|t| step(t)).collect())
+        async fn sample(
+            &self,
+            _: &str,
+            steps: &[String],
+            n: usize,
+        ) -> Result<Vec<Proposal>, SearchError> {
+            Ok(self.draws[steps.len()]
+                .iter()
+                .take(n)
+                .map(|t| step(t))
+                .collect())
         }
         fn provenance(&self) -> crate::Provenance {
-            crate::Provenance { model: "seeded".into(), temperature: None, seed: Some(1) }
+            crate::Provenance {
+                model: "seeded".into(),
+                temperature: None,
+                seed: Some(1),
+            }
         }
-        async fn complete(&self, _: &str, _: &[String], n: usize) -> Result<Vec<String>, SearchError> {
+        async fn complete(
+            &self,
+            _: &str,
+            _: &[String],
+            n: usize,
+        ) -> Result<Vec<String>, SearchError> {
             Ok(vec![self.rest.to_string(); n])
         }
     }
@@ -355,10 +439,19 @@ mod tests {
         let env = MathEnv::new(MathConfig::default()).unwrap();
         let task = env.sample(1, 3).unwrap().remove(0);
         let policy = Seeded {
-            draws: vec![vec!["The answer is 7", "2+2 = 4", "The answer is 7", "", "The answer is 8"]],
+            draws: vec![vec![
+                "The answer is 7",
+                "2+2 = 4",
+                "The answer is 7",
+                "",
+                "The answer is 8",
+            ]],
             rest: "work\nThe answer is 9\nmore text",
         };
-        let policy = Seeded { draws: [policy.draws, vec![vec!["The answer is 9"]]].concat(), ..policy };
+        let policy = Seeded {
+            draws: [policy.draws, vec![vec!["The answer is 9"]]].concat(),
+            ..policy
+        };
         let got = chains(&env, &task, &policy, 4, 4).await.unwrap();
         let s = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
         assert_eq!(
@@ -371,11 +464,19 @@ mod tests {
             ]
         );
         // 7 and 9 tie two to two: the answer drawn first wins, with half the votes.
-        let p = DecodeParams { strategy: Strategy::Majority, width: 4, max_depth: 4 };
+        let p = DecodeParams {
+            strategy: Strategy::Majority,
+            width: 4,
+            max_depth: 4,
+        };
         let sol = solve(&env, &task, &policy, None, &p).await.unwrap();
         assert_eq!((sol.steps, sol.value), (s(&["The answer is 7"]), Some(0.5)));
         // One sample is the first chain; the depth limit cuts a chain unfinished.
-        let p = DecodeParams { strategy: Strategy::Sample, width: 1, max_depth: 1 };
+        let p = DecodeParams {
+            strategy: Strategy::Sample,
+            width: 1,
+            max_depth: 1,
+        };
         let sol = solve(&env, &task, &policy, None, &p).await.unwrap();
         assert_eq!((sol.steps, sol.finished), (s(&["The answer is 7"]), true));
         let cut = chains(&env, &task, &policy, 2, 1).await.unwrap();
@@ -397,7 +498,11 @@ mod tests {
             s("thinking\nstill thinking\nmore"),
             s("The answer is 7"),
         ]);
-        let p = DecodeParams { strategy: Strategy::Majority, width: 6, max_depth: 2 };
+        let p = DecodeParams {
+            strategy: Strategy::Majority,
+            width: 6,
+            max_depth: 2,
+        };
         let sol = solve(&env, &task, &policy, None, &p).await.unwrap();
         assert_eq!(sol.steps, vec![s("The answer is 7")]);
         assert!(sol.finished);
