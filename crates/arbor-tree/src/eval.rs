@@ -138,7 +138,8 @@ pub async fn evaluate(
 
 /// One report per strategy of `strategies` (each one that [`Strategy::picks_a_chain`]), all
 /// picking from the same `k` [`chains`] of each task: the reports differ by the selection rule
-/// alone, and the policy samples once for all of them.
+/// alone, and the policy samples once for all of them. Any other strategy reports an error on
+/// every task.
 #[allow(clippy::too_many_arguments)]
 pub async fn evaluate_shared_chains(
     env: Arc<dyn Environment>,
@@ -339,7 +340,13 @@ mod tests {
             draws: 0.into(),
             requests: 0.into(),
         });
-        let strategies = [Strategy::Sample, Strategy::Majority, Strategy::BestOfN];
+        // Value-guided beam searches step by step: it cannot be read off the drawn chains.
+        let strategies = [
+            Strategy::Sample,
+            Strategy::Majority,
+            Strategy::BestOfN,
+            Strategy::ValueBeam,
+        ];
         let reports = evaluate_shared_chains(
             env.clone(),
             &tasks,
@@ -363,6 +370,14 @@ mod tests {
                 (draw(0), Some(0.25))
             );
             assert_eq!(stated(&reports[2], i), draw(3));
+            let beam = &reports[3].results[i];
+            assert!(
+                !beam.correct
+                    && beam
+                        .error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("ValueBeam"))
+            );
         }
     }
 

@@ -155,7 +155,12 @@ pub async fn pick(
     match strategy {
         Strategy::Majority => Ok(majority(env, drawn)),
         Strategy::BestOfN => best(value, q, drawn).await,
-        _ => Ok(first(drawn)),
+        Strategy::Sample => Ok(first(drawn)),
+        // A step-wise strategy (greedy, beams) searches instead of picking: taking the first
+        // chain for it would report sampling under its name.
+        other => Err(SearchError::Other(format!(
+            "{other:?} does not pick from drawn chains"
+        ))),
     }
 }
 
