@@ -59,6 +59,8 @@ enum Command {
     Job(arbor_queue::cli::JobCommand),
     /// Search with the current policy, export, train, evaluate, and again: π_0 → π_1 → …
     Loop(cmd::iterate::LoopArgs),
+    /// Compare finished loops on their shared held-out tasks: accuracy per iteration, paired.
+    Compare(arbor_loop::compare::CompareArgs),
     /// Accuracy of a model on an environment's tasks (greedy, best-of-n or value-guided beam).
     Eval(cmd::train::EvalArgs),
     /// Measure arbor's own speed; figures go to docs/benchmarks.md.
@@ -96,10 +98,7 @@ fn main() -> std::process::ExitCode {
     exit_quietly_on_closed_stdout();
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -123,15 +122,14 @@ fn main() -> std::process::ExitCode {
             Command::Train(a) => tokio::task::block_in_place(|| cmd::train::train(a)),
             Command::Eval(a) => cmd::train::eval(a).await,
             Command::Loop(a) => cmd::iterate::run(a).await,
+            Command::Compare(a) => arbor_loop::compare::run(a).map_err(anyhow::Error::msg),
             Command::Worker(a) => cmd::queue::worker(a).await,
             Command::Job(c) => arbor_queue::cli::job(c).await,
         }
     });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::FAILURE;
     }
+    std::process::ExitCode::SUCCESS
 }

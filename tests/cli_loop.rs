@@ -537,4 +537,30 @@ fn dpo_trains_against_the_previous_policy_or_the_start() {
         start.abs() > 100.0 * previous.abs().max(1e-6),
         "against π_0: {start} (against π_1: {previous})"
     );
+    compare_pairs_the_two_loops(&dir.path().join("previous"), &dir.path().join("start"));
+}
+
+/// `arbor compare` on two finished loops: each cell is that loop's report, every pair is on all
+/// 6 shared held-out tasks, and π_0 (the same model in both) differs from itself on none.
+/// Caught by a reader of the wrong iteration's file or of one loop twice (accuracies that do not
+/// match the reports), and by pairing by position or on no tasks (n).
+fn compare_pairs_the_two_loops(a: &Path, b: &Path) {
+    let (ok, out, err) = run(&["compare".into(), a.display().to_string(), b.display().to_string(), "--json".into()]);
+    assert!(ok, "{err}");
+    let c: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(c["names"], serde_json::json!(["previous", "start"]));
+    let rows = c["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{c}");
+    for (t, row) in rows.iter().enumerate() {
+        for (i, dir) in [a, b].iter().enumerate() {
+            assert_eq!(row["loops"][i]["accuracy"], report(dir)["iterations"][t]["accuracy"], "{row}");
+        }
+        assert_eq!(row["pairs"][0]["paired"]["n"], 6, "{row}");
+    }
+    assert_eq!(rows[0]["pairs"][0]["paired"]["wins"], 0);
+    assert_eq!(rows[0]["pairs"][0]["paired"]["losses"], 0);
+    let (ok, table, _) = run(&["compare".into(), a.display().to_string(), b.display().to_string()]);
+    assert!(ok && table.contains("start − previous"), "{table}");
+    let (ok, _, err) = run(&["compare".into(), a.display().to_string(), a.parent().unwrap().display().to_string()]);
+    assert!(!ok && err.contains("not a loop directory"), "{err}");
 }

@@ -6,9 +6,11 @@
 //! [`config`] is `loop.toml`; [`stages`] runs one stage of one iteration into
 //! `DIR/iter-<t>/`, each finished stage marked by a file written last, so a killed loop resumes
 //! at the stage it stopped in; [`backend`] runs π_t in burn or on a llama.cpp server of its
-//! GGUF export; [`critic`] measures an OREO critic; [`report`] is `DIR/report.json` and the table.
+//! GGUF export; [`critic`] measures an OREO critic; [`report`] is `DIR/report.json` and the table;
+//! [`compare`] pairs finished loops on their shared held-out tasks.
 
 pub mod backend;
+pub mod compare;
 pub mod config;
 pub mod critic;
 pub mod report;

@@ -97,19 +97,7 @@ impl LoopReport {
     /// The per-iteration table, in aligned columns.
     pub fn table(&self) -> String {
         let (head, rows) = self.rows();
-        let width: Vec<usize> = (0..head.len())
-            .map(|c| rows.iter().map(|r| r[c].len()).chain([head[c].len()]).max().unwrap_or(0))
-            .collect();
-        let mut s = String::new();
-        for cells in std::iter::once(head.iter().map(|h| h.to_string()).collect()).chain(rows) {
-            let line: Vec<String> = cells
-                .iter()
-                .zip(&width)
-                .map(|(c, w)| format!("{c:>w$}"))
-                .collect();
-            let _ = writeln!(s, "{}", line.join("  "));
-        }
-        s
+        aligned(&head, rows)
     }
 
     /// `report.html`: one self-contained page (no outside requests): accuracy by iteration
@@ -198,4 +186,21 @@ impl LoopReport {
         }
         buf
     }
+}
+
+/// `head` and `rows` as right-aligned columns, two spaces apart.
+pub(crate) fn aligned(head: &[&str], rows: Vec<Vec<String>>) -> String {
+    let width: Vec<usize> = (0..head.len())
+        .map(|c| rows.iter().map(|r| r[c].len()).chain([head[c].len()]).max().unwrap_or(0))
+        .collect();
+    let mut s = String::new();
+    for cells in std::iter::once(head.iter().map(|h| h.to_string()).collect()).chain(rows) {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(&width)
+            .map(|(c, w)| format!("{c:>w$}"))
+            .collect();
+        let _ = writeln!(s, "{}", line.join("  "));
+    }
+    s
 }

@@ -72,7 +72,7 @@ fn write_json(path: &Path, v: &Value) -> std::io::Result<()> {
 }
 
 /// The greedy evaluation that an iteration's `eval` stage wrote in `dir`.
-fn greedy_results(dir: &Path) -> Result<Report, String> {
+pub(crate) fn greedy_results(dir: &Path) -> Result<Report, String> {
     let path = dir.join("eval-results.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
