@@ -133,39 +133,30 @@ impl Comparison {
     /// One row per iteration: each loop's accuracy with its Wilson interval, then each pair's
     /// paired difference in points with its interval, wins / losses and z.
     pub fn table(&self) -> String {
-        let n = self.names.len();
-        let mut head: Vec<String> = self.names.clone();
-        head.extend(pair_indices(n).into_iter().map(|(a, b)| format!("{} − {}", self.names[b], self.names[a])));
-        let mut h: Vec<&str> = vec!["iteration"];
-        h.extend(head.iter().map(String::as_str));
+        use crate::report::{gain, interval};
+        let pairs = pair_indices(self.names.len()).into_iter();
+        let head: Vec<String> = std::iter::once("iteration".to_string())
+            .chain(self.names.iter().cloned())
+            .chain(pairs.map(|(a, b)| format!("{} − {}", self.names[b], self.names[a])))
+            .collect();
         let rows = self
             .rows
             .iter()
             .map(|r| {
                 let mut cells = vec![r.iteration.to_string()];
                 cells.extend(r.loops.iter().map(|c| {
-                    c.as_ref().map_or("-".into(), |c| {
-                        format!("{:.1}% [{:.1}, {:.1}]", 100.0 * c.accuracy, 100.0 * c.ci95.0, 100.0 * c.ci95.1)
-                    })
+                    c.as_ref().map_or("-".into(), |c| format!("{:.1}% {}", 100.0 * c.accuracy, interval(c.ci95)))
                 }));
                 cells.extend(r.pairs.iter().map(|p| {
                     p.as_ref().map_or("-".into(), |p| {
                         let q = &p.paired;
-                        format!(
-                            "{:+.1} [{:+.1}, {:+.1}] {}/{} z {:.1}",
-                            100.0 * q.difference,
-                            100.0 * q.ci95.0,
-                            100.0 * q.ci95.1,
-                            q.wins,
-                            q.losses,
-                            q.z
-                        )
+                        format!("{} {}/{} z {:.1}", gain(q), q.wins, q.losses, q.z)
                     })
                 }));
                 cells
             })
             .collect();
-        crate::report::aligned(&h, rows)
+        crate::report::aligned(&head.iter().map(String::as_str).collect::<Vec<_>>(), rows)
     }
 }
 

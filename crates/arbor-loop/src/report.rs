@@ -78,10 +78,8 @@ impl LoopReport {
                     opt(r.rows),
                     opt(r.train_steps),
                     pct(r.accuracy),
-                    format!("[{:.1}, {:.1}]", 100.0 * r.ci95.0, 100.0 * r.ci95.1),
-                    r.vs_previous.as_ref().map_or("-".to_string(), |p| {
-                        format!("{:+.1} [{:+.1}, {:+.1}]", 100.0 * p.difference, 100.0 * p.ci95.0, 100.0 * p.ci95.1)
-                    }),
+                    interval(r.ci95),
+                    r.vs_previous.as_ref().map_or("-".to_string(), gain),
                     opt(r.critic_n),
                     r.value_beam_accuracy.map_or("-".to_string(), pct),
                     r.best_of_k_accuracy.map_or("-".to_string(), pct),
@@ -186,6 +184,16 @@ impl LoopReport {
         }
         buf
     }
+}
+
+/// A 95% interval of a proportion, in points.
+pub(crate) fn interval(ci95: (f64, f64)) -> String {
+    format!("[{:.1}, {:.1}]", 100.0 * ci95.0, 100.0 * ci95.1)
+}
+
+/// A paired difference and its 95% interval, in signed points.
+pub(crate) fn gain(p: &arbor_tree::eval::Paired) -> String {
+    format!("{:+.1} [{:+.1}, {:+.1}]", 100.0 * p.difference, 100.0 * p.ci95.0, 100.0 * p.ci95.1)
 }
 
 /// `head` and `rows` as right-aligned columns, two spaces apart.
