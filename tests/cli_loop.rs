@@ -542,8 +542,10 @@ fn dpo_trains_against_the_previous_policy_or_the_start() {
 
 /// `arbor compare` on two finished loops: each cell is that loop's report, every pair is on all
 /// 6 shared held-out tasks, and π_0 (the same model in both) differs from itself on none.
-/// Caught by a reader of the wrong iteration's file or of one loop twice (accuracies that do not
-/// match the reports), and by pairing by position or on no tasks (n).
+/// Caught by a reader that misses the eval stage's files (3 rows, each cell as in report.json),
+/// by pairing on no tasks (n), and by a CLI that takes a non-loop directory. The tiny model's
+/// accuracies may tie across loops and iterations, so pairing by id and the sign of the
+/// difference are left to compare.rs's unit tests.
 fn compare_pairs_the_two_loops(a: &Path, b: &Path) {
     let (ok, out, err) = run(&["compare".into(), a.display().to_string(), b.display().to_string(), "--json".into()]);
     assert!(ok, "{err}");
